@@ -1,0 +1,139 @@
+"""What every super-resolution model of the library shares: scales, input checks, fusion, config."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..layers import MeanShift, ResBlock
+
+
+class SRModel(nn.Module):
+    """Base class of the library's super-resolution models.
+
+    Subclasses set :attr:`architecture`, build their modules in ``__init__`` and call
+    :meth:`_set_config` with the keyword arguments that rebuild them; :attr:`config`
+    is what :meth:`save_pretrained` writes to ``config.json``.
+
+    Inputs are float NCHW tensors in [0, 1] with :attr:`n_colors` channels; outputs are
+    float tensors of the same dtype, ``scale`` times larger, not clamped.
+    """
+
+    #: Name of the model family; ``config["architecture"]`` holds it.
+    architecture: ClassVar[str] = ""
+
+    scales: tuple[int, ...]
+    n_colors: int
+    fused: bool
+
+    def _set_config(self, **kwargs: Any) -> None:
+        self._config = {"architecture": self.architecture, **kwargs}
+        self.fused = False
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The architecture name and the keyword arguments that rebuild this model (a copy)."""
+        return copy.deepcopy(self._config)
+
+    # ------------------------------------------------------------------ checks
+    def resolve_scale(self, scale: int | None) -> int:
+        """Return the scale to run: ``scale`` if this model serves it, its only scale if ``None``.
+
+        Raises:
+            ValueError: If ``scale`` is not one of :attr:`scales`, or is ``None`` for a
+                multi-scale model.
+        """
+        if scale is None:
+            if len(self.scales) == 1:
+                return self.scales[0]
+            raise ValueError(f"this model serves several scales {self.scales}: pass scale= one of them")
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or scale not in self.scales:
+            raise ValueError(f"scale {scale!r} is not one of this model's scales {self.scales}")
+        return int(scale)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is a float NCHW tensor with :attr:`n_colors` channels."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(
+                f"expected a 4-D NCHW tensor (batch, {self.n_colors}, height, width), got shape {tuple(x.shape)}"
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"expected a floating-point tensor with values in [0, 1], got dtype {x.dtype}")
+        if x.shape[1] != self.n_colors:
+            raise ValueError(
+                f"expected {self.n_colors} colour channels in dimension 1 (NCHW), got shape {tuple(x.shape)}"
+            )
+        if x.shape[2] == 0 or x.shape[3] == 0:
+            raise ValueError(f"the input is empty: shape {tuple(x.shape)}")
+
+    # ------------------------------------------------------------- geometry
+    def receptive_radius(self, scale: int | None = None) -> int:
+        """How many LR pixels on each side can influence one output pixel (rounded up).
+
+        Tiles that overlap by at least this much give the same result as one pass.
+        """
+        scale = self.resolve_scale(scale)
+        radius = sum(conv.kernel_size[0] // 2 * lr_per_px for conv, lr_per_px in self._conv_path(scale))
+        return math.ceil(radius - 1e-9)
+
+    def _conv_path(self, scale: int) -> Iterable[tuple[nn.Conv2d, float]]:
+        """Each convolution a forward pass at ``scale`` runs, with the size of its pixels in LR pixels."""
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- fusion
+    @torch.no_grad()
+    def fuse(self) -> SRModel:
+        """Fold constants into convolutions for faster inference (in place; returns ``self``).
+
+        ``res_scale`` goes into each ResBlock's second convolution; ``rgb_range`` into the
+        head convolution; the output mean shift and ``1/rgb_range`` into the tail
+        convolution. The input mean is still subtracted (3 channels, negligible), because
+        the head's zero padding makes folding it into the bias inexact at the borders.
+        A fused model is for inference: it cannot be saved with :meth:`save_pretrained`.
+        """
+        if self.fused:
+            return self
+        for module in self.modules():
+            if isinstance(module, ResBlock):
+                module.fuse()
+        sub_mean: MeanShift = self.sub_mean
+        self.head.weight.mul_(sub_mean.rgb_range)
+        sub_mean.rgb_range = 1.0
+        add_mean: MeanShift = self.add_mean
+        tail: nn.Conv2d = self.tail
+        tail.weight.div_(add_mean.rgb_range)
+        tail.bias.div_(add_mean.rgb_range).add_(add_mean.mean.view(-1).to(tail.bias.dtype))
+        self.add_mean = nn.Identity()
+        self.fused = True
+        return self
+
+    # ------------------------------------------------------------ weights I/O
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` to ``save_directory`` (atomically).
+
+        See :func:`edsr_lib.hub.save_pretrained` for the keyword arguments.
+        """
+        from ..hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload weights, config and model card to the Hugging Face Hub repository ``repo_id``.
+
+        See :func:`edsr_lib.hub.push_to_hub` for the keyword arguments.
+        """
+        from ..hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    def num_parameters(self, trainable_only: bool = True) -> int:
+        """Number of (trainable) parameters; the fixed mean shifts hold none."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,148 @@
+"""EDSR: enhanced deep residual network, one model per scale (Lim et al., 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..layers import DIV2K_RGB_MEAN, MeanShift, create_block, default_conv
+from ..registry import PretrainedCfg, build_model, register_model
+from .base import SRModel
+
+
+class EDSR(SRModel):
+    """Single-scale EDSR.
+
+    ``head`` conv -> ``body`` (``n_resblocks`` ResBlocks + conv, global residual) ->
+    ``upsampler`` (sub-pixel) -> ``tail`` conv, between two fixed mean shifts.
+
+    Args:
+        scale: Upscaling factor (3 or a power of two).
+        n_resblocks: Number of residual blocks B (16 baseline, 32 large).
+        n_feats: Number of feature channels F (64 baseline, 256 large).
+        res_scale: Residual scaling inside each block (1.0 baseline, 0.1 large).
+        rgb_range: Pixel range the network works in (255 for the reference weights).
+        rgb_mean: Per-channel dataset mean in [0, 1] units.
+        n_colors: Number of image channels.
+        kernel_size: Kernel size of all convolutions.
+        block: Registered name of the body block.
+        upsampler: Registered name of the upsampling block.
+    """
+
+    architecture = "edsr"
+
+    def __init__(
+        self,
+        scale: int = 2,
+        n_resblocks: int = 16,
+        n_feats: int = 64,
+        res_scale: float = 1.0,
+        rgb_range: float = 255.0,
+        rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
+        n_colors: int = 3,
+        kernel_size: int = 3,
+        block: str = "resblock",
+        upsampler: str = "upsampler",
+    ) -> None:
+        super().__init__()
+        if len(rgb_mean) != n_colors:
+            raise ValueError(f"rgb_mean has {len(rgb_mean)} values for {n_colors} colour channels")
+        self.scale = int(scale)
+        self.scales = (self.scale,)
+        self.n_colors = n_colors
+        self.sub_mean = MeanShift(rgb_range, rgb_mean, sign=-1)
+        self.head = default_conv(n_colors, n_feats, kernel_size)
+        self.body = nn.Sequential(
+            *[
+                create_block(block, n_feats=n_feats, kernel_size=kernel_size, res_scale=res_scale)
+                for _ in range(n_resblocks)
+            ],
+            default_conv(n_feats, n_feats, kernel_size),
+        )
+        self.upsampler = create_block(upsampler, scale=self.scale, n_feats=n_feats, kernel_size=kernel_size)
+        self.tail = default_conv(n_feats, n_colors, kernel_size)
+        self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
+        self._set_config(
+            scale=self.scale,
+            n_resblocks=n_resblocks,
+            n_feats=n_feats,
+            res_scale=float(res_scale),
+            rgb_range=float(rgb_range),
+            rgb_mean=[float(m) for m in rgb_mean],
+            n_colors=n_colors,
+            kernel_size=kernel_size,
+            block=block,
+            upsampler=upsampler,
+        )
+
+    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
+        """Upscale ``x`` (float NCHW in [0, 1]) by this model's scale.
+
+        Args:
+            x: Input batch.
+            scale: Optional; if given it must equal :attr:`scale`.
+        """
+        self.resolve_scale(scale)
+        self.check_input(x)
+        x = self.head(self.sub_mean(x))
+        x = self.body(x) + x
+        return self.add_mean(self.tail(self.upsampler(x)))
+
+    def _conv_path(self, scale: int) -> Iterable[tuple[nn.Conv2d, float]]:
+        yield self.head, 1.0
+        yield from ((m, 1.0) for m in self.body.modules() if isinstance(m, nn.Conv2d))
+        yield from self.upsampler.conv_path()
+        yield self.tail, 1.0 / scale
+
+
+def _create_edsr(variant: str, pretrained: bool = False, **kwargs: Any) -> EDSR:
+    return build_model(EDSR, variant, pretrained=pretrained, **kwargs)
+
+
+#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default).
+default_cfgs: dict[str, PretrainedCfg] = {}
+
+
+@register_model
+def edsr_baseline_x2(pretrained: bool = False, **kwargs: Any) -> EDSR:
+    """EDSR-baseline x2: 16 blocks, 64 features, 1.37 M parameters."""
+    return _create_edsr("edsr_baseline_x2", pretrained, **{"scale": 2, "n_resblocks": 16, "n_feats": 64, **kwargs})
+
+
+@register_model
+def edsr_baseline_x3(pretrained: bool = False, **kwargs: Any) -> EDSR:
+    """EDSR-baseline x3: 16 blocks, 64 features, 1.55 M parameters."""
+    return _create_edsr("edsr_baseline_x3", pretrained, **{"scale": 3, "n_resblocks": 16, "n_feats": 64, **kwargs})
+
+
+@register_model
+def edsr_baseline_x4(pretrained: bool = False, **kwargs: Any) -> EDSR:
+    """EDSR-baseline x4: 16 blocks, 64 features, 1.52 M parameters."""
+    return _create_edsr("edsr_baseline_x4", pretrained, **{"scale": 4, "n_resblocks": 16, "n_feats": 64, **kwargs})
+
+
+@register_model
+def edsr_x2(pretrained: bool = False, **kwargs: Any) -> EDSR:
+    """EDSR x2: 32 blocks, 256 features, residual scaling 0.1, 40.7 M parameters."""
+    return _create_edsr(
+        "edsr_x2", pretrained, **{"scale": 2, "n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, **kwargs}
+    )
+
+
+@register_model
+def edsr_x3(pretrained: bool = False, **kwargs: Any) -> EDSR:
+    """EDSR x3: 32 blocks, 256 features, residual scaling 0.1, 43.7 M parameters."""
+    return _create_edsr(
+        "edsr_x3", pretrained, **{"scale": 3, "n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, **kwargs}
+    )
+
+
+@register_model
+def edsr_x4(pretrained: bool = False, **kwargs: Any) -> EDSR:
+    """EDSR x4: 32 blocks, 256 features, residual scaling 0.1, 43.1 M parameters."""
+    return _create_edsr(
+        "edsr_x4", pretrained, **{"scale": 4, "n_resblocks": 32, "n_feats": 256, "res_scale": 0.1, **kwargs}
+    )
