@@ -165,9 +165,8 @@ def get_pretrained_cfg(model_name: str, tag: str | None = None) -> PretrainedCfg
         raise ValueError(_unknown_model_message(arch))
     cfgs = _pretrained_cfgs[arch]
     if not cfgs:
-        raise ValueError(
-            f"{arch} has no pretrained weights; models with weights: {', '.join(list_models(pretrained=True)) or 'none'}"
-        )
+        with_weights = ", ".join(list_models(pretrained=True)) or "none yet"
+        raise ValueError(f"{arch} has no pretrained weights; models with weights: {with_weights}")
     if tag is None:
         return next(iter(cfgs.values()))
     if tag not in cfgs:
