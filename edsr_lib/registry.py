@@ -253,10 +253,10 @@ def build_model(
     model.variant = variant
     model.pretrained_cfg = None
     if pretrained or weights is not None:
-        from .hub import load_pretrained
-
         # explicit weights are checked against a pretrained config only when a tag names one
         cfg = get_pretrained_cfg(variant, pretrained_tag) if weights is None or pretrained_tag else None
+        from .hub import load_pretrained
+
         load_pretrained(model, cfg, weights=weights, cache_dir=cache_dir)
         model.pretrained_cfg = cfg
         model.eval()
