@@ -7,6 +7,7 @@ Most users need only :func:`create_model` and :func:`list_models`::
 """
 
 from . import layers, models
+from .hub import from_pretrained
 from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
 from .models import EDSR, MDSR, SRModel
 from .registry import (
@@ -41,6 +42,7 @@ __all__ = [
     "Upsampler",
     "__version__",
     "create_model",
+    "from_pretrained",
     "fuse",
     "get_pretrained_cfg",
     "is_model",
