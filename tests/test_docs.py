@@ -1,0 +1,203 @@
+"""The documentation cannot drift from the code.
+
+Every ```python block of ``README.md`` and ``docs/**/*.md`` runs (the blocks of one file in
+order, in one namespace, in a fresh process); a block right after a ``<!-- notest -->``
+line is skipped. The model tables are checked against the registry, the README's test
+commands against ``.ci/run``, and the README's sample image against the script that draws it.
+
+``python tests/test_docs.py FILE.md`` runs the blocks of one file, as the tests do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
+MODEL_TABLE_FILES = [REPO_ROOT / "README.md", REPO_ROOT / "docs" / "models.md"]
+#: Put this line right before a fence to show a block without running it.
+NOTEST = "<!-- notest -->"
+
+_FENCE_OPEN = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced code block of a Markdown file."""
+
+    language: str
+    line: int  # 1-based line number of the block's first code line
+    code: str
+    skip: bool
+
+
+def code_blocks(path: Path) -> list[CodeBlock]:
+    """The top-level fenced code blocks of ``path``, in order (blocks nested in a longer fence are not)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    blocks: list[CodeBlock] = []
+    i = 0
+    while i < len(lines):
+        opening = _FENCE_OPEN.match(lines[i])
+        if not opening:
+            i += 1
+            continue
+        indent, fence = len(opening["indent"]), opening["fence"]
+        closing = re.compile(rf"^ *{re.escape(fence[0])}{{{len(fence)},}}\s*$")
+        end = next((j for j in range(i + 1, len(lines)) if closing.match(lines[j])), len(lines))
+        info = opening["info"].split()
+        blocks.append(
+            CodeBlock(
+                language=info[0] if info else "",
+                line=i + 2,
+                code="\n".join(line[indent:] for line in lines[i + 1 : end]),
+                skip=i > 0 and lines[i - 1].strip() == NOTEST,
+            )
+        )
+        i = end + 1
+    return blocks
+
+
+def runnable_blocks(path: Path) -> list[CodeBlock]:
+    """The Python blocks of ``path`` that the tests run."""
+    return [b for b in code_blocks(path) if b.language == "python" and not b.skip]
+
+
+def run_blocks(path: Path) -> None:
+    """Run the Python blocks of ``path`` in order in one fresh ``__main__`` namespace.
+
+    Tracebacks point at the Markdown file and line.
+    """
+    module = types.ModuleType("__main__")
+    module.__file__ = str(path)
+    # registered models look up ``default_cfgs`` in the module that defines them
+    sys.modules["__main__"] = module
+    for block in runnable_blocks(path):
+        code = compile("\n" * (block.line - 1) + block.code, str(path), "exec")
+        exec(code, module.__dict__)
+
+
+def _relative(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in DOC_FILES if runnable_blocks(p)], ids=_relative)
+def test_python_blocks_run(path: Path, tmp_path: Path) -> None:
+    # an empty working folder (so blocks cannot rely on the checkout) in which the examples exist
+    (tmp_path / "examples").symlink_to(REPO_ROOT / "examples")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
+    result = subprocess.run(
+        [sys.executable, __file__, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, f"a code block of {_relative(path)} failed:\n{result.stderr[-4000:]}"
+
+
+def test_code_blocks_are_found(tmp_path: Path) -> None:
+    text = "\n".join(
+        [
+            "```python",
+            "a = 1",
+            "```",
+            NOTEST,
+            "```python",
+            "raise SystemExit",
+            "```",
+            "````markdown",
+            "```python",
+            "nested = True",
+            "```",
+            "````",
+            "  ```python",
+            "  b = 2",
+            "  ```",
+        ]
+    )
+    path = tmp_path / "blocks.md"
+    path.write_text(text, encoding="utf-8")
+    assert [(b.language, b.line, b.code, b.skip) for b in code_blocks(path)] == [
+        ("python", 2, "a = 1", False),
+        ("python", 6, "raise SystemExit", True),
+        ("markdown", 9, "```python\nnested = True\n```", False),
+        ("python", 14, "b = 2", False),
+    ]
+
+
+def model_table(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of the first Markdown table of ``path`` whose first header is ``Model``, by model name."""
+    rows: dict[str, dict[str, str]] = {}
+    header: list[str] | None = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("|"):
+            if rows:
+                break
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+        elif header[0] == "Model" and not set(cells[0]) <= set("-: "):
+            rows[cells[0].strip("`")] = dict(zip(header, cells, strict=True))
+    return rows
+
+
+@pytest.mark.parametrize("path", MODEL_TABLE_FILES, ids=_relative)
+def test_model_table_matches_the_registry(path: Path) -> None:
+    import torch
+
+    import edsr_lib
+
+    rows = model_table(path)
+    assert sorted(rows) == edsr_lib.list_models(), "the table must list every registered model"
+    for name, row in rows.items():
+        with torch.device("meta"):  # shapes only: instant even for the 43 M-parameter models
+            model = edsr_lib.create_model(name)
+        assert row["Scales"] == ", ".join(map(str, model.scales)), name
+        assert int(row["Parameters"].replace(",", "")) == model.num_parameters(), name
+        tags = [cfg.tag for cfg in edsr_lib.list_pretrained(name) if cfg.has_weights]
+        assert row["Pretrained tags"] == (", ".join(f"`{t}`" for t in tags) or "—"), name
+        if "Blocks × features" in row:
+            assert row["Blocks × features"] == f"{model.config['n_resblocks']} × {model.config['n_feats']}", name
+        if "`res_scale`" in row:
+            assert float(row["`res_scale`"]) == model.config["res_scale"], name
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=_relative)
+def test_ci_runs_the_documented_test_command(path: Path) -> None:
+    blocks = [b for b in code_blocks(path) if b.language == "bash" and "python -m pytest" in b.code]
+    if path.name == "README.md":
+        assert len(blocks) == 1, "the README shows one install-and-test command"
+    ci_lines = {line.strip() for line in (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()}
+    for block in blocks:
+        venv, *commands = block.code.splitlines()
+        # CI makes its own fresh virtual environment; every other line runs as written
+        assert venv.startswith("python3 -m venv "), venv
+        for line in commands:
+            assert line in ci_lines, f"{_relative(path)}: test command line {line!r} is not in .ci/run"
+
+
+def test_sample_image_is_drawn_by_its_script() -> None:
+    import numpy as np
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("make_sample_image", REPO_ROOT / "examples" / "make_sample_image.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    drawn = script.draw().astype(np.int16)
+    shipped = np.asarray(Image.open(script.DEFAULT_OUTPUT).convert("RGB"), dtype=np.int16)
+    assert shipped.shape == drawn.shape == (96, 96, 3)
+    # one level of slack for float rounding differences between platforms
+    assert np.abs(shipped - drawn).max() <= 1
+
+
+if __name__ == "__main__":
+    run_blocks(Path(sys.argv[1]).resolve())
