@@ -10,6 +10,7 @@ from . import layers, models
 from .hub import from_pretrained
 from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
 from .models import EDSR, MDSR, SRModel
+from .ops import imresize, modcrop
 from .registry import (
     PretrainedCfg,
     create_model,
@@ -45,10 +46,12 @@ __all__ = [
     "from_pretrained",
     "fuse",
     "get_pretrained_cfg",
+    "imresize",
     "is_model",
     "layers",
     "list_models",
     "list_pretrained",
+    "modcrop",
     "models",
     "register_model",
 ]
