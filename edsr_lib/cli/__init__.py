@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 #: Subcommand name -> module that implements it.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "convert": "edsr_lib.cli.convert",
+}
 
 
 class CLIError(Exception):
