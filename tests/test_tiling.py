@@ -1,0 +1,118 @@
+"""Seamless tiling: window geometry, and exact stitching for a small convolutional network."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edsr_lib.ops.tiling import Span, tile_spans, tiled_apply
+
+
+def _check_spans(spans: list[Span], size: int, tile: int, overlap: int) -> None:
+    window = min(size, tile + 2 * overlap)
+    assert spans[0].core_start == 0 and spans[-1].core_stop == size
+    for prev, span in itertools.pairwise(spans):
+        assert span.core_start == prev.core_stop
+    for span in spans:
+        assert 0 <= span.start <= span.core_start < span.core_stop <= span.stop <= size
+        assert span.stop - span.start == window
+        assert span.core_start - span.start >= min(overlap, span.core_start)
+        assert span.stop - span.core_stop >= min(overlap, size - span.core_stop)
+
+
+@pytest.mark.parametrize("size", [1, 5, 47, 48, 49, 100, 257])
+@pytest.mark.parametrize("tile", [1, 7, 48, 300])
+@pytest.mark.parametrize("overlap", [0, 3, 36])
+def test_tile_spans_cover_the_axis_with_equal_windows(size: int, tile: int, overlap: int) -> None:
+    _check_spans(tile_spans(size, tile, overlap), size, tile, overlap)
+
+
+def test_tile_spans_shift_border_windows_inwards_and_share_windows() -> None:
+    assert tile_spans(100, 48, 20) == [Span(0, 88, 0, 48), Span(12, 100, 48, 100)]
+    assert tile_spans(60, 48, 20) == [Span(0, 60, 0, 60)]
+    assert tile_spans(10, 4, 0) == [Span(0, 4, 0, 4), Span(4, 8, 4, 8), Span(6, 10, 8, 10)]
+
+
+@pytest.mark.parametrize(("size", "tile", "overlap"), [(0, 4, 1), (5, 0, 1), (5, 4, -1), (5, True, 1), (5, 2.5, 1)])
+def test_tile_spans_rejects_bad_arguments(size: int, tile: int, overlap: int) -> None:
+    with pytest.raises(ValueError, match=r"size|tile|overlap"):
+        tile_spans(size, tile, overlap)
+
+
+# Receptive radius in input pixels: 1 + 2 + 1 at input resolution, 1 output pixel = 1/2 input pixel.
+RADIUS = 5
+
+
+@pytest.fixture(scope="module")
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    layers = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(8, 12, 3, padding=1),
+        nn.PixelShuffle(2),
+        nn.Conv2d(3, 3, 3, padding=1),
+    )
+    return layers.eval().requires_grad_(False)
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    return torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.mark.parametrize("tile", [1, 2, 3, 7, 16, 40])
+@pytest.mark.parametrize("batch_size", [3, 64])
+def test_tiled_equals_one_pass(net: nn.Module, image: torch.Tensor, tile: int, batch_size: int) -> None:
+    expected = net(image)
+    tiled = tiled_apply(net, image, 2, tile, RADIUS, batch_size=batch_size)
+    assert tiled.shape == expected.shape
+    torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
+
+
+def test_overlap_below_the_receptive_radius_leaves_seams(net: nn.Module, image: torch.Tensor) -> None:
+    expected = net(image)
+    seams = (tiled_apply(net, image, 2, 8, RADIUS - 1) - expected).abs().max().item()
+    assert seams > 1e-3
+
+
+def test_untiled_runs_each_image_in_one_window(image: torch.Tensor) -> None:
+    shapes: list[tuple[int, ...]] = []
+
+    def record(batch: torch.Tensor) -> torch.Tensor:
+        shapes.append(tuple(batch.shape))
+        return batch.repeat_interleave(3, -1).repeat_interleave(3, -2)
+
+    out = tiled_apply(record, image, 3, None, 0, batch_size=8)
+    assert shapes == [(2, 3, 17, 23)]
+    torch.testing.assert_close(out, image.repeat_interleave(3, -1).repeat_interleave(3, -2))
+
+
+def test_writes_into_a_numpy_view_through_convert(net: nn.Module, image: torch.Tensor) -> None:
+    array = np.zeros((34, 46, 1), dtype=np.uint8)
+    view = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+
+    def convert(core: torch.Tensor) -> torch.Tensor:
+        return (core.mean(0, keepdim=True).clamp(0, 1) * 255).round().to(torch.uint8)
+
+    tiled_apply(net, image[:1], 2, 10, RADIUS, out=view, convert=convert)
+    expected = (net(image[:1])[0].mean(0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    np.testing.assert_array_equal(array[:, :, 0], expected)
+
+
+def test_rejects_a_function_with_the_wrong_scale(image: torch.Tensor) -> None:
+    with pytest.raises(RuntimeError, match="expected"):
+        tiled_apply(lambda b: b, image, 2, 8, 1)
+
+
+def test_rejects_bad_input(net: nn.Module) -> None:
+    with pytest.raises(ValueError, match="4-D"):
+        tiled_apply(net, torch.rand(3, 8, 8), 2, 4, 1)
+    with pytest.raises(ValueError, match="batch_size"):
+        tiled_apply(net, torch.rand(1, 3, 8, 8), 2, 4, 1, batch_size=0)
