@@ -50,6 +50,7 @@ from .hub import sha256sum
 from .layers import DIV2K_RGB_MEAN
 from .models import EDSR, MDSR, SRModel
 from .models.mdsr import scale_key
+from .registry import create_model
 
 __all__ = [
     "LAYOUTS",
@@ -417,40 +418,20 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
     blocks = _numbers(state_dict, names.block[0])
     n_resblocks = blocks[-1] + 1 if blocks else 0
 
-    # (source branch label, library branch label, upsampler convolutions, scale)
-    branches: list[tuple[str, str, int, int]] = []
     labels = [""]
     if mdsr:
         found = set(_numbers(state_dict, "upsample.{b}.0")) | set(_numbers(state_dict, "pre_process.{b}.0.body.0"))
         labels = [str(b) for b in sorted(found)]
         if not labels:
             raise ValueError("an MDSR layout without branches: no 'upsample.<branch>.0.weight' keys")
-    for label in labels:
-        template = names.upsampler.format(b=label, k="{k}")
-        weights = [state_dict[f"{template.format(k=k)}.weight"] for k in _numbers(state_dict, template)]
-        scale = _upsampler_scale(weights, n_feats, template.format(k="*"))
-        branches.append((label, scale_key(scale), len(weights), scale))
+    branches = _read_branches(state_dict, names, labels, n_feats)
     scales = [scale for *_, scale in branches]
-    if len(set(scales)) != len(scales):
-        raise ValueError(f"two MDSR branches upsample by the same scale: branch scales {scales}")
-
-    absorbed: list[str] = []
-    required: list[str] = []
-    if layout == "edsr-pytorch":
-        rgb_range, rgb_mean = _official_mean_shift(state_dict, n_colors, overrides.get("rgb_range"), notes)
-        absorbed = required = list(_MEAN_SHIFTS)
-        if layout_guessed and not mdsr:
-            notes.append(
-                "EDSR-PyTorch key names; super-image checkpoints share them but take [0, 1] images without "
-                "mean shifts: convert those with layout='super-image'"
-            )
-    elif layout == "super-image":
-        rgb_range, rgb_mean = 1.0, [0.0] * n_colors
-        absorbed = [k for k in _MEAN_SHIFTS if k in keys]
-        notes.append("super-image's EdsrModel works on [0, 1] images and never applies its sub_mean/add_mean")
-    else:
-        rgb_range, rgb_mean = _basicsr_mean(state_dict, n_colors, overrides, notes)
-        absorbed = ["mean"] if "mean" in keys else []
+    rgb_range, rgb_mean, absorbed = _range_and_mean(state_dict, layout, n_colors, overrides, notes)
+    if layout == "edsr-pytorch" and layout_guessed and not mdsr:
+        notes.append(
+            "EDSR-PyTorch key names; super-image checkpoints share them but take [0, 1] images without "
+            "mean shifts: convert those with layout='super-image'"
+        )
 
     if "res_scale" in overrides:
         res_scale = float(overrides["res_scale"])
@@ -472,8 +453,38 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
     source = _conv_names(names, n_resblocks, [(label, n) for label, _, n, _ in branches])
     target = _conv_names(_LIBRARY[architecture], n_resblocks, [(lib, n) for _, lib, n, _ in branches])
     key_map = {f"{s}.{p}": f"{t}.{p}" for s, t in zip(source, target, strict=True) for p in ("weight", "bias")}
-    _check_complete(state_dict, layout, architecture, kwargs, key_map, absorbed, required)
+    _check_complete(state_dict, layout, architecture, kwargs, key_map, absorbed)
     return ConvertedSpec(layout, architecture, kwargs, key_map, tuple(absorbed), tuple(notes))
+
+
+def _read_branches(
+    state_dict: Mapping[str, torch.Tensor], names: _Names, labels: Sequence[str], n_feats: int
+) -> list[tuple[str, str, int, int]]:
+    """Per upsampling branch: source label, library label, number of convolutions, scale."""
+    branches = []
+    for label in labels:
+        template = names.upsampler.format(b=label, k="{k}")
+        weights = [state_dict[f"{template.format(k=k)}.weight"] for k in _numbers(state_dict, template)]
+        scale = _upsampler_scale(weights, n_feats, template.format(k="*"))
+        branches.append((label, scale_key(scale), len(weights), scale))
+    scales = [scale for *_, scale in branches]
+    if len(set(scales)) != len(scales):
+        raise ValueError(f"two MDSR branches upsample by the same scale: branch scales {scales}")
+    return branches
+
+
+def _range_and_mean(
+    state_dict: Mapping[str, torch.Tensor], layout: str, n_colors: int, overrides: Mapping[str, Any], notes: list[str]
+) -> tuple[float, list[float], list[str]]:
+    """``rgb_range``, ``rgb_mean`` and the source keys they were read from (or that go unused)."""
+    if layout == "edsr-pytorch":
+        rgb_range, rgb_mean = _official_mean_shift(state_dict, n_colors, overrides.get("rgb_range"), notes)
+        return rgb_range, rgb_mean, list(_MEAN_SHIFTS)
+    if layout == "super-image":
+        notes.append("super-image's EdsrModel works on [0, 1] images and never applies its sub_mean/add_mean")
+        return 1.0, [0.0] * n_colors, [k for k in _MEAN_SHIFTS if k in state_dict]
+    rgb_range, rgb_mean = _basicsr_mean(state_dict, n_colors, overrides, notes)
+    return rgb_range, rgb_mean, ["mean"] if "mean" in state_dict else []
 
 
 def _unknown_layout_message(keys: set[str]) -> str:
@@ -581,12 +592,11 @@ def _check_complete(
     kwargs: Mapping[str, Any],
     key_map: Mapping[str, str],
     absorbed: Sequence[str],
-    required: Sequence[str],
 ) -> None:
     """Refuse, naming every problem, unless each key is used, each parameter filled, each shape right."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         reference = _MODEL_CLASSES[architecture](**kwargs).state_dict()
-    missing = [k for k in (*key_map, *required) if k not in state_dict]
+    missing = [k for k in (*key_map, *absorbed) if k not in state_dict]
     unexpected = sorted(set(state_dict) - set(key_map) - set(absorbed))
     wrong = [
         f"{src} {tuple(state_dict[src].shape)} (expected {tuple(reference[lib].shape)})"
@@ -668,9 +678,9 @@ def convert(
     if sidecar is not None and spec.layout == "super-image":
         _check_super_image_config(spec, sidecar)
     if official is not None:
-        _check_variant(spec, official.variant, f"the official checkpoint {official.filename}")
+        _check_variant(spec, official.variant, f"recognised as the official {official.filename}, but it does not hold")
     if variant is not None:
-        _check_variant(spec, variant, f"the requested variant {variant}")
+        _check_variant(spec, variant, "the checkpoint does not hold")
     spec = dataclasses.replace(spec, notes=(*notes, *spec.notes), official=official, source=str(path))
     for note in spec.notes:
         logger.info("%s: %s", path, note)
@@ -707,10 +717,8 @@ def _check_super_image_config(spec: ConvertedSpec, config: Mapping[str, Any]) ->
         raise ValueError(f"the super-image config.json beside the checkpoint disagrees with it: {'; '.join(diffs)}")
 
 
-def _check_variant(spec: ConvertedSpec, variant: str, what: str) -> None:
+def _check_variant(spec: ConvertedSpec, variant: str, prefix: str) -> None:
     """Refuse unless the detected model has the configuration of the registered ``variant``."""
-    from .registry import create_model
-
     with torch.device("meta"):
         expected = create_model(variant).config
     got = {"architecture": spec.architecture, **spec.kwargs}
@@ -719,7 +727,7 @@ def _check_variant(spec: ConvertedSpec, variant: str, what: str) -> None:
     else:
         diffs = [f"{k} {got[k]!r} (expected {v!r})" for k, v in expected.items() if k in got and not _same(got[k], v)]
     if diffs:
-        raise ValueError(f"{what} should hold {variant}, but the checkpoint has {'; '.join(diffs)}")
+        raise ValueError(f"{prefix} {variant}: {'; '.join(diffs)}")
 
 
 def _same(a: Any, b: Any) -> bool:

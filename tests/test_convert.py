@@ -450,7 +450,7 @@ def _register_as_official(monkeypatch: pytest.MonkeyPatch, path: Path, variant: 
 
 @pytest.mark.parametrize("prefix_only", [False, True])
 def test_official_files_are_recognised_by_digest(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, prefix_only: bool
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], prefix_only: bool
 ) -> None:
     path = tmp_path / "weights.pt"
     torch.save(to_edsr_pytorch(edsr_lib.create_model("edsr_baseline_x2")), path)
@@ -461,20 +461,22 @@ def test_official_files_are_recognised_by_digest(
     assert model.variant == "edsr_baseline_x2"
     assert model.conversion.official == entry
     assert model.conversion.notes[0].startswith(f"recognised official checkpoint {entry.filename}")
+    assert main(["convert", str(path), str(tmp_path / "out")]) == 0
+    assert f"official file: {entry.filename} (edsr_baseline_x2)" in capsys.readouterr().out
 
 
 def test_official_file_must_hold_its_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(to_edsr_pytorch(edsr_lib.create_model("edsr_baseline_x2")), path)
     _register_as_official(monkeypatch, path, "edsr_baseline_x3")
-    with pytest.raises(ValueError, match=r"should hold edsr_baseline_x3.*scale 2 \(expected 3\)"):
+    with pytest.raises(ValueError, match=r"official .* does not hold edsr_baseline_x3: scale 2 \(expected 3\)"):
         convert(path)
 
 
 def test_requested_variant_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(to_edsr_pytorch(_small_edsr(2)), path)
-    with pytest.raises(ValueError, match=r"should hold edsr_baseline_x2.*n_resblocks 2 \(expected 16\)"):
+    with pytest.raises(ValueError, match=r"does not hold edsr_baseline_x2: n_resblocks 2 \(expected 16\)"):
         convert(path, variant="edsr_baseline_x2")
     with pytest.raises(ValueError, match="architecture 'edsr'"):
         convert(path, variant="mdsr_baseline")
@@ -482,19 +484,17 @@ def test_requested_variant_is_checked(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------- library format and CLI
 def test_convert_writes_the_library_format(tmp_path: Path, x: torch.Tensor) -> None:
-    hub = pytest.importorskip("edsr_lib.hub")  # save_pretrained / from_pretrained
     original = edsr_lib.create_model("edsr_baseline_x4").eval()
     src = tmp_path / "edsr_baseline_x4.pt"
     torch.save(to_edsr_pytorch(original), src)
     convert(src, tmp_path / "out")
     assert json.loads((tmp_path / "out" / "config.json").read_text()) == original.config
-    reloaded = hub.from_pretrained(tmp_path / "out")
+    reloaded = edsr_lib.from_pretrained(tmp_path / "out")
     with torch.no_grad():
         assert torch.equal(reloaded(x), original(x))
 
 
 def test_cli_convert(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("edsr_lib.hub")
     src = tmp_path / "mdsr.pt"
     torch.save({"params": to_edsr_pytorch_mdsr(edsr_lib.create_model("mdsr_baseline"))}, src)
     assert main(["convert", str(src), str(tmp_path / "out"), "--variant", "mdsr_baseline"]) == 0
