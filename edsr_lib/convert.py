@@ -672,8 +672,9 @@ def convert(
     if sidecar is not None and layout is None:
         layout = "super-image"
         notes.append(f"{path.with_name('config.json')} says super-image {sidecar['model_type']}")
-    if sidecar is not None and layout == "super-image" and "res_scale" in sidecar:
-        overrides.setdefault("res_scale", float(sidecar["res_scale"]))
+    if sidecar is not None and layout == "super-image" and "res_scale" in sidecar and "res_scale" not in overrides:
+        overrides["res_scale"] = float(sidecar["res_scale"])
+        notes.append(f"res_scale {overrides['res_scale']:g} read from config.json")
     spec = detect(state_dict, layout=layout, **overrides)
     if sidecar is not None and spec.layout == "super-image":
         _check_super_image_config(spec, sidecar)
