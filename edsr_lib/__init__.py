@@ -8,6 +8,7 @@ Most users need only :func:`create_model` and :func:`list_models`::
 
 from . import layers, models
 from .hub import from_pretrained
+from .inference import upscale
 from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
 from .models import EDSR, MDSR, SRModel
 from .ops import imresize, modcrop
@@ -54,4 +55,5 @@ __all__ = [
     "modcrop",
     "models",
     "register_model",
+    "upscale",
 ]

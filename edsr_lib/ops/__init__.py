@@ -1,6 +1,18 @@
-"""Image operations: MATLAB-exact bicubic resize and pixel-value conversions."""
+"""Image operations: MATLAB-exact bicubic resize, pixel-value conversions, seamless tiling, self-ensemble."""
 
 from .color import quantize, rgb_to_y, rgb_to_ycbcr, round_half_away
+from .ensemble import self_ensemble
 from .imresize import imresize, modcrop
+from .tiling import tile_spans, tiled_apply
 
-__all__ = ["imresize", "modcrop", "quantize", "rgb_to_y", "rgb_to_ycbcr", "round_half_away"]
+__all__ = [
+    "imresize",
+    "modcrop",
+    "quantize",
+    "rgb_to_y",
+    "rgb_to_ycbcr",
+    "round_half_away",
+    "self_ensemble",
+    "tile_spans",
+    "tiled_apply",
+]
