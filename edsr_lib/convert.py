@@ -48,7 +48,7 @@ import torch
 
 from .hub import sha256sum
 from .layers import DIV2K_RGB_MEAN
-from .models import EDSR, MDSR, SRModel
+from .models import SRModel, architectures
 from .models.mdsr import scale_key
 from .registry import create_model
 
@@ -67,8 +67,6 @@ logger = logging.getLogger(__name__)
 
 #: The third-party layouts :func:`detect` knows.
 LAYOUTS: tuple[str, ...] = ("edsr-pytorch", "basicsr", "super-image")
-
-_MODEL_CLASSES: dict[str, type[SRModel]] = {cls.architecture: cls for cls in (EDSR, MDSR)}
 
 #: Wrappers around a state dict, in order of preference (BasicSR's EMA weights first).
 _WRAPPERS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model")
@@ -352,7 +350,7 @@ class ConvertedSpec:
         Args:
             state_dict: The source state dict this spec was detected from.
         """
-        model = _MODEL_CLASSES[self.architecture](**self.kwargs)
+        model = architectures()[self.architecture](**self.kwargs)
         model.load_state_dict({lib: state_dict[src] for src, lib in self.key_map.items()}, strict=True)
         model.variant = self.official.variant if self.official else None
         model.pretrained_cfg = None
@@ -595,7 +593,7 @@ def _check_complete(
 ) -> None:
     """Refuse, naming every problem, unless each key is used, each parameter filled, each shape right."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        reference = _MODEL_CLASSES[architecture](**kwargs).state_dict()
+        reference = architectures()[architecture](**kwargs).state_dict()
     missing = [k for k in (*key_map, *absorbed) if k not in state_dict]
     unexpected = sorted(set(state_dict) - set(key_map) - set(absorbed))
     wrong = [

@@ -26,7 +26,7 @@ from huggingface_hub import HfApi, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from safetensors.torch import save
 
-from .models import SRModel
+from .models import SRModel, architectures
 from .registry import PretrainedCfg
 
 if TYPE_CHECKING:
@@ -133,18 +133,6 @@ def _reason(err: BaseException) -> str:
     return (text[0] if text else type(err).__name__)[:200]
 
 
-def _architectures() -> dict[str, type[SRModel]]:
-    """``config["architecture"]`` -> model class, from the subclasses of :class:`SRModel`."""
-    found: dict[str, type[SRModel]] = {}
-    stack = [SRModel]
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            if sub.architecture:
-                found.setdefault(sub.architecture, sub)
-            stack.append(sub)
-    return found
-
-
 def _describe(model: SRModel) -> str:
     config = model.config
     numbers = ", ".join(f"{k}={config[k]}" for k in ("scale", "scales", "n_resblocks", "n_feats") if k in config)
@@ -167,18 +155,16 @@ def _read_config(path: Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InvalidWeightsError(f"{path} is not valid JSON: {err}") from None
-    architectures = _architectures()
+    known = architectures()
     if not isinstance(config, dict) or "architecture" not in config:
-        raise InvalidWeightsError(f'{path} has no "architecture" entry (one of {", ".join(architectures)})')
-    if config["architecture"] not in architectures:
-        raise InvalidWeightsError(
-            f"{path} names architecture {config['architecture']!r}; known: {', '.join(architectures)}"
-        )
+        raise InvalidWeightsError(f'{path} has no "architecture" entry (one of {", ".join(known)})')
+    if config["architecture"] not in known:
+        raise InvalidWeightsError(f"{path} names architecture {config['architecture']!r}; known: {', '.join(known)}")
     return config
 
 
 def _build(config: Mapping[str, Any], source: Path) -> SRModel:
-    cls = _architectures()[config["architecture"]]
+    cls = architectures()[config["architecture"]]
     kwargs = {k: v for k, v in config.items() if k != "architecture"}
     try:
         return cls(**kwargs)

@@ -137,3 +137,18 @@ class SRModel(nn.Module):
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters; the fixed mean shifts hold none."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def architectures() -> dict[str, type[SRModel]]:
+    """``config["architecture"]`` -> model class, found among the subclasses of :class:`SRModel`.
+
+    A new model family is found as soon as its module is imported, with no table to edit.
+    """
+    found: dict[str, type[SRModel]] = {}
+    stack = [SRModel]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub.architecture:
+                found.setdefault(sub.architecture, sub)
+            stack.append(sub)
+    return found
