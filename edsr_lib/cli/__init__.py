@@ -15,6 +15,7 @@ from collections.abc import Sequence
 #: Subcommand name -> module that implements it.
 COMMANDS: dict[str, str] = {
     "convert": "edsr_lib.cli.convert",
+    "train": "edsr_lib.cli.train",
     "upscale": "edsr_lib.cli.upscale",
     "models": "edsr_lib.cli.models",
 }

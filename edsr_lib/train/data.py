@@ -1,0 +1,296 @@
+"""Training data: HR images and their MATLAB-bicubic LR, held as uint8, cropped into patches as tensors.
+
+LR images are made once per image and scale (``imresize(modcrop(hr, s), 1/s)`` with
+MATLAB's uint8 semantics, exactly as the benchmark LR files are made), optionally cached
+on disk, never per patch. All images of a scale are packed into one flat uint8 buffer,
+so that a whole batch of random crops, flips and transpositions is one gather with an
+index tensor: no Python loop per patch, and it runs on whatever device holds the buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["PatchDraw", "PatchSampler", "default_cache_dir", "make_lr_images", "read_folder"]
+
+#: Bump when the way LR images are made changes, so that old caches are not reused.
+_LR_CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """The user cache folder for LR images (``$XDG_CACHE_HOME/edsr_lib/lr`` or ``~/.cache/edsr_lib/lr``)."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "edsr_lib" / "lr"
+
+
+def _as_colour(img: np.ndarray, n_colors: int, path: Path) -> np.ndarray:
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == 1 and n_colors != 1:
+        img = np.repeat(img, n_colors, axis=2)
+    if img.shape[2] == 4 and n_colors == 3:
+        img = img[:, :, :3]  # alpha plays no part in super-resolution training
+    if img.shape[2] != n_colors:
+        raise ValueError(f"{path} has {img.shape[2]} channels; the model takes {n_colors}")
+    return np.ascontiguousarray(img)
+
+
+def read_folder(folder: str | Path, n_colors: int = 3) -> tuple[list[Path], list[np.ndarray]]:
+    """Read every image of a folder as uint8 HWC arrays (grayscale repeated to ``n_colors`` channels, alpha dropped).
+
+    Returns:
+        The image paths (sorted) and the images.
+
+    Raises:
+        FileNotFoundError: If the folder does not exist or holds no images.
+    """
+    from ..io import list_images, read_image
+
+    paths = [Path(p) for p in list_images(folder)]
+    return paths, [_as_colour(read_image(p), n_colors, p) for p in paths]
+
+
+def _cache_file(cache_dir: Path, paths: Sequence[Path], scale: int) -> Path:
+    key = hashlib.sha256()
+    key.update(json.dumps({"version": _LR_CACHE_VERSION, "scale": scale}).encode())
+    for p in paths:
+        st = p.stat()
+        key.update(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    folder = paths[0].parent if paths else Path("empty")
+    stem = f"{folder.parent.name}-{folder.name}" if folder.name.upper() == "HR" else folder.name
+    return cache_dir / f"{stem}-x{scale}-{key.hexdigest()[:16]}.npz"
+
+
+def make_lr_images(
+    hr_images: Sequence[np.ndarray],
+    scale: int,
+    *,
+    paths: Sequence[Path] | None = None,
+    cache_dir: str | Path | None = None,
+) -> list[np.ndarray]:
+    """The LR image of each HR image: MATLAB ``imresize(modcrop(hr, scale), 1/scale)`` on uint8.
+
+    Args:
+        hr_images: uint8 HWC images.
+        scale: The downscaling factor.
+        paths: The files the images came from; with ``cache_dir``, they key the cache
+            (by path, size and modification time).
+        cache_dir: Folder of ``.npz`` caches; ``None`` computes without caching.
+
+    Returns:
+        The uint8 HWC LR images, in order.
+    """
+    from ..ops.imresize import imresize, modcrop
+
+    cache = _cache_file(Path(cache_dir), paths, scale) if cache_dir is not None and paths is not None else None
+    if cache is not None and cache.is_file():
+        with np.load(cache) as data:
+            if len(data.files) == len(hr_images):
+                return [data[f"lr{i}"] for i in range(len(hr_images))]
+    lr = [imresize(modcrop(hr, scale), 1 / scale) for hr in hr_images]
+    if cache is not None:
+        from ..hub import atomic_write
+
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, **{f"lr{i}": img for i, img in enumerate(lr)})
+        atomic_write(cache, buffer.getvalue())
+    return lr
+
+
+@dataclass
+class PatchDraw:
+    """The random choices behind one batch of patches (all tensors of length ``batch``).
+
+    Attributes:
+        scale: The scale of the batch.
+        image: Index of each patch's image (into the sampler's images).
+        y: Top row of each LR patch.
+        x: Left column of each LR patch.
+        flips: ``(batch, 3)`` booleans: vertical flip, horizontal flip, transpose (applied
+            in that order; together the 8 dihedral transforms), or ``None`` for no augmentation.
+    """
+
+    scale: int
+    image: torch.Tensor
+    y: torch.Tensor
+    x: torch.Tensor
+    flips: torch.Tensor | None
+
+
+class _FlatImages:
+    """Images of different sizes packed into one ``(pixels, channels)`` uint8 buffer."""
+
+    def __init__(self, images: Sequence[np.ndarray], device: torch.device) -> None:
+        heights = [img.shape[0] for img in images]
+        widths = [img.shape[1] for img in images]
+        sizes = torch.tensor([h * w for h, w in zip(heights, widths, strict=True)])
+        self.offset = (torch.cumsum(sizes, 0) - sizes).to(device)
+        self.height = torch.tensor(heights, device=device)
+        self.width = torch.tensor(widths, device=device)
+        channels = images[0].shape[2]
+        self.pixels = torch.cat([torch.from_numpy(img).reshape(-1, channels) for img in images]).to(device)
+
+    def gather(self, draw: PatchDraw, size: int, zoom: int) -> torch.Tensor:
+        """Patches of ``size`` pixels at ``zoom`` times the draw's LR positions, as uint8 NCHW (channels-last)."""
+        batch = draw.image.numel()
+        r = torch.arange(size, device=self.pixels.device)
+        rows = r.view(1, size, 1).expand(batch, size, size)
+        cols = r.view(1, 1, size).expand(batch, size, size)
+        if draw.flips is not None:
+            vflip, hflip, transpose = (f.view(batch, 1, 1) for f in draw.flips.unbind(1))
+            # out[i, j] = patch[a, b]: transposing swaps (i, j); each flip mirrors its axis
+            rows, cols = torch.where(transpose, cols, rows), torch.where(transpose, rows, cols)
+            rows = torch.where(vflip, size - 1 - rows, rows)
+            cols = torch.where(hflip, size - 1 - cols, cols)
+        width = self.width[draw.image].view(batch, 1, 1)
+        start = self.offset[draw.image].view(batch, 1, 1) + (draw.y * zoom).view(batch, 1, 1) * width
+        index = start + rows * width + (draw.x * zoom).view(batch, 1, 1) + cols
+        return self.pixels[index].permute(0, 3, 1, 2)
+
+
+class PatchSampler:
+    """Random LR/HR patch pairs from in-memory uint8 images, made on the buffers' device.
+
+    Args:
+        hr_images: uint8 HWC HR images.
+        lr_images: For each scale, the LR image of every HR image (``make_lr_images``).
+        lr_patch_size: Side of the LR patches.
+        augment: Random flips and transposition (the 8 dihedral transforms).
+        sample_by: ``"area"`` (images drawn in proportion to their LR area) or ``"image"``
+            (uniformly).
+        device: Where the images are kept and the patches cropped.
+
+    Images smaller than a patch at some scale are left out of that scale, with a warning.
+
+    Raises:
+        ValueError: If a scale has no image large enough for a patch.
+    """
+
+    def __init__(
+        self,
+        hr_images: Sequence[np.ndarray],
+        lr_images: dict[int, Sequence[np.ndarray]],
+        lr_patch_size: int = 48,
+        *,
+        augment: bool = True,
+        sample_by: str = "area",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if sample_by not in ("area", "image"):
+            raise ValueError(f"sample_by must be 'area' or 'image', got {sample_by!r}")
+        self.device = torch.device(device)
+        self.lr_patch_size = int(lr_patch_size)
+        self.augment = augment
+        self.sample_by = sample_by
+        self.scales = tuple(sorted(lr_images))
+        self._hr = _FlatImages(hr_images, self.device)
+        self._lr: dict[int, _FlatImages] = {}
+        self._images: dict[int, torch.Tensor] = {}
+        self._weights: dict[int, torch.Tensor] = {}
+        p = self.lr_patch_size
+        for scale, lrs in lr_images.items():
+            if len(lrs) != len(hr_images):
+                raise ValueError(f"x{scale}: {len(lrs)} LR images for {len(hr_images)} HR images")
+            keep = [i for i, img in enumerate(lrs) if min(img.shape[:2]) >= p]
+            if not keep:
+                raise ValueError(
+                    f"no training image is large enough for a {p}x{p} LR patch at x{scale} "
+                    f"(HR at least {p * scale}x{p * scale}); use a smaller lr_patch_size"
+                )
+            if len(keep) < len(lrs):
+                warnings.warn(
+                    f"x{scale}: {len(lrs) - len(keep)} of {len(lrs)} images are smaller than a "
+                    f"{p * scale}x{p * scale} HR patch and are left out",
+                    stacklevel=2,
+                )
+            self._images[scale] = torch.tensor(keep, device=self.device)
+            self._lr[scale] = _FlatImages(lrs, self.device)
+            area = self._lr[scale].height * self._lr[scale].width
+            weights = area[self._images[scale]] if sample_by == "area" else torch.ones(len(keep), device=self.device)
+            self._weights[scale] = weights.double()
+
+    def num_images(self, scale: int) -> int:
+        """How many images serve patches at ``scale``."""
+        return self._images[self._check_scale(scale)].numel()
+
+    def _check_scale(self, scale: int) -> int:
+        if scale not in self._lr:
+            raise ValueError(f"scale {scale!r} is not one of this sampler's scales {self.scales}")
+        return scale
+
+    def draw(self, batch_size: int, scale: int, generator: torch.Generator) -> PatchDraw:
+        """Draw images, positions and transforms for a batch; ``generator`` must live on :attr:`device`."""
+        scale = self._check_scale(scale)
+        lr = self._lr[scale]
+        pick = torch.multinomial(self._weights[scale], batch_size, replacement=True, generator=generator)
+        image = self._images[scale][pick]
+        p = self.lr_patch_size
+        span_y = (lr.height[image] - p + 1).double()
+        span_x = (lr.width[image] - p + 1).double()
+        y = (torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64) * span_y).long()
+        x = (torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64) * span_x).long()
+        flips = None
+        if self.augment:
+            flips = torch.randint(0, 2, (batch_size, 3), generator=generator, device=self.device).bool()
+        return PatchDraw(scale=scale, image=image, y=y, x=x, flips=flips)
+
+    def crop(self, draw: PatchDraw) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LR and HR patches of a draw as uint8 NCHW tensors (channels-last memory)."""
+        p = self.lr_patch_size
+        lr = self._lr[draw.scale].gather(draw, p, 1)
+        hr = self._hr.gather(draw, p * draw.scale, draw.scale)
+        return lr, hr
+
+    def sample(self, batch_size: int, scale: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of LR and HR patches as float NCHW tensors in [0, 1] (channels-last memory)."""
+        lr, hr = self.crop(self.draw(batch_size, scale, generator))
+        return lr.float().div_(255), hr.float().div_(255)
+
+    @classmethod
+    def from_folders(
+        cls,
+        folders: Sequence[str | Path],
+        scales: Sequence[int],
+        lr_patch_size: int = 48,
+        *,
+        n_colors: int = 3,
+        cache_dir: str | Path | None = None,
+        augment: bool = True,
+        sample_by: str = "area",
+        device: str | torch.device = "cpu",
+    ) -> PatchSampler:
+        """Read the HR images of ``folders``, make (or load cached) LR for each scale, and build a sampler.
+
+        Args:
+            folders: Folders of HR images.
+            scales: The scales to make LR for.
+            lr_patch_size: Side of the LR patches.
+            n_colors: Channels the model takes (grayscale images are repeated).
+            cache_dir: Folder of LR caches (one ``.npz`` per folder and scale); ``None``
+                for none.
+            augment: Random flips and transposition.
+            sample_by: ``"area"`` or ``"image"``.
+            device: Where images are kept and patches cropped.
+        """
+        if not folders:
+            raise ValueError("no training folder given: pass one or more folders of HR images")
+        hr: list[np.ndarray] = []
+        lr: dict[int, list[np.ndarray]] = {int(s): [] for s in scales}
+        for folder in folders:
+            # one LR cache per folder and scale, so that adding a folder does not invalidate the others
+            paths, images = read_folder(folder, n_colors)
+            hr += images
+            for s in lr:
+                lr[s] += make_lr_images(images, s, paths=paths, cache_dir=cache_dir)
+        return cls(hr, lr, lr_patch_size, augment=augment, sample_by=sample_by, device=device)

@@ -1,0 +1,624 @@
+"""The trainer: the paper's recipe on timm's optimiser, schedulers and EMA, resumable exactly, DDP-ready."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..hub import atomic_write
+from ..models import SRModel
+from ..models.mdsr import scale_key
+from .config import TrainConfig
+from .data import PatchSampler, default_cache_dir
+from .distributed import DistInfo, all_gather_object, barrier, init_distributed
+
+__all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters", "load_init_weights"]
+
+#: File name of the (single, rolling) training checkpoint inside the run folder.
+CHECKPOINT_NAME = "checkpoint.pt"
+_CHECKPOINT_FORMAT = "edsr_lib.train/1"
+_UPSAMPLER_MODULES = ("upsampler", "upsample")
+_SCHEDULE_SETTINGS = ("steps", "sched", "lr", "decay_steps", "decay_rate", "min_lr", "warmup_steps", "warmup_lr")
+
+
+def branch_parameters(model: SRModel, scale: int) -> list[nn.Parameter]:
+    """The parameters of every scale-specific branch *except* ``scale``'s.
+
+    Branches are the entries of the model's ``nn.ModuleDict``\\ s keyed by scale
+    (``"x2"``, ``"x3"``, ...), such as MDSR's ``pre_process`` and ``upsample``. A step at
+    ``scale`` must leave these untouched: the trainer sets their gradients to ``None``
+    so that Adam skips them (a zero gradient would still move a parameter that has
+    optimiser state).
+    """
+    keys = {scale_key(s) for s in model.scales}
+    keep = scale_key(scale)
+    params: list[nn.Parameter] = []
+    for module in model.modules():
+        if isinstance(module, nn.ModuleDict):
+            for key, branch in module.items():
+                if key in keys and key != keep:
+                    params += list(branch.parameters())
+    return params
+
+
+def load_init_weights(model: SRModel, source: str | Path) -> list[str]:
+    """Initialise ``model`` from trained weights, all but the upsampler (as the paper starts x3/x4 from x2).
+
+    Args:
+        model: The model to initialise (in place).
+        source: A ``save_pretrained`` folder, a ``.safetensors`` file, or a training
+            checkpoint (``checkpoint.pt``).
+
+    Returns:
+        The names of the tensors copied.
+
+    Raises:
+        FileNotFoundError: If ``source`` does not exist.
+        ValueError: If a tensor outside the upsampler is missing from ``source`` or has
+            another shape (a different architecture).
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights to initialise from at {path} (a model folder, .safetensors or .pt)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    own = model.state_dict()
+    wanted = [k for k in own if k.split(".")[0] not in _UPSAMPLER_MODULES]
+    bad = [k for k in wanted if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    if bad:
+        raise ValueError(
+            f"{path} cannot initialise this model: {len(bad)} tensors outside the upsampler are missing or "
+            f"have other shapes (first: {bad[:3]}); it must be the same architecture apart from the scale"
+        )
+    model.load_state_dict({k: state[k] for k in wanted}, strict=False)
+    return wanted
+
+
+def _seed_for(seed: int, *stream: int) -> int:
+    # independent, well-mixed seeds per (seed, stream), so rank r's patches never repeat rank 0's
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use device='cpu'")
+    return device
+
+
+def _resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    if amp == "none" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp='fp16' needs CUDA; use amp='bf16' or 'none' on the CPU")
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+class Trainer:
+    """Train an edsr-lib model on random patches of HR image folders.
+
+    One optimiser update per step on a batch of LR/HR patch pairs; a multi-scale model
+    draws one scale per step (the same on every process) and only that scale's branches
+    run and are updated. Under ``torchrun`` every process trains on its own patches
+    (``batch_size / world_size`` each) through PyTorch DDP; only rank 0 logs, validates
+    and writes files.
+
+    The run folder (``config.output_dir``) receives ``config.json``, ``log.jsonl``,
+    ``checkpoint.pt`` (every ``save_every`` steps and at the end, written atomically),
+    ``best/`` and ``best_ema/`` (the weights with the best validation PSNR so far) and
+    ``final/`` and ``final_ema/`` (``save_pretrained`` folders written at the end).
+
+    Args:
+        config: The settings.
+        resume: ``True`` to continue from ``<output_dir>/checkpoint.pt`` when it exists
+            (a fresh start otherwise), or the path of a checkpoint to continue from.
+        sampler: Patches to train on; built from ``config.train_dirs`` when omitted.
+        command: The command line that started the run, for the model cards.
+
+    Example:
+        >>> cfg = TrainConfig(train_dirs=["T91/HR"], val_dir="Set5", steps=1000, output_dir="runs/x2")
+        >>> Trainer(cfg).train()
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool | str | Path = False,
+        sampler: PatchSampler | None = None,
+        command: str | None = None,
+    ) -> None:
+        from timm.optim import create_optimizer_v2, get_optimizer_info
+        from timm.utils import ModelEmaV3
+
+        from ..registry import create_model
+
+        config.validate()
+        self.config = config
+        self.command = command
+        if config.num_threads:
+            torch.set_num_threads(config.num_threads)
+        self.device = _resolve_device(config.device)
+        self.dist: DistInfo = init_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if config.batch_size % self.dist.world_size:
+            raise ValueError(
+                f"batch_size {config.batch_size} is the total over {self.dist.world_size} processes "
+                "and must be divisible by it"
+            )
+        self.local_batch = config.batch_size // self.dist.world_size
+        self.output_dir = Path(config.output_dir)
+
+        torch.manual_seed(config.seed)  # same initial weights on every rank
+        model = create_model(config.model, **config.model_kwargs)
+        if not isinstance(model, SRModel):
+            raise TypeError(f"{config.model} is not an edsr-lib super-resolution model")
+        self.scales = tuple(config.scales or model.scales)
+        for s in self.scales:
+            model.resolve_scale(s)
+        if config.init_from:
+            load_init_weights(model, config.init_from)
+        model.train().to(self.device)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model: SRModel = model
+        self._inactive = {s: branch_parameters(model, s) for s in self.scales}
+
+        self.amp_dtype = _resolve_amp(config.amp, self.device)
+        self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        info = get_optimizer_info(config.opt)
+        opt_kwargs: dict[str, Any] = {}
+        if info.has_betas:
+            opt_kwargs["betas"] = config.betas
+        if info.has_eps:
+            opt_kwargs["eps"] = config.eps
+        self.optimizer = create_optimizer_v2(
+            model, opt=config.opt, lr=config.lr, weight_decay=config.weight_decay, **opt_kwargs
+        )
+        self.scheduler = self._make_scheduler()
+        self.ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=config.ema_warmup) if config.ema else None
+
+        self._train_model: nn.Module = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._train_model = DistributedDataParallel(
+                model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # a multi-scale model leaves the other scales' branches unused in every step
+                find_unused_parameters=len(model.scales) > 1,
+            )
+        if config.compile:
+            self._train_model = torch.compile(self._train_model)
+
+        self.sampler = sampler if sampler is not None else self._build_sampler()
+        self.data_generator = torch.Generator(device=self.sampler.device)
+        self.data_generator.manual_seed(_seed_for(config.seed, 1, self.dist.rank))
+        self.scale_generator = torch.Generator()
+        self.scale_generator.manual_seed(_seed_for(config.seed, 2))
+
+        self.step = 0
+        self.elapsed = 0.0
+        self.best: dict[str, float] = {}
+        self._val_cache: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._tb = None
+        if config.tensorboard and self.dist.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ValueError("tensorboard=True needs the tensorboard package: pip install tensorboard") from exc
+            self._tb = SummaryWriter(str(self.output_dir / "tensorboard"))
+        if resume:
+            path = self.output_dir / CHECKPOINT_NAME if resume is True else Path(resume)
+            if path.is_file():
+                self.load_checkpoint(path)
+            elif resume is not True:
+                raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+
+    # ---------------------------------------------------------------- set-up
+    def _make_scheduler(self) -> Any:
+        from timm.scheduler import CosineLRScheduler, StepLRScheduler
+
+        c = self.config
+        common = {"warmup_t": c.warmup_steps, "warmup_lr_init": c.warmup_lr, "t_in_epochs": False}
+        if c.sched == "cosine":
+            return CosineLRScheduler(self.optimizer, t_initial=c.steps, lr_min=c.min_lr, **common)
+        if c.sched == "step":
+            return StepLRScheduler(self.optimizer, decay_t=c.decay_steps, decay_rate=c.decay_rate, **common)
+        return StepLRScheduler(self.optimizer, decay_t=c.steps, decay_rate=1.0, **common)
+
+    def _build_sampler(self) -> PatchSampler:
+        c = self.config
+        if c.cache_dir is None:
+            cache_dir: Path | None = default_cache_dir()
+        else:
+            cache_dir = Path(c.cache_dir) if c.cache_dir else None
+
+        def build() -> PatchSampler:
+            return PatchSampler.from_folders(
+                c.train_dirs,
+                self.scales,
+                c.lr_patch_size,
+                n_colors=self.model.n_colors,
+                cache_dir=cache_dir,
+                augment=c.augment,
+                sample_by=c.sample_by,
+                device=self.device if c.data_on_device else "cpu",
+            )
+
+        if cache_dir is None or not self.dist.enabled:
+            return build()
+        # rank 0 makes the LR cache; the others then read it instead of recomputing it
+        if self.dist.is_main:
+            sampler = build()
+        barrier(self.dist)
+        if not self.dist.is_main:
+            sampler = build()
+        return sampler
+
+    # ------------------------------------------------------------- training
+    def _draw_scale(self) -> int:
+        if len(self.scales) == 1:
+            return self.scales[0]
+        return self.scales[int(torch.randint(len(self.scales), (1,), generator=self.scale_generator))]
+
+    def _loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if self.config.loss == "l1":
+            return nn.functional.l1_loss(sr, hr)
+        return nn.functional.mse_loss(sr, hr)
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update: draw a scale and a batch, forward, backward, optimiser step, EMA update.
+
+        Returns:
+            The loss and the batch's mean squared error of the clamped output (detached
+            device tensors, so that no step waits for the device).
+        """
+        scale = self._draw_scale()
+        lr, hr = self.sampler.sample(self.local_batch, scale, self.data_generator)
+        lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
+        if not self.config.channels_last:
+            lr, hr = lr.contiguous(), hr.contiguous()
+        self.scheduler.step_update(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            sr = self._train_model(lr, scale=scale)
+        sr = sr.float()
+        loss = self._loss(sr, hr)
+        (self.grad_scaler.scale(loss) if self.grad_scaler else loss).backward()
+        for p in self._inactive[scale]:
+            p.grad = None
+        if self.grad_scaler:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        self.step += 1
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.step)
+        with torch.no_grad():
+            mse = (sr.detach().clamp(0, 1) - hr).square().mean()
+        return loss.detach(), mse
+
+    def train(self, *, until: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
+        """Train until ``config.steps``, checkpointing, validating and logging on the way.
+
+        Args:
+            until: Stop (with a checkpoint) at this step instead, to continue later with
+                ``resume``; the schedule still runs to ``config.steps``.
+            time_limit: Stop (with a checkpoint) after this many seconds, for time-sliced
+                machines; under DDP rank 0's clock decides for every rank.
+
+        Returns:
+            The last log record, with the last validation and the best scores.
+        """
+        from tqdm.auto import tqdm
+
+        c = self.config
+        main = self.dist.is_main
+        if main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            c.save(self.output_dir / "config.json")
+            images = {f"x{s}": self.sampler.num_images(s) for s in self.scales}
+            self._log(
+                {
+                    "event": "start",
+                    "step": self.step,
+                    "world_size": self.dist.world_size,
+                    "device": str(self.device),
+                    "threads": torch.get_num_threads(),
+                    "images": images,
+                    "command": self.command,
+                },
+                echo=not c.progress,
+            )
+        bar = tqdm(
+            total=c.steps, initial=self.step, disable=not (c.progress and main), desc="train", dynamic_ncols=True
+        )
+        summary: dict[str, Any] = {"step": self.step}
+        loss_sum = torch.zeros((), device=self.device)
+        mse_sum = torch.zeros((), device=self.device)
+        window, busy = 0, 0.0
+        stop = min(c.steps, until if until is not None else c.steps)
+        deadline = time.monotonic() + time_limit if time_limit is not None else math.inf
+        while self.step < stop:
+            tick = time.perf_counter()
+            loss, mse = self.train_step()
+            loss_sum += loss
+            mse_sum += mse
+            window += 1
+            done = self.step == stop or self._out_of_time(deadline)
+            log_due = self.step % c.log_every == 0 or done
+            if log_due:
+                loss_mean, mse_mean = loss_sum.item() / window, mse_sum.item() / window  # waits for the device
+            # only training counts towards speed: validation and checkpoints are left out
+            busy += time.perf_counter() - tick
+            self.elapsed += time.perf_counter() - tick
+            bar.update(1)
+            if log_due:
+                summary = {
+                    "step": self.step,
+                    "loss": loss_mean,
+                    "psnr": -10 * math.log10(max(mse_mean, 1e-12)),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "steps_per_s": window / busy,
+                    "train_s": round(self.elapsed, 1),
+                }
+                bar.set_postfix(loss=f"{loss_mean:.4f}", psnr=f"{summary['psnr']:.2f}", it_s=f"{window / busy:.3f}")
+                self._log(summary, echo=not c.progress)
+                loss_sum.zero_()
+                mse_sum.zero_()
+                window, busy = 0, 0.0
+            if main and c.val_dir and (self.step % c.validate_every == 0 or done):
+                summary["val"] = self.validate_and_keep_best()
+            if self.step % c.save_every == 0 or done:
+                self.save_checkpoint()
+            if done:
+                break
+        bar.close()
+        if main and self.step == c.steps:
+            val = summary.get("val", {})
+            self.export(self.output_dir / "final", ema=False, scores=val.get("raw"))
+            if self.ema is not None:
+                self.export(self.output_dir / "final_ema", ema=True, scores=val.get("ema"))
+            summary["best"] = dict(self.best)
+            self._log({"event": "end", **summary}, echo=not c.progress)
+        return summary
+
+    def _out_of_time(self, deadline: float) -> bool:
+        if deadline == math.inf:
+            return False
+        late = torch.tensor([time.monotonic() >= deadline], dtype=torch.uint8, device=self.device)
+        if self.dist.enabled:
+            torch.distributed.broadcast(late, src=0)
+        return bool(late.item())
+
+    # ------------------------------------------------------------- validation
+    def _validation_pairs(self, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # LR made once per scale with the MATLAB bicubic, like the benchmark's LR files
+        if scale not in self._val_cache:
+            from ..io import list_images, read_image
+            from ..ops.imresize import imresize, modcrop
+
+            hr_dir = Path(self.config.val_dir)
+            hr_dir = hr_dir / "HR" if (hr_dir / "HR").is_dir() else hr_dir
+            pairs = []
+            for path in list_images(hr_dir):
+                hr = torch.from_numpy(modcrop(read_image(path), scale)).permute(2, 0, 1).contiguous()
+                lr = imresize(hr, 1 / scale)
+                pairs.append((lr[None].float().div(255).to(self.device), hr[None].float().div(255)))
+            self._val_cache[scale] = pairs
+        return self._val_cache[scale]
+
+    @torch.no_grad()
+    def _score(self, net: nn.Module, scale: int) -> dict[str, float]:
+        from ..metrics import psnr, ssim
+
+        was_training = net.training
+        net.eval()
+        psnrs, ssims = [], []
+        for lr, hr in self._validation_pairs(scale):
+            sr = net(lr, scale=scale).float().cpu()  # the metrics quantise to 8 bits, as saving a PNG does
+            psnrs.append(float(psnr(sr, hr, crop_border=scale, test_y_channel=True)))
+            ssims.append(float(ssim(sr, hr, crop_border=scale, test_y_channel=True)))
+        net.train(was_training)
+        return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
+
+    def validate(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Score the raw (and EMA) weights on ``config.val_dir`` at every trained scale.
+
+        Benchmark protocol: outputs quantised to 8 bits, PSNR and SSIM on the Y channel,
+        ``scale`` pixels ignored at each border.
+
+        Returns:
+            ``{"raw": {"x2": {"psnr": ..., "ssim": ...}}, "ema": {...}}``.
+        """
+        if not self.config.val_dir:
+            raise ValueError("no validation set: set val_dir to a folder of HR images (e.g. Set5)")
+        nets: dict[str, nn.Module] = {"raw": self.model}
+        if self.ema is not None:
+            nets["ema"] = self.ema.module
+        return {name: {f"x{s}": self._score(net, s) for s in self.scales} for name, net in nets.items()}
+
+    def validate_and_keep_best(self) -> dict[str, Any]:
+        """Validate, log the scores, and export the weights that beat the best mean PSNR so far.
+
+        The raw weights go to ``best/`` and the EMA weights to ``best_ema/``.
+        """
+        t0 = time.perf_counter()
+        scores = self.validate()
+        for name, per_scale in scores.items():
+            mean_psnr = sum(v["psnr"] for v in per_scale.values()) / len(per_scale)
+            if mean_psnr > self.best.get(name, -math.inf):
+                self.best[name] = mean_psnr
+                self.best[f"{name}_step"] = self.step
+                self.export(
+                    self.output_dir / ("best" if name == "raw" else "best_ema"), ema=name == "ema", scores=per_scale
+                )
+        self._log(
+            {
+                "event": "val",
+                "step": self.step,
+                "val": scores,
+                "best": dict(self.best),
+                "val_s": round(time.perf_counter() - t0, 2),
+            },
+            echo=True,
+        )
+        return scores
+
+    # ----------------------------------------------------------------- export
+    def export(self, directory: str | Path, *, ema: bool = False, scores: dict[str, Any] | None = None) -> Path:
+        """Write the raw or EMA weights as a ``save_pretrained`` folder with a model card.
+
+        Args:
+            directory: Destination folder.
+            ema: Export the EMA weights instead of the raw ones.
+            scores: Validation scores per scale to put in the card (``{"x2": {"psnr": ...}}``).
+        """
+        from ..hub import model_card, save_pretrained
+        from ..registry import PretrainedCfg
+
+        if ema and self.ema is None:
+            raise ValueError("this run keeps no EMA weights (config.ema is False)")
+        net = self.ema.module if ema else self.model
+        c = self.config
+        cfg = PretrainedCfg(
+            training_data=" + ".join(
+                Path(d).parent.name if Path(d).name == "HR" else Path(d).name for d in c.train_dirs
+            )
+            or None,
+            training_command=self.command,
+            steps=self.step,
+            metrics={Path(c.val_dir).name: scores} if scores and c.val_dir else {},
+            description=f"{'EMA' if ema else 'raw'} weights after {self.step} steps",
+            architecture=getattr(self.model, "variant", c.model),
+        )
+        return save_pretrained(net, directory, model_card=model_card(net, cfg))
+
+    # ------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: weights, EMA, optimiser, scheduler, RNG states, step.
+
+        Collective under DDP (every rank's data-sampler state is gathered): call it on all ranks.
+        """
+        data_states = all_gather_object(self.data_generator.get_state(), self.dist)
+        state: dict[str, Any] = {
+            "format": _CHECKPOINT_FORMAT,
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": dict(self.best),
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "scale": self.scale_generator.get_state(),
+                "data": data_states,
+            },
+        }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (the model must be the same architecture).
+
+        Raises:
+            ValueError: If ``state`` is not a checkpoint of this trainer.
+        """
+        if state.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"not an edsr-lib training checkpoint (format {state.get('format')!r})")
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.module.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        old = state["config"]
+        if all(old.get(k) == getattr(self.config, k) for k in _SCHEDULE_SETTINGS):
+            self.scheduler.load_state_dict(state["scheduler"])
+        elif self.dist.is_main:
+            # a changed schedule (say, more steps) is the user's intent: keep the new one
+            changed = [k for k in _SCHEDULE_SETTINGS if old.get(k) != getattr(self.config, k)]
+            print(f"resuming with a changed learning-rate schedule ({', '.join(changed)})", file=sys.stderr)
+        if self.grad_scaler and state["grad_scaler"]:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] is not None and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.scale_generator.set_state(rng["scale"])
+        if len(rng["data"]) == self.dist.world_size:
+            self.data_generator.set_state(rng["data"][self.dist.rank])
+        else:
+            # another number of processes: the sample streams cannot continue; start fresh ones
+            self.data_generator.manual_seed(_seed_for(self.config.seed, 1, self.dist.rank, state["step"]))
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self.best = dict(state["best"])
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Write :meth:`state_dict` atomically (rank 0 writes; collective under DDP).
+
+        Args:
+            path: Destination; ``<output_dir>/checkpoint.pt`` by default.
+        """
+        path = Path(path) if path is not None else self.output_dir / CHECKPOINT_NAME
+        state = self.state_dict()
+        if self.dist.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            atomic_write(path, buffer.getvalue())
+            self._log({"event": "checkpoint", "step": self.step, "path": str(path)})
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Continue from a checkpoint written by :meth:`save_checkpoint`."""
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+
+    # ---------------------------------------------------------------- logging
+    def _log(self, record: dict[str, Any], *, echo: bool = False) -> None:
+        if not self.dist.is_main:
+            return
+        record = {"time": round(time.time(), 3), **record}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.output_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if echo:
+            print(json.dumps(record), file=sys.stdout, flush=True)
+        if self._tb is not None:
+            self._tensorboard(record)
+
+    def _tensorboard(self, record: dict[str, Any]) -> None:
+        step = record["step"]
+        for key in ("loss", "psnr", "lr", "steps_per_s"):
+            if key in record:
+                self._tb.add_scalar(f"train/{key}", record[key], step)
+        for name, per_scale in record.get("val", {}).items():
+            for scale, scores in per_scale.items():
+                for metric, value in scores.items():
+                    self._tb.add_scalar(f"val_{name}/{metric}_{scale}", value, step)
+        self._tb.flush()

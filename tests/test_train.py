@@ -1,0 +1,344 @@
+"""The trainer: recipe defaults, patch data, MDSR branch updates, exact resume, exports, CLI, torchrun."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import edsr_lib
+from edsr_lib.cli import main
+from edsr_lib.io import write_image
+from edsr_lib.ops.imresize import imresize, modcrop
+from edsr_lib.train import (
+    CHECKPOINT_NAME,
+    PatchSampler,
+    TrainConfig,
+    Trainer,
+    branch_parameters,
+    load_init_weights,
+    make_lr_images,
+)
+
+TINY = {"n_resblocks": 1, "n_feats": 8}
+
+
+def _images(n: int, seed: int = 0, sizes: tuple[tuple[int, int], ...] = ((40, 36), (30, 44), (52, 38))) -> list:
+    """Smooth random uint8 RGB images (a bilinear upsampling of noise, so that they look like images)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        coarse = torch.rand(1, 3, h // 4 + 1, w // 4 + 1, generator=gen)
+        img = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+        out.append((img[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+    return out
+
+
+@pytest.fixture
+def data_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of 4 training images and a validation set folder (``HR/``) of 2 images."""
+    train, val = tmp_path / "train", tmp_path / "val" / "HR"
+    for i, img in enumerate(_images(4)):
+        write_image(train / f"{i}.png", img)
+    for i, img in enumerate(_images(2, seed=1, sizes=((32, 28),))):
+        write_image(val / f"v{i}.png", img)
+    return train, val.parent
+
+
+def _config(tmp_path: Path, **overrides) -> TrainConfig:
+    settings = {
+        "model": "edsr_baseline_x2",
+        "model_kwargs": dict(TINY),
+        "lr_patch_size": 8,
+        "batch_size": 4,
+        "steps": 6,
+        "lr": 1e-3,
+        "save_every": 2,
+        "log_every": 2,
+        "progress": False,
+        "cache_dir": "",
+        "output_dir": str(tmp_path / "run"),
+        **overrides,
+    }
+    return TrainConfig(**settings)
+
+
+def _sampler(scales=(2,), patch: int = 8) -> PatchSampler:
+    hr = _images(4, sizes=((40, 36), (36, 44)))
+    return PatchSampler(hr, {s: make_lr_images(hr, s) for s in scales}, patch)
+
+
+# ----------------------------------------------------------------- config
+def test_defaults_are_the_papers_recipe() -> None:
+    c = TrainConfig()
+    assert (c.lr_patch_size, c.augment, c.loss, c.opt, c.batch_size) == (48, True, "l1", "adam", 16)
+    assert (c.lr, c.betas, c.eps, c.weight_decay) == (1e-4, (0.9, 0.999), 1e-8, 0.0)
+    assert (c.sched, c.decay_steps, c.decay_rate, c.warmup_steps) == ("step", 200_000, 0.5, 0)
+
+
+def test_config_round_trips_and_rejects_bad_settings(tmp_path: Path) -> None:
+    c = _config(tmp_path, scales=[2], sched="cosine")
+    c.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == c
+    with pytest.raises(ValueError, match="sched='linear' is not one of"):
+        _config(tmp_path, sched="linear")
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        _config(tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match="unknown training settings \\['learning_rate'\\]"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+
+
+# ------------------------------------------------------------------- data
+def test_lr_images_are_the_matlab_bicubic_of_the_modcropped_hr_and_are_cached(tmp_path: Path, monkeypatch) -> None:
+    hr = _images(3)
+    paths = []
+    for i, img in enumerate(hr):
+        write_image(tmp_path / "hr" / f"{i}.png", img)
+        paths.append(tmp_path / "hr" / f"{i}.png")
+    lr = make_lr_images(hr, 3, paths=paths, cache_dir=tmp_path / "cache")
+    for h, low in zip(hr, lr, strict=True):
+        assert low.dtype == np.uint8
+        np.testing.assert_array_equal(low, imresize(modcrop(h, 3), 1 / 3))
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache was not used")
+
+    monkeypatch.setattr(sys.modules["edsr_lib.ops.imresize"], "imresize", fail)
+    cached = make_lr_images(hr, 3, paths=paths, cache_dir=tmp_path / "cache")
+    for a, b in zip(lr, cached, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_patches_are_transformed_crops_of_the_lr_and_hr_images(scale: int) -> None:
+    hr = _images(4)
+    lr = make_lr_images(hr, scale)
+    sampler = PatchSampler(hr, {scale: lr}, 8)
+    gen = torch.Generator().manual_seed(0)
+    draw = sampler.draw(32, scale, gen)
+    lr_patch, hr_patch = sampler.crop(draw)
+    assert lr_patch.shape == (32, 3, 8, 8) and hr_patch.shape == (32, 3, 8 * scale, 8 * scale)
+    assert lr_patch.dtype == torch.uint8 and lr_patch.is_contiguous(memory_format=torch.channels_last)
+    assert draw.flips is not None and 0 < draw.flips.float().mean() < 1
+
+    def expected(img: np.ndarray, y: int, x: int, size: int, flips: torch.Tensor) -> torch.Tensor:
+        patch = torch.from_numpy(img[y : y + size, x : x + size]).permute(2, 0, 1)
+        vflip, hflip, transpose = flips.tolist()
+        patch = patch.flip([d for d, f in ((1, vflip), (2, hflip)) if f])
+        return patch.transpose(1, 2) if transpose else patch
+
+    for k in range(32):
+        i, y, x = int(draw.image[k]), int(draw.y[k]), int(draw.x[k])
+        assert 0 <= y <= lr[i].shape[0] - 8 and 0 <= x <= lr[i].shape[1] - 8
+        assert torch.equal(lr_patch[k], expected(lr[i], y, x, 8, draw.flips[k]))
+        assert torch.equal(hr_patch[k], expected(hr[i], y * scale, x * scale, 8 * scale, draw.flips[k]))
+
+
+def test_sample_gives_float_batches_in_unit_range_and_is_reproducible() -> None:
+    sampler = _sampler()
+    a = sampler.sample(4, 2, torch.Generator().manual_seed(3))
+    b = sampler.sample(4, 2, torch.Generator().manual_seed(3))
+    assert a[0].dtype == torch.float32 and a[0].min() >= 0 and a[0].max() <= 1
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_images_too_small_for_a_patch_are_left_out() -> None:
+    hr = _images(2, sizes=((40, 40), (12, 40)))
+    with pytest.warns(UserWarning, match="1 of 2 images are smaller than a 16x16 HR patch"):
+        sampler = PatchSampler(hr, {2: make_lr_images(hr, 2)}, 8)
+    assert sampler.num_images(2) == 1
+    assert set(sampler.draw(64, 2, torch.Generator().manual_seed(0)).image.tolist()) == {0}
+    with pytest.raises(ValueError, match="no training image is large enough for a 30x30 LR patch at x2"):
+        PatchSampler(hr, {2: make_lr_images(hr, 2)}, 30)
+    with pytest.raises(ValueError, match="scale 3 is not one of this sampler's scales"):
+        sampler.draw(1, 3, torch.Generator())
+
+
+def test_area_sampling_draws_images_in_proportion_to_their_pixels() -> None:
+    hr = _images(2, sizes=((32, 32), (32, 96)))
+    lr = {2: make_lr_images(hr, 2)}
+    by_area = PatchSampler(hr, lr, 8, sample_by="area").draw(4000, 2, torch.Generator().manual_seed(0))
+    by_image = PatchSampler(hr, lr, 8, sample_by="image").draw(4000, 2, torch.Generator().manual_seed(0))
+    assert by_area.image.float().mean() == pytest.approx(0.75, abs=0.03)
+    assert by_image.image.float().mean() == pytest.approx(0.5, abs=0.03)
+
+
+# ------------------------------------------------------------------- MDSR
+def test_branch_parameters_are_the_other_scales_branches() -> None:
+    model = edsr_lib.create_model("mdsr_baseline", **TINY)
+    others = {id(p) for p in branch_parameters(model, 2)}
+    expected = {
+        id(p) for key in ("x3", "x4") for part in (model.pre_process, model.upsample) for p in part[key].parameters()
+    }
+    assert others == expected
+    assert branch_parameters(edsr_lib.create_model("edsr_baseline_x2", **TINY), 2) == []
+
+
+def test_an_mdsr_step_updates_only_its_scales_branches(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, model="mdsr_baseline", scales=[2, 3], ema=False)
+    trainer = Trainer(cfg, sampler=_sampler(scales=(2, 3)))
+    drawn: list[int] = []
+    draw_scale = trainer._draw_scale
+    trainer._draw_scale = lambda: drawn.append(draw_scale()) or drawn[-1]
+    x4_at_start = {k: v.clone() for k, v in trainer.model.state_dict().items() if ".x4." in k}
+    checked = False
+    for _ in range(30):
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.train_step()
+        after = trainer.model.state_dict()
+        for key in before:
+            branch = next((s for s in ("x2", "x3", "x4") if f".{s}." in key), None)
+            if branch is not None and branch != f"x{drawn[-1]}":
+                assert torch.equal(before[key], after[key]), f"{key} moved in an x{drawn[-1]} step"
+        # the x3 branches have Adam state by now: a zero gradient would still have moved them
+        checked |= drawn[-1] == 2 and 3 in drawn[:-1]
+        if checked:
+            break
+    assert checked
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in x4_at_start.items())
+    assert not torch.equal(before["body.0.body.0.weight"], after["body.0.body.0.weight"])  # shared parts do train
+
+
+# ----------------------------------------------------------------- resume
+def _state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    out = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+    out |= {f"ema.{k}": v for k, v in trainer.ema.module.state_dict().items()}
+    for i, s in trainer.optimizer.state_dict()["state"].items():
+        out |= {f"opt.{i}.{k}": v for k, v in s.items()}
+    return out
+
+
+def test_a_killed_run_resumes_exactly(tmp_path: Path) -> None:
+    """8 steps in one go == 5 steps, a crash (losing step 5), resume from the step-4 checkpoint, to 8."""
+    settings = {"model": "mdsr_baseline", "steps": 8, "sched": "cosine", "warmup_steps": 3}
+    whole = Trainer(_config(tmp_path / "a", **settings), sampler=_sampler((2, 3, 4)))
+    whole.train()
+
+    crashed = Trainer(_config(tmp_path / "b", **settings), sampler=_sampler((2, 3, 4)))
+    sample = crashed.sampler.sample
+
+    def sample_then_die(*args):
+        if crashed.step == 5:
+            raise KeyboardInterrupt("killed")
+        return sample(*args)
+
+    crashed.sampler.sample = sample_then_die
+    with pytest.raises(KeyboardInterrupt):
+        crashed.train()
+    ckpt = tmp_path / "b" / "run" / CHECKPOINT_NAME
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    assert [p.name for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+    resumed = Trainer(_config(tmp_path / "b", **settings), sampler=_sampler((2, 3, 4)), resume=True)
+    assert resumed.step == 4
+    resumed.train()
+    a, b = _state(whole), _state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7, msg=key)
+    assert resumed.optimizer.param_groups[0]["lr"] == whole.optimizer.param_groups[0]["lr"]
+
+
+def test_resume_from_a_missing_checkpoint_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
+        Trainer(_config(tmp_path), sampler=_sampler(), resume=tmp_path / "nope.pt")
+
+
+# -------------------------------------------------------------- init_from
+def test_x4_starts_from_a_trained_x2_except_the_upsampler(tmp_path: Path) -> None:
+    x2 = edsr_lib.create_model("edsr_baseline_x2", **TINY)
+    x2.save_pretrained(tmp_path / "x2")
+    x4 = edsr_lib.create_model("edsr_baseline_x4", **TINY)
+    loaded = load_init_weights(x4, tmp_path / "x2")
+    assert loaded and not any(k.startswith("upsampler.") for k in loaded)
+    for key, value in x4.state_dict().items():
+        if not key.startswith("upsampler."):
+            assert torch.equal(value, x2.state_dict()[key]), key
+    # same shape in both, yet left alone: the upsampler is never copied
+    assert not torch.equal(x4.state_dict()["upsampler.0.weight"], x2.state_dict()["upsampler.0.weight"])
+    with pytest.raises(ValueError, match="cannot initialise this model"):
+        load_init_weights(edsr_lib.create_model("edsr_baseline_x4", n_resblocks=2, n_feats=8), tmp_path / "x2")
+    with pytest.raises(FileNotFoundError, match="no weights to initialise from"):
+        load_init_weights(x4, tmp_path / "missing")
+
+
+# -------------------------------------------------- validation and exports
+def test_training_validates_keeps_the_best_and_exports_raw_and_ema(tmp_path: Path, data_dirs) -> None:
+    train_dir, val_dir = data_dirs
+    cfg = _config(tmp_path, train_dirs=[str(train_dir)], val_dir=str(val_dir), steps=4)
+    trainer = Trainer(cfg)
+    summary = trainer.train()
+    run = Path(cfg.output_dir)
+    assert set(summary["val"]) == {"raw", "ema"} and 5 < summary["val"]["raw"]["x2"]["psnr"] < 60
+    for name in ("best", "best_ema", "final", "final_ema"):
+        assert (run / name / "model.safetensors").is_file() and (run / name / "config.json").is_file()
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(edsr_lib.from_pretrained(run / "final_ema")(x), trainer.ema.module(x))
+        torch.testing.assert_close(edsr_lib.from_pretrained(run / "final")(x), trainer.model(x))
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    vals = [r for r in records if r.get("event") == "val"]
+    assert [r["step"] for r in vals] == [2, 4]
+    assert {"loss", "psnr", "lr", "steps_per_s"} <= next(r for r in records if "loss" in r).keys()
+    assert TrainConfig.load(run / "config.json") == cfg
+
+
+# -------------------------------------------------------------------- CLI
+def test_cli_trains_and_resumes(tmp_path: Path, data_dirs) -> None:
+    train_dir, _ = data_dirs
+    out = tmp_path / "cli"
+    args = ["train", "--train-dir", str(train_dir), "--output-dir", str(out), "--model-arg", "n_resblocks=1",
+            "--model-arg", "n_feats=8", "--patch-size", "8", "--batch-size", "2", "--save-every", "2",
+            "--cache-dir", "", "--no-progress", "--steps", "2"]  # fmt: skip
+    assert main(args) == 0
+    assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["step"] == 2
+    assert main(["train", "--output-dir", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
+    assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["step"] == 3
+    saved = TrainConfig.load(out / "config.json")
+    assert saved.steps == 3 and saved.model_kwargs == TINY and saved.train_dirs == [str(train_dir)]
+
+
+def test_cli_reports_user_errors_in_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--output-dir", str(tmp_path)]) == 2
+    assert "no training images: pass --train-dir" in capsys.readouterr().err
+    assert main(["train", "--train-dir", str(tmp_path), "--model-arg", "oops"]) == 2
+    assert "--model-arg expects KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", "--train-dir", str(tmp_path / "none"), "--cache-dir", "", "--model-arg", "n_feats=8"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- torchrun
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes(tmp_path: Path, data_dirs) -> None:
+    train_dir, _ = data_dirs
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "edsr_lib",
+           "train", "--model", "mdsr_baseline", "--scales", "2", "3", "--train-dir", str(train_dir),
+           "--output-dir", str(out), "--model-arg", "n_resblocks=1", "--model-arg", "n_feats=8", "--patch-size",
+           "8", "--batch-size", "4", "--steps", "3", "--save-every", "3", "--cache-dir", str(tmp_path / "cache"),
+           "--threads", "1", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(out / CHECKPOINT_NAME, weights_only=True)
+    assert ckpt["step"] == 3
+    data_states = ckpt["rng"]["data"]
+    assert len(data_states) == 2 and not torch.equal(data_states[0], data_states[1])
+    start = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert start["world_size"] == 2
+    # the x4 branches were never trained: they must still hold their initial values
+    torch.manual_seed(0)
+    init = edsr_lib.create_model("mdsr_baseline", **TINY).state_dict()
+    for key, value in ckpt["model"].items():
+        if ".x4." in key:
+            assert torch.equal(value, init[key]), key
+    assert dataclasses.asdict(TrainConfig.load(out / "config.json"))["scales"] == [2, 3]
