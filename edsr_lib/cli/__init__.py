@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "train": "edsr_lib.cli.train",
     "upscale": "edsr_lib.cli.upscale",
     "models": "edsr_lib.cli.models",
+    "export-onnx": "edsr_lib.cli.export_onnx",
 }
 
 
