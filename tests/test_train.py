@@ -53,6 +53,14 @@ def data_dirs(tmp_path: Path) -> tuple[Path, Path]:
     return train, val.parent
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """The tests train on one thread (tiny convolutions only lose from more); put the setting back after."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def _config(tmp_path: Path, **overrides) -> TrainConfig:
     settings = {
         "model": "edsr_baseline_x2",
@@ -65,6 +73,7 @@ def _config(tmp_path: Path, **overrides) -> TrainConfig:
         "log_every": 2,
         "progress": False,
         "cache_dir": "",
+        "num_threads": 1,
         "output_dir": str(tmp_path / "run"),
         **overrides,
     }
@@ -248,9 +257,12 @@ def test_a_killed_run_resumes_exactly(tmp_path: Path) -> None:
     assert resumed.optimizer.param_groups[0]["lr"] == whole.optimizer.param_groups[0]["lr"]
 
 
-def test_resume_from_a_missing_checkpoint_file_is_an_error(tmp_path: Path) -> None:
+def test_resume_refuses_a_missing_checkpoint_or_another_model(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume from"):
         Trainer(_config(tmp_path), sampler=_sampler(), resume=tmp_path / "nope.pt")
+    Trainer(_config(tmp_path, steps=1), sampler=_sampler()).train()
+    with pytest.raises(ValueError, match=r"the checkpoint trains edsr_baseline_x2 .* resume with the same model"):
+        Trainer(_config(tmp_path, model_kwargs={"n_resblocks": 2, "n_feats": 8}), sampler=_sampler(), resume=True)
 
 
 # -------------------------------------------------------------- init_from
@@ -298,7 +310,7 @@ def test_cli_trains_and_resumes(tmp_path: Path, data_dirs) -> None:
     out = tmp_path / "cli"
     args = ["train", "--train-dir", str(train_dir), "--output-dir", str(out), "--model-arg", "n_resblocks=1",
             "--model-arg", "n_feats=8", "--patch-size", "8", "--batch-size", "2", "--save-every", "2",
-            "--cache-dir", "", "--no-progress", "--steps", "2"]  # fmt: skip
+            "--cache-dir", "", "--threads", "1", "--no-progress", "--steps", "2"]  # fmt: skip
     assert main(args) == 0
     assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["step"] == 2
     assert main(["train", "--output-dir", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0

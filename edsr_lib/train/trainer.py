@@ -552,11 +552,16 @@ class Trainer:
         """
         if state.get("format") != _CHECKPOINT_FORMAT:
             raise ValueError(f"not an edsr-lib training checkpoint (format {state.get('format')!r})")
+        old = state["config"]
+        if (old["model"], old["model_kwargs"]) != (self.config.model, self.config.model_kwargs):
+            raise ValueError(
+                f"the checkpoint trains {old['model']} {old['model_kwargs']}, not {self.config.model} "
+                f"{self.config.model_kwargs}: resume with the same model, or use another output_dir"
+            )
         self.model.load_state_dict(state["model"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
-        old = state["config"]
         if all(old.get(k) == getattr(self.config, k) for k in _SCHEDULE_SETTINGS):
             self.scheduler.load_state_dict(state["scheduler"])
         elif self.dist.is_main:
