@@ -328,6 +328,18 @@ def test_cli_reports_user_errors_in_one_line(tmp_path: Path, capsys) -> None:
     assert "no such file or folder" in capsys.readouterr().err
 
 
+def test_tensorboard_is_optional(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, tensorboard=True, steps=2)
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="tensorboard=True needs the tensorboard package"):
+            Trainer(cfg, sampler=_sampler())
+    else:
+        Trainer(cfg, sampler=_sampler()).train()
+        assert list((Path(cfg.output_dir) / "tensorboard").glob("events.out.tfevents.*"))
+
+
 # ---------------------------------------------------------------- torchrun
 @pytest.mark.slow
 def test_torchrun_with_two_cpu_processes(tmp_path: Path, data_dirs) -> None:
