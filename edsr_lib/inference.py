@@ -26,7 +26,7 @@ from .ops import ensemble
 from .ops.color import quantize
 from .ops.tiling import tiled_apply
 
-__all__ = ["activation_bytes_per_pixel", "auto_tile_size", "available_memory", "load_model", "upscale"]
+__all__ = ["activation_bytes_per_pixel", "auto_tile_size", "available_memory", "load_model", "memory_budget", "upscale"]
 
 ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray)
 
@@ -34,8 +34,11 @@ ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray)
 #: 1.02-1.17 times the live-tensor count of :func:`activation_bytes_per_pixel`; the factor
 #: covers that, allocator fragmentation and convolution workspaces.
 _SAFETY_FACTOR = 1.5
-#: Larger windows buy no speed on a CPU (the overlap overhead of a 512-pixel core is
-#: already below 20%); they only cost memory, so "auto" caps its CPU budget here.
+#: "auto" plans at most this much on a CPU, whatever the machine has free: EDSR-baseline
+#: tiles are then 485 (x2), 311 (x3) and 219 (x4) LR pixels and a 2000x2000 x4 upscale peaks
+#: near 1.1 GB RSS. Larger tiles recompute less overlap (about 1.7x the one-pass work at
+#: x4, 1.3x at x2) but would take a large share of a laptop's memory; pass a larger ``tile``
+#: to trade memory for that speed.
 _CPU_BUDGET_CAP = 1 << 30
 #: Fraction of the available memory that "auto" plans to use.
 _MEMORY_FRACTION = 0.5
@@ -145,35 +148,41 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def memory_budget(device: torch.device | str = "cpu") -> int:
+    """Bytes that ``tile="auto"`` plans to use: half of :func:`available_memory`, at most 1 GiB on a CPU."""
+    budget = int(_MEMORY_FRACTION * available_memory(device))
+    return budget if torch.device(device).type == "cuda" else min(budget, _CPU_BUDGET_CAP)
+
+
 def auto_tile_size(
     model: SRModel,
     scale: int | None = None,
     *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
-    memory_budget: int | None = None,
+    budget: int | None = None,
+    overlap: int | None = None,
 ) -> int:
     """The largest tile (in LR pixels) whose window fits a memory budget, for ``tile="auto"``.
 
-    A window is the tile plus the receptive radius ``r`` on each side; the tile ``t`` is the
-    largest with ``(t + 2r)**2 * activation_bytes_per_pixel(...) <= memory_budget`` (and at
-    least 16).
+    A window is the tile plus ``overlap`` on each side; the tile ``t`` is the largest with
+    ``(t + 2 * overlap)**2 * activation_bytes_per_pixel(...) <= budget`` (and at least 16).
+    :func:`upscale` then runs as many such windows per batch as the budget allows (one,
+    unless the image is smaller than a window).
 
     Args:
         model: The model.
         scale: The scale to run.
         device: Where the model runs.
         dtype: Activation dtype (``float16`` halves the estimate).
-        memory_budget: Bytes a window may use. Default: half of :func:`available_memory`;
-            on CPU at most 1 GiB, because larger windows are no faster there.
+        budget: Bytes a window may use; default :func:`memory_budget`.
+        overlap: Context around each tile; default the receptive radius.
     """
     scale = model.resolve_scale(scale)
-    if memory_budget is None:
-        memory_budget = int(_MEMORY_FRACTION * available_memory(device))
-        if torch.device(device).type != "cuda":
-            memory_budget = min(memory_budget, _CPU_BUDGET_CAP)
-    window = math.isqrt(max(memory_budget, 0) // activation_bytes_per_pixel(model, scale, dtype))
-    return max(_MIN_AUTO_TILE, window - 2 * model.receptive_radius(scale))
+    budget = memory_budget(device) if budget is None else budget
+    overlap = model.receptive_radius(scale) if overlap is None else overlap
+    window = math.isqrt(max(budget, 0) // activation_bytes_per_pixel(model, scale, dtype))
+    return max(_MIN_AUTO_TILE, window - 2 * overlap)
 
 
 # ---------------------------------------------------------------------------- upscale
@@ -246,13 +255,15 @@ def upscale(
             any device; or a uint8 NumPy image ``(H, W, C)`` or ``(H, W)`` as
             :func:`edsr_lib.io.read_image` returns it.
         scale: The scale; may be omitted for a single-scale model.
-        tile: Tile size in LR pixels; ``"auto"`` picks it from free memory
-            (:func:`auto_tile_size`); ``None`` runs each image in one pass.
+        tile: Tile size in LR pixels; ``"auto"`` picks it, and the number of windows per
+            batch, from free memory (:func:`auto_tile_size`, :func:`memory_budget`); ``None``
+            runs each image in one pass.
         tile_overlap: Context around each tile, in LR pixels; default (and the least that
             is exact) the model's :meth:`~edsr_lib.SRModel.receptive_radius`.
         self_ensemble: Average over the eight flips and rotations (the paper's "+" models,
             about +0.1 dB, eight times the work).
-        batch_size: Most tiles (or ensemble members) per forward pass.
+        batch_size: Most tiles (or ensemble members) per forward pass (with ``tile="auto"``,
+            fewer if the memory budget requires).
         device: Where the model runs; default the device of the model's weights. The
             result stays where ``image`` is, so a big image can live on the CPU while its
             tiles run on a GPU.
@@ -305,11 +316,15 @@ def upscale(
     if height == 0 or width == 0:
         raise ValueError(f"the image is empty: shape {tuple(x.shape)}")
 
+    overlap = model.receptive_radius(scale) if tile_overlap is None else tile_overlap
     if tile == "auto":
-        tile = auto_tile_size(model, scale, device=device, dtype=amp_dtype or torch.float32)
+        dtype = amp_dtype or torch.float32
+        budget = memory_budget(device)
+        tile = auto_tile_size(model, scale, device=device, dtype=dtype, budget=budget, overlap=overlap)
+        window = min(height, tile + 2 * overlap) * min(width, tile + 2 * overlap)
+        batch_size = max(1, min(batch_size, budget // (window * activation_bytes_per_pixel(model, scale, dtype))))
     elif tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"tile must be a positive number of LR pixels, 'auto' or None, got {tile!r}")
-    overlap = model.receptive_radius(scale) if tile_overlap is None else tile_overlap
 
     # The output is allocated outside inference mode, so callers get an ordinary tensor.
     numpy_out: np.ndarray | None = None

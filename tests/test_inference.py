@@ -200,8 +200,9 @@ def test_auto_tile_size_follows_the_memory_budget(tiny_models: dict[str, edsr_li
     per_px = activation_bytes_per_pixel(model)
     assert per_px == int(1.5 * (2 * 16 + 1) * 64 * 4)
     radius = model.receptive_radius()
-    assert auto_tile_size(model, memory_budget=per_px * 300**2) == 300 - 2 * radius
-    assert auto_tile_size(model, memory_budget=1) == 16
+    assert auto_tile_size(model, budget=per_px * 300**2) == 300 - 2 * radius
+    assert auto_tile_size(model, budget=per_px * 300**2, overlap=10) == 280
+    assert auto_tile_size(model, budget=1) == 16
     assert activation_bytes_per_pixel(model, dtype=torch.float16) == per_px // 2
 
 
@@ -215,6 +216,19 @@ def test_auto_tile_uses_available_memory(
     assert tile == 40 - 2 * model.receptive_radius()
     x = _image(40, 33)
     torch.testing.assert_close(upscale(model, x, tile="auto"), upscale(model, x), rtol=0, atol=1e-4)
+
+    # the budget holds one full window: big images run one window at a time, small ones several
+    calls: list[tuple[int | None, int]] = []
+    real = inference.tiled_apply
+
+    def spy(fn, x, scale, tile, overlap, **kwargs):
+        calls.append((tile, kwargs["batch_size"]))
+        return real(fn, x, scale, tile, overlap, **kwargs)
+
+    monkeypatch.setattr(inference, "tiled_apply", spy)
+    upscale(model, x, tile="auto", batch_size=4)
+    upscale(model, _image(20, 20, n=6), tile="auto", batch_size=4)
+    assert calls == [(tile, 1), (tile, 4)]
 
 
 def test_available_memory_is_plausible() -> None:
