@@ -6,7 +6,7 @@ Most users need only :func:`create_model` and :func:`list_models`::
     model = edsr_lib.create_model("edsr_baseline_x2", pretrained=True)
 """
 
-from . import layers, models
+from . import layers, metrics, models
 from .hub import from_pretrained
 from .inference import upscale
 from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
@@ -52,6 +52,7 @@ __all__ = [
     "layers",
     "list_models",
     "list_pretrained",
+    "metrics",
     "modcrop",
     "models",
     "register_model",
