@@ -100,7 +100,6 @@ def test_set14_bridge_is_grayscale(datasets_dir):
     assert read_image(datasets_dir / "Set14" / "HR" / "bridge.png").shape[2] == 1
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["0004", "0006"])
 def test_reproduces_official_div2k_lr(datasets_dir, name):
     root = datasets_dir / "DIV2K_train_partial"

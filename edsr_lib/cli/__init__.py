@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "upscale": "edsr_lib.cli.upscale",
     "models": "edsr_lib.cli.models",
     "export-onnx": "edsr_lib.cli.export_onnx",
+    "make-lr": "edsr_lib.cli.make_lr",
 }
 
 

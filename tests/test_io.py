@@ -1,0 +1,198 @@
+"""Image file I/O: modes, EXIF, broken files, atomic writes, tensors, listing."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edsr_lib.io import (
+    ImageNotFoundError,
+    ImageReadError,
+    list_images,
+    read_image,
+    to_tensor,
+    to_uint8,
+    write_image,
+)
+
+
+def _random(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+# ------------------------------------------------------------------- reading
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_png_round_trip_keeps_channels(tmp_path, channels):
+    image = _random((7, 9, channels))
+    write_image(tmp_path / "a.png", image)
+    back = read_image(tmp_path / "a.png")
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, image)
+
+
+def test_two_dimensional_array_is_written_gray(tmp_path):
+    image = _random((5, 6))
+    write_image(tmp_path / "g.png", image)
+    assert Image.open(tmp_path / "g.png").mode == "L"
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png"), image[:, :, None])
+
+
+def test_palette_images(tmp_path):
+    rgb = Image.fromarray(_random((6, 6, 3))).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    rgb.save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").shape == (6, 6, 3)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), np.asarray(rgb.convert("RGB")))
+    rgb.info["transparency"] = 0
+    rgb.save(tmp_path / "pt.png", transparency=0)
+    assert read_image(tmp_path / "pt.png").shape == (6, 6, 4)
+
+
+def test_gray_with_alpha_becomes_rgba(tmp_path):
+    Image.fromarray(_random((4, 5, 2)), mode="LA").save(tmp_path / "la.png")
+    image = read_image(tmp_path / "la.png")
+    assert image.shape == (4, 5, 4)
+    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+
+
+def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
+    levels = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    Image.fromarray(levels).save(tmp_path / "g16.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g16.png")[..., 0], [[0, 1, 128, 255]])
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = np.zeros((4, 8, 3), dtype=np.uint8)
+    image[0, 0] = 255  # mark the top-left corner
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored image must be rotated 90 degrees clockwise for display
+    Image.fromarray(image).save(tmp_path / "o.jpg", exif=exif, quality=100)
+    upright = read_image(tmp_path / "o.jpg")
+    assert upright.shape == (8, 4, 3)
+    assert upright[0, -1].mean() > 200  # the top-left corner went to the top-right
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match=r"nothere\.png") as info:
+        read_image(tmp_path / "nothere.png")
+    assert isinstance(info.value, FileNotFoundError)
+    assert isinstance(info.value, ImageNotFoundError)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_truncated_files_raise(tmp_path, suffix):
+    buffer = io.BytesIO()
+    Image.fromarray(_random((64, 64, 3))).save(buffer, format="PNG" if suffix == ".png" else "JPEG")
+    data = buffer.getvalue()
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=f"cut\\{suffix}"):
+        read_image(path)
+
+
+def test_not_an_image(tmp_path):
+    (tmp_path / "x.png").write_text("hello")
+    with pytest.raises(ImageReadError, match=r"cannot read image .*x\.png"):
+        read_image(tmp_path / "x.png")
+
+
+# ------------------------------------------------------------------- writing
+@pytest.mark.parametrize(("suffix", "fmt"), [(".jpg", "JPEG"), (".jpeg", "JPEG"), (".webp", "WEBP"), (".PNG", "PNG")])
+def test_format_follows_suffix(tmp_path, suffix, fmt):
+    write_image(tmp_path / f"a{suffix}", _random((8, 8, 3)), quality=90)
+    assert Image.open(tmp_path / f"a{suffix}").format == fmt
+
+
+def test_creates_parent_folders_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "deep" / "er" / "a.png"
+    write_image(target, _random((3, 3, 3)))
+    assert sorted(os.listdir(target.parent)) == ["a.png"]
+
+
+def test_failed_write_keeps_the_old_file_and_removes_the_temp(tmp_path, monkeypatch):
+    target = tmp_path / "a.png"
+    old = _random((4, 4, 3), seed=1)
+    write_image(target, old)
+
+    def broken_save(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(target, _random((4, 4, 3), seed=2))
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == ["a.png"]
+    np.testing.assert_array_equal(read_image(target), old)
+
+
+def test_write_errors(tmp_path):
+    with pytest.raises(ValueError, match="suffix must be one of"):
+        write_image(tmp_path / "a.gif", _random((4, 4, 3)))
+    with pytest.raises(TypeError, match="to_uint8"):
+        write_image(tmp_path / "a.png", np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="uint8 NumPy array"):
+        write_image(tmp_path / "a.png", torch.zeros(4, 4, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="JPEG has no alpha"):
+        write_image(tmp_path / "a.jpg", _random((4, 4, 4)))
+    with pytest.raises(ValueError, match="C in 1, 3, 4"):
+        write_image(tmp_path / "a.png", _random((4, 4, 2)))
+    assert not any(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------- tensors
+def test_to_tensor_and_back_is_exact_for_every_level():
+    image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    tensor = to_tensor(image)
+    assert tensor.shape == (1, 3, 16, 16) and tensor.dtype == torch.float32
+    assert tensor.min() == 0 and tensor.max() == 1
+    np.testing.assert_array_equal(to_uint8(tensor), image)
+    np.testing.assert_array_equal(to_uint8(tensor[0].half()), image)
+    assert to_tensor(image[:, :, 0]).shape == (1, 1, 16, 16)
+
+
+def test_to_uint8_rounds_half_away_and_clamps():
+    levels = torch.tensor([0.5, 1.5, 2.5, 127.5, 254.5, -3.0, 300.0], dtype=torch.float64) / 255
+    out = to_uint8(levels.view(1, 1, 7))
+    assert out.shape == (1, 7, 1)
+    assert out.ravel().tolist() == [1, 2, 3, 128, 255, 0, 255]
+
+
+def test_tensor_conversion_errors():
+    with pytest.raises(TypeError, match="uint8"):
+        to_tensor(np.zeros((4, 4, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="floating-point"):
+        to_uint8(torch.zeros(3, 4, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(C, H, W\) or \(1, C, H, W\)"):
+        to_uint8(torch.zeros(2, 3, 4, 4))
+
+
+# ------------------------------------------------------------------- listing
+def test_list_images(tmp_path):
+    for name in ("b.png", "a.JPG", "c.webp"):
+        write_image(tmp_path / "set" / name, _random((2, 2, 3)))
+    (tmp_path / "set" / "notes.txt").write_text("x")
+    (tmp_path / "set" / "sub").mkdir()
+    folder = tmp_path / "set"
+
+    assert [p.name for p in list_images(folder)] == ["a.JPG", "b.png", "c.webp"]
+    assert list_images(str(folder / "b.png")) == [folder / "b.png"]
+    assert [p.name for p in list_images(str(folder / "*.p*"))] == ["b.png"]
+    # several sources, duplicates dropped, order kept
+    both = list_images([folder / "c.webp", folder])
+    assert [p.name for p in both] == ["c.webp", "a.JPG", "b.png"]
+
+
+def test_list_images_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        list_images(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no images found in .*empty"):
+        list_images(tmp_path / "empty")
+    with pytest.raises(ValueError, match="no images found"):
+        list_images(str(tmp_path / "*.png"))
