@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import TypeVar
 
 import numpy as np
@@ -171,10 +172,10 @@ def imresize(
     """
     if (scale is None) == (size is None):
         raise ValueError("give exactly one of scale (a factor such as 1/4) or size=(height, width)")
-    if scale is not None and (
-        isinstance(scale, bool) or not isinstance(scale, int | float) or not math.isfinite(scale) or scale <= 0
-    ):
-        raise ValueError(f"scale must be a positive number (e.g. 0.25 to shrink by 4), got {scale!r}")
+    if scale is not None:
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale must be a positive number (e.g. 0.25 to shrink by 4), got {scale!r}")
+        scale = float(scale)
     if size is not None:
         if len(size) != 2 or not all(isinstance(s, int | np.integer) and not isinstance(s, bool) for s in size):
             raise ValueError(f"size must be (height, width) as two integers, got {size!r}")
