@@ -170,6 +170,14 @@ def test_model_table_matches_the_registry(path: Path) -> None:
             assert float(row["`res_scale`"]) == model.config["res_scale"], name
 
 
+def test_readme_links_exist() -> None:
+    # mkdocs checks the links of docs/ (strict); nothing else reads the README's
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    targets = [t for t in re.findall(r"\]\(([^)#\s]+)", readme) if "://" not in t]
+    assert targets
+    assert [t for t in targets if not (REPO_ROOT / t).exists()] == []
+
+
 @pytest.mark.parametrize("path", DOC_FILES, ids=_relative)
 def test_ci_runs_the_documented_test_command(path: Path) -> None:
     blocks = [b for b in code_blocks(path) if b.language == "bash" and "python -m pytest" in b.code]
