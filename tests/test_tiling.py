@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from edsr_lib.ops.tiling import Span, tile_spans, tiled_apply
 
 def _check_spans(spans: list[Span], size: int, tile: int, overlap: int) -> None:
     window = min(size, tile + 2 * overlap)
+    assert len(spans) == (1 if size == window else 1 + math.ceil((size - window) / tile))  # as few as cover
     assert spans[0].core_start == 0 and spans[-1].core_stop == size
     for prev, span in itertools.pairwise(spans):
         assert span.core_start == prev.core_stop
@@ -24,17 +26,19 @@ def _check_spans(spans: list[Span], size: int, tile: int, overlap: int) -> None:
         assert span.stop - span.core_stop >= min(overlap, size - span.core_stop)
 
 
-@pytest.mark.parametrize("size", [1, 5, 47, 48, 49, 100, 257])
+@pytest.mark.parametrize("size", [1, 5, 47, 48, 49, 100, 257, 2000])
 @pytest.mark.parametrize("tile", [1, 7, 48, 300])
 @pytest.mark.parametrize("overlap", [0, 3, 36])
 def test_tile_spans_cover_the_axis_with_equal_windows(size: int, tile: int, overlap: int) -> None:
     _check_spans(tile_spans(size, tile, overlap), size, tile, overlap)
 
 
-def test_tile_spans_shift_border_windows_inwards_and_share_windows() -> None:
-    assert tile_spans(100, 48, 20) == [Span(0, 88, 0, 48), Span(12, 100, 48, 100)]
+def test_tile_spans_keep_windows_inside_the_image_and_spread_them_evenly() -> None:
+    assert tile_spans(100, 48, 20) == [Span(0, 88, 0, 50), Span(12, 100, 50, 100)]
     assert tile_spans(60, 48, 20) == [Span(0, 60, 0, 60)]
-    assert tile_spans(10, 4, 0) == [Span(0, 4, 0, 4), Span(4, 8, 4, 8), Span(6, 10, 8, 10)]
+    assert tile_spans(10, 4, 0) == [Span(0, 4, 0, 3), Span(3, 7, 3, 6), Span(6, 10, 6, 10)]
+    # 2000 pixels in windows of 557 (tile 485, overlap 36): 4 windows, not 5
+    assert [s.start for s in tile_spans(2000, 485, 36)] == [0, 481, 962, 1443]
 
 
 @pytest.mark.parametrize(("size", "tile", "overlap"), [(0, 4, 1), (5, 0, 1), (5, 4, -1), (5, True, 1), (5, 2.5, 1)])

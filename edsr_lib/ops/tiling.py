@@ -13,12 +13,14 @@ what it sees in one pass. Two details make this exact rather than approximately 
   inwards, so the only zero padding any window sees is the network's own, at the true
   image border, where the one-pass run sees it too.
 
-Shifting also gives every window the same size, ``min(size, tile + 2 * overlap)`` per
-axis, so windows can be stacked into batches (and a compiled model sees one shape).
+Every window has the same size, ``min(size, tile + 2 * overlap)`` per axis, so windows
+can be stacked into batches (and a compiled model sees one shape); along each axis they
+are as few as cover the image, spread evenly.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,16 +47,17 @@ class Span:
 
 
 def tile_spans(size: int, tile: int, overlap: int) -> list[Span]:
-    """Cut an axis of ``size`` pixels into cores of ``tile`` pixels with ``overlap`` of context.
+    """Cut an axis of ``size`` pixels into windows of ``tile + 2 * overlap`` pixels and their cores.
 
     Every window has the same length, ``min(size, tile + 2 * overlap)``, and lies inside
-    ``[0, size)``; each core has at least ``overlap`` pixels of window on both sides, except
-    where it touches the image border. Consecutive cores that would get the same window
-    share it.
+    ``[0, size)``. The windows are as few as can cover the axis and are spread evenly;
+    each core keeps at least ``overlap`` pixels of window on both sides, except where it
+    touches the image border, so interior cores are at most ``tile`` pixels and the two
+    border cores at most ``tile + overlap``.
 
     Args:
         size: Length of the axis (positive).
-        tile: Core length (positive).
+        tile: Core length of interior windows (positive).
         overlap: Context on each side of a core (non-negative).
 
     Returns:
@@ -69,16 +72,15 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[Span]:
         raise ValueError(f"tile must be a positive number of pixels, got {tile!r}")
     if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
         raise ValueError(f"overlap must be a non-negative number of pixels, got {overlap!r}")
-    window = min(size, tile + 2 * overlap)
-    spans: list[Span] = []
-    for core_start in range(0, size, tile):
-        core_stop = min(core_start + tile, size)
-        start = min(max(core_start - overlap, 0), size - window)
-        if spans and spans[-1].start == start:
-            spans[-1] = Span(start, start + window, spans[-1].core_start, core_stop)
-        else:
-            spans.append(Span(start, start + window, core_start, core_stop))
-    return spans
+    window = tile + 2 * overlap
+    if size <= window:
+        return [Span(0, size, 0, size)]
+    # Consecutive windows may start at most `tile` apart, so that the cut between their
+    # cores can leave `overlap` pixels of context on both sides.
+    gaps = -(-(size - window) // tile)
+    starts = [(i * (size - window) + gaps // 2) // gaps for i in range(gaps + 1)]
+    cuts = [0, *((a + b + window) // 2 for a, b in itertools.pairwise(starts)), size]
+    return [Span(start, start + window, cuts[i], cuts[i + 1]) for i, start in enumerate(starts)]
 
 
 def tiled_apply(
