@@ -34,11 +34,11 @@ ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray)
 #: 1.02-1.17 times the live-tensor count of :func:`activation_bytes_per_pixel`; the factor
 #: covers that, allocator fragmentation and convolution workspaces.
 _SAFETY_FACTOR = 1.5
-#: "auto" plans at most this much on a CPU, whatever the machine has free: EDSR-baseline
-#: tiles are then 485 (x2), 311 (x3) and 219 (x4) LR pixels and a 2000x2000 x4 upscale peaks
-#: near 1.1 GB RSS. Larger tiles recompute less overlap (about 1.7x the one-pass work at
-#: x4, 1.3x at x2) but would take a large share of a laptop's memory; pass a larger ``tile``
-#: to trade memory for that speed.
+#: What "auto" plans for activations on a CPU, whatever the machine has free (see
+#: :func:`memory_budget`). EDSR-baseline tiles are then 485 (x2), 311 (x3) and 219 (x4) LR
+#: pixels; a 2000x2000 image costs 1.24x (x2) to 1.8x (x3) the one-pass work in recomputed
+#: overlap, and x4 peaks at 1.9 GB RSS through the command line (the whole pass would need
+#: about 50 GB). Pass a larger ``tile`` to trade memory for speed.
 _CPU_BUDGET_CAP = 1 << 30
 #: Fraction of the available memory that "auto" plans to use.
 _MEMORY_FRACTION = 0.5
@@ -148,10 +148,34 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def memory_budget(device: torch.device | str = "cpu") -> int:
-    """Bytes that ``tile="auto"`` plans to use: half of :func:`available_memory`, at most 1 GiB on a CPU."""
-    budget = int(_MEMORY_FRACTION * available_memory(device))
-    return budget if torch.device(device).type == "cuda" else min(budget, _CPU_BUDGET_CAP)
+def memory_budget(
+    model: SRModel,
+    scale: int | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    overlap: int | None = None,
+) -> int:
+    """Bytes that ``tile="auto"`` plans to use for activations.
+
+    On CUDA, half of :func:`available_memory`. On a CPU, 1 GiB, or what a window with a
+    tile of four times the overlap needs if that is more (the large EDSR: a smaller tile
+    would spend most of the time recomputing overlap), and never more than half of the
+    available memory.
+
+    Args:
+        model: The model.
+        scale: The scale to run.
+        device: Where the model runs.
+        dtype: Activation dtype.
+        overlap: Context around each tile; default the receptive radius.
+    """
+    half = int(_MEMORY_FRACTION * available_memory(device))
+    if torch.device(device).type == "cuda":
+        return half
+    overlap = model.receptive_radius(scale) if overlap is None else overlap
+    useful_window = (6 * overlap) ** 2 * activation_bytes_per_pixel(model, scale, dtype)
+    return min(half, max(_CPU_BUDGET_CAP, useful_window))
 
 
 def auto_tile_size(
@@ -179,8 +203,9 @@ def auto_tile_size(
         overlap: Context around each tile; default the receptive radius.
     """
     scale = model.resolve_scale(scale)
-    budget = memory_budget(device) if budget is None else budget
     overlap = model.receptive_radius(scale) if overlap is None else overlap
+    if budget is None:
+        budget = memory_budget(model, scale, device=device, dtype=dtype, overlap=overlap)
     window = math.isqrt(max(budget, 0) // activation_bytes_per_pixel(model, scale, dtype))
     return max(_MIN_AUTO_TILE, window - 2 * overlap)
 
@@ -319,7 +344,7 @@ def upscale(
     overlap = model.receptive_radius(scale) if tile_overlap is None else tile_overlap
     if tile == "auto":
         dtype = amp_dtype or torch.float32
-        budget = memory_budget(device)
+        budget = memory_budget(model, scale, device=device, dtype=dtype, overlap=overlap)
         tile = auto_tile_size(model, scale, device=device, dtype=dtype, budget=budget, overlap=overlap)
         window = min(height, tile + 2 * overlap) * min(width, tile + 2 * overlap)
         batch_size = max(1, min(batch_size, budget // (window * activation_bytes_per_pixel(model, scale, dtype))))

@@ -231,6 +231,19 @@ def test_auto_tile_uses_available_memory(
     assert calls == [(tile, 1), (tile, 4)]
 
 
+def test_cpu_budget_grows_for_models_with_a_large_receptive_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference, "available_memory", lambda device="cpu": 64 << 30)
+    baseline = edsr_lib.create_model("edsr_baseline_x4")
+    assert inference.memory_budget(baseline) == 1 << 30
+    with torch.device("meta"):
+        large = edsr_lib.create_model("edsr_x4")
+    radius = large.receptive_radius()
+    assert inference.memory_budget(large) == (6 * radius) ** 2 * activation_bytes_per_pixel(large)
+    assert auto_tile_size(large) == 4 * radius
+    monkeypatch.setattr(inference, "available_memory", lambda device="cpu": 4 << 30)
+    assert inference.memory_budget(large) == 2 << 30  # never more than half of what is free
+
+
 def test_available_memory_is_plausible() -> None:
     assert 1 << 26 < inference.available_memory("cpu") < 1 << 50
 
