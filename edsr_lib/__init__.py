@@ -7,6 +7,7 @@ Most users need only :func:`create_model` and :func:`list_models`::
 """
 
 from . import layers, metrics, models
+from .evaluate import evaluate
 from .hub import from_pretrained
 from .inference import upscale
 from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
@@ -44,6 +45,7 @@ __all__ = [
     "Upsampler",
     "__version__",
     "create_model",
+    "evaluate",
     "from_pretrained",
     "fuse",
     "get_pretrained_cfg",

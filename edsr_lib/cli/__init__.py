@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "models": "edsr_lib.cli.models",
     "export-onnx": "edsr_lib.cli.export_onnx",
     "make-lr": "edsr_lib.cli.make_lr",
+    "evaluate": "edsr_lib.cli.evaluate",
 }
 
 
