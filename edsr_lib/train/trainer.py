@@ -221,7 +221,6 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.best: dict[str, float] = {}
-        self._val_cache: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         self._tb = None
         if config.tensorboard and self.dist.is_main:
             try:
@@ -415,41 +414,19 @@ class Trainer:
         return bool(late.item())
 
     # ------------------------------------------------------------- validation
-    def _validation_pairs(self, scale: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # LR made once per scale with the MATLAB bicubic, like the benchmark's LR files
-        if scale not in self._val_cache:
-            from ..io import list_images, read_image
-            from ..ops.imresize import imresize, modcrop
-
-            hr_dir = Path(self.config.val_dir)
-            hr_dir = hr_dir / "HR" if (hr_dir / "HR").is_dir() else hr_dir
-            pairs = []
-            for path in list_images(hr_dir):
-                hr = torch.from_numpy(modcrop(read_image(path), scale)).permute(2, 0, 1).contiguous()
-                lr = imresize(hr, 1 / scale)
-                pairs.append((lr[None].float().div(255).to(self.device), hr[None].float().div(255)))
-            self._val_cache[scale] = pairs
-        return self._val_cache[scale]
-
-    @torch.no_grad()
     def _score(self, net: nn.Module, scale: int) -> dict[str, float]:
-        from ..metrics import psnr, ssim
+        from ..evaluate import evaluate
 
         was_training = net.training
-        net.eval()
-        psnrs, ssims = [], []
-        for lr, hr in self._validation_pairs(scale):
-            sr = net(lr, scale=scale).float().cpu()  # the metrics quantise to 8 bits, as saving a PNG does
-            psnrs.append(float(psnr(sr, hr, crop_border=scale, test_y_channel=True)))
-            ssims.append(float(ssim(sr, hr, crop_border=scale, test_y_channel=True)))
+        result = evaluate(net, self.config.val_dir, scale, device=self.device)
         net.train(was_training)
-        return {"psnr": sum(psnrs) / len(psnrs), "ssim": sum(ssims) / len(ssims)}
+        return {"psnr": result["psnr"], "ssim": result["ssim"]}
 
     def validate(self) -> dict[str, dict[str, dict[str, float]]]:
         """Score the raw (and EMA) weights on ``config.val_dir`` at every trained scale.
 
-        Benchmark protocol: outputs quantised to 8 bits, PSNR and SSIM on the Y channel,
-        ``scale`` pixels ignored at each border.
+        Through :func:`edsr_lib.evaluate` with the benchmark protocol: outputs quantised
+        to 8 bits, PSNR and SSIM on the Y channel, ``scale`` pixels ignored at each border.
 
         Returns:
             ``{"raw": {"x2": {"psnr": ..., "ssim": ...}}, "ema": {...}}``.
