@@ -1,0 +1,275 @@
+"""Inference benchmark: edsr-lib's fast path against a plain PyTorch EDSR/MDSR.
+
+For each model and scale it prints throughput (megapixels of output per second),
+achieved GFLOP/s (convolution FLOPs, ``2 * Cin * Cout * k * k * H * W`` each, of one
+untiled pass, so tiled rows show the cost of the overlap as a lower rate), peak memory
+during the call and the speed ratio against the plain implementation. All variants are
+timed alternately within one process (one round of every variant, repeated), and the
+fastest round is reported: on a shared machine other processes only ever add time. A
+same-run sgemm (``torch.mm`` of large float32 matrices) gives the practical limit of the
+machine; the GFLOP/s column is also shown as a fraction of it.
+
+The plain implementation is written out below, independent of the library: the
+reference code's structure (mean shifts as 1x1 convolutions, ``res_scale`` multiplied at
+run time), NCHW, a plain forward under ``torch.no_grad``. It loads the library model's
+weights, and its output is checked against the library's.
+
+Usage::
+
+    python benchmarks/bench_inference.py                     # the table, on CUDA if present
+    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain vs fast
+    python benchmarks/bench_inference.py --device cpu --size 256 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import edsr_lib
+
+# ----------------------------------------------------------------------------- plain reference
+
+
+class PlainMeanShift(nn.Conv2d):
+    """The reference code's mean shift: a fixed 1x1 convolution."""
+
+    def __init__(self, rgb_range: float, rgb_mean: list[float], sign: int) -> None:
+        super().__init__(3, 3, kernel_size=1)
+        self.weight.data = torch.eye(3).view(3, 3, 1, 1)
+        self.bias.data = sign * rgb_range * torch.tensor(rgb_mean)
+        self.requires_grad_(False)
+
+
+class PlainResBlock(nn.Module):
+    def __init__(self, n_feats: int, kernel_size: int, res_scale: float) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feats, n_feats, kernel_size, padding=pad),
+            nn.ReLU(True),
+            nn.Conv2d(n_feats, n_feats, kernel_size, padding=pad),
+        )
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x).mul(self.res_scale) + x
+
+
+def plain_upsampler(scale: int, n_feats: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for factor in [3] if scale == 3 else [2] * (scale.bit_length() - 1):
+        layers += [nn.Conv2d(n_feats, factor * factor * n_feats, 3, padding=1), nn.PixelShuffle(factor)]
+    return nn.Sequential(*layers)
+
+
+class PlainSR(nn.Module):
+    """EDSR (one scale) or MDSR (``multi=True``) as the reference code writes them, for inputs in [0, 1]."""
+
+    def __init__(self, config: dict, multi: bool) -> None:
+        super().__init__()
+        n_feats, rgb_range = config["n_feats"], config["rgb_range"]
+        self.rgb_range = rgb_range
+        self.sub = PlainMeanShift(rgb_range, config["rgb_mean"], -1)
+        self.add = PlainMeanShift(rgb_range, config["rgb_mean"], 1)
+        self.head = nn.Conv2d(3, n_feats, 3, padding=1)
+        self.body = nn.Sequential(
+            *[PlainResBlock(n_feats, 3, config["res_scale"]) for _ in range(config["n_resblocks"])],
+            nn.Conv2d(n_feats, n_feats, 3, padding=1),
+        )
+        self.tail = nn.Conv2d(n_feats, 3, 3, padding=1)
+        self.multi = multi
+        if multi:
+            k = config["preprocess_kernel_size"]
+            scales = config["scales"]
+            self.pre_process = nn.ModuleDict(
+                {f"x{s}": nn.Sequential(PlainResBlock(n_feats, k, 1.0), PlainResBlock(n_feats, k, 1.0)) for s in scales}
+            )
+            self.upsample = nn.ModuleDict({f"x{s}": plain_upsampler(s, n_feats) for s in scales})
+        else:
+            self.upsampler = plain_upsampler(config["scale"], n_feats)
+
+    def forward(self, x: torch.Tensor, scale: int) -> torch.Tensor:
+        x = self.head(self.sub(x * self.rgb_range))
+        if self.multi:
+            x = self.pre_process[f"x{scale}"](x)
+        x = self.body(x) + x
+        x = self.upsample[f"x{scale}"](x) if self.multi else self.upsampler(x)
+        return self.add(self.tail(x)) / self.rgb_range
+
+
+def plain_copy(model: edsr_lib.SRModel) -> PlainSR:
+    plain = PlainSR(model.config, multi=isinstance(model, edsr_lib.MDSR))
+    missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("sub.", "add.")) for k in missing), (missing, unexpected)
+    return plain.eval()
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def conv_flops(model: nn.Module, x: torch.Tensor, scale: int) -> int:
+    """Convolution FLOPs of one forward pass (2 * Cin/groups * Cout * k * k per output pixel)."""
+    total = 0
+
+    def hook(conv: nn.Conv2d, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        total += 2 * conv.in_channels // conv.groups * conv.out_channels * k * output.shape[-2] * output.shape[-1]
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x, scale=scale)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """Seconds and peak extra memory (MB) of one call: CUDA peak allocation, or peak RSS above the start."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak RSS (VmHWM) of this process
+        before = _status_kib("VmRSS") * 1024
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated(device) - before
+    else:
+        seconds = time.perf_counter() - start
+        peak = _status_kib("VmHWM") * 1024 - before
+    return seconds, max(peak, 0) / 1e6
+
+
+def sgemm_gflops(device: torch.device, n: int = 4096, repeats: int = 3) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        best = min(best, timed(lambda: torch.mm(a, b), device)[0])
+    return 2 * n**3 / best / 1e9
+
+
+def variants(
+    model: edsr_lib.SRModel, scale: int, x: torch.Tensor, device: torch.device, tile: int, quick: bool
+) -> dict[str, Callable[[], object]]:
+    plain = plain_copy(model).to(device)
+    unfused_cl = copy.deepcopy(model).to(device, memory_format=torch.channels_last).eval()
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        gap = (plain(x, scale) - edsr_lib.upscale(model, x, scale)).abs().max().item()
+    assert gap < 1e-3, f"plain and library outputs differ by {gap}"
+
+    def run_plain() -> object:
+        with torch.no_grad():
+            return plain(x, scale)
+
+    def run_unfused_cl() -> object:
+        with torch.inference_mode():
+            return unfused_cl(x_cl, scale=scale)
+
+    out: dict[str, Callable[[], object]] = {
+        "plain (NCHW, unfused)": run_plain,
+        "upscale (fused, channels_last)": lambda: edsr_lib.upscale(model, x, scale),
+    }
+    if quick:
+        return out
+    out |= {
+        "channels_last, unfused": run_unfused_cl,
+        "upscale fused, NCHW": lambda: edsr_lib.upscale(model, x, scale, channels_last=False),
+        f"upscale tile={tile}": lambda: edsr_lib.upscale(model, x, scale, tile=tile),
+        "upscale tile=auto": lambda: edsr_lib.upscale(model, x, scale, tile="auto"),
+    }
+    if device.type == "cuda":
+        out |= {
+            "upscale fp16 autocast": lambda: edsr_lib.upscale(model, x, scale, half="fp16"),
+            "upscale bf16 autocast": lambda: edsr_lib.upscale(model, x, scale, half="bf16"),
+            "upscale torch.compile": lambda: edsr_lib.upscale(model, x, scale, compile=True),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=256, help="LR input height and width")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (after one warm-up round)")
+    parser.add_argument("--tile", type=int, default=128, help="tile size of the tiled rows")
+    parser.add_argument(
+        "--models",
+        default="edsr_baseline_x2,edsr_baseline_x3,edsr_baseline_x4,mdsr_baseline",
+        help="comma-separated registered models (MDSR runs every scale)",
+    )
+    parser.add_argument("--quick", action="store_true", help="only EDSR-baseline x2: plain vs fast, with sgemm")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    names = ["edsr_baseline_x2"] if args.quick else args.models.split(",")
+
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
+    print(f"device: {where}; torch {torch.__version__}; input {args.size}x{args.size}; best of {args.repeats} rounds")
+
+    sgemm = [sgemm_gflops(device)]
+    header = (
+        f"| {'model':<17}| {'scale':<6}| {'variant':<31}| {'MP/s out':>9}| {'GFLOP/s':>8}| {'% sgemm':>8}"
+        f"| {'peak MB':>8}| {'vs plain':>9}|"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name in names:
+        model = edsr_lib.create_model(name).eval().to(device)
+        for scale in model.scales:
+            x = torch.rand(1, 3, args.size, args.size, device=device)
+            flops = conv_flops(model, x, scale)
+            runs = variants(model, scale, x, device, args.tile, args.quick)
+            for fn in runs.values():  # warm-up: caches, oneDNN kernels, compilation
+                fn()
+            times: dict[str, list[float]] = {k: [] for k in runs}
+            peaks: dict[str, float] = dict.fromkeys(runs, 0.0)
+            for _ in range(args.repeats):
+                for label, fn in runs.items():
+                    seconds, peak = timed(fn, device)
+                    times[label].append(seconds)
+                    peaks[label] = max(peaks[label], peak)
+                sgemm.append(sgemm_gflops(device, repeats=1))
+            limit = max(sgemm)
+            plain_time = min(times["plain (NCHW, unfused)"])
+            for label in runs:
+                t = min(times[label])
+                gflops = flops / t / 1e9
+                mp_out = (args.size * scale) ** 2 / t / 1e6
+                print(
+                    f"| {name:<17}| x{scale:<5}| {label:<31}| {mp_out:>9.3f}| {gflops:>8.1f}| {gflops / limit:>8.0%}"
+                    f"| {peaks[label]:>8.0f}| {plain_time / t:>8.2f}x|"
+                )
+    print(f"sgemm (torch.mm 4096x4096 float32, best of the run): {max(sgemm):.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
