@@ -154,7 +154,7 @@ def evaluate(
         "seconds"}``: ``set`` is the folder's name, ``model`` a description of the model,
         ``psnr`` (dB) and ``ssim`` the means over the images, ``images`` one
         ``{"name", "psnr", "ssim", "height", "width"}`` row per image (HR size after the
-        crop), ``seconds`` the wall time.
+        crop), ``seconds`` the wall time of reading, upscaling and scoring the images.
 
     Raises:
         FileNotFoundError: If ``data`` or its ``HR/`` folder does not exist.
@@ -168,6 +168,8 @@ def evaluate(
         >>> result = evaluate("edsr_baseline_x2", "datasets/Set5", 2)
         >>> print(f"{result['psnr']:.2f} dB / {result['ssim']:.4f}")
     """
+    from tqdm.auto import tqdm
+
     from . import metrics
     from .inference import load_model, upscale
     from .io import to_tensor
@@ -193,13 +195,8 @@ def evaluate(
 
     images: list[dict[str, Any]] = []
     start = time.perf_counter()
-    if progress:
-        from tqdm.auto import tqdm
-
-        hr_files_iter = tqdm(hr_files, desc=f"{data.name} x{scale}", unit="image", leave=False)
-    else:
-        hr_files_iter = hr_files
-    for hr_path in hr_files_iter:
+    bar = tqdm(hr_files, desc=f"{data.name} x{scale}", unit="image", leave=False, disable=not progress)
+    for hr_path in bar:
         hr, lr = _load_pair(hr_path, lr_dir, scale)
         if is_bicubic:
             sr = _bicubic(lr, scale)
