@@ -47,7 +47,8 @@ class PretrainedCfg:
         training_command: The exact command that produced them.
         steps: Number of optimiser steps.
         metrics: Scores per set and scale, e.g. ``{"Set5": {"x2": {"psnr": 37.6, "ssim": 0.959}}}``
-            (benchmark protocol: Y channel, ``crop_border = scale``).
+            (benchmark protocol: Y channel, ``crop_border = scale``); self-ensemble scores sit
+            under the set name with a ``+`` (``"Set5+"``), the paper's notation.
         package_file: Path relative to ``edsr_lib/weights/`` of a copy shipped inside the
             package, if any.
         description: One line for the model zoo.

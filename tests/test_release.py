@@ -1,0 +1,288 @@
+"""tools/release_weights.py: a fake run is scored, shipped in a weights folder, and described by a loadable cfg."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import edsr_lib
+from edsr_lib import hub
+from edsr_lib.registry import PretrainedCfg
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VARIANT = "edsr_baseline_x2"
+
+
+@pytest.fixture(scope="module")
+def tool() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("release_weights", REPO_ROOT / "tools" / "release_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(path: Path, width: int, height: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+
+
+def _record(**fields: Any) -> str:
+    return json.dumps(fields) + "\n"
+
+
+@pytest.fixture
+def fake_run(tmp_path: Path) -> dict[str, Any]:
+    """A finished two-start run of an untrained EDSR-baseline x2, with a 2-image training set and a 2-image test set."""
+    _png(tmp_path / "T91" / "HR" / "big.png", 100, 98, 0)
+    _png(tmp_path / "T91" / "HR" / "small.png", 60, 60, 1)  # LR 30x30 < 48: left out at x2
+    for i in range(2):
+        _png(tmp_path / "TinySet" / "HR" / f"img{i}.png", 24, 20, 10 + i)
+    run = tmp_path / "run"
+    ema, raw = edsr_lib.create_model(VARIANT), edsr_lib.create_model(VARIANT)
+    hub.save_pretrained(ema, run / "best_ema")
+    hub.save_pretrained(raw, run / "best")
+    config = {
+        "model": VARIANT,
+        "train_dirs": [str(tmp_path / "T91" / "HR")],
+        "lr_patch_size": 48,
+        "augment": True,
+        "batch_size": 16,
+        "steps": 40,
+        "loss": "l1",
+        "opt": "adam",
+        "lr": 1e-4,
+        "betas": [0.9, 0.999],
+        "eps": 1e-8,
+        "sched": "step",
+        "min_lr": 0.0,
+        "warmup_steps": 0,
+        "ema": True,
+        "ema_decay": 0.999,
+        "seed": 0,
+        "val_dir": str(tmp_path / "TinySet"),
+    }
+    (run / "config.json").write_text(json.dumps(config))
+    first = "edsr-lib train --model edsr_baseline_x2 --steps 40"
+    resumed = first + " --resume"
+    val = {"raw": {"x2": {"psnr": 20.0, "ssim": 0.5}}, "ema": {"x2": {"psnr": 21.0, "ssim": 0.6}}}
+    best = {"raw": 20.0, "raw_step": 20, "ema": 21.0, "ema_step": 40}
+    start = {"event": "start", "device": "cpu", "threads": 1, "world_size": 1, "images": {"x2": 1}}
+    (run / "log.jsonl").write_text(
+        _record(time=1000.0, step=0, command=first, **start)
+        + _record(time=1010.0, step=20, loss=0.1, train_s=10.0)
+        + _record(time=1011.0, event="val", step=20, val=val, best={**best, "ema_step": 20})
+        + _record(time=2000.0, step=20, command=resumed, **start)
+        + _record(time=2010.0, step=40, loss=0.1, train_s=20.0)
+        + _record(time=2011.0, event="val", step=40, val=val, best=best)
+        + _record(time=2012.0, event="end", step=40)
+    )
+    return {"run": run, "ema": ema, "raw": raw, "set": tmp_path / "TinySet", "out": tmp_path / "weights"}
+
+
+def _args(fake: dict[str, Any], *extra: str) -> list[str]:
+    return [
+        str(fake["run"]),
+        "--variant",
+        VARIANT,
+        "--tag",
+        "t291",
+        "--sets",
+        str(fake["set"]),
+        "--out-dir",
+        str(fake["out"]),
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def _printed_cfg(text: str) -> dict[str, Any]:
+    """The keyword arguments of the ``PretrainedCfg(...)`` entry the tool printed."""
+    start = text.index('"edsr_baseline_x2.t291": PretrainedCfg(')
+    entry = text[start : text.index("\n    ),", start) + len("\n    )")]
+    call = ast.parse("{" + entry + "}", mode="eval").body.values[0]
+    return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+
+
+def _default_cfgs(source: str) -> dict[str, dict[str, Any]]:
+    """``default_cfgs`` of a model file, each entry as its keyword arguments."""
+    tree = ast.parse(source)
+    node = next(s.value for s in tree.body if isinstance(s, ast.AnnAssign) and s.target.id == "default_cfgs")
+    return {
+        ast.literal_eval(k): {kw.arg: ast.literal_eval(kw.value) for kw in v.keywords}
+        for k, v in zip(node.keys, node.values, strict=True)
+    }
+
+
+def test_release_writes_a_loadable_folder_card_and_cfg(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert tool.main(_args(fake_run)) == 0
+    printed = capsys.readouterr().out
+    folder = fake_run["out"] / "edsr_baseline_x2.t291"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "training_log.jsonl",
+    ]
+    cfg = _printed_cfg(printed)
+    digest = hub.sha256sum(folder / "model.safetensors")
+    assert cfg["sha256"] == digest
+    assert f"sha256 {digest}" in printed
+    assert cfg["package_file"] == "edsr_baseline_x2.t291/model.safetensors"
+    assert cfg["hf_hub_id"] == "edsr-lib/edsr_baseline_x2.t291"
+    assert cfg["license"] == "mit"
+    assert cfg["steps"] == 40  # auto: best_ema (21 dB logged) beats best (20 dB), from step 40
+    assert cfg["training_command"] == (
+        "edsr-lib train --model edsr_baseline_x2 --steps 40 ; "
+        "edsr-lib train --model edsr_baseline_x2 --steps 40 --resume"
+    )
+    assert cfg["training_data"].startswith("T91 (2 images); at x2, T91/small.png (60x60) is smaller than a 96x96")
+
+    # the metrics are the evaluator's, with and without self-ensemble, under "TinySet" and "TinySet+"
+    ema = fake_run["ema"].eval()
+    plain = edsr_lib.evaluate(ema, fake_run["set"], 2)
+    plus = edsr_lib.evaluate(ema, fake_run["set"], 2, self_ensemble=True)
+    assert cfg["metrics"] == {
+        "TinySet": {"x2": {"psnr": round(plain["psnr"], 3), "ssim": round(plain["ssim"], 4)}},
+        "TinySet+": {"x2": {"psnr": round(plus["psnr"], 3), "ssim": round(plus["ssim"], 4)}},
+    }
+    assert plus["psnr"] != plain["psnr"]
+
+    card = (folder / "README.md").read_text()
+    for text in (
+        "license: mit",
+        "- Steps: 40",
+        "edsr-lib train --model edsr_baseline_x2 --steps 40 --resume`",
+        "started 2 times",
+        "T91/small.png (60x60)",
+        "cpu, 1 thread, 1 process; 40 steps in 20 s of training (2.00 steps/s); 16.9 min wall clock",
+        f"| TinySet | x2 | {plain['psnr']:.2f} / {plain['ssim']:.4f} | {plus['psnr']:.2f} / {plus['ssim']:.4f} |",
+        f"`{digest}`",
+        "(`best_ema/`) of step 40",
+    ):
+        assert text in card, text
+    # the training curve: the validation records only
+    curve = [json.loads(line) for line in (folder / "training_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["train_s"]) for r in curve] == [(20, 10.0), (40, 20.0)]
+    assert curve[1]["val"]["ema"]["x2"]["psnr"] == 21.0
+
+    # the folder loads as the variant with the very same weights
+    loaded = edsr_lib.create_model(VARIANT, weights=folder)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), ema(x))
+    # and the printed cfg finds the file the way a shipped one is found, checking its sha256
+    monkeypatch.setattr(hub, "_shipped_weights", lambda: fake_run["out"])
+    model = edsr_lib.create_model(VARIANT)
+    hub.load_pretrained(model, PretrainedCfg(**cfg, architecture=VARIANT, tag="t291"))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), ema(x))
+
+
+def test_which_and_ensemble_sets(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tool.main(_args(fake_run, "--which", "best", "--no-ensemble")) == 0
+    cfg = _printed_cfg(capsys.readouterr().out)
+    assert cfg["steps"] == 20
+    assert list(cfg["metrics"]) == ["TinySet"]
+    loaded = edsr_lib.create_model(VARIANT, weights=fake_run["out"] / "edsr_baseline_x2.t291")
+    assert torch.equal(loaded.head.weight, fake_run["raw"].head.weight)
+    with pytest.raises(ValueError, match="--ensemble-sets names sets not scored: Set5"):
+        tool.main(_args(fake_run, "--ensemble-sets", "Set5"))
+
+
+def test_refuses_what_it_cannot_release(tool: ModuleType, fake_run: dict[str, Any]) -> None:
+    run = fake_run["run"]
+    with pytest.raises(FileNotFoundError, match="final_ema does not exist; the run has: best_ema, best"):
+        tool.main(_args(fake_run, "--which", "final_ema"))
+    hub.save_pretrained(edsr_lib.create_model(VARIANT, n_resblocks=1, n_feats=8), run / "best_ema")
+    with pytest.raises(ValueError, match="n_resblocks=1"):
+        tool.main(_args(fake_run, "--which", "best_ema"))
+    lines = (run / "log.jsonl").read_text().splitlines()
+    (run / "log.jsonl").write_text("\n".join(line for line in lines if '"end"' not in line))
+    (run / "final").mkdir()
+    with pytest.raises(ValueError, match="no 'end' record"):
+        tool.main(_args(fake_run, "--which", "final"))
+    with pytest.raises(FileNotFoundError, match=r"has no log\.jsonl"):
+        tool.main([str(run / "best"), "--variant", VARIANT, "--tag", "t291"])
+
+
+def test_write_cfg_inserts_then_replaces_in_a_model_file(
+    tool: ModuleType, fake_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model_file = tmp_path / "edsr.py"
+    shutil.copy(REPO_ROOT / "edsr_lib" / "models" / "edsr.py", model_file)
+    before = _default_cfgs(model_file.read_text())
+    assert tool.main(_args(fake_run, "--no-ensemble", "--write-cfg", "--model-file", str(model_file))) == 0
+    printed = _printed_cfg(capsys.readouterr().out)
+    source = model_file.read_text()
+    compile(source, str(model_file), "exec")
+    cfgs = _default_cfgs(source)
+    assert cfgs["edsr_baseline_x2.t291"] == printed
+    assert {k: v for k, v in cfgs.items() if k != "edsr_baseline_x2.t291"} == {
+        k: v for k, v in before.items() if k != "edsr_baseline_x2.t291"
+    }
+    # again with other weights: the entry is replaced where it stands, not added twice
+    assert (
+        tool.main(_args(fake_run, "--which", "best", "--no-ensemble", "--write-cfg", "--model-file", str(model_file)))
+        == 0
+    )
+    again = _default_cfgs(model_file.read_text())
+    assert list(again) == list(cfgs)
+    assert again["edsr_baseline_x2.t291"]["steps"] == 20
+    assert again["edsr_baseline_x2.t291"]["sha256"] != printed["sha256"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "default_cfgs: dict[str, PretrainedCfg] = {}\n",
+        'default_cfgs = {"a.b": PretrainedCfg(steps=1)}\n',
+        'default_cfgs = {\n    "a.b": PretrainedCfg(steps=1),  # note\n    # a comment stays\n}\nx = 1\n',
+        'default_cfgs = {\n    "a.b": PretrainedCfg(steps=1),\n    "m.t": PretrainedCfg(steps=1)\n}\n',
+    ],
+)
+def test_patch_default_cfgs(tool: ModuleType, source: str) -> None:
+    cfg = PretrainedCfg(
+        sha256="ab" * 32, steps=7, training_command="word " * 40, metrics={"Set5": {"x2": {"psnr": 1.0}}}
+    )
+    once = tool.patch_default_cfgs(source, "m.t", cfg)
+    twice = tool.patch_default_cfgs(once, "m.t", PretrainedCfg(steps=8))
+    assert _run_cfgs(once)["m.t"] == cfg
+    assert _run_cfgs(twice)["m.t"] == PretrainedCfg(steps=8)
+    for patched in (once, twice):
+        cfgs = _run_cfgs(patched)
+        # a new entry goes last; a replaced one stays where it was
+        assert list(cfgs) == (["a.b", "m.t"] if "a.b" in source else ["m.t"])
+        if "a.b" in source:
+            assert cfgs["a.b"] == PretrainedCfg(steps=1)
+    assert all(len(line) <= 120 for line in once.splitlines())
+    if "# a comment stays" in source:
+        assert "# a comment stays" in twice and "# note" in twice
+
+
+def _run_cfgs(source: str) -> dict[str, PretrainedCfg]:
+    namespace: dict[str, Any] = {"PretrainedCfg": PretrainedCfg}
+    exec(compile(source, "<patched>", "exec"), namespace)
+    return namespace["default_cfgs"]
+
+
+def test_patch_needs_a_default_cfgs_dict(tool: ModuleType) -> None:
+    with pytest.raises(ValueError, match="no top-level `default_cfgs"):
+        tool.patch_default_cfgs("x = 1\n", "m.t", PretrainedCfg())
