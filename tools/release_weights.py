@@ -180,7 +180,10 @@ def training_images(run: Run, scales: Sequence[int]) -> tuple[int, dict[int, lis
     if not all(d.is_dir() for d in dirs):
         return 0, {}
     paths = list_images(dirs)
-    sizes = {f"{_set_name(str(p.parent))}/{p.name}": Image.open(p).size for p in paths}
+    sizes = {}
+    for p in paths:
+        with Image.open(p) as image:  # reads the header only
+            sizes[f"{_set_name(str(p.parent))}/{p.name}"] = image.size
     patch = int(run.config.get("lr_patch_size", 48))
     logged = run.starts[-1].get("images", {})
     left_out: dict[int, list[str]] = {}
@@ -202,12 +205,17 @@ def training_data_text(run: Run, scales: Sequence[int]) -> str:
     total, left_out = training_images(run, scales)
     text = f"{names} ({total} images)" if total else names
     patch = int(run.config.get("lr_patch_size", 48))
-    for s, small in left_out.items():
-        what = "is" if len(small) == 1 else "are"
-        text += (
-            f"; at x{s}, {', '.join(small)} {what} smaller than a {patch * s}x{patch * s} HR patch and "
-            f"{'was' if len(small) == 1 else 'were'} left out"
-        )
+    logged = run.starts[-1].get("images", {})
+    for s in scales:
+        if s in left_out:
+            small = left_out[s]
+            one = len(small) == 1
+            text += (
+                f"; at x{s}, {', '.join(small)} {'is' if one else 'are'} smaller than a {patch * s}x{patch * s} "
+                f"HR patch and {'was' if one else 'were'} left out"
+            )
+        elif total and logged.get(f"x{s}", total) < total:
+            text += f"; at x{s}, {logged[f'x{s}']} of them served patches"
     return text
 
 
