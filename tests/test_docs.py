@@ -2,8 +2,9 @@
 
 Every ```python block of ``README.md`` and ``docs/**/*.md`` runs (the blocks of one file in
 order, in one namespace, in a fresh process); a block right after a ``<!-- notest -->``
-line is skipped. The model tables are checked against the registry, the README's test
-commands against ``.ci/run``, and the README's sample image against the script that draws it.
+line is skipped. The model tables are checked against the registry (the model zoo, which
+a build hook generates, too), the README's test commands against ``.ci/run``, and the
+README's sample image against the script that draws it.
 
 ``python tests/test_docs.py FILE.md`` runs the blocks of one file, as the tests do.
 """
@@ -170,6 +171,69 @@ def test_model_table_matches_the_registry(path: Path) -> None:
             assert float(row["`res_scale`"]) == model.config["res_scale"], name
 
 
+def _load_script(path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_model_zoo_hook_is_installed() -> None:
+    zoo = _load_script(REPO_ROOT / "docs" / "_hooks" / "model_zoo.py")
+    assert zoo.MARKER in (REPO_ROOT / "docs" / "models.md").read_text(encoding="utf-8")
+    assert "docs/_hooks/model_zoo.py" in (REPO_ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert zoo.on_page_markdown("a\nb") == "a\nb"
+
+
+def test_model_zoo_lists_every_registered_set_of_weights() -> None:
+    import edsr_lib
+
+    zoo = _load_script(REPO_ROOT / "docs" / "_hooks" / "model_zoo.py")
+    text = zoo.on_page_markdown(f"before\n\n{zoo.MARKER}\n\nafter")
+    assert zoo.MARKER not in text and text.startswith("before\n\n") and text.endswith("\n\nafter")
+    cfgs = [cfg for cfg in edsr_lib.list_pretrained() if cfg.has_weights]
+    if not cfgs:
+        assert zoo.NO_WEIGHTS in text
+        return
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    for cfg in cfgs:
+        model = edsr_lib.create_model(cfg.architecture)
+        for scale in model.scales:
+            row = next(r for r in rows if r.startswith(f"| `{cfg.name}` | x{scale} |"))
+            assert f"| {model.num_parameters():,} |" in row
+            for per_scale in cfg.metrics.values():
+                if f"x{scale}" in per_scale:
+                    assert f"{per_scale[f'x{scale}']['psnr']:.2f}" in row, (cfg.name, row)
+    assert len(rows) == sum(len(edsr_lib.create_model(cfg.architecture).scales) for cfg in cfgs)
+
+
+def test_model_zoo_row() -> None:
+    import edsr_lib
+
+    zoo = _load_script(REPO_ROOT / "docs" / "_hooks" / "model_zoo.py")
+    cfg = edsr_lib.PretrainedCfg(
+        hf_hub_id="org/mdsr",
+        training_data="T91 + BSD200",
+        metrics={
+            "Set5": {"x2": {"psnr": 37.6049, "ssim": 0.95871}, "x4": {"psnr": 31.2}},
+            "Set5+": {"x2": {"psnr": 37.7, "ssim": 0.959}},
+        },
+        architecture="mdsr_baseline",
+        tag="demo",
+    )
+    no_weights = edsr_lib.PretrainedCfg(architecture="edsr_x2", tag="none")
+    lines = zoo.zoo_markdown([cfg, no_weights]).splitlines()
+    assert lines[0] == "| Weights | Scale | Parameters | Training data | Set5 | Set14 | B100 | Hub id |"
+    assert lines[2:] == [
+        "| `mdsr_baseline.demo` | x2 | 3,227,203 | T91 + BSD200 | 37.60 / 0.9587<br>+ 37.70 / 0.9590 | — | — "
+        "| `org/mdsr` |",
+        "| `mdsr_baseline.demo` | x3 | 3,227,203 | T91 + BSD200 | — | — | — | `org/mdsr` |",
+        "| `mdsr_baseline.demo` | x4 | 3,227,203 | T91 + BSD200 | 31.20 | — | — | `org/mdsr` |",
+    ]
+    assert zoo.zoo_markdown([no_weights]) == zoo.NO_WEIGHTS
+
+
 def test_readme_links_exist() -> None:
     # mkdocs checks the links of docs/ (strict); nothing else reads the README's
     readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
@@ -196,10 +260,7 @@ def test_sample_image_is_drawn_by_its_script() -> None:
     import numpy as np
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("make_sample_image", REPO_ROOT / "examples" / "make_sample_image.py")
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _load_script(REPO_ROOT / "examples" / "make_sample_image.py")
     drawn = script.draw().astype(np.int16)
     shipped = np.asarray(Image.open(script.DEFAULT_OUTPUT).convert("RGB"), dtype=np.int16)
     assert shipped.shape == drawn.shape == (96, 96, 3)
