@@ -3,8 +3,9 @@
 Every ```python block of ``README.md`` and ``docs/**/*.md`` runs (the blocks of one file in
 order, in one namespace, in a fresh process); a block right after a ``<!-- notest -->``
 line is skipped. The model tables are checked against the registry (the model zoo, which
-a build hook generates, too), the README's test commands against ``.ci/run``, and the
-README's sample image against the script that draws it.
+a build hook generates, too), the README's test commands against ``.ci/run``, the
+README's sample image against the script that draws it, and the figures in
+``docs/assets`` against ``docs/make_figures.py``.
 
 ``python tests/test_docs.py FILE.md`` runs the blocks of one file, as the tests do.
 """
@@ -266,6 +267,28 @@ def test_sample_image_is_drawn_by_its_script() -> None:
     assert shipped.shape == drawn.shape == (96, 96, 3)
     # one level of slack for float rounding differences between platforms
     assert np.abs(shipped - drawn).max() <= 1
+
+
+@pytest.mark.slow
+@pytest.mark.datasets
+def test_figures_are_drawn_by_their_script(tmp_path: Path, datasets_dir: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    import edsr_lib
+
+    if not edsr_lib.list_models(pretrained=True):
+        pytest.skip("the figures show the shipped models, and no pretrained weights are registered")
+    script = _load_script(REPO_ROOT / "docs" / "make_figures.py")
+    assert script.main(["--out-dir", str(tmp_path), "--datasets", str(datasets_dir)]) == 0
+    names = ["comparison_x2.png"] + (["training_curve.png"] if script.find_log() else [])
+    for name in names:
+        drawn, shipped = Image.open(tmp_path / name), Image.open(REPO_ROOT / "docs" / "assets" / name)
+        message = f"docs/assets/{name} is not what docs/make_figures.py draws now: run python docs/make_figures.py"
+        assert drawn.size == shipped.size, message
+        # fonts and float rounding may differ a little between machines; the pictures may not
+        difference = np.abs(np.asarray(drawn.convert("RGB"), np.int16) - np.asarray(shipped.convert("RGB"), np.int16))
+        assert difference.mean() < 1.0, message
 
 
 if __name__ == "__main__":
