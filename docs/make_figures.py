@@ -203,7 +203,7 @@ def curve_figure(curves: dict[str, list[tuple[int, float]]], source: str) -> Ima
     """Set5 PSNR against step, drawn at twice the size and reduced, for smooth lines."""
     s = 2  # supersampling
     width, height = 760, 440
-    left, right, top, bottom = 70, 20, 46, 62
+    left, right, top, bottom = 70, 20, 60, 62
     img = Image.new("RGB", (width * s, height * s), "white")
     draw = ImageDraw.Draw(img)
     points = [p for kind in curves.values() for p in kind]
@@ -230,8 +230,8 @@ def curve_figure(curves: dict[str, list[tuple[int, float]]], source: str) -> Ima
     for name, value in REFERENCE_LINES.items():
         _, y = px(0, value)
         _dashed(draw, y, left * s, (width - right) * s, LINE_COLOURS[name], 2 * s, 8 * s)
-        label = f"{name}: {value:.2f} dB"
-        draw.text(((left + 8) * s, y - 4 * s), label, fill=LINE_COLOURS[name], font=small, anchor="ls")
+        label = f"{name}: {value:.2f} dB"  # at the right, where the curve is far from both lines
+        draw.text(((width - right - 8) * s, y - 4 * s), label, fill=LINE_COLOURS[name], font=small, anchor="rs")
     for kind in ("raw", "ema"):
         if kind in curves:
             xy = [px(step, value) for step, value in curves[kind]]
@@ -246,14 +246,14 @@ def curve_figure(curves: dict[str, list[tuple[int, float]]], source: str) -> Ima
         draw.line([(lx, y), (lx + 28 * s, y)], fill=CURVE_COLOURS[kind], width=3 * s)
         draw.text((lx + 36 * s, y), label, fill=TEXT, font=normal, anchor="lm")
     draw.text(
-        (left * s, 14 * s),
+        (left * s, 10 * s),
         f"EDSR-baseline x{SCALE} on T91 + BSD200: Set5 PSNR (Y) during training",
         fill=TEXT,
         font=normal,
     )
+    draw.text((left * s, 32 * s), source, fill=FOOTER_TEXT, font=small)
     draw.text((width * s / 2, (height - 22) * s), "training step", fill=TEXT, font=normal, anchor="ma")
     draw.text(((left - 8) * s, (top - 6) * s), "dB", fill=TEXT, font=small, anchor="rs")
-    draw.text(((width - right) * s, (height - 8) * s), source, fill=FOOTER_TEXT, font=small, anchor="rs")
     return img.resize((width, height), Image.LANCZOS)
 
 
