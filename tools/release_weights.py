@@ -319,6 +319,10 @@ def _count(n: Any, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _hours(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -377,7 +381,7 @@ def card_sections(run: Run, which: str, step: int, metrics: dict[str, dict[str, 
         others = [name for name in metrics if not name.endswith("+") and name != val_set]
         lines.append(
             f"- {val_set} chose the step, so its score is slightly optimistic"
-            + (f"; {', '.join(others)} played no part in training or selection." if others else ".")
+            + (f"; {_and(others)} played no part in training or selection." if others else ".")
         )
     lines += [
         "",
