@@ -541,7 +541,8 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
     if cfg and cfg.metrics:
         lines += ["## Results", "", *_metrics_table(cfg.metrics), ""]
     if cfg and cfg.license:
-        lines += ["## License", "", f"The weights are released under {cfg.license}.", ""]
+        licence = f"The weights are released under the `{cfg.license}` licence (Hugging Face licence id)."
+        lines += ["## License", "", licence, ""]
     lines += ["## Citation", "", "```bibtex", _CITATION, "```", ""]
     return "\n".join(lines)
 
