@@ -132,6 +132,62 @@ default_cfgs: dict[str, PretrainedCfg] = {
             "edsr_baseline_x2 trained by edsr-lib on T91 + BSD200, 4,000 steps (raw weights); Set5 x2: 36.76 dB"
         ),
     ),
+    "edsr_baseline_x4.t291": PretrainedCfg(
+        hf_hub_id="edsr-lib/edsr_baseline_x4.t291",
+        filename="model.safetensors",
+        sha256="adcdc60787f9207e6093d4c3a8ccfec46fd750dcefa471ec890287e54fcc4e8c",
+        license="mit",
+        training_data=(
+            "T91 + BSD200 (291 images); at x4, the 51 T91 images smaller than a 192x192 HR patch were left "
+            "out (listed in the model card)"
+        ),
+        training_command=(
+            "edsr-lib train --model edsr_baseline_x4 --init-from runs/init/edsr_baseline_x2_step2400 --train-dir "
+            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
+            "--output-dir runs/edsr_baseline_x4 --resume --batch-size 8 --steps 2500 --lr 2e-4 --sched cosine --min-lr "
+            "1e-6 --warmup-steps 100 --warmup-lr 1e-5 --save-every 200 --log-every 20 --threads 1 --no-progress"
+        ),
+        steps=2400,
+        metrics={
+            "Set5": {"x4": {"psnr": 30.458, "ssim": 0.8621}},
+            "Set5+": {"x4": {"psnr": 30.538, "ssim": 0.8655}},
+            "Set14": {"x4": {"psnr": 27.415, "ssim": 0.7522}},
+            "B100": {"x4": {"psnr": 26.916, "ssim": 0.7135}},
+        },
+        package_file="edsr_baseline_x4.t291/model.safetensors",
+        description=(
+            "edsr_baseline_x4 fine-tuned by edsr-lib from EDSR-baseline x2 (the x2 run's EMA weights at step 2,400) "
+            "on T91 + BSD200, 2,400 steps (raw weights); Set5 x4: 30.46 dB"
+        ),
+    ),
+    "edsr_baseline_x3.t291": PretrainedCfg(
+        hf_hub_id="edsr-lib/edsr_baseline_x3.t291",
+        filename="model.safetensors",
+        sha256="f77459f7eaa3b341dd52647b315fa6ad3e1021d8ca51b2aab592c4e9d47f2ece",
+        license="mit",
+        training_data=(
+            "T91 + BSD200 (291 images); at x3, the T91 images smaller than a 144x144 HR patch were left "
+            "out (listed in the model card)"
+        ),
+        training_command=(
+            "edsr-lib train --model edsr_baseline_x3 --init-from runs/edsr_baseline_x2/best --train-dir "
+            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
+            "--output-dir runs/edsr_baseline_x3 --resume --batch-size 8 --steps 2000 --lr 2e-4 --sched cosine --min-lr "
+            "1e-6 --warmup-steps 100 --warmup-lr 1e-5 --save-every 200 --log-every 20 --threads 1 --no-progress"
+        ),
+        steps=2000,
+        metrics={
+            "Set5": {"x3": {"psnr": 32.734, "ssim": 0.9094}},
+            "Set5+": {"x3": {"psnr": 32.851, "ssim": 0.9117}},
+            "Set14": {"x3": {"psnr": 29.228, "ssim": 0.8209}},
+            "B100": {"x3": {"psnr": 28.406, "ssim": 0.7877}},
+        },
+        package_file="edsr_baseline_x3.t291/model.safetensors",
+        description=(
+            "edsr_baseline_x3 fine-tuned by edsr-lib from the shipped EDSR-baseline x2 (t291) on T91 + BSD200, "
+            "2,000 steps (raw weights); Set5 x3: 32.73 dB"
+        ),
+    ),
 }
 
 
