@@ -1,5 +1,6 @@
 """Fine-tune EDSR-baseline x4 from a trained x2 (all weights but the upsampler), as the paper does.
 
+    python examples/finetune_x4_from_x2.py                # from the shipped edsr_baseline_x2 weights
     python examples/finetune_x4_from_x2.py --init-from runs/edsr_baseline_x2/best_ema
     python examples/finetune_x4_from_x2.py --smoke     # trains a tiny x2, then starts x4 from it
 
@@ -21,7 +22,9 @@ DATASETS = Path(os.environ.get("EDSR_LIB_DATASETS", Path(__file__).resolve().par
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", type=Path, default=DATASETS, help="folder holding T91/, BSD200/ and Set5/")
-    parser.add_argument("--init-from", default="runs/edsr_baseline_x2/best_ema", help="trained x2 weights")
+    parser.add_argument(
+        "--init-from", default="edsr_baseline_x2", help="trained x2 weights: a run folder or a pretrained model name"
+    )
     parser.add_argument("--output-dir", default="runs/edsr_baseline_x4")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--smoke", action="store_true", help="a tiny x2 for a few steps, then x4 from it")

@@ -283,6 +283,14 @@ def test_x4_starts_from_a_trained_x2_except_the_upsampler(tmp_path: Path) -> Non
         load_init_weights(x4, tmp_path / "missing")
 
 
+def test_x4_starts_from_the_shipped_x2_by_name() -> None:
+    x4 = edsr_lib.create_model("edsr_baseline_x4")
+    loaded = load_init_weights(x4, "edsr_baseline_x2")
+    shipped = edsr_lib.create_model("edsr_baseline_x2", pretrained=True).state_dict()
+    assert "head.weight" in loaded and not any(k.startswith("upsampler.") for k in loaded)
+    assert torch.equal(x4.state_dict()["head.weight"], shipped["head.weight"])
+
+
 # -------------------------------------------------- validation and exports
 def test_training_validates_keeps_the_best_and_exports_raw_and_ema(tmp_path: Path, data_dirs) -> None:
     train_dir, val_dir = data_dirs

@@ -55,8 +55,9 @@ def load_init_weights(model: SRModel, source: str | Path) -> list[str]:
 
     Args:
         model: The model to initialise (in place).
-        source: A ``save_pretrained`` folder, a ``.safetensors`` file, or a training
-            checkpoint (``checkpoint.pt``).
+        source: A ``save_pretrained`` folder, a ``.safetensors`` file, a training
+            checkpoint (``checkpoint.pt``), or a registered model name with pretrained
+            weights (``"edsr_baseline_x2"``, resolved as ``create_model(name, pretrained=True)``).
 
     Returns:
         The names of the tensors copied.
@@ -66,12 +67,18 @@ def load_init_weights(model: SRModel, source: str | Path) -> list[str]:
         ValueError: If a tensor outside the upsampler is missing from ``source`` or has
             another shape (a different architecture).
     """
+    from ..registry import create_model, is_model
+
     path = Path(source).expanduser()
     if path.is_dir():
         path = path / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights to initialise from at {path} (a model folder, .safetensors or .pt)")
-    if path.suffix == ".safetensors":
+    if not path.exists() and isinstance(source, str) and is_model(source):
+        state = create_model(source, pretrained=True).state_dict()
+    elif not path.is_file():
+        raise FileNotFoundError(
+            f"no weights to initialise from at {path} (a model folder, .safetensors, .pt or a pretrained model name)"
+        )
+    elif path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(path)
