@@ -275,12 +275,24 @@ def test_x4_starts_from_a_trained_x2_except_the_upsampler(tmp_path: Path) -> Non
     for key, value in x4.state_dict().items():
         if not key.startswith("upsampler."):
             assert torch.equal(value, x2.state_dict()[key]), key
-    # same shape in both, yet left alone: the upsampler is never copied
+    # same shape in both, yet left alone: x4's upsampler has two stages, x2's one
     assert not torch.equal(x4.state_dict()["upsampler.0.weight"], x2.state_dict()["upsampler.0.weight"])
     with pytest.raises(ValueError, match="cannot initialise this model"):
         load_init_weights(edsr_lib.create_model("edsr_baseline_x4", n_resblocks=2, n_feats=8), tmp_path / "x2")
     with pytest.raises(FileNotFoundError, match="no weights to initialise from"):
         load_init_weights(x4, tmp_path / "missing")
+
+
+def test_x2_continues_from_x2_with_its_upsampler(tmp_path: Path) -> None:
+    source = edsr_lib.create_model("edsr_baseline_x2", **TINY)
+    source.save_pretrained(tmp_path / "x2")
+    model = edsr_lib.create_model("edsr_baseline_x2", **TINY)
+    loaded = load_init_weights(model, tmp_path / "x2")
+    assert any(k.startswith("upsampler.") for k in loaded)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key
+    x3 = edsr_lib.create_model("edsr_baseline_x3", **TINY)
+    assert not any(k.startswith("upsampler.") for k in load_init_weights(x3, tmp_path / "x2"))
 
 
 def test_x4_starts_from_the_shipped_x2_by_name() -> None:

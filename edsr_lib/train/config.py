@@ -29,8 +29,10 @@ class TrainConfig:
         scales: The scales to train; ``None`` trains every scale of the model. A multi-scale
             model draws one of them per step and runs and updates only that scale's branches.
         init_from: Weights to start from: a ``save_pretrained`` directory, a ``.safetensors``
-            file or a training checkpoint. Every tensor is copied except the upsampler's (the
-            paper starts EDSR x3/x4 from a trained x2); all other weights must match.
+            file, a training checkpoint or a pretrained model name. Every tensor outside the
+            upsampler is copied and must match; the upsampler is copied too when the source
+            has the same one (same scale), and is left fresh otherwise (the paper starts
+            EDSR x3/x4 from a trained x2).
         train_dirs: Folders of HR training images (several are concatenated).
         lr_patch_size: Side of the LR training patches (48 in the paper); HR patches are
             ``scale`` times larger.

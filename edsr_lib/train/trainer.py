@@ -51,7 +51,11 @@ def branch_parameters(model: SRModel, scale: int) -> list[nn.Parameter]:
 
 
 def load_init_weights(model: SRModel, source: str | Path) -> list[str]:
-    """Initialise ``model`` from trained weights, all but the upsampler (as the paper starts x3/x4 from x2).
+    """Initialise ``model`` from trained weights (as the paper starts x3/x4 from a trained x2).
+
+    Every tensor outside the upsampler is copied and must match. The upsampler is copied
+    only when the source has exactly the same upsampler (same scale), so that x2 continues
+    from x2 whole while x3/x4 from x2 get a fresh upsampler.
 
     Args:
         model: The model to initialise (in place).
@@ -93,6 +97,10 @@ def load_init_weights(model: SRModel, source: str | Path) -> list[str]:
             f"{path} cannot initialise this model: {len(bad)} tensors outside the upsampler are missing or "
             f"have other shapes (first: {bad[:3]}); it must be the same architecture apart from the scale"
         )
+    upsampler = [k for k in own if k.split(".")[0] in _UPSAMPLER_MODULES]
+    theirs = {k for k in state if k.split(".")[0] in _UPSAMPLER_MODULES}
+    if upsampler and theirs == set(upsampler) and all(tuple(state[k].shape) == tuple(own[k].shape) for k in upsampler):
+        wanted += upsampler
     model.load_state_dict({k: state[k] for k in wanted}, strict=False)
     return wanted
 
