@@ -1,0 +1,34 @@
+"""The benchmark scripts run (in their quick modes) and print what they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_bench_train_times_every_precision_and_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    _load("bench_train").main(["--quick", "--device", "cpu", "--threads", "1"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in out[2:]]
+    assert [r[:2] for r in rows] == [
+        ["float32", "NCHW"],
+        ["float32", "channels_last"],
+        ["bf16", "NCHW"],
+        ["bf16", "channels_last"],
+    ]
+    assert rows[0][-1] == "1.00x"  # the baseline against itself
+    assert all(float(r[3]) > 0 for r in rows)
