@@ -386,3 +386,48 @@ def test_torchrun_with_two_cpu_processes(tmp_path: Path, data_dirs) -> None:
         if ".x4." in key:
             assert torch.equal(value, init[key]), key
     assert dataclasses.asdict(TrainConfig.load(out / "config.json"))["scales"] == [2, 3]
+
+
+def test_mdsr_baseline_starts_from_three_edsr_baselines(tmp_path: Path) -> None:
+    sources = {}
+    for s in (2, 3, 4):
+        sources[s] = edsr_lib.create_model(f"edsr_baseline_x{s}", **TINY)
+        sources[s].save_pretrained(tmp_path / f"x{s}")
+    mdsr = edsr_lib.create_model("mdsr_baseline", **TINY)
+    loaded = load_init_weights(mdsr, [tmp_path / f"x{s}" for s in (2, 3, 4)])
+    own = mdsr.state_dict()
+    assert "head.weight" in loaded and not any(k.startswith("pre_process.") for k in loaded)
+    for s, model in sources.items():
+        for key, value in model.state_dict().items():
+            if key.startswith("upsampler."):
+                assert torch.equal(own[f"upsample.x{s}." + key[len("upsampler.") :]], value), (s, key)
+            elif s == 2:  # the first source gives the shared head, body and tail
+                assert torch.equal(own[key], value), key
+    # the pre-processing blocks start as identities: MDSR computes exactly what x2 does
+    lr = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(mdsr(lr, scale=2), sources[2](lr), rtol=0, atol=1e-6)
+        assert not torch.allclose(mdsr(lr, scale=3), sources[3](lr))  # x3's body was another model's
+    with pytest.raises(ValueError, match="one source"):
+        load_init_weights(edsr_lib.create_model("edsr_baseline_x2", **TINY), [tmp_path / "x2", tmp_path / "x3"])
+
+
+def test_mdsr_continues_from_mdsr_with_every_branch(tmp_path: Path) -> None:
+    source = edsr_lib.create_model("mdsr_baseline", **TINY)
+    source.save_pretrained(tmp_path / "m")
+    model = edsr_lib.create_model("mdsr_baseline", **TINY)
+    assert set(load_init_weights(model, tmp_path / "m")) == set(model.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, source.state_dict()[key]), key
+
+
+def test_cli_takes_one_or_several_init_sources(tmp_path: Path) -> None:
+    from edsr_lib.cli import build_parser
+    from edsr_lib.cli.train import build_config
+
+    common = ["train", "--train-dir", str(tmp_path), "--output-dir", str(tmp_path / "run")]
+    one = build_config(build_parser().parse_args([*common, "--init-from", "edsr_baseline_x2"]))
+    assert one.init_from == "edsr_baseline_x2"
+    names = ["edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4"]
+    several = build_config(build_parser().parse_args([*common, "--model", "mdsr_baseline", "--init-from", *names]))
+    assert several.init_from == names

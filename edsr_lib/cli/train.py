@@ -95,7 +95,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--scales", type=int, nargs="+", help="scales to train (default: all of the model's)")
     g.add_argument(
-        "--init-from", help="start from trained weights (folder, .safetensors or checkpoint), all but the upsampler"
+        "--init-from",
+        nargs="+",
+        help="start from trained weights (folder, .safetensors, checkpoint or pretrained model name); the upsampler "
+        "only from the same scale; a multi-scale model takes one source per scale (mdsr_baseline from edsr_baseline_x2 "
+        "edsr_baseline_x3 edsr_baseline_x4)",
     )
     g = p.add_argument_group("data")
     g.add_argument("--train-dir", nargs="+", help="folders of HR training images")
@@ -159,6 +163,8 @@ def build_config(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise CLIError(f"--model-arg expects KEY=VALUE, got {item!r}")
         base.setdefault("model_kwargs", {})[key] = _parse_value(value)
+    if isinstance(base.get("init_from"), list) and len(base["init_from"]) == 1:
+        base["init_from"] = base["init_from"][0]  # one source is a plain string, as before
     if not base.get("train_dirs"):
         raise CLIError("no training images: pass --train-dir DIR [DIR ...] (folders of HR images)")
     return TrainConfig.from_dict(base)

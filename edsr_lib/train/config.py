@@ -32,7 +32,8 @@ class TrainConfig:
             file, a training checkpoint or a pretrained model name. Every tensor outside the
             upsampler is copied and must match; the upsampler is copied too when the source
             has the same one (same scale), and is left fresh otherwise (the paper starts
-            EDSR x3/x4 from a trained x2).
+            EDSR x3/x4 from a trained x2). A multi-scale model also takes a list of
+            single-scale sources, one per scale (see ``load_init_weights``).
         train_dirs: Folders of HR training images (several are concatenated).
         lr_patch_size: Side of the LR training patches (48 in the paper); HR patches are
             ``scale`` times larger.
@@ -86,7 +87,7 @@ class TrainConfig:
     model: str = "edsr_baseline_x2"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     scales: list[int] | None = None
-    init_from: str | None = None
+    init_from: str | list[str] | None = None
 
     train_dirs: list[str] = field(default_factory=list)
     lr_patch_size: int = 48

@@ -7,6 +7,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ..hub import atomic_write
+from ..layers import ResBlock
 from ..models import SRModel
 from ..models.mdsr import scale_key
 from .config import TrainConfig
@@ -50,59 +52,124 @@ def branch_parameters(model: SRModel, scale: int) -> list[nn.Parameter]:
     return params
 
 
-def load_init_weights(model: SRModel, source: str | Path) -> list[str]:
-    """Initialise ``model`` from trained weights (as the paper starts x3/x4 from a trained x2).
-
-    Every tensor outside the upsampler is copied and must match. The upsampler is copied
-    only when the source has exactly the same upsampler (same scale), so that x2 continues
-    from x2 whole while x3/x4 from x2 get a fresh upsampler.
-
-    Args:
-        model: The model to initialise (in place).
-        source: A ``save_pretrained`` folder, a ``.safetensors`` file, a training
-            checkpoint (``checkpoint.pt``), or a registered model name with pretrained
-            weights (``"edsr_baseline_x2"``, resolved as ``create_model(name, pretrained=True)``).
-
-    Returns:
-        The names of the tensors copied.
-
-    Raises:
-        FileNotFoundError: If ``source`` does not exist.
-        ValueError: If a tensor outside the upsampler is missing from ``source`` or has
-            another shape (a different architecture).
-    """
+def _read_state(source: str | Path) -> dict[str, torch.Tensor]:
     from ..registry import create_model, is_model
 
     path = Path(source).expanduser()
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.exists() and isinstance(source, str) and is_model(source):
-        state = create_model(source, pretrained=True).state_dict()
-    elif not path.is_file():
+        return create_model(source, pretrained=True).state_dict()
+    if not path.is_file():
         raise FileNotFoundError(
             f"no weights to initialise from at {path} (a model folder, .safetensors, .pt or a pretrained model name)"
         )
-    elif path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(path)
-    else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+        return load_file(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+
+
+def _branches(model: nn.Module) -> dict[tuple[str, str], list[str]]:
+    """``(module dict name, scale key) -> parameter names`` for every scale-keyed branch."""
+    keys = {scale_key(s) for s in getattr(model, "scales", ())}
+    state = model.state_dict()
+    out: dict[tuple[str, str], list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleDict):
+            for key in module:
+                if key in keys:
+                    prefix = f"{name}.{key}."
+                    out[(name, key)] = [k for k in state if k.startswith(prefix)]
+    return out
+
+
+def _same(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], mapping: dict[str, str]) -> bool:
+    return all(k in state and tuple(state[k].shape) == tuple(own[o].shape) for o, k in mapping.items())
+
+
+def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path]) -> list[str]:
+    """Initialise ``model`` from trained weights (as the paper starts x3/x4 from a trained x2).
+
+    Every tensor outside the upsampler is copied and must match. The upsampler is copied
+    only when the source has exactly the same upsampler (same scale), so that x2 continues
+    from x2 whole while x3/x4 from x2 get a fresh upsampler.
+
+    A multi-scale model (MDSR) can also start from single-scale models with the same head,
+    body and tail (EDSR-baseline for MDSR-baseline), one source per scale, such as
+    ``["edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4"]``: the first source gives
+    every shared tensor; each source gives the upsampler branch that has its upsampler's
+    shapes (its scale); scale-specific pre-processing that no source has starts as the
+    identity (the last convolution of each residual block zeroed). The model then starts
+    out computing exactly what the first source computes at its scale.
+
+    Args:
+        model: The model to initialise (in place).
+        source: A ``save_pretrained`` folder, a ``.safetensors`` file, a training
+            checkpoint (``checkpoint.pt``), or a registered model name with pretrained
+            weights (``"edsr_baseline_x2"``, resolved as ``create_model(name, pretrained=True)``);
+            or, for a multi-scale model, a list of them.
+
+    Returns:
+        The names of the tensors copied.
+
+    Raises:
+        FileNotFoundError: If a source does not exist.
+        ValueError: If a tensor outside the upsampler and the scale branches is missing
+            from the (first) source or has another shape (a different architecture), or if
+            a single-scale model is given several sources.
+    """
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    if not sources:
+        raise ValueError("no weights to initialise from: the list of sources is empty")
+    branches = _branches(model)
+    if len(sources) > 1 and not branches:
+        raise ValueError(f"{type(model).__name__} has one scale; give one source to initialise it, not {len(sources)}")
+    states = [_read_state(s) for s in sources]
     own = model.state_dict()
-    wanted = [k for k in own if k.split(".")[0] not in _UPSAMPLER_MODULES]
-    bad = [k for k in wanted if k not in state or tuple(state[k].shape) != tuple(own[k].shape)]
+    in_branch = {k for names in branches.values() for k in names}
+    upsampler = [k for k in own if k.split(".")[0] in _UPSAMPLER_MODULES and k not in in_branch]
+    shared = [k for k in own if k not in in_branch and k not in upsampler]
+    bad = [k for k in shared if k not in states[0] or tuple(states[0][k].shape) != tuple(own[k].shape)]
     if bad:
         raise ValueError(
-            f"{path} cannot initialise this model: {len(bad)} tensors outside the upsampler are missing or "
+            f"{sources[0]} cannot initialise this model: {len(bad)} tensors outside the upsampler are missing or "
             f"have other shapes (first: {bad[:3]}); it must be the same architecture apart from the scale"
         )
-    upsampler = [k for k in own if k.split(".")[0] in _UPSAMPLER_MODULES]
-    theirs = {k for k in state if k.split(".")[0] in _UPSAMPLER_MODULES}
-    if upsampler and theirs == set(upsampler) and all(tuple(state[k].shape) == tuple(own[k].shape) for k in upsampler):
-        wanted += upsampler
-    model.load_state_dict({k: state[k] for k in wanted}, strict=False)
-    return wanted
+    copy = {k: states[0][k] for k in shared}
+    theirs = {k for k in states[0] if k.split(".")[0] in _UPSAMPLER_MODULES}
+    if upsampler and theirs == set(upsampler) and _same(states[0], own, {k: k for k in upsampler}):
+        copy.update({k: states[0][k] for k in upsampler})
+
+    identity: list[str] = []
+    for (dict_name, key), names in branches.items():
+        same_name = {k: k for k in names}
+        found = next((st for st in states if _same(st, own, same_name)), None)
+        if found is not None:  # a multi-scale source with this branch
+            copy.update({k: found[k] for k in names})
+            continue
+        if dict_name.split(".")[0] in _UPSAMPLER_MODULES:  # a single-scale source's upsampler of this scale
+            prefix = f"{dict_name}.{key}."
+            as_single = {k: "upsampler." + k[len(prefix) :] for k in names}
+            for st in states:
+                single = {k for k in st if k.startswith("upsampler.")}
+                if single == set(as_single.values()) and _same(st, own, as_single):
+                    copy.update({k: st[v] for k, v in as_single.items()})
+                    break
+        elif not any(k.startswith(f"{dict_name}.") for st in states for k in st):
+            identity.append(f"{dict_name}.{key}")
+    model.load_state_dict(copy, strict=False)
+    for name in identity:  # pre-processing no source has: start as the identity
+        for block in model.get_submodule(name).modules():
+            if isinstance(block, ResBlock):
+                last = [m for m in block.body if isinstance(m, nn.Conv2d)][-1]
+                with torch.no_grad():
+                    last.weight.zero_()
+                    if last.bias is not None:
+                        last.bias.zero_()
+    return list(copy)
 
 
 def _seed_for(seed: int, *stream: int) -> int:
