@@ -27,6 +27,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--lr", type=float, default=TrainConfig.lr)
     parser.add_argument("--sched", default=TrainConfig.sched, choices=("step", "cosine", "constant"))
+    parser.add_argument(
+        "--amp",
+        default=TrainConfig.amp,
+        choices=("auto", "none", "bf16", "fp16"),
+        help="bf16: 2-3x faster on CPUs with native bf16",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few steps of a tiny model on synthetic images")
     args = parser.parse_args()
 
@@ -36,6 +42,7 @@ def main() -> None:
         "val_dir": str(args.datasets / "Set5"),
         "output_dir": args.output_dir,
         "steps": args.steps,
+        "amp": args.amp,
         "lr": args.lr,
         "sched": args.sched,
     }

@@ -2,6 +2,7 @@
 
     python examples/train_mdsr.py                          # MDSR-baseline, the paper's recipe
     python examples/train_mdsr.py --model mdsr             # the 80-block MDSR
+    python examples/train_mdsr.py --init-from edsr_baseline_x2 edsr_baseline_x3 edsr_baseline_x4
     python examples/train_mdsr.py --smoke                  # a few seconds on synthetic images
 
 Each step draws one scale; only that scale's pre-processing and upsampling branches run
@@ -26,6 +27,18 @@ def main() -> None:
     parser.add_argument("--model", default="mdsr_baseline", choices=("mdsr_baseline", "mdsr"))
     parser.add_argument("--output-dir", default=None, help="default: runs/<model>")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument(
+        "--init-from",
+        nargs="+",
+        help="start from trained weights: an MDSR, or one single-scale model per scale "
+        "(edsr_baseline_x2 edsr_baseline_x3 edsr_baseline_x4 for mdsr_baseline)",
+    )
+    parser.add_argument(
+        "--amp",
+        default=TrainConfig.amp,
+        choices=("auto", "none", "bf16", "fp16"),
+        help="bf16: 2-3x faster on CPUs with native bf16",
+    )
     parser.add_argument("--smoke", action="store_true", help="a few steps of a tiny model on synthetic images")
     args = parser.parse_args()
 
@@ -36,12 +49,14 @@ def main() -> None:
         "val_dir": str(args.datasets / "Set5"),
         "output_dir": args.output_dir or f"runs/{args.model}",
         "steps": args.steps,
+        "amp": args.amp,
+        "init_from": args.init_from,
     }
     with tempfile.TemporaryDirectory() as tmp:
         if args.smoke:
             from _smoke import smoke_settings
 
-            settings |= smoke_settings(tmp) | {"output_dir": str(Path(tmp) / "run"), "steps": 6}
+            settings |= smoke_settings(tmp) | {"output_dir": str(Path(tmp) / "run"), "steps": 6, "init_from": None}
         summary = Trainer(TrainConfig(**settings), resume=True).train()
     print(f"step {summary['step']}: best validation PSNR {summary.get('best')}")
 
