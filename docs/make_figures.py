@@ -230,8 +230,8 @@ def curve_figure(curves: dict[str, list[tuple[int, float]]], source: str) -> Ima
     for name, value in REFERENCE_LINES.items():
         _, y = px(0, value)
         _dashed(draw, y, left * s, (width - right) * s, LINE_COLOURS[name], 2 * s, 8 * s)
-        label = f"{name}: {value:.2f} dB"  # at the right, where the curve is far from both lines
-        draw.text(((width - right - 8) * s, y - 4 * s), label, fill=LINE_COLOURS[name], font=small, anchor="rs")
+        label = f"{name}: {value:.2f} dB"  # at the left, before the first validation, clear of the curves
+        draw.text(((left + 8) * s, y - 4 * s), label, fill=LINE_COLOURS[name], font=small, anchor="ls")
     for kind in ("raw", "ema"):
         if kind in curves:
             xy = [px(step, value) for step, value in curves[kind]]

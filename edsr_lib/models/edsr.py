@@ -107,29 +107,34 @@ default_cfgs: dict[str, PretrainedCfg] = {
     "edsr_baseline_x2.t291": PretrainedCfg(
         hf_hub_id="edsr-lib/edsr_baseline_x2.t291",
         filename="model.safetensors",
-        sha256="17d6852c186b9975ebfbcea94a7f71e1b6b01f6d53592c24507d3f52dba48936",
+        sha256="5a7eacbf7a392909122d24bcbf14e07d8e6afcccff10e79750641cf16913fc88",
         license="mit",
         training_data=(
             "T91 + BSD200 (291 images); at x2, T91/t20.png (78x78) is smaller than a 96x96 HR patch and was left out"
         ),
         training_command=(
-            "edsr-lib train --model edsr_baseline_x2 --train-dir /work/shared/datasets/T91/HR "
-            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir runs/edsr_baseline_x2 "
-            "--resume --batch-size 8 --steps 4000 --lr 2e-4 --sched cosine --min-lr 1e-6 --warmup-steps 100 "
-            "--warmup-lr 1e-5 --save-every 200 --log-every 20 --threads 1 --no-progress"
+            "edsr-lib train --model edsr_baseline_x2 --init-from edsr_baseline_x2 --train-dir "
+            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
+            "--output-dir runs/edsr_baseline_x2_r2 --resume --batch-size 16 --steps 18000 --lr 3e-4 --sched cosine "
+            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
+            "1000 --log-every 50 --threads 2 --no-progress ; edsr-lib train --model edsr_baseline_x2 --init-from "
+            "edsr_baseline_x2 --train-dir /work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir "
+            "/work/shared/datasets/Set5 --output-dir runs/edsr_baseline_x2_r2 --resume --batch-size 16 --steps 12000 "
+            "--lr 3e-4 --sched cosine --min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last "
+            "--save-every 250 --val-every 1000 --log-every 50 --threads 2 --no-progress"
         ),
-        steps=4000,
+        steps=12000,
         metrics={
-            "Set5": {"x2": {"psnr": 36.76, "ssim": 0.9549}},
-            "Set5+": {"x2": {"psnr": 36.885, "ssim": 0.9558}},
-            "Set14": {"x2": {"psnr": 32.396, "ssim": 0.9064}},
-            "Set14+": {"x2": {"psnr": 32.48, "ssim": 0.9076}},
-            "B100": {"x2": {"psnr": 31.388, "ssim": 0.8891}},
-            "B100+": {"x2": {"psnr": 31.436, "ssim": 0.89}},
+            "Set5": {"x2": {"psnr": 37.657, "ssim": 0.9596}},
+            "Set5+": {"x2": {"psnr": 37.767, "ssim": 0.96}},
+            "Set14": {"x2": {"psnr": 33.034, "ssim": 0.9131}},
+            "Set14+": {"x2": {"psnr": 33.135, "ssim": 0.9141}},
+            "B100": {"x2": {"psnr": 31.99, "ssim": 0.8974}},
+            "B100+": {"x2": {"psnr": 32.047, "ssim": 0.898}},
         },
         package_file="edsr_baseline_x2.t291/model.safetensors",
         description=(
-            "edsr_baseline_x2 trained by edsr-lib on T91 + BSD200, 4,000 steps (raw weights); Set5 x2: 36.76 dB"
+            "edsr_baseline_x2 trained by edsr-lib on T91 + BSD200, 4,000 + 12,000 steps (EMA weights); Set5 x2: 37.66 dB"
         ),
     ),
     "edsr_baseline_x4.t291": PretrainedCfg(
