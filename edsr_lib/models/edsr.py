@@ -134,63 +134,90 @@ default_cfgs: dict[str, PretrainedCfg] = {
         },
         package_file="edsr_baseline_x2.t291/model.safetensors",
         description=(
-            "edsr_baseline_x2 trained by edsr-lib on T91 + BSD200, 4,000 + 12,000 steps (EMA weights); Set5 x2: 37.66 dB"
+            "edsr_baseline_x2 trained by edsr-lib on T91 + BSD200, 4,000 + 12,000 steps (EMA weights); "
+            "Set5 x2: 37.66 dB"
         ),
     ),
     "edsr_baseline_x4.t291": PretrainedCfg(
         hf_hub_id="edsr-lib/edsr_baseline_x4.t291",
         filename="model.safetensors",
-        sha256="adcdc60787f9207e6093d4c3a8ccfec46fd750dcefa471ec890287e54fcc4e8c",
+        sha256="89a570ecf31ae6299abef310b028833cd8d62424a1cadfb24bf9e7afa678fe0a",
         license="mit",
         training_data=(
             "T91 + BSD200 (291 images); at x4, the 51 T91 images smaller than a 192x192 HR patch were left "
             "out (listed in the model card)"
         ),
         training_command=(
-            "edsr-lib train --model edsr_baseline_x4 --init-from runs/init/edsr_baseline_x2_step2400 --train-dir "
+            "edsr-lib train --model edsr_baseline_x4 --init-from runs/edsr_baseline_x2_r2/best_ema --train-dir "
             "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/edsr_baseline_x4 --resume --batch-size 8 --steps 2500 --lr 2e-4 --sched cosine --min-lr "
-            "1e-6 --warmup-steps 100 --warmup-lr 1e-5 --save-every 200 --log-every 20 --threads 1 --no-progress"
+            "--output-dir runs/edsr_baseline_x4_r2 --resume --batch-size 16 --steps 3000 --lr 3e-4 --sched cosine "
+            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
+            "500 --log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x4 --init-from "
+            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
+            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
+            "runs/edsr_baseline_x4_r2 --resume --batch-size 16 --steps 2500 --lr 3e-4 --sched cosine --min-lr 1e-6 "
+            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
+            "--log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x4 --init-from "
+            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
+            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
+            "runs/edsr_baseline_x4_r2 --resume --batch-size 16 --steps 2000 --lr 3e-4 --sched cosine --min-lr 1e-6 "
+            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
+            "--log-every 50 --threads 1 --no-progress"
         ),
-        steps=2400,
+        steps=2000,
         metrics={
-            "Set5": {"x4": {"psnr": 30.458, "ssim": 0.8621}},
-            "Set5+": {"x4": {"psnr": 30.538, "ssim": 0.8655}},
-            "Set14": {"x4": {"psnr": 27.415, "ssim": 0.7522}},
-            "B100": {"x4": {"psnr": 26.916, "ssim": 0.7135}},
+            "Set5": {"x4": {"psnr": 31.426, "ssim": 0.883}},
+            "Set5+": {"x4": {"psnr": 31.602, "ssim": 0.8867}},
+            "Set14": {"x4": {"psnr": 28.0, "ssim": 0.7679}},
+            "Set14+": {"x4": {"psnr": 28.097, "ssim": 0.7708}},
+            "B100": {"x4": {"psnr": 27.283, "ssim": 0.727}},
+            "B100+": {"x4": {"psnr": 27.333, "ssim": 0.7288}},
         },
         package_file="edsr_baseline_x4.t291/model.safetensors",
         description=(
-            "edsr_baseline_x4 fine-tuned by edsr-lib from EDSR-baseline x2 (the x2 run's EMA weights at step 2,400) "
-            "on T91 + BSD200, 2,400 steps (raw weights); Set5 x4: 30.46 dB"
+            "edsr_baseline_x4 fine-tuned by edsr-lib from EDSR-baseline x2 (edsr_baseline_x2.t291) on T91 + BSD200, "
+            "2,000 steps (raw weights); Set5 x4: 31.43 dB"
         ),
     ),
     "edsr_baseline_x3.t291": PretrainedCfg(
         hf_hub_id="edsr-lib/edsr_baseline_x3.t291",
         filename="model.safetensors",
-        sha256="f77459f7eaa3b341dd52647b315fa6ad3e1021d8ca51b2aab592c4e9d47f2ece",
+        sha256="b61694d81b9fca845b700e58697584a7caebf6380889cdc0fb989c8584886890",
         license="mit",
         training_data=(
-            "T91 + BSD200 (291 images); at x3, the T91 images smaller than a 144x144 HR patch were left "
+            "T91 + BSD200 (291 images); at x3, the 17 T91 images smaller than a 144x144 HR patch were left "
             "out (listed in the model card)"
         ),
         training_command=(
-            "edsr-lib train --model edsr_baseline_x3 --init-from runs/edsr_baseline_x2/best --train-dir "
+            "edsr-lib train --model edsr_baseline_x3 --init-from runs/edsr_baseline_x2_r2/best_ema --train-dir "
             "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/edsr_baseline_x3 --resume --batch-size 8 --steps 2000 --lr 2e-4 --sched cosine --min-lr "
-            "1e-6 --warmup-steps 100 --warmup-lr 1e-5 --save-every 200 --log-every 20 --threads 1 --no-progress"
+            "--output-dir runs/edsr_baseline_x3_r2 --resume --batch-size 16 --steps 3000 --lr 3e-4 --sched cosine "
+            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
+            "500 --log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x3 --init-from "
+            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
+            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
+            "runs/edsr_baseline_x3_r2 --resume --batch-size 16 --steps 2500 --lr 3e-4 --sched cosine --min-lr 1e-6 "
+            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
+            "--log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x3 --init-from "
+            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
+            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
+            "runs/edsr_baseline_x3_r2 --resume --batch-size 16 --steps 2000 --lr 3e-4 --sched cosine --min-lr 1e-6 "
+            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
+            "--log-every 50 --threads 1 --no-progress"
         ),
-        steps=2000,
+        steps=1500,
         metrics={
-            "Set5": {"x3": {"psnr": 32.734, "ssim": 0.9094}},
-            "Set5+": {"x3": {"psnr": 32.851, "ssim": 0.9117}},
-            "Set14": {"x3": {"psnr": 29.228, "ssim": 0.8209}},
-            "B100": {"x3": {"psnr": 28.406, "ssim": 0.7877}},
+            "Set5": {"x3": {"psnr": 33.899, "ssim": 0.9226}},
+            "Set5+": {"x3": {"psnr": 34.041, "ssim": 0.9245}},
+            "Set14": {"x3": {"psnr": 29.772, "ssim": 0.8319}},
+            "Set14+": {"x3": {"psnr": 29.872, "ssim": 0.8341}},
+            "B100": {"x3": {"psnr": 28.843, "ssim": 0.7997}},
+            "B100+": {"x3": {"psnr": 28.902, "ssim": 0.8011}},
         },
         package_file="edsr_baseline_x3.t291/model.safetensors",
         description=(
-            "edsr_baseline_x3 fine-tuned by edsr-lib from the shipped EDSR-baseline x2 (t291) on T91 + BSD200, "
-            "2,000 steps (raw weights); Set5 x3: 32.73 dB"
+            "edsr_baseline_x3 fine-tuned by edsr-lib from EDSR-baseline x2 (edsr_baseline_x2.t291) on T91 + BSD200, "
+            "1,500 steps (raw weights); Set5 x3: 33.90 dB"
         ),
     ),
 }
