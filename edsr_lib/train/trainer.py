@@ -132,7 +132,7 @@ def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path])
     in_branch = {k for names in branches.values() for k in names}
     upsampler = [k for k in own if k.split(".")[0] in _UPSAMPLER_MODULES and k not in in_branch]
     shared = [k for k in own if k not in in_branch and k not in upsampler]
-    bad = [k for k in shared if k not in states[0] or tuple(states[0][k].shape) != tuple(own[k].shape)]
+    bad = [k for k in shared if not _same(states[0], own, {k: k})]
     if bad:
         raise ValueError(
             f"{sources[0]} cannot initialise this model: {len(bad)} tensors outside the upsampler are missing or "
