@@ -41,7 +41,9 @@ def _sampler(scale: int, patch: int, device: torch.device) -> PatchSampler:
     return PatchSampler(hr, {scale: make_lr_images(hr, scale)}, patch, device=device)
 
 
-def _trainer(args: argparse.Namespace, amp: str, channels_last: bool, out: str) -> Trainer:
+def _trainer(
+    args: argparse.Namespace, device: torch.device, sampler: PatchSampler, amp: str, channels_last: bool, out: str
+) -> Trainer:
     config = TrainConfig(
         model=args.model,
         scales=[args.scale],
@@ -49,16 +51,14 @@ def _trainer(args: argparse.Namespace, amp: str, channels_last: bool, out: str) 
         lr_patch_size=args.patch,
         amp=amp,
         channels_last=channels_last,
-        device=args.device,
+        device=str(device),
         num_threads=args.threads,
         val_dir=None,
         output_dir=out,
         steps=10**9,
     )
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if config.device == "auto" else config.device)
     with contextlib.redirect_stdout(io.StringIO()):
-        return Trainer(config, sampler=_sampler(args.scale, args.patch, device))
+        return Trainer(config, sampler=sampler)
 
 
 def _sync(device: torch.device) -> None:
@@ -82,12 +82,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.batch_size, args.patch, args.steps, args.repeats = 2, 16, 1, 1
 
-    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    half = "bf16" if not cuda or torch.cuda.is_bf16_supported() else "fp16"
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if args.device == "auto" else args.device)
+    half = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
     settings = [("none", False), ("none", True), (half, False), (half, True)]
+    sampler = _sampler(args.scale, args.patch, device)  # one set of images for every setting
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {s: _trainer(args, *s, out=f"{tmp}/{i}") for i, s in enumerate(settings)}
-        device = next(iter(trainers.values())).device
+        trainers = {s: _trainer(args, device, sampler, *s, out=f"{tmp}/{i}") for i, s in enumerate(settings)}
         for t in trainers.values():  # warm-up: allocator, oneDNN/cuDNN algorithm choice
             t.train_step()
             t.train_step()
