@@ -278,7 +278,7 @@ def test_x4_starts_from_a_trained_x2_except_the_upsampler(tmp_path: Path) -> Non
     # same shape in both, yet left alone: x4's upsampler has two stages, x2's one
     assert not torch.equal(x4.state_dict()["upsampler.0.weight"], x2.state_dict()["upsampler.0.weight"])
     with pytest.raises(ValueError, match="cannot initialise this model"):
-        load_init_weights(edsr_lib.create_model("edsr_baseline_x4", n_resblocks=2, n_feats=8), tmp_path / "x2")
+        load_init_weights(edsr_lib.create_model("edsr_baseline_x4", n_resblocks=1, n_feats=16), tmp_path / "x2")
     with pytest.raises(FileNotFoundError, match="no weights to initialise from"):
         load_init_weights(x4, tmp_path / "missing")
 
@@ -431,3 +431,33 @@ def test_cli_takes_one_or_several_init_sources(tmp_path: Path) -> None:
     names = ["edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4"]
     several = build_config(build_parser().parse_args([*common, "--model", "mdsr_baseline", "--init-from", *names]))
     assert several.init_from == names
+
+
+def test_deeper_model_starts_from_a_shallower_one(tmp_path: Path) -> None:
+    # MDSR (80 blocks) from MDSR-baseline (16), in small: 3 blocks from 1
+    source = edsr_lib.create_model("mdsr_baseline", **TINY)
+    with torch.no_grad():  # non-trivial pre-processing, so that its copy is checked too
+        for p in source.pre_process.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    source.save_pretrained(tmp_path / "shallow")
+    deep = edsr_lib.create_model("mdsr_baseline", n_resblocks=3, n_feats=8)
+    loaded = load_init_weights(deep, tmp_path / "shallow")
+    own, theirs = deep.state_dict(), source.state_dict()
+    assert torch.equal(own["body.0.body.0.weight"], theirs["body.0.body.0.weight"])
+    assert torch.equal(own["body.3.weight"], theirs["body.1.weight"])  # the body's last conv closes the body
+    assert not any(k.startswith(("body.1.", "body.2.")) for k in loaded)
+    assert not own["body.2.body.2.weight"].any() and own["body.2.body.0.weight"].any()
+    lr = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        for s in (2, 3, 4):
+            torch.testing.assert_close(deep(lr, scale=s), source(lr, scale=s), rtol=0, atol=1e-6)
+    # single-scale models deepen the same way; a deeper source is refused
+    x2 = edsr_lib.create_model("edsr_baseline_x2", **TINY)
+    x2.save_pretrained(tmp_path / "x2")
+    x2_deep = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=2, n_feats=8)
+    load_init_weights(x2_deep, tmp_path / "x2")
+    with torch.no_grad():
+        torch.testing.assert_close(x2_deep(lr), x2(lr), rtol=0, atol=1e-6)
+    deep.save_pretrained(tmp_path / "deep")
+    with pytest.raises(ValueError, match="cannot start from a deeper one"):
+        load_init_weights(edsr_lib.create_model("mdsr_baseline", **TINY), tmp_path / "deep")

@@ -99,7 +99,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         help="start from trained weights (folder, .safetensors, checkpoint or pretrained model name); the upsampler "
         "only from the same scale; a multi-scale model takes one source per scale (mdsr_baseline from edsr_baseline_x2 "
-        "edsr_baseline_x3 edsr_baseline_x4)",
+        "edsr_baseline_x3 edsr_baseline_x4); a deeper model starts from a shallower one with the added blocks as the "
+        "identity (mdsr from mdsr_baseline)",
     )
     g = p.add_argument_group("data")
     g.add_argument("--train-dir", nargs="+", help="folders of HR training images")

@@ -33,7 +33,9 @@ class TrainConfig:
             upsampler is copied and must match; the upsampler is copied too when the source
             has the same one (same scale), and is left fresh otherwise (the paper starts
             EDSR x3/x4 from a trained x2). A multi-scale model also takes a list of
-            single-scale sources, one per scale (see ``load_init_weights``).
+            single-scale sources, one per scale, and a deeper model starts from a shallower
+            one of the same width with the added blocks as the identity (see
+            ``load_init_weights``).
         train_dirs: Folders of HR training images (several are concatenated).
         lr_patch_size: Side of the LR training patches (48 in the paper); HR patches are
             ``scale`` times larger.

@@ -90,6 +90,35 @@ def _same(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], mapping:
     return all(k in state and tuple(state[k].shape) == tuple(own[o].shape) for o, k in mapping.items())
 
 
+def _n_blocks(state: dict[str, Any]) -> int:
+    """The number of residual blocks in the body (``body.<i>.body.*``); the body's last conv follows them."""
+    found = {int(k.split(".")[1]) for k in state if k.startswith("body.") and k.split(".")[2:3] == ["body"]}
+    return max(found) + 1 if found else 0
+
+
+def _deepen(state: dict[str, torch.Tensor], depth: int) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Renumber a shallower source's body for a model with ``depth`` residual blocks.
+
+    Blocks ``0 .. n-1`` keep their places, the body's last convolution (``body.<n>``) moves
+    to ``body.<depth>``, and the blocks in between (returned) are for the caller to start
+    as the identity, so the deeper model computes what the source computes.
+    """
+    n = _n_blocks(state)
+    if n == 0 or n == depth:
+        return state, []
+    if n > depth:
+        raise ValueError(
+            f"the source has {n} residual blocks and this model {depth}; a model cannot start from a deeper one"
+        )
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        if parts[0] == "body" and parts[1] == str(n):
+            k = ".".join(["body", str(depth), *parts[2:]])
+        out[k] = v
+    return out, [f"body.{i}" for i in range(n, depth)]
+
+
 def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path]) -> list[str]:
     """Initialise ``model`` from trained weights (as the paper starts x3/x4 from a trained x2).
 
@@ -105,6 +134,11 @@ def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path])
     identity (the last convolution of each residual block zeroed). The model then starts
     out computing exactly what the first source computes at its scale.
 
+    A deeper model can start from a shallower one of the same width (MDSR's 80 blocks from
+    MDSR-baseline's 16): the source's blocks fill the first places, its last body
+    convolution closes the body, and the blocks in between start as the identity, so the
+    deeper model again starts out computing exactly what the source computes.
+
     Args:
         model: The model to initialise (in place).
         source: A ``save_pretrained`` folder, a ``.safetensors`` file, a training
@@ -119,7 +153,8 @@ def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path])
         FileNotFoundError: If a source does not exist.
         ValueError: If a tensor outside the upsampler and the scale branches is missing
             from the (first) source or has another shape (a different architecture), or if
-            a single-scale model is given several sources.
+            a single-scale model is given several sources, or if a source is deeper than
+            the model.
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     if not sources:
@@ -127,11 +162,17 @@ def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path])
     branches = _branches(model)
     if len(sources) > 1 and not branches:
         raise ValueError(f"{type(model).__name__} has one scale; give one source to initialise it, not {len(sources)}")
-    states = [_read_state(s) for s in sources]
     own = model.state_dict()
+    depth = _n_blocks(own)
+    states, added = [], set()
+    for s in sources:
+        state, extra = _deepen(_read_state(s), depth)
+        states.append(state)
+        added.update(extra)
     in_branch = {k for names in branches.values() for k in names}
     upsampler = [k for k in own if k.split(".")[0] in _UPSAMPLER_MODULES and k not in in_branch]
-    shared = [k for k in own if k not in in_branch and k not in upsampler]
+    deepened = [k for k in own if ".".join(k.split(".")[:2]) in added]
+    shared = [k for k in own if k not in in_branch and k not in upsampler and k not in deepened]
     bad = [k for k in shared if not _same(states[0], own, {k: k})]
     if bad:
         raise ValueError(
@@ -143,7 +184,7 @@ def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path])
     if upsampler and theirs == set(upsampler) and _same(states[0], own, {k: k for k in upsampler}):
         copy.update({k: states[0][k] for k in upsampler})
 
-    identity: list[str] = []
+    identity: list[str] = sorted(added, key=lambda name: int(name.split(".")[1]))
     for (dict_name, key), names in branches.items():
         same_name = {k: k for k in names}
         found = next((st for st in states if _same(st, own, same_name)), None)
@@ -161,7 +202,7 @@ def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path])
         elif not any(k.startswith(f"{dict_name}.") for st in states for k in st):
             identity.append(f"{dict_name}.{key}")
     model.load_state_dict(copy, strict=False)
-    for name in identity:  # pre-processing no source has: start as the identity
+    for name in identity:  # blocks no source has (pre-processing, added depth): start as the identity
         for block in model.get_submodule(name).modules():
             if isinstance(block, ResBlock):
                 last = [m for m in block.body if isinstance(m, nn.Conv2d)][-1]
