@@ -286,3 +286,38 @@ def _run_cfgs(source: str) -> dict[str, PretrainedCfg]:
 def test_patch_needs_a_default_cfgs_dict(tool: ModuleType) -> None:
     with pytest.raises(ValueError, match="no top-level `default_cfgs"):
         tool.patch_default_cfgs("x = 1\n", "m.t", PretrainedCfg())
+
+
+def test_card_names_the_initialisation_precision_and_notes(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = fake_run["run"]
+    config = json.loads((run / "config.json").read_text())
+    source = run.parent / "source"
+    hub.save_pretrained(edsr_lib.create_model(VARIANT), source)
+    config |= {"init_from": [str(source), "no/such/folder"], "amp": "bf16", "channels_last": True}
+    (run / "config.json").write_text(json.dumps(config))
+    note = "The schedule was shortened at step 20."
+    assert tool.main(_args(fake_run, "--no-ensemble", "--note", note)) == 0
+    card = (fake_run["out"] / "edsr_baseline_x2.t291" / "README.md").read_text()
+    digest = hub.sha256sum(source / "model.safetensors")
+    assert f"- Initialisation: from `{source}` (sha256 `{digest}`) and `no/such/folder` through" in card
+    assert "- Precision: bfloat16 autocast; weights, gradients and optimiser state in float32; channels_last" in card
+    assert f"- {note}\n" in card
+    # without init_from and amp, a float32 run says so and names no initialisation
+    (run / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in ("init_from", "amp")}))
+    assert tool.main(_args(fake_run, "--no-ensemble")) == 0
+    card = (fake_run["out"] / "edsr_baseline_x2.t291" / "README.md").read_text()
+    assert "Initialisation" not in card and "- Precision: float32; channels_last memory format (on cpu)." in card
+
+
+def test_each_family_is_held_against_its_own_paper_numbers(tool: ModuleType) -> None:
+    metrics = {"Set5": {"x2": {"psnr": 37.6, "ssim": 0.96}, "x4": {"psnr": 31.4, "ssim": 0.88}}}
+    mdsr = "\n".join(tool.comparison_lines(metrics, "mdsr"))
+    assert "0.51 dB below the paper's MDSR (about 38.11 dB, DIV2K)" in mdsr
+    assert "1.10 dB below the paper's MDSR (about 32.50 dB" in mdsr
+    assert "MDSR, paper (DIV2K)" in tool.score_table(metrics, "mdsr")[0]
+    baseline = "\n".join(tool.comparison_lines(metrics, "mdsr_baseline"))
+    assert "0.39 dB below the paper's EDSR-baseline (about 37.99 dB" in baseline
+    assert "x4" in baseline and "EDSR-baseline (about" not in baseline.split("x4")[1]  # no x4 baseline number
+    assert "32.46" in "\n".join(tool.score_table(metrics, "edsr_x4"))

@@ -61,11 +61,41 @@ REFERENCES: dict[str, dict[str, dict[str, tuple[float, float | None]]]] = {
         "Set14": {"x2": (33.03, 0.9124), "x3": (29.77, 0.8314), "x4": (28.01, 0.7674)},
         "B100": {"x2": (31.90, 0.8960), "x3": (28.82, 0.7976), "x4": (27.29, 0.7251)},
     },
-    # issue 4: "The paper's own EDSR-baseline, trained on DIV2K, reaches about 37.99 dB at x2"
-    "EDSR-baseline, paper (DIV2K)": {"Set5": {"x2": (37.99, None)}},
 }
 VDSR = "VDSR (291 images)"
-PAPER_BASELINE = "EDSR-baseline, paper (DIV2K)"
+
+#: The paper's own numbers (DIV2K-trained), per model family: (column label, label in sentences, scores).
+PAPER: dict[str, tuple[str, str, dict[str, dict[str, tuple[float, float | None]]]]] = {
+    # issue 4: "The paper's own EDSR-baseline, trained on DIV2K, reaches about 37.99 dB at x2";
+    # the paper publishes no other baseline number, so MDSR-baseline is held against it too
+    "baseline": ("EDSR-baseline, paper (DIV2K)", "the paper's EDSR-baseline", {"Set5": {"x2": (37.99, None)}}),
+    # SPEC, the paper's Table 4
+    "edsr": (
+        "EDSR, paper (DIV2K)",
+        "the paper's EDSR",
+        {
+            "Set5": {"x2": (38.11, 0.9601), "x3": (34.65, 0.9282), "x4": (32.46, 0.8968)},
+            "Set14": {"x2": (33.92, 0.9195), "x4": (28.80, 0.7876)},
+            "B100": {"x2": (32.32, 0.9013), "x4": (27.71, 0.7420)},
+        },
+    ),
+    "mdsr": (
+        "MDSR, paper (DIV2K)",
+        "the paper's MDSR",
+        {
+            "Set5": {"x2": (38.11, 0.9602), "x3": (34.66, 0.9280), "x4": (32.50, 0.8973)},
+            "Set14": {"x2": (33.85, 0.9198), "x4": (28.72, 0.7857)},
+            "B100": {"x2": (32.29, 0.9007), "x4": (27.72, 0.7418)},
+        },
+    ),
+}
+
+
+def paper_reference(variant: str) -> tuple[str, str, dict[str, dict[str, tuple[float, float | None]]]]:
+    """The paper's numbers to hold ``variant`` against: (column label, sentence label, scores)."""
+    if "baseline" in variant:
+        return PAPER["baseline"]
+    return PAPER["mdsr"] if variant.startswith("mdsr") else PAPER["edsr"]
 
 
 # ------------------------------------------------------------------------------ the run
@@ -264,9 +294,11 @@ def score(
     return metrics, rows
 
 
-def score_table(metrics: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+def score_table(metrics: dict[str, dict[str, dict[str, float]]], variant: str) -> list[str]:
     """Markdown rows: each set and scale, with and without self-ensemble, beside the references."""
-    refs = list(REFERENCES)
+    label, _, paper = paper_reference(variant)
+    references = {**REFERENCES, label: paper}
+    refs = list(references)
     lines = [
         "| set | scale | this model | self-ensemble (+) | " + " | ".join(refs) + " |",
         "|---|---|---|---|" + "---|" * len(refs),
@@ -282,7 +314,7 @@ def score_table(metrics: dict[str, dict[str, dict[str, float]]]) -> list[str]:
             continue
         for s, scores in per_scale.items():
             plus = metrics.get(name + "+", {}).get(s, {})
-            ref_cells = [cell(*REFERENCES[r].get(name, {}).get(s, (None, None))) for r in refs]
+            ref_cells = [cell(*references[r].get(name, {}).get(s, (None, None))) for r in refs]
             lines.append(
                 f"| {name} | {s} | {cell(scores['psnr'], scores['ssim'])} | "
                 f"{cell(plus.get('psnr'), plus.get('ssim'))} | " + " | ".join(ref_cells) + " |"
@@ -290,12 +322,11 @@ def score_table(metrics: dict[str, dict[str, dict[str, float]]]) -> list[str]:
     return lines
 
 
-def comparison_lines(metrics: dict[str, dict[str, dict[str, float]]]) -> list[str]:
-    """Sentences: how far this model is from VDSR and from the paper's EDSR-baseline, per set and scale."""
-    names = {
-        VDSR: "VDSR ({:.2f} dB, same 291 images)",
-        PAPER_BASELINE: "the paper's EDSR-baseline (about {:.2f} dB, DIV2K)",
-    }
+def comparison_lines(metrics: dict[str, dict[str, dict[str, float]]], variant: str) -> list[str]:
+    """Sentences: how far this model is from VDSR and from the paper's own model, per set and scale."""
+    _, paper_name, paper = paper_reference(variant)
+    references = {VDSR: REFERENCES[VDSR], paper_name: paper}
+    names = {VDSR: "VDSR ({:.2f} dB, same 291 images)", paper_name: paper_name + " (about {:.2f} dB, DIV2K)"}
     lines = []
     for name, per_scale in metrics.items():
         if name.endswith("+"):
@@ -303,8 +334,8 @@ def comparison_lines(metrics: dict[str, dict[str, dict[str, float]]]) -> list[st
         for s, scores in per_scale.items():
             gaps = []
             for ref, label in names.items():
-                if s in REFERENCES[ref].get(name, {}):
-                    theirs = REFERENCES[ref][name][s][0]
+                if s in references[ref].get(name, {}):
+                    theirs = references[ref][name][s][0]
                     gap = scores["psnr"] - theirs
                     gaps.append(f"{abs(gap):.2f} dB {'above' if gap >= 0 else 'below'} {label.format(theirs)}")
             if gaps:
@@ -329,8 +360,65 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def card_sections(run: Run, which: str, step: int, metrics: dict[str, dict[str, dict[str, float]]], sha256: str) -> str:
-    """The sections this tool adds to :func:`edsr_lib.hub.model_card`'s card."""
+def _weights_sha256(source: str) -> str | None:
+    """The sha256 of the weights an ``init_from`` source names, when they can be found."""
+    from edsr_lib.hub import sha256sum
+    from edsr_lib.registry import get_pretrained_cfg, is_model
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if path.is_file():
+        return sha256sum(path)
+    if is_model(source):
+        try:
+            return get_pretrained_cfg(source).sha256
+        except (KeyError, ValueError):
+            return None
+    return None
+
+
+def init_line(config: dict[str, Any]) -> str | None:
+    """The card line on what the run started from (``init_from``), with each source's sha256."""
+    source = config.get("init_from")
+    if not source:
+        return None
+    sources = [source] if isinstance(source, str) else list(source)
+    named = []
+    for item in sources:
+        digest = _weights_sha256(str(item))
+        named.append(f"`{item}`" + (f" (sha256 `{digest}`)" if digest else ""))
+    return (
+        f"- Initialisation: from {_and(named)} through `edsr_lib.train.load_init_weights` (what is copied "
+        "and what starts fresh or as the identity is described there)."
+    )
+
+
+def precision_line(config: dict[str, Any], starts: list[dict[str, Any]]) -> str:
+    """The card line on the arithmetic the run trained in (autocast, memory format)."""
+    devices = {str(s.get("device", "cpu")).split(":")[0] for s in starts} or {"cpu"}
+    amp = config.get("amp", "auto")
+    if amp == "auto":
+        amp = "bf16" if devices == {"cuda"} else "none"  # the trainer's choice; fp16 only on GPUs without bf16
+    kinds = {"bf16": "bfloat16 autocast", "fp16": "float16 autocast with a gradient scaler", "none": "float32"}
+    text = kinds.get(amp, str(amp))
+    if amp != "none":
+        text += "; weights, gradients and optimiser state in float32"
+    if config.get("channels_last"):
+        text += "; channels_last memory format"
+    return f"- Precision: {text} (on {_and(sorted(devices))})."
+
+
+def card_sections(
+    run: Run,
+    which: str,
+    step: int,
+    metrics: dict[str, dict[str, dict[str, float]]],
+    sha256: str,
+    variant: str,
+    notes: Sequence[str] = (),
+) -> str:
+    """The sections this tool adds to :func:`edsr_lib.hub.model_card`'s card; ``notes`` become lines of its own."""
     c = run.config
     vals = run.val_events
     kind = "EMA" if which.endswith("ema") else "raw"
@@ -354,6 +442,8 @@ def card_sections(run: Run, which: str, step: int, metrics: dict[str, dict[str, 
         f"seed {c.get('seed')}",
     ]
     lines.append(f"- Recipe: {', '.join(recipe)}; the full settings are the run's `config.json`.")
+    lines += [line for line in (init_line(c), precision_line(c, run.starts)) if line]
+    lines += [f"- {note}" for note in notes]
     start = run.starts[0]
     hosts = sorted(
         {
@@ -389,12 +479,12 @@ def card_sections(run: Run, which: str, step: int, metrics: dict[str, dict[str, 
         "",
         'Benchmark protocol (Y channel, `scale` pixels ignored at each border). "+" is self-ensemble '
         "(the mean over the eight flips and rotations of the input). Reference numbers are the published "
-        "ones; VDSR was trained on the same 291 images, the paper's EDSR-baseline on DIV2K (800 2K images, "
+        f"ones; VDSR was trained on the same 291 images, {paper_reference(variant)[1]} on DIV2K (800 2K images, "
         "not available here).",
         "",
-        *score_table(metrics),
+        *score_table(metrics, variant),
         "",
-        *comparison_lines(metrics),
+        *comparison_lines(metrics, variant),
         "",
     ]
     return "\n".join(lines)
@@ -570,6 +660,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--write-cfg", action="store_true", help="put the PretrainedCfg entry into the model file")
     parser.add_argument("--device", help="device to evaluate on (default: cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a line for the card's training details (why a schedule changed, what a source was); repeatable",
+    )
     return parser.parse_args(argv)
 
 
@@ -603,8 +700,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     metrics, _ = score(model, args.sets, model.scales, ensemble_sets, device=args.device)
     print(f"scored in {time.perf_counter() - t0:.0f} s; self-ensemble on: {', '.join(ensemble_sets) or 'none'}")
-    print("\n".join(score_table(metrics)))
-    print("\n".join(comparison_lines(metrics)))
+    print("\n".join(score_table(metrics, args.variant)))
+    print("\n".join(comparison_lines(metrics, args.variant)))
     _check_against_log(run, which, step, metrics)
 
     name = f"{args.variant}.{args.tag}"
@@ -631,7 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         architecture=args.variant,
         tag=args.tag,
     )
-    card = full_card(model, cfg, card_sections(run, which, step, metrics, cfg.sha256))
+    card = full_card(model, cfg, card_sections(run, which, step, metrics, cfg.sha256, args.variant, args.note))
     atomic_write(out / "README.md", card.encode("utf-8"))
     curve = "".join(json.dumps(_curve_record(run, r)) + "\n" for r in run.val_events)
     atomic_write(out / TRAINING_LOG_NAME, curve.encode("utf-8"))
