@@ -340,7 +340,13 @@ def _explicit_weights(model: SRModel, path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- public API
-def save_pretrained(model: SRModel, save_directory: str | Path, *, model_card: str | None = None) -> Path:
+def save_pretrained(
+    model: SRModel,
+    save_directory: str | Path,
+    *,
+    model_card: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write ``model.safetensors``, ``config.json`` and optionally ``README.md`` to a folder.
 
     Each file is written atomically. The safetensors metadata records the format and
@@ -350,19 +356,24 @@ def save_pretrained(model: SRModel, save_directory: str | Path, *, model_card: s
         model: An unfused edsr-lib model.
         save_directory: The folder (created if needed).
         model_card: Text of ``README.md`` (see :func:`model_card`); none is written if ``None``.
+        dtype: Store the tensors in this floating-point dtype (``torch.float16`` halves the
+            file); ``None`` keeps the model's. Loading converts them back to the dtype of
+            the model they are loaded into.
 
     Returns:
         The folder.
 
     Raises:
-        ValueError: If the model is fused.
+        ValueError: If the model is fused, or ``dtype`` is not a floating-point dtype.
         TypeError: If ``model`` is not an edsr-lib model.
     """
     _check_saveable(model)
+    if dtype is not None and not dtype.is_floating_point:
+        raise ValueError(f"weights are stored in a floating-point dtype, not {dtype}")
     directory = Path(save_directory).expanduser()
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": "pt", "architecture": config["architecture"], "library": LIBRARY_NAME}
     atomic_write(directory / WEIGHTS_NAME, save(tensors, metadata=metadata))
     atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"))

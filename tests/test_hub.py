@@ -85,6 +85,22 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path, name: str, scales: t
         assert torch.equal(_outputs(loaded, scale), _outputs(model, scale))
 
 
+def test_half_precision_file_loads_into_a_float32_model(tmp_path: Path) -> None:
+    model = edsr_lib.create_model("mdsr_baseline")
+    model.save_pretrained(tmp_path / "fp32")
+    model.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
+    tensors, _ = hub._read_weights(tmp_path / "fp16" / "model.safetensors")
+    assert {v.dtype for v in tensors.values()} == {torch.float16}
+    size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "fp16")}
+    assert size["fp16"] < 0.51 * size["fp32"]
+    loaded = edsr_lib.from_pretrained(tmp_path / "fp16")
+    for (key, value), (_, mine) in zip(loaded.state_dict().items(), model.state_dict().items(), strict=True):
+        assert value.dtype == torch.float32, key
+        assert torch.equal(value, mine.half().float()), key
+    with pytest.raises(ValueError, match=r"floating-point dtype, not torch\.int8"):
+        model.save_pretrained(tmp_path / "int", dtype=torch.int8)
+
+
 def test_saved_files(saved: tuple[torch.nn.Module, Path]) -> None:
     model, folder = saved
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]

@@ -321,3 +321,24 @@ def test_each_family_is_held_against_its_own_paper_numbers(tool: ModuleType) -> 
     assert "0.39 dB below the paper's EDSR-baseline (about 37.99 dB" in baseline
     assert "x4" in baseline and "EDSR-baseline (about" not in baseline.split("x4")[1]  # no x4 baseline number
     assert "32.46" in "\n".join(tool.score_table(metrics, "edsr_x4"))
+
+
+def test_float16_release_scores_what_it_ships(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert tool.main(_args(fake_run, "--no-ensemble", "--dtype", "float16")) == 0
+    cfg = _printed_cfg(capsys.readouterr().out)
+    folder = fake_run["out"] / "edsr_baseline_x2.t291"
+    tensors, _ = hub._read_weights(folder / "model.safetensors")
+    assert {v.dtype for v in tensors.values()} == {torch.float16}
+    shipped = edsr_lib.create_model(VARIANT, weights=folder)
+    result = edsr_lib.evaluate(shipped, fake_run["set"], 2)
+    assert cfg["metrics"]["TinySet"]["x2"] == {"psnr": round(result["psnr"], 3), "ssim": round(result["ssim"], 4)}
+    assert "- Storage: the tensors are stored in float16" in (folder / "README.md").read_text()
+
+
+def test_many_left_out_images_are_counted_not_named(tool: ModuleType, fake_run: dict[str, Any]) -> None:
+    for i in range(4):  # five images under 96x96 in all; the log's 1 image at x2 still agrees
+        _png(fake_run["set"].parent / "T91" / "HR" / f"tiny{i}.png", 50, 40, 20 + i)
+    text = tool.training_data_text(tool.read_run(fake_run["run"]), [2])
+    assert text == "T91 (6 images); at x2, the 5 T91 images smaller than a 96x96 HR patch were left out"

@@ -48,6 +48,8 @@ WEIGHT_FOLDERS = ("best_ema", "best", "final_ema", "final")
 HUB_ORG = "edsr-lib"
 LICENSE = "mit"
 TRAINING_LOG_NAME = "training_log.jsonl"
+#: Images left out at a scale are named up to this many, and counted beyond.
+MAX_NAMED = 3
 
 #: Published PSNR / SSIM on the benchmark protocol to compare against (SPEC and issue 4).
 REFERENCES: dict[str, dict[str, dict[str, tuple[float, float | None]]]] = {
@@ -237,7 +239,12 @@ def training_data_text(run: Run, scales: Sequence[int]) -> str:
     patch = int(run.config.get("lr_patch_size", 48))
     logged = run.starts[-1].get("images", {})
     for s in scales:
-        if s in left_out:
+        if s in left_out and len(left_out[s]) > MAX_NAMED:  # counted, not named
+            small = left_out[s]
+            sets = _and(sorted({name.split("/")[0] for name in small}))
+            side = patch * s
+            text += f"; at x{s}, the {len(small)} {sets} images smaller than a {side}x{side} HR patch were left out"
+        elif s in left_out:
             small = left_out[s]
             one = len(small) == 1
             text += (
@@ -443,7 +450,6 @@ def card_sections(
     ]
     lines.append(f"- Recipe: {', '.join(recipe)}; the full settings are the run's `config.json`.")
     lines += [line for line in (init_line(c), precision_line(c, run.starts)) if line]
-    lines += [f"- {note}" for note in notes]
     start = run.starts[0]
     hosts = sorted(
         {
@@ -462,6 +468,7 @@ def card_sections(
     if len(run.starts) > 1:
         lines.append(f"- The run was started {len(run.starts)} times (resumed from its checkpoint):")
         lines += [f"  - at step {s['step']:,}: `{s.get('command')}`" for s in run.starts]
+    lines += [f"- {note}" for note in notes]
     if vals:
         lines.append(
             f"- Training curve: `{TRAINING_LOG_NAME}` holds the {len(vals)} validation records "
@@ -661,6 +668,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", help="device to evaluate on (default: cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="dtype of the shipped file (float16 halves it; the weights are rounded to it before scoring)",
+    )
+    parser.add_argument(
         "--note",
         action="append",
         default=[],
@@ -686,6 +699,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = run.path / which
     # the variant's own architecture, so that its pretrained config loads the file (a mismatch raises here)
     model = edsr_lib.create_model(args.variant, weights=folder)
+    dtype = getattr(torch, args.dtype)
+    if dtype != torch.float32:  # score exactly what ships: the weights as read back from the smaller file
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(dtype))
     missing = [str(s) for s in args.sets if not (s / "HR").is_dir()]
     if missing:
         raise FileNotFoundError(f"set folders without an HR/ subfolder: {', '.join(missing)}")
@@ -706,7 +724,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     name = f"{args.variant}.{args.tag}"
     out = args.out_dir / name
-    save_pretrained(model, out)
+    save_pretrained(model, out, dtype=dtype)
+    notes = list(args.note)
+    if dtype != torch.float32:
+        megabytes = (out / "model.safetensors").stat().st_size / 2**20
+        notes.append(
+            f"Storage: the tensors are stored in {args.dtype} ({megabytes:.1f} MiB, half the float32 file) and load "
+            "into a float32 model; every score here is of these stored weights."
+        )
     kind = "EMA" if which.endswith("ema") else "raw"
     training_data = training_data_text(run, model.scales)
     first = next(iter(metrics.values()), {})
@@ -728,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         architecture=args.variant,
         tag=args.tag,
     )
-    card = full_card(model, cfg, card_sections(run, which, step, metrics, cfg.sha256, args.variant, args.note))
+    card = full_card(model, cfg, card_sections(run, which, step, metrics, cfg.sha256, args.variant, notes))
     atomic_write(out / "README.md", card.encode("utf-8"))
     curve = "".join(json.dumps(_curve_record(run, r)) + "\n" for r in run.val_events)
     atomic_write(out / TRAINING_LOG_NAME, curve.encode("utf-8"))
