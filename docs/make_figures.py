@@ -54,6 +54,8 @@ MODELS: dict[str, tuple[str, ...]] = {
     "EDSR-baseline": (f"edsr_baseline_x{SCALE}",),
     "MDSR": ("mdsr", "mdsr_baseline"),
 }
+#: How a panel names the model it shows, when that is not the panel's label.
+DISPLAY_NAMES = {"mdsr_baseline": "MDSR-baseline"}
 #: Training logs for the curve, preferred first (paths relative to the repository).
 CURVE_LOGS = (
     Path("edsr_lib/weights/edsr_baseline_x2.t291/training_log.jsonl"),
@@ -162,7 +164,8 @@ def comparison_figure(datasets: Path) -> tuple[Image.Image, list[str]]:
             elif label == "HR":
                 lines = ("HR original", f"{CROP}x{CROP} crop")
             else:
-                title = "bicubic" if label == "bicubic" else f"{label} ({split_model_name_tag(names[label])[1]})"
+                arch, tag = split_model_name_tag(names[label]) if label != "bicubic" else ("", "")
+                title = "bicubic" if label == "bicubic" else f"{DISPLAY_NAMES.get(arch, label)} ({tag})"
                 lines = (title, f"{crop_psnr(panels[label], hr_crop):.2f} dB")
             draw.text((x + 2, y + panel + 4), lines[0], fill=TEXT, font=label_font)
             draw.text((x + 2, y + panel + 23), lines[1], fill=TEXT, font=score_font)
