@@ -187,6 +187,58 @@ default_cfgs: dict[str, PretrainedCfg] = {
         package_file="mdsr_baseline.t291/model.safetensors",
         description="mdsr_baseline trained by edsr-lib on T91 + BSD200, 4,000 steps (raw weights); Set5 x2: 37.71 dB",
     ),
+    "mdsr.t291": PretrainedCfg(
+        hf_hub_id="edsr-lib/mdsr.t291",
+        filename="model.safetensors",
+        sha256="a661d9162063146c6df42da32dc43f6853bb2e2d02672ecbe67154536c1b21c9",
+        license="mit",
+        training_data=(
+            "T91 + BSD200 (291 images); at x2, T91/t20.png (78x78) is smaller than a 96x96 HR patch and was left out; "
+            "at x3, the 17 T91 images smaller than a 144x144 HR patch were left out; at x4, the 51 T91 images smaller "
+            "than a 192x192 HR patch were left out"
+        ),
+        training_command=(
+            "edsr-lib train --model mdsr --init-from runs/mdsr_baseline_r1/best --train-dir "
+            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
+            "--output-dir runs/mdsr_r1 --resume --batch-size 16 --steps 1500 --lr 1e-4 --sched cosine --min-lr 1e-6 "
+            "--warmup-steps 100 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 50 --val-every 250 "
+            "--log-every 25 --threads 1 --no-progress ; edsr-lib train --model mdsr --init-from "
+            "runs/mdsr_baseline_r1/best --train-dir /work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR "
+            "--val-dir /work/shared/datasets/Set5 --output-dir runs/mdsr_r1 --resume --batch-size 16 --steps 1500 --lr "
+            "1e-4 --sched cosine --min-lr 1e-6 --warmup-steps 100 --warmup-lr 1e-5 --amp bf16 --channels-last "
+            "--save-every 50 --val-every 250 --log-every 25 --threads 2 --no-progress"
+        ),
+        steps=1000,
+        metrics={
+            "Set5": {
+                "x2": {"psnr": 37.689, "ssim": 0.9596},
+                "x3": {"psnr": 33.984, "ssim": 0.924},
+                "x4": {"psnr": 31.572, "ssim": 0.8859},
+            },
+            "Set5+": {
+                "x2": {"psnr": 37.824, "ssim": 0.9601},
+                "x3": {"psnr": 34.16, "ssim": 0.9256},
+                "x4": {"psnr": 31.75, "ssim": 0.8892},
+            },
+            "Set14": {
+                "x2": {"psnr": 33.09, "ssim": 0.9136},
+                "x3": {"psnr": 29.852, "ssim": 0.8333},
+                "x4": {"psnr": 28.089, "ssim": 0.7703},
+            },
+            "Set14+": {
+                "x2": {"psnr": 33.179, "ssim": 0.9145},
+                "x3": {"psnr": 29.953, "ssim": 0.8354},
+                "x4": {"psnr": 28.188, "ssim": 0.773},
+            },
+            "B100": {
+                "x2": {"psnr": 32.017, "ssim": 0.8978},
+                "x3": {"psnr": 28.91, "ssim": 0.8014},
+                "x4": {"psnr": 27.344, "ssim": 0.7291},
+            },
+        },
+        package_file="mdsr.t291/model.safetensors",
+        description="mdsr trained by edsr-lib on T91 + BSD200, 1,000 steps (EMA weights); Set5 x2: 37.69 dB",
+    ),
 }
 
 
