@@ -235,6 +235,7 @@ default_cfgs: dict[str, PretrainedCfg] = {
                 "x3": {"psnr": 28.91, "ssim": 0.8014},
                 "x4": {"psnr": 27.344, "ssim": 0.7291},
             },
+            "B100+": {"x3": {"psnr": 28.968, "ssim": 0.8026}, "x4": {"psnr": 27.396, "ssim": 0.7308}},
         },
         package_file="mdsr.t291/model.safetensors",
         description="mdsr trained by edsr-lib on T91 + BSD200, 1,000 steps (EMA weights); Set5 x2: 37.69 dB",
