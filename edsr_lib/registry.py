@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from .weights import shipped as shipped_weights
+
 __all__ = [
     "PretrainedCfg",
     "build_model",
@@ -38,19 +40,25 @@ M = TypeVar("M", bound=nn.Module)
 class PretrainedCfg:
     """Where a set of pretrained weights lives and what it reaches.
 
+    A model file states only the name, the sha256, the licence and a description (and
+    ``hf_hub_id="org/"``, completed with ``arch.tag`` as timm does); at registration the
+    package's ``edsr_lib/weights/<arch.tag>/`` adds ``package_file`` and, from its
+    ``pretrained.json``, the training data, command, steps and metrics.
+
     Attributes:
-        hf_hub_id: Hugging Face Hub repository id (``"org/name"``).
+        hf_hub_id: Hugging Face Hub repository id (``"org/name"``); an id ending in ``/``
+            is completed with ``arch.tag`` at registration.
         filename: Weights file inside the repository (or inside the package folder).
         sha256: Hex digest the weights file must have.
         license: Licence of the weights.
         training_data: What the weights were trained on.
-        training_command: The exact command that produced them.
+        training_command: The command that produced them (data paths as ``$DATA/...``).
         steps: Number of optimiser steps.
         metrics: Scores per set and scale, e.g. ``{"Set5": {"x2": {"psnr": 37.6, "ssim": 0.959}}}``
             (benchmark protocol: Y channel, ``crop_border = scale``); self-ensemble scores sit
             under the set name with a ``+`` (``"Set5+"``), the paper's notation.
         package_file: Path relative to ``edsr_lib/weights/`` of a copy shipped inside the
-            package, if any.
+            package, if any (found at registration).
         description: One line for the model zoo.
         architecture: Variant name, filled in at registration.
         tag: Tag name, filled in at registration.
@@ -108,12 +116,25 @@ def register_model(fn: Callable[..., M]) -> Callable[..., M]:
         if arch == name:
             if not tag:
                 raise ValueError(f"pretrained config {key!r} needs a tag ('{arch}.<tag>')")
-            tags[tag] = dataclasses.replace(cfg, architecture=arch, tag=tag)
+            tags[tag] = _complete_cfg(cfg, arch, tag)
     _pretrained_cfgs[name] = tags
     from .timm_bridge import register_in_timm
 
     register_in_timm(name, list(tags.values()))
     return fn
+
+
+def _complete_cfg(cfg: PretrainedCfg, arch: str, tag: str) -> PretrainedCfg:
+    """``cfg`` named ``arch.tag``, its Hub id completed, with what the package ships under that name."""
+    name = f"{arch}.{tag}"
+    found = shipped_weights(name, cfg.filename)
+    if cfg.package_file:
+        found.pop("package_file", None)
+    twice = [k for k in found if getattr(cfg, k) not in (None, {})]
+    if twice:
+        raise ValueError(f"{name}: {', '.join(twice)} belong in edsr_lib/weights/{name}/pretrained.json only")
+    hub_id = cfg.hf_hub_id + name if cfg.hf_hub_id and cfg.hf_hub_id.endswith("/") else cfg.hf_hub_id
+    return dataclasses.replace(cfg, architecture=arch, tag=tag, hf_hub_id=hub_id, **found)
 
 
 def is_model(name: str) -> bool:

@@ -102,119 +102,32 @@ def _create_edsr(variant: str, pretrained: bool = False, **kwargs: Any) -> EDSR:
     return build_model(EDSR, variant, pretrained=pretrained, **kwargs)
 
 
-#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default).
+#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default). The Hub id
+#: (``"edsr-lib/" + arch.tag``) and the shipped file are derived from the name; how the weights were
+#: trained and what they score is data beside them, ``edsr_lib/weights/<arch.tag>/pretrained.json``.
 default_cfgs: dict[str, PretrainedCfg] = {
     "edsr_baseline_x2.t291": PretrainedCfg(
-        hf_hub_id="edsr-lib/edsr_baseline_x2.t291",
-        filename="model.safetensors",
+        hf_hub_id="edsr-lib/",
         sha256="5a7eacbf7a392909122d24bcbf14e07d8e6afcccff10e79750641cf16913fc88",
         license="mit",
-        training_data=(
-            "T91 + BSD200 (291 images); at x2, T91/t20.png (78x78) is smaller than a 96x96 HR patch and was left out"
-        ),
-        training_command=(
-            "edsr-lib train --model edsr_baseline_x2 --init-from edsr_baseline_x2 --train-dir "
-            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/edsr_baseline_x2_r2 --resume --batch-size 16 --steps 18000 --lr 3e-4 --sched cosine "
-            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
-            "1000 --log-every 50 --threads 2 --no-progress ; edsr-lib train --model edsr_baseline_x2 --init-from "
-            "edsr_baseline_x2 --train-dir /work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir "
-            "/work/shared/datasets/Set5 --output-dir runs/edsr_baseline_x2_r2 --resume --batch-size 16 --steps 12000 "
-            "--lr 3e-4 --sched cosine --min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last "
-            "--save-every 250 --val-every 1000 --log-every 50 --threads 2 --no-progress"
-        ),
-        steps=12000,
-        metrics={
-            "Set5": {"x2": {"psnr": 37.657, "ssim": 0.9596}},
-            "Set5+": {"x2": {"psnr": 37.767, "ssim": 0.96}},
-            "Set14": {"x2": {"psnr": 33.034, "ssim": 0.9131}},
-            "Set14+": {"x2": {"psnr": 33.135, "ssim": 0.9141}},
-            "B100": {"x2": {"psnr": 31.99, "ssim": 0.8974}},
-            "B100+": {"x2": {"psnr": 32.047, "ssim": 0.898}},
-        },
-        package_file="edsr_baseline_x2.t291/model.safetensors",
         description=(
             "edsr_baseline_x2 trained by edsr-lib on T91 + BSD200, 4,000 + 12,000 steps (EMA weights); "
             "Set5 x2: 37.66 dB"
         ),
     ),
     "edsr_baseline_x4.t291": PretrainedCfg(
-        hf_hub_id="edsr-lib/edsr_baseline_x4.t291",
-        filename="model.safetensors",
+        hf_hub_id="edsr-lib/",
         sha256="89a570ecf31ae6299abef310b028833cd8d62424a1cadfb24bf9e7afa678fe0a",
         license="mit",
-        training_data=(
-            "T91 + BSD200 (291 images); at x4, the 51 T91 images smaller than a 192x192 HR patch were left "
-            "out (listed in the model card)"
-        ),
-        training_command=(
-            "edsr-lib train --model edsr_baseline_x4 --init-from runs/edsr_baseline_x2_r2/best_ema --train-dir "
-            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/edsr_baseline_x4_r2 --resume --batch-size 16 --steps 3000 --lr 3e-4 --sched cosine "
-            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
-            "500 --log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x4 --init-from "
-            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
-            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
-            "runs/edsr_baseline_x4_r2 --resume --batch-size 16 --steps 2500 --lr 3e-4 --sched cosine --min-lr 1e-6 "
-            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
-            "--log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x4 --init-from "
-            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
-            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
-            "runs/edsr_baseline_x4_r2 --resume --batch-size 16 --steps 2000 --lr 3e-4 --sched cosine --min-lr 1e-6 "
-            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
-            "--log-every 50 --threads 1 --no-progress"
-        ),
-        steps=2000,
-        metrics={
-            "Set5": {"x4": {"psnr": 31.426, "ssim": 0.883}},
-            "Set5+": {"x4": {"psnr": 31.602, "ssim": 0.8867}},
-            "Set14": {"x4": {"psnr": 28.0, "ssim": 0.7679}},
-            "Set14+": {"x4": {"psnr": 28.097, "ssim": 0.7708}},
-            "B100": {"x4": {"psnr": 27.283, "ssim": 0.727}},
-            "B100+": {"x4": {"psnr": 27.333, "ssim": 0.7288}},
-        },
-        package_file="edsr_baseline_x4.t291/model.safetensors",
         description=(
             "edsr_baseline_x4 fine-tuned by edsr-lib from EDSR-baseline x2 (edsr_baseline_x2.t291) on T91 + BSD200, "
             "2,000 steps (raw weights); Set5 x4: 31.43 dB"
         ),
     ),
     "edsr_baseline_x3.t291": PretrainedCfg(
-        hf_hub_id="edsr-lib/edsr_baseline_x3.t291",
-        filename="model.safetensors",
+        hf_hub_id="edsr-lib/",
         sha256="b61694d81b9fca845b700e58697584a7caebf6380889cdc0fb989c8584886890",
         license="mit",
-        training_data=(
-            "T91 + BSD200 (291 images); at x3, the 17 T91 images smaller than a 144x144 HR patch were left "
-            "out (listed in the model card)"
-        ),
-        training_command=(
-            "edsr-lib train --model edsr_baseline_x3 --init-from runs/edsr_baseline_x2_r2/best_ema --train-dir "
-            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/edsr_baseline_x3_r2 --resume --batch-size 16 --steps 3000 --lr 3e-4 --sched cosine "
-            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
-            "500 --log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x3 --init-from "
-            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
-            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
-            "runs/edsr_baseline_x3_r2 --resume --batch-size 16 --steps 2500 --lr 3e-4 --sched cosine --min-lr 1e-6 "
-            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
-            "--log-every 50 --threads 1 --no-progress ; edsr-lib train --model edsr_baseline_x3 --init-from "
-            "runs/edsr_baseline_x2_r2/best_ema --train-dir /work/shared/datasets/T91/HR "
-            "/work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 --output-dir "
-            "runs/edsr_baseline_x3_r2 --resume --batch-size 16 --steps 2000 --lr 3e-4 --sched cosine --min-lr 1e-6 "
-            "--warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every 500 "
-            "--log-every 50 --threads 1 --no-progress"
-        ),
-        steps=1500,
-        metrics={
-            "Set5": {"x3": {"psnr": 33.899, "ssim": 0.9226}},
-            "Set5+": {"x3": {"psnr": 34.041, "ssim": 0.9245}},
-            "Set14": {"x3": {"psnr": 29.772, "ssim": 0.8319}},
-            "Set14+": {"x3": {"psnr": 29.872, "ssim": 0.8341}},
-            "B100": {"x3": {"psnr": 28.843, "ssim": 0.7997}},
-            "B100+": {"x3": {"psnr": 28.902, "ssim": 0.8011}},
-        },
-        package_file="edsr_baseline_x3.t291/model.safetensors",
         description=(
             "edsr_baseline_x3 fine-tuned by edsr-lib from EDSR-baseline x2 (edsr_baseline_x2.t291) on T91 + BSD200, "
             "1,500 steps (raw weights); Set5 x3: 33.90 dB"

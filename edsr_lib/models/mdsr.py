@@ -127,117 +127,19 @@ def _create_mdsr(variant: str, pretrained: bool = False, **kwargs: Any) -> MDSR:
     return build_model(MDSR, variant, pretrained=pretrained, **kwargs)
 
 
-#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default).
+#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default); provenance
+#: and scores are in ``edsr_lib/weights/<arch.tag>/pretrained.json`` (see ``edsr_lib.models.edsr``).
 default_cfgs: dict[str, PretrainedCfg] = {
     "mdsr_baseline.t291": PretrainedCfg(
-        hf_hub_id="edsr-lib/mdsr_baseline.t291",
-        filename="model.safetensors",
+        hf_hub_id="edsr-lib/",
         sha256="675ad05b0593a057acbfa43f3a6928f5c66fd604542749149120e21f9b1b7495",
         license="mit",
-        training_data=(
-            "T91 + BSD200 (291 images); at x2, T91/t20.png (78x78) is smaller than a 96x96 HR patch and was left out; "
-            "at x3, the 17 T91 images smaller than a 144x144 HR patch were left out; at x4, the 51 T91 images smaller "
-            "than a 192x192 HR patch were left out"
-        ),
-        training_command=(
-            "edsr-lib train --model mdsr_baseline --init-from edsr_baseline_x2 edsr_baseline_x3 edsr_baseline_x4 "
-            "--train-dir /work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir "
-            "/work/shared/datasets/Set5 --output-dir runs/mdsr_baseline_r1 --resume --batch-size 16 --steps 6000 --lr "
-            "2e-4 --sched cosine --min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last "
-            "--save-every 250 --val-every 500 --log-every 50 --threads 1 --no-progress ; edsr-lib train --model "
-            "mdsr_baseline --init-from edsr_baseline_x2 edsr_baseline_x3 edsr_baseline_x4 --train-dir "
-            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/mdsr_baseline_r1 --resume --batch-size 16 --steps 4500 --lr 2e-4 --sched cosine "
-            "--min-lr 1e-6 --warmup-steps 200 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 250 --val-every "
-            "500 --log-every 50 --threads 2 --no-progress"
-        ),
-        steps=4000,
-        metrics={
-            "Set5": {
-                "x2": {"psnr": 37.713, "ssim": 0.9597},
-                "x3": {"psnr": 33.975, "ssim": 0.9237},
-                "x4": {"psnr": 31.528, "ssim": 0.885},
-            },
-            "Set5+": {
-                "x2": {"psnr": 37.826, "ssim": 0.9601},
-                "x3": {"psnr": 34.134, "ssim": 0.9254},
-                "x4": {"psnr": 31.708, "ssim": 0.8884},
-            },
-            "Set14": {
-                "x2": {"psnr": 33.102, "ssim": 0.9135},
-                "x3": {"psnr": 29.831, "ssim": 0.833},
-                "x4": {"psnr": 28.07, "ssim": 0.7695},
-            },
-            "Set14+": {
-                "x2": {"psnr": 33.176, "ssim": 0.9144},
-                "x3": {"psnr": 29.936, "ssim": 0.8351},
-                "x4": {"psnr": 28.165, "ssim": 0.7723},
-            },
-            "B100": {
-                "x2": {"psnr": 32.012, "ssim": 0.8976},
-                "x3": {"psnr": 28.898, "ssim": 0.8009},
-                "x4": {"psnr": 27.329, "ssim": 0.7284},
-            },
-            "B100+": {
-                "x2": {"psnr": 32.072, "ssim": 0.8983},
-                "x3": {"psnr": 28.955, "ssim": 0.8022},
-                "x4": {"psnr": 27.379, "ssim": 0.7301},
-            },
-        },
-        package_file="mdsr_baseline.t291/model.safetensors",
         description="mdsr_baseline trained by edsr-lib on T91 + BSD200, 4,000 steps (raw weights); Set5 x2: 37.71 dB",
     ),
     "mdsr.t291": PretrainedCfg(
-        hf_hub_id="edsr-lib/mdsr.t291",
-        filename="model.safetensors",
+        hf_hub_id="edsr-lib/",
         sha256="a661d9162063146c6df42da32dc43f6853bb2e2d02672ecbe67154536c1b21c9",
         license="mit",
-        training_data=(
-            "T91 + BSD200 (291 images); at x2, T91/t20.png (78x78) is smaller than a 96x96 HR patch and was left out; "
-            "at x3, the 17 T91 images smaller than a 144x144 HR patch were left out; at x4, the 51 T91 images smaller "
-            "than a 192x192 HR patch were left out"
-        ),
-        training_command=(
-            "edsr-lib train --model mdsr --init-from runs/mdsr_baseline_r1/best --train-dir "
-            "/work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR --val-dir /work/shared/datasets/Set5 "
-            "--output-dir runs/mdsr_r1 --resume --batch-size 16 --steps 1500 --lr 1e-4 --sched cosine --min-lr 1e-6 "
-            "--warmup-steps 100 --warmup-lr 1e-5 --amp bf16 --channels-last --save-every 50 --val-every 250 "
-            "--log-every 25 --threads 1 --no-progress ; edsr-lib train --model mdsr --init-from "
-            "runs/mdsr_baseline_r1/best --train-dir /work/shared/datasets/T91/HR /work/shared/datasets/BSD200/HR "
-            "--val-dir /work/shared/datasets/Set5 --output-dir runs/mdsr_r1 --resume --batch-size 16 --steps 1500 --lr "
-            "1e-4 --sched cosine --min-lr 1e-6 --warmup-steps 100 --warmup-lr 1e-5 --amp bf16 --channels-last "
-            "--save-every 50 --val-every 250 --log-every 25 --threads 2 --no-progress"
-        ),
-        steps=1000,
-        metrics={
-            "Set5": {
-                "x2": {"psnr": 37.689, "ssim": 0.9596},
-                "x3": {"psnr": 33.984, "ssim": 0.924},
-                "x4": {"psnr": 31.572, "ssim": 0.8859},
-            },
-            "Set5+": {
-                "x2": {"psnr": 37.824, "ssim": 0.9601},
-                "x3": {"psnr": 34.16, "ssim": 0.9256},
-                "x4": {"psnr": 31.75, "ssim": 0.8892},
-            },
-            "Set14": {
-                "x2": {"psnr": 33.09, "ssim": 0.9136},
-                "x3": {"psnr": 29.852, "ssim": 0.8333},
-                "x4": {"psnr": 28.089, "ssim": 0.7703},
-            },
-            "Set14+": {
-                "x2": {"psnr": 33.179, "ssim": 0.9145},
-                "x3": {"psnr": 29.953, "ssim": 0.8354},
-                "x4": {"psnr": 28.188, "ssim": 0.773},
-            },
-            "B100": {
-                "x2": {"psnr": 32.017, "ssim": 0.8978},
-                "x3": {"psnr": 28.91, "ssim": 0.8014},
-                "x4": {"psnr": 27.344, "ssim": 0.7291},
-            },
-            "B100+": {"x3": {"psnr": 28.968, "ssim": 0.8026}, "x4": {"psnr": 27.396, "ssim": 0.7308}},
-        },
-        package_file="mdsr.t291/model.safetensors",
         description="mdsr trained by edsr-lib on T91 + BSD200, 1,000 steps (EMA weights); Set5 x2: 37.69 dB",
     ),
 }
