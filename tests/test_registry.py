@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import timm
 import torch
 
 import edsr_lib
+import edsr_lib.weights
 from edsr_lib import registry
 from edsr_lib.registry import PretrainedCfg
 
@@ -69,6 +73,32 @@ def test_pretrained_cfgs_are_data(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "edsr_x2.b" not in edsr_lib.list_models(pretrained=True)  # says nowhere where its weights are
     with pytest.raises(ValueError, match="no pretrained tag 'c'; its tags: a, b"):
         edsr_lib.get_pretrained_cfg("edsr_x2.c")
+
+
+def test_shipped_cfgs_are_completed_from_their_name_and_folder() -> None:
+    cfg = edsr_lib.get_pretrained_cfg("edsr_baseline_x2.t291")
+    assert cfg.hf_hub_id == "edsr-lib/edsr_baseline_x2.t291"  # "edsr-lib/" + arch.tag
+    assert cfg.package_file == "edsr_baseline_x2.t291/model.safetensors"
+    assert cfg.filename == "model.safetensors"
+    # provenance and scores come from edsr_lib/weights/edsr_baseline_x2.t291/pretrained.json
+    assert cfg.steps == 12000 and cfg.metrics["Set5"]["x2"]["psnr"] == 37.657
+    assert "--train-dir $DATA/T91/HR $DATA/BSD200/HR" in cfg.training_command
+    for shipped in edsr_lib.list_pretrained():
+        assert shipped.package_file and shipped.metrics and shipped.training_command, shipped.name
+
+
+def test_provenance_has_one_owner(tmp_path: Path) -> None:
+    twice = PretrainedCfg(hf_hub_id="edsr-lib/", steps=5)
+    with pytest.raises(ValueError, match=r"steps belong in edsr_lib/weights/edsr_baseline_x2\.t291/pretrained\.json"):
+        registry._complete_cfg(twice, "edsr_baseline_x2", "t291")
+    (tmp_path / "m.t").mkdir()
+    (tmp_path / "m.t" / "pretrained.json").write_text(json.dumps({"steps": 1, "score": 2}))
+    with pytest.raises(ValueError, match=r"keys among training_data, .*; unknown: score"):
+        edsr_lib.weights.shipped("m.t", root=tmp_path)
+    (tmp_path / "m.t" / "pretrained.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        edsr_lib.weights.shipped("m.t", root=tmp_path)
+    assert edsr_lib.weights.shipped("nothing.here", root=tmp_path) == {}
 
 
 def test_register_model_refuses_a_duplicate() -> None:

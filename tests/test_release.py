@@ -1,11 +1,10 @@
-"""tools/release_weights.py: a fake run is scored, shipped in a weights folder, and described by a loadable cfg."""
+"""tools/release_weights.py: a fake run is scored, shipped with its provenance (pretrained.json) and a card."""
 
 from __future__ import annotations
 
 import ast
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +18,7 @@ from PIL import Image
 import edsr_lib
 from edsr_lib import hub
 from edsr_lib.registry import PretrainedCfg
+from edsr_lib.weights import PROVENANCE_FIELDS, shipped
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANT = "edsr_baseline_x2"
@@ -117,14 +117,11 @@ def _printed_cfg(text: str) -> dict[str, Any]:
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
 
 
-def _default_cfgs(source: str) -> dict[str, dict[str, Any]]:
-    """``default_cfgs`` of a model file, each entry as its keyword arguments."""
-    tree = ast.parse(source)
-    node = next(s.value for s in tree.body if isinstance(s, ast.AnnAssign) and s.target.id == "default_cfgs")
-    return {
-        ast.literal_eval(k): {kw.arg: ast.literal_eval(kw.value) for kw in v.keywords}
-        for k, v in zip(node.keys, node.values, strict=True)
-    }
+def _released(text: str, out: Path) -> dict[str, Any]:
+    """The printed ``default_cfgs`` entry with the provenance written beside the weights, as cfg fields."""
+    data = json.loads((out / "edsr_baseline_x2.t291" / "pretrained.json").read_text())
+    assert sorted(data) == sorted(PROVENANCE_FIELDS)
+    return {**_printed_cfg(text), **data}
 
 
 def test_release_writes_a_loadable_folder_card_and_cfg(
@@ -137,14 +134,18 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
         "README.md",
         "config.json",
         "model.safetensors",
+        "pretrained.json",
         "training_log.jsonl",
     ]
-    cfg = _printed_cfg(printed)
+    entry = _printed_cfg(printed)
+    assert sorted(entry) == ["description", "hf_hub_id", "license", "sha256"]  # the model file holds no more
+    cfg = _released(printed, fake_run["out"])
     digest = hub.sha256sum(folder / "model.safetensors")
     assert cfg["sha256"] == digest
     assert f"sha256 {digest}" in printed
-    assert cfg["package_file"] == "edsr_baseline_x2.t291/model.safetensors"
-    assert cfg["hf_hub_id"] == "edsr-lib/edsr_baseline_x2.t291"
+    found = shipped("edsr_baseline_x2.t291", root=fake_run["out"])
+    assert found["package_file"] == "edsr_baseline_x2.t291/model.safetensors"
+    assert cfg["hf_hub_id"] == "edsr-lib/"  # the registry appends arch.tag: edsr-lib/edsr_baseline_x2.t291
     assert cfg["license"] == "mit"
     assert cfg["steps"] == 40  # auto: best_ema (21 dB logged) beats best (20 dB), from step 40
     assert cfg["training_command"] == (
@@ -189,7 +190,7 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
     # and the printed cfg finds the file the way a shipped one is found, checking its sha256
     monkeypatch.setattr(hub, "_shipped_weights", lambda: fake_run["out"])
     model = edsr_lib.create_model(VARIANT)
-    hub.load_pretrained(model, PretrainedCfg(**cfg, architecture=VARIANT, tag="t291"))
+    hub.load_pretrained(model, PretrainedCfg(**{**entry, **found}, architecture=VARIANT, tag="t291"))
     with torch.no_grad():
         assert torch.equal(model.eval()(x), ema(x))
 
@@ -198,7 +199,7 @@ def test_which_and_ensemble_sets(
     tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert tool.main(_args(fake_run, "--which", "best", "--no-ensemble")) == 0
-    cfg = _printed_cfg(capsys.readouterr().out)
+    cfg = _released(capsys.readouterr().out, fake_run["out"])
     assert cfg["steps"] == 20
     assert list(cfg["metrics"]) == ["TinySet"]
     loaded = edsr_lib.create_model(VARIANT, weights=fake_run["out"] / "edsr_baseline_x2.t291")
@@ -223,69 +224,29 @@ def test_refuses_what_it_cannot_release(tool: ModuleType, fake_run: dict[str, An
         tool.main([str(run / "best"), "--variant", VARIANT, "--tag", "t291"])
 
 
-def test_write_cfg_inserts_then_replaces_in_a_model_file(
-    tool: ModuleType, fake_run: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_release_writes_data_never_python_source(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model_file = tmp_path / "edsr.py"
-    shutil.copy(REPO_ROOT / "edsr_lib" / "models" / "edsr.py", model_file)
-    before = _default_cfgs(model_file.read_text())
-    assert tool.main(_args(fake_run, "--no-ensemble", "--write-cfg", "--model-file", str(model_file))) == 0
-    printed = _printed_cfg(capsys.readouterr().out)
-    source = model_file.read_text()
-    compile(source, str(model_file), "exec")
-    cfgs = _default_cfgs(source)
-    assert cfgs["edsr_baseline_x2.t291"] == printed
-    assert {k: v for k, v in cfgs.items() if k != "edsr_baseline_x2.t291"} == {
-        k: v for k, v in before.items() if k != "edsr_baseline_x2.t291"
-    }
-    # again with other weights: the entry is replaced where it stands, not added twice
-    assert (
-        tool.main(_args(fake_run, "--which", "best", "--no-ensemble", "--write-cfg", "--model-file", str(model_file)))
-        == 0
-    )
-    again = _default_cfgs(model_file.read_text())
-    assert list(again) == list(cfgs)
-    assert again["edsr_baseline_x2.t291"]["steps"] == 20
-    assert again["edsr_baseline_x2.t291"]["sha256"] != printed["sha256"]
+    sources = {p: p.read_bytes() for p in (REPO_ROOT / "edsr_lib").rglob("*.py")}
+    assert tool.main(_args(fake_run, "--no-ensemble")) == 0
+    first = _released(capsys.readouterr().out, fake_run["out"])
+    # again with other weights: the data file is replaced, the Python source never touched
+    assert tool.main(_args(fake_run, "--which", "best", "--no-ensemble")) == 0
+    again = _released(capsys.readouterr().out, fake_run["out"])
+    assert again["steps"] == 20 and first["steps"] == 40
+    assert again["sha256"] != first["sha256"]
+    assert {p: p.read_bytes() for p in (REPO_ROOT / "edsr_lib").rglob("*.py")} == sources
+    assert not hasattr(tool, "ast")
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        "default_cfgs: dict[str, PretrainedCfg] = {}\n",
-        'default_cfgs = {"a.b": PretrainedCfg(steps=1)}\n',
-        'default_cfgs = {\n    "a.b": PretrainedCfg(steps=1),  # note\n    # a comment stays\n}\nx = 1\n',
-        'default_cfgs = {\n    "a.b": PretrainedCfg(steps=1),\n    "m.t": PretrainedCfg(steps=1)\n}\n',
-    ],
-)
-def test_patch_default_cfgs(tool: ModuleType, source: str) -> None:
-    cfg = PretrainedCfg(
-        sha256="ab" * 32, steps=7, training_command="word " * 40, metrics={"Set5": {"x2": {"psnr": 1.0}}}
-    )
-    once = tool.patch_default_cfgs(source, "m.t", cfg)
-    twice = tool.patch_default_cfgs(once, "m.t", PretrainedCfg(steps=8))
-    assert _run_cfgs(once)["m.t"] == cfg
-    assert _run_cfgs(twice)["m.t"] == PretrainedCfg(steps=8)
-    for patched in (once, twice):
-        cfgs = _run_cfgs(patched)
-        # a new entry goes last; a replaced one stays where it was
-        assert list(cfgs) == (["a.b", "m.t"] if "a.b" in source else ["m.t"])
-        if "a.b" in source:
-            assert cfgs["a.b"] == PretrainedCfg(steps=1)
-    assert all(len(line) <= 120 for line in once.splitlines())
-    if "# a comment stays" in source:
-        assert "# a comment stays" in twice and "# note" in twice
-
-
-def _run_cfgs(source: str) -> dict[str, PretrainedCfg]:
-    namespace: dict[str, Any] = {"PretrainedCfg": PretrainedCfg}
-    exec(compile(source, "<patched>", "exec"), namespace)
-    return namespace["default_cfgs"]
-
-
-def test_patch_needs_a_default_cfgs_dict(tool: ModuleType) -> None:
-    with pytest.raises(ValueError, match="no top-level `default_cfgs"):
-        tool.patch_default_cfgs("x = 1\n", "m.t", PretrainedCfg())
+def test_paths_of_this_machine_are_made_portable(tool: ModuleType) -> None:
+    data = tool.DATASETS_DIR
+    command = f"edsr-lib train --train-dir {data}/T91/HR --init-from {tool.REPO_ROOT}/runs/x2/best --val-dir val"
+    assert tool.portable(command) == "edsr-lib train --train-dir $DATA/T91/HR --init-from runs/x2/best --val-dir val"
+    assert tool.absolute_paths(tool.portable(command)) == []
+    assert tool.absolute_paths("see https://edsr-lib.readthedocs.io/a/b and /elsewhere/data/T91") == [
+        "/elsewhere/data/T91"
+    ]
 
 
 def test_card_names_the_initialisation_precision_and_notes(
@@ -327,7 +288,7 @@ def test_float16_release_scores_what_it_ships(
     tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert tool.main(_args(fake_run, "--no-ensemble", "--dtype", "float16")) == 0
-    cfg = _printed_cfg(capsys.readouterr().out)
+    cfg = _released(capsys.readouterr().out, fake_run["out"])
     folder = fake_run["out"] / "edsr_baseline_x2.t291"
     tensors, _ = hub._read_weights(folder / "model.safetensors")
     assert {v.dtype for v in tensors.values()} == {torch.float16}

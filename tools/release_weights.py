@@ -1,50 +1,66 @@
 #!/usr/bin/env python
 """Release weights this project trained: score them, ship them in the package, describe them.
 
-A maintainer's tool, run from the repository root on a finished training run::
+A maintainer's tool, run from the repository root on a run folder written by ``edsr-lib train``::
 
     .venv/bin/python tools/release_weights.py runs/edsr_baseline_x2 --variant edsr_baseline_x2 \\
-        --tag t291 --ensemble-sets Set5 Set14 --write-cfg
+        --tag t291 --ensemble-sets Set5 Set14
 
 It
 
-1. loads the chosen weights folder of the run (``--which``; ``auto`` takes the better of
-   ``best_ema/`` and ``best/`` by the run's validation PSNR) as ``VARIANT``, whose default
-   architecture it must match;
-2. scores them with :func:`edsr_lib.evaluate` (benchmark protocol) on each set and each
-   scale the model serves, with and without self-ensemble, and prints the table;
+1. reads the run through :mod:`edsr_lib.train.runlog` and loads the chosen weights folder
+   (``--which``; ``auto`` takes the better of ``best_ema/`` and ``best/`` by the run's
+   validation PSNR) as ``VARIANT``, whose default architecture it must match;
+2. scores them with :func:`edsr_lib.evaluate` (benchmark protocol) on each set (``--sets``,
+   default Set5, Set14 and B100 in ``$EDSR_LIB_DATASETS``, else ``../shared/datasets``) and
+   each scale the model serves, with and without self-ensemble, and prints the table;
 3. writes ``edsr_lib/weights/<variant>.<tag>/`` (``--out-dir`` replaces ``edsr_lib/weights``):
-   ``model.safetensors`` and ``config.json`` through :func:`edsr_lib.hub.save_pretrained`,
-   a ``README.md`` model card (training data, every command that started or resumed the
-   run, steps, time, device, scores, comparison with VDSR and the paper), and
-   ``training_log.jsonl``, the run's validation records, for the docs' training curve;
-4. prints the ``PretrainedCfg(...)`` entry for the model file's ``default_cfgs`` and, with
-   ``--write-cfg``, puts it there (replacing an entry of the same ``arch.tag``).
+   ``model.safetensors`` and ``config.json`` through :func:`edsr_lib.hub.save_pretrained`;
+   ``pretrained.json``, the provenance and scores the registry reads into the pretrained
+   config (training data, every command that started or resumed the run, steps, metrics);
+   a ``README.md`` model card (those, plus time, device, comparison with VDSR and the
+   paper); and ``training_log.jsonl``, the run's validation records, for the docs' training
+   curve. Paths under the datasets folder are written as ``$DATA/...`` and paths under the
+   repository relative to it, so that no file names a folder of this machine (any
+   absolute path left is warned about);
+4. prints the ``PretrainedCfg(...)`` entry (Hub organisation, sha256, licence,
+   description) for the model file's ``default_cfgs``. For a new ``arch.tag``, or new
+   weights under an old one (another sha256), paste it there by hand: this tool writes
+   data files only, never Python source.
 
 Metrics follow :class:`edsr_lib.PretrainedCfg`: ``{"Set5": {"x2": {"psnr", "ssim"}}}`` per
 set, and the self-ensemble scores under the set name with a ``+`` (``"Set5+"``), the
-paper's notation for them. Nothing is pushed to the Hub: ``hf_hub_id`` names the
-repository the files are ready for.
+paper's notation for them. Nothing is pushed to the Hub: ``edsr-lib/<variant>.<tag>`` is
+the repository the files are ready for.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+
+import edsr_lib
+from edsr_lib import evaluate
+from edsr_lib.hub import atomic_write, model_card, save_pretrained, sha256sum
+from edsr_lib.io import list_images
+from edsr_lib.registry import PretrainedCfg, get_pretrained_cfg, is_model
+from edsr_lib.train.runlog import WEIGHT_FOLDERS, Run, read_run
+from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The image sets live beside the repository (``EDSR_LIB_DATASETS`` points elsewhere).
 DATASETS_DIR = Path(os.environ.get("EDSR_LIB_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 DEFAULT_SETS = ("Set5", "Set14", "B100")
-WEIGHT_FOLDERS = ("best_ema", "best", "final_ema", "final")
 HUB_ORG = "edsr-lib"
 LICENSE = "mit"
 TRAINING_LOG_NAME = "training_log.jsonl"
@@ -101,97 +117,6 @@ def paper_reference(variant: str) -> tuple[str, str, dict[str, dict[str, tuple[f
 
 
 # ------------------------------------------------------------------------------ the run
-@dataclasses.dataclass
-class Run:
-    """What a training run folder says about itself.
-
-    Attributes:
-        path: The run folder.
-        config: Its ``config.json`` (a ``TrainConfig``).
-        records: Every record of ``log.jsonl``, in order.
-    """
-
-    path: Path
-    config: dict[str, Any]
-    records: list[dict[str, Any]]
-
-    @property
-    def starts(self) -> list[dict[str, Any]]:
-        """The ``start`` records: the first run and every resume."""
-        return [r for r in self.records if r.get("event") == "start"]
-
-    @property
-    def val_events(self) -> list[dict[str, Any]]:
-        """One ``val`` record per step (a step validated twice, across a resume, keeps its last)."""
-        by_step = {r["step"]: r for r in self.records if r.get("event") == "val"}
-        return [by_step[s] for s in sorted(by_step)]
-
-    @property
-    def end(self) -> dict[str, Any] | None:
-        """The last ``end`` record, if the run finished."""
-        ends = [r for r in self.records if r.get("event") == "end"]
-        return ends[-1] if ends else None
-
-    def train_seconds(self, step: int) -> float | None:
-        """Training time (optimiser steps only, as the trainer counts it) at ``step``."""
-        times = [r["train_s"] for r in self.records if "train_s" in r and r.get("step", 0) <= step]
-        return times[-1] if times else None
-
-
-def read_run(path: str | Path) -> Run:
-    """Read a run folder's ``config.json`` and ``log.jsonl``.
-
-    Raises:
-        FileNotFoundError: If the folder or either file is missing.
-        ValueError: If the log has no ``start`` record.
-    """
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} does not exist")
-    files = {name: path / name for name in ("config.json", "log.jsonl")}
-    for name, file in files.items():
-        if not file.is_file():
-            raise FileNotFoundError(f"{path} has no {name}; is it a folder written by `edsr-lib train`?")
-    config = json.loads(files["config.json"].read_text())
-    records = [json.loads(line) for line in files["log.jsonl"].read_text().splitlines() if line.strip()]
-    run = Run(path, config, records)
-    if not run.starts:
-        raise ValueError(f"{files['log.jsonl']} has no 'start' record")
-    return run
-
-
-def pick_weights(run: Run, which: str) -> tuple[str, int]:
-    """The weights folder to release and the step its weights are from.
-
-    ``best``/``best_ema`` hold the weights of the best validation so far, ``final``/``final_ema``
-    those of the last step; ``auto`` is the better of ``best_ema`` and ``best``.
-
-    Raises:
-        ValueError: If the log cannot tell the step, or ``auto`` has neither folder.
-        FileNotFoundError: If the folder does not exist.
-    """
-    vals = run.val_events
-    best = vals[-1].get("best", {}) if vals else {}
-    if which == "auto":
-        candidates = [(best[key], name) for name, key in (("best_ema", "ema"), ("best", "raw")) if key in best]
-        candidates = [(psnr, name) for psnr, name in candidates if (run.path / name).is_dir()]
-        if not candidates:
-            raise ValueError(f"{run.path} has no best/ or best_ema/ weights with a logged validation score")
-        which = max(candidates)[1]
-    folder = run.path / which
-    if not folder.is_dir():
-        have = [name for name in WEIGHT_FOLDERS if (run.path / name).is_dir()]
-        raise FileNotFoundError(f"{folder} does not exist; the run has: {', '.join(have) or 'no weights folders'}")
-    if which.startswith("best"):
-        step_key = "ema_step" if which == "best_ema" else "raw_step"
-        if step_key not in best:
-            raise ValueError(f"the log of {run.path} records no {step_key!r}: cannot tell which step {which}/ is from")
-        return which, int(best[step_key])
-    if run.end is None:
-        raise ValueError(f"the log of {run.path} has no 'end' record: {which}/ is from an unfinished run")
-    return which, int(run.end["step"])
-
-
 def _set_name(folder: str) -> str:
     path = Path(folder)
     return path.parent.name if path.name.upper() == "HR" else path.name
@@ -204,10 +129,6 @@ def training_images(run: Run, scales: Sequence[int]) -> tuple[int, dict[int, lis
     trainer's patch sampler decides); they are named only when that count agrees with the
     log's ``images`` record, and the folders are still there to look at.
     """
-    from PIL import Image
-
-    from edsr_lib.io import list_images
-
     dirs = [Path(d) for d in run.config.get("train_dirs", [])]
     if not all(d.is_dir() for d in dirs):
         return 0, {}
@@ -256,10 +177,31 @@ def training_data_text(run: Run, scales: Sequence[int]) -> str:
     return text
 
 
+def portable(text: str) -> str:
+    """``text`` with the paths of this machine made portable.
+
+    Paths under the datasets folder become ``$DATA/...``; paths under the repository (or the
+    working folder) become relative to it.
+    """
+    roots = [(DATASETS_DIR, "$DATA/"), (REPO_ROOT, ""), (Path.cwd(), "")]
+    for root, replacement in roots:
+        for form in dict.fromkeys([str(root), str(root.resolve())]):
+            text = text.replace(form.rstrip("/") + "/", replacement)
+    return text
+
+
+#: An absolute POSIX path of two components or more (not the tail of a URL or of another path).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/$~-])/[\w.-]+(?:/[\w.-]+)+")
+
+
+def absolute_paths(text: str) -> list[str]:
+    """The absolute paths ``text`` still names (after :func:`portable`), to warn about."""
+    return list(dict.fromkeys(_ABSOLUTE_PATH.findall(text)))
+
+
 def training_command(run: Run) -> str:
     """The command that trained the weights; the distinct commands in order, joined by `` ; ``, if resumes differed."""
-    commands = list(dict.fromkeys(s.get("command") or "(not recorded)" for s in run.starts))
-    return " ; ".join(commands)
+    return portable(" ; ".join(run.commands))
 
 
 # ------------------------------------------------------------------------------ scores
@@ -277,8 +219,6 @@ def score(
         The metrics (``{"Set5": {"x2": {"psnr", "ssim"}}, "Set5+": ...}``, PSNR rounded to
         3 decimals and SSIM to 4) and one row per evaluation for the table.
     """
-    from edsr_lib import evaluate
-
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     rows: list[dict[str, Any]] = []
     for folder in sets:
@@ -369,9 +309,6 @@ def _hours(seconds: float) -> str:
 
 def _weights_sha256(source: str) -> str | None:
     """The sha256 of the weights an ``init_from`` source names, when they can be found."""
-    from edsr_lib.hub import sha256sum
-    from edsr_lib.registry import get_pretrained_cfg, is_model
-
     path = Path(source).expanduser()
     if path.is_dir():
         path = path / "model.safetensors"
@@ -394,26 +331,22 @@ def init_line(config: dict[str, Any]) -> str | None:
     named = []
     for item in sources:
         digest = _weights_sha256(str(item))
-        named.append(f"`{item}`" + (f" (sha256 `{digest}`)" if digest else ""))
+        named.append(f"`{portable(str(item))}`" + (f" (sha256 `{digest}`)" if digest else ""))
     return (
         f"- Initialisation: from {_and(named)} through `edsr_lib.train.load_init_weights` (what is copied "
         "and what starts fresh or as the identity is described there)."
     )
 
 
-def precision_line(config: dict[str, Any], starts: list[dict[str, Any]]) -> str:
+def precision_line(run: Run) -> str:
     """The card line on the arithmetic the run trained in (autocast, memory format)."""
-    devices = {str(s.get("device", "cpu")).split(":")[0] for s in starts} or {"cpu"}
-    amp = config.get("amp", "auto")
-    if amp == "auto":
-        amp = "bf16" if devices == {"cuda"} else "none"  # the trainer's choice; fp16 only on GPUs without bf16
     kinds = {"bf16": "bfloat16 autocast", "fp16": "float16 autocast with a gradient scaler", "none": "float32"}
-    text = kinds.get(amp, str(amp))
-    if amp != "none":
+    text = kinds.get(run.amp, run.amp)
+    if run.amp != "none":
         text += "; weights, gradients and optimiser state in float32"
-    if config.get("channels_last"):
+    if run.config.get("channels_last"):
         text += "; channels_last memory format"
-    return f"- Precision: {text} (on {_and(sorted(devices))})."
+    return f"- Precision: {text} (on {_and(run.devices)})."
 
 
 def card_sections(
@@ -449,7 +382,7 @@ def card_sections(
         f"seed {c.get('seed')}",
     ]
     lines.append(f"- Recipe: {', '.join(recipe)}; the full settings are the run's `config.json`.")
-    lines += [line for line in (init_line(c), precision_line(c, run.starts)) if line]
+    lines += [line for line in (init_line(c), precision_line(run)) if line]
     start = run.starts[0]
     hosts = sorted(
         {
@@ -467,7 +400,7 @@ def card_sections(
     lines.append(compute)
     if len(run.starts) > 1:
         lines.append(f"- The run was started {len(run.starts)} times (resumed from its checkpoint):")
-        lines += [f"  - at step {s['step']:,}: `{s.get('command')}`" for s in run.starts]
+        lines += [f"  - at step {s['step']:,}: `{portable(s.get('command') or '(not recorded)')}`" for s in run.starts]
     lines += [f"- {note}" for note in notes]
     if vals:
         lines.append(
@@ -499,8 +432,6 @@ def card_sections(
 
 def full_card(model: Any, cfg: Any, sections: str) -> str:
     """:func:`edsr_lib.hub.model_card` with ``sections`` after its results (before the licence)."""
-    from edsr_lib.hub import model_card
-
     card = model_card(model, cfg)
     for marker in ("## License\n", "## Citation\n"):
         at = card.find("\n" + marker)
@@ -509,122 +440,16 @@ def full_card(model: Any, cfg: Any, sections: str) -> str:
     return card + "\n" + sections
 
 
-# ------------------------------------------------------------------ the PretrainedCfg entry
-def _str_literal(text: str, indent: str, prefix: int, width: int = 120) -> str:
-    """A double-quoted string literal, split into implicit concatenation in parentheses if too long.
+def cfg_entry(name: str, cfg: PretrainedCfg) -> str:
+    """The ``"arch.tag": PretrainedCfg(...)`` entry of a model file's ``default_cfgs``, as text to paste.
 
-    The literal starts ``prefix`` characters after ``indent``; it is split when that line
-    would be longer than ``width``.
+    Only what the model file holds: the Hub organisation (the registry appends ``arch.tag``),
+    the sha256, the licence and the description; the rest is in ``pretrained.json``.
     """
-    one = json.dumps(text, ensure_ascii=False)
-    if len(indent) + prefix + len(one) + 1 <= width:
-        return one
-    pieces, current = [], ""
-    for word in text.split(" "):
-        candidate = f"{current} {word}" if current else word
-        if current and len(indent) + 4 + len(json.dumps(candidate + " ", ensure_ascii=False)) > width:
-            pieces.append(current + " ")
-            current = word
-        else:
-            current = candidate
-    pieces.append(current)
-    inner = "".join(f"\n{indent}    {json.dumps(p, ensure_ascii=False)}" for p in pieces)
-    return f"({inner}\n{indent})"
-
-
-def _dict_rows(value: dict[str, Any], indent: str, width: int = 120) -> list[str]:
-    """``"key": value,`` lines of a dict literal, nested dicts opened one level at a time until each line fits."""
-    rows = []
-    for k, v in value.items():
-        one = f"{indent}{json.dumps(k)}: {json.dumps(v)},"
-        if len(one) <= width or not isinstance(v, dict):
-            rows.append(one)
-        else:
-            rows += [f"{indent}{json.dumps(k)}: {{", *_dict_rows(v, indent + "    ", width), f"{indent}}},"]
-    return rows
-
-
-def cfg_entry_source(key: str, cfg: Any, indent: str = "    ") -> str:
-    """Python source of ``"key": PretrainedCfg(...)`` (no trailing comma) at ``indent``."""
-    arg_indent = indent + "    "
-    lines = [f"{indent}{json.dumps(key)}: PretrainedCfg("]
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name in ("architecture", "tag") or value is None or value == {}:
-            continue
-        if f.name == "metrics":
-            lines += [f"{arg_indent}metrics={{", *_dict_rows(value, arg_indent + "    "), f"{arg_indent}}},"]
-        elif isinstance(value, str):
-            lines.append(f"{arg_indent}{f.name}={_str_literal(value, arg_indent, len(f.name) + 1)},")
-        else:
-            lines.append(f"{arg_indent}{f.name}={value!r},")
-    lines.append(f"{indent})")
-    return "\n".join(lines)
-
-
-def _char_offset(lines: list[str], lineno: int, col: int) -> int:
-    """Offset in the text of ``ast``'s (1-based line, UTF-8 byte column) position."""
-    return sum(len(line) for line in lines[: lineno - 1]) + len(lines[lineno - 1].encode()[:col].decode())
-
-
-def patch_default_cfgs(source: str, key: str, cfg: Any) -> str:
-    """``source`` with ``default_cfgs[key]`` set to ``cfg``: an entry of that key replaced in place, else appended.
-
-    Raises:
-        ValueError: If the module has no ``default_cfgs = {...}`` dict literal at top level.
-    """
-    tree = ast.parse(source)
-    node = None
-    for stmt in tree.body:
-        targets = (
-            stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-        )
-        if any(isinstance(t, ast.Name) and t.id == "default_cfgs" for t in targets):
-            node = stmt.value
-    if not isinstance(node, ast.Dict):
-        raise ValueError("the model file has no top-level `default_cfgs = {...}` dict literal to put the entry in")
-    lines = source.splitlines(keepends=True)
-
-    def pos(lineno: int, col: int) -> int:
-        return _char_offset(lines, lineno, col)
-
-    for k, v in zip(node.keys, node.values, strict=True):
-        if isinstance(k, ast.Constant) and k.value == key:
-            indent = " " * k.col_offset
-            start, stop = pos(k.lineno, k.col_offset), pos(v.end_lineno, v.end_col_offset)
-            return source[:start] + cfg_entry_source(key, cfg, indent).lstrip(" ") + source[stop:]
-    dict_start = pos(node.lineno, node.col_offset)
-    dict_stop = pos(node.end_lineno, node.end_col_offset)
-    if not node.keys or node.end_lineno == node.lineno:
-        # empty or one-line dict: rewrite it, one entry a line
-        entries = [
-            f"    {ast.get_source_segment(source, k) + ': ' if k is not None else '**'}"
-            f"{ast.get_source_segment(source, v)},"
-            for k, v in zip(node.keys, node.values, strict=True)
-        ]
-        body = "\n".join([*entries, cfg_entry_source(key, cfg) + ","])
-        return source[:dict_start] + "{\n" + body + "\n}" + source[dict_stop:]
-    last = pos(node.values[-1].end_lineno, node.values[-1].end_col_offset)
-    comma = "" if source[last:dict_stop].lstrip().startswith(",") else ","
-    closing_line = pos(node.end_lineno, 0)  # ruff keeps the brace of a multi-line dict on its own line
-    indent = " " * (node.keys[-1].col_offset if node.keys[-1] is not None else 4)
-    return (
-        source[:last]
-        + comma
-        + source[last:closing_line]
-        + cfg_entry_source(key, cfg, indent)
-        + ",\n"
-        + source[closing_line:]
-    )
-
-
-def write_cfg(model_file: Path, key: str, cfg: Any) -> None:
-    """Patch ``model_file``'s ``default_cfgs`` in place (atomically), checking that the result compiles."""
-    from edsr_lib.hub import atomic_write
-
-    patched = patch_default_cfgs(model_file.read_text(encoding="utf-8"), key, cfg)
-    compile(patched, str(model_file), "exec")
-    atomic_write(model_file, patched.encode("utf-8"))
+    fields = {"hf_hub_id": f"{HUB_ORG}/", "sha256": cfg.sha256, "license": cfg.license, "description": cfg.description}
+    lines = [f"    {json.dumps(name)}: PretrainedCfg("]
+    lines += [f"        {key}={json.dumps(value, ensure_ascii=False)}," for key, value in fields.items()]
+    return "\n".join([*lines, "    )"])
 
 
 # ------------------------------------------------------------------------------- main
@@ -632,8 +457,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="release_weights.py",
-        description="Score a training run's weights, ship them in edsr_lib/weights/ with a model card, "
-        "and print (or write) their PretrainedCfg entry.",
+        description="Score a training run's weights, ship them in edsr_lib/weights/ with their provenance "
+        "(pretrained.json) and a model card, and print their PretrainedCfg entry.",
     )
     parser.add_argument("run_dir", type=Path, help="a run folder written by `edsr-lib train`")
     parser.add_argument("--variant", required=True, help="registered model the weights are for (edsr_baseline_x2)")
@@ -661,10 +486,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=REPO_ROOT / "edsr_lib" / "weights",
         help="folder in which <variant>.<tag>/ is written (default: the package's edsr_lib/weights)",
     )
-    parser.add_argument(
-        "--model-file", type=Path, help="file whose default_cfgs --write-cfg patches (default: the variant's)"
-    )
-    parser.add_argument("--write-cfg", action="store_true", help="put the PretrainedCfg entry into the model file")
     parser.add_argument("--device", help="device to evaluate on (default: cpu)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument(
@@ -686,16 +507,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the release; returns the exit status."""
     args = parse_args(argv)
-    import torch
-
-    import edsr_lib
-    from edsr_lib.hub import atomic_write, save_pretrained, sha256sum
-    from edsr_lib.registry import PretrainedCfg
-
     if args.threads:
         torch.set_num_threads(args.threads)
     run = read_run(args.run_dir)
-    which, step = pick_weights(run, args.which)
+    which, step = run.pick_weights(args.which)
     folder = run.path / which
     # the variant's own architecture, so that its pretrained config loads the file (a mismatch raises here)
     model = edsr_lib.create_model(args.variant, weights=folder)
@@ -738,7 +553,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     headline = next(iter(first.items()), None)
     cfg = PretrainedCfg(
         hf_hub_id=f"{HUB_ORG}/{name}",
-        filename="model.safetensors",
         sha256=sha256sum(out / "model.safetensors"),
         license=LICENSE,
         training_data=training_data,
@@ -753,17 +567,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         architecture=args.variant,
         tag=args.tag,
     )
+    provenance = {key: getattr(cfg, key) for key in PROVENANCE_FIELDS}
     card = full_card(model, cfg, card_sections(run, which, step, metrics, cfg.sha256, args.variant, notes))
+    atomic_write(out / PROVENANCE_NAME, (json.dumps(provenance, indent=2) + "\n").encode("utf-8"))
     atomic_write(out / "README.md", card.encode("utf-8"))
     curve = "".join(json.dumps(_curve_record(run, r)) + "\n" for r in run.val_events)
     atomic_write(out / TRAINING_LOG_NAME, curve.encode("utf-8"))
     print(f"\nwrote {out}/: {', '.join(sorted(p.name for p in out.iterdir() if not p.name.startswith('.')))}")
+    for path in absolute_paths(json.dumps(provenance) + card):
+        print(f"warning: the release names {path}, a path of this machine", file=sys.stderr)
     print(f"sha256 {cfg.sha256}\n")
-    print(cfg_entry_source(name, cfg) + ",")
-    if args.write_cfg:
-        model_file = args.model_file or Path(sys.modules[type(model).__module__].__file__)
-        write_cfg(model_file, name, cfg)
-        print(f"\nwrote the entry into {model_file} (default_cfgs[{name!r}])")
+    print(f"the entry for default_cfgs in {type(model).__module__.replace('.', '/')}.py (new weights, new sha256):\n")
+    print(cfg_entry(name, cfg) + ",")
     return 0
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 __all__ = ["PROVENANCE_FIELDS", "PROVENANCE_NAME", "shipped"]
@@ -25,12 +27,13 @@ PROVENANCE_NAME = "pretrained.json"
 PROVENANCE_FIELDS = ("training_data", "training_command", "steps", "metrics")
 
 
-def shipped(name: str, filename: str = "model.safetensors") -> dict[str, Any]:
+def shipped(name: str, filename: str = "model.safetensors", root: Traversable | Path | None = None) -> dict[str, Any]:
     """What the package ships for ``name`` (``arch.tag``), as ``PretrainedCfg`` fields.
 
     Args:
         name: ``arch.tag``, the name of the folder.
         filename: The weights file the pretrained config names.
+        root: The folder of weights folders; this package's by default.
 
     Returns:
         ``package_file`` when the folder holds ``filename``, and the contents of its
@@ -39,7 +42,7 @@ def shipped(name: str, filename: str = "model.safetensors") -> dict[str, Any]:
     Raises:
         ValueError: If ``pretrained.json`` is not a JSON object of :data:`PROVENANCE_FIELDS`.
     """
-    folder = resources.files(__name__).joinpath(name)
+    folder = (root if root is not None else resources.files(__name__)).joinpath(name)
     found: dict[str, Any] = {}
     if folder.joinpath(filename).is_file():
         found["package_file"] = f"{name}/{filename}"

@@ -1,0 +1,203 @@
+"""The run folder's format: ``config.json``, the ``log.jsonl`` events and the weights folders.
+
+:class:`~edsr_lib.train.Trainer` writes a run folder through this module and tools (such as
+``tools/release_weights.py``) read it back through it, so the format has one owner:
+
+- ``config.json``: the :class:`~edsr_lib.train.TrainConfig`;
+- ``log.jsonl``: one JSON record a line, each with ``time`` (Unix seconds) and ``step``.
+  Records without ``event`` are training progress (``loss``, ``psnr``, ``lr``,
+  ``steps_per_s``, ``train_s``: seconds of training so far); the events are ``start``
+  (the first start and every resume: ``world_size``, ``device``, ``threads``, ``images``
+  per scale, ``command``, ``amp``: the autocast precision chosen), ``val`` (``val``:
+  ``{"raw"|"ema": {"x2": {"psnr", "ssim"}}}``, ``best``: the best mean PSNR and its step
+  per kind, ``{"raw", "raw_step", "ema", "ema_step"}``), ``checkpoint`` and ``end``;
+- ``best/`` and ``best_ema/``: the raw and EMA weights of the best validation so far,
+  ``final/`` and ``final_ema/``: those of the last step (``save_pretrained`` folders).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "LOG_NAME",
+    "RUN_CONFIG_NAME",
+    "WEIGHT_FOLDERS",
+    "Run",
+    "RunLog",
+    "read_run",
+    "resolve_amp",
+    "weights_folder",
+]
+
+#: The run's settings and its event log, inside the run folder.
+RUN_CONFIG_NAME = "config.json"
+LOG_NAME = "log.jsonl"
+#: The weights folders a run writes, the preferred first.
+WEIGHT_FOLDERS = ("best_ema", "best", "final_ema", "final")
+
+
+def weights_folder(*, best: bool, ema: bool) -> str:
+    """The name of a weights folder: ``best``/``final``, with ``_ema`` for the EMA weights."""
+    return ("best" if best else "final") + ("_ema" if ema else "")
+
+
+def resolve_amp(amp: str, device_type: str, bf16_supported: bool = True) -> str:
+    """The autocast precision a run uses: ``"bf16"``, ``"fp16"`` or ``"none"``.
+
+    Args:
+        amp: The setting (``TrainConfig.amp``): ``"auto"``, ``"none"``, ``"bf16"`` or ``"fp16"``.
+        device_type: ``"cuda"`` or ``"cpu"``.
+        bf16_supported: Whether the GPU has bfloat16 (``"auto"`` falls back to fp16 without it).
+
+    Raises:
+        ValueError: For fp16 off CUDA.
+    """
+    if amp == "none" or (amp == "auto" and device_type != "cuda"):
+        return "none"
+    if amp == "fp16" and device_type != "cuda":
+        raise ValueError("amp='fp16' needs CUDA; use amp='bf16' or 'none' on the CPU")
+    if amp == "auto":
+        return "bf16" if bf16_supported else "fp16"
+    return amp
+
+
+class RunLog:
+    """Appends records to a run folder's ``log.jsonl`` (the writer side of this module).
+
+    Args:
+        directory: The run folder (created on the first record).
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / LOG_NAME
+
+    def write(self, event: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Append one record (with the time, and ``event`` unless it is progress) and return it."""
+        record = {"time": round(time.time(), 3), **({"event": event} if event else {}), **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        return record
+
+
+@dataclasses.dataclass
+class Run:
+    """What a training run folder says about itself (the reader side of this module).
+
+    Attributes:
+        path: The run folder.
+        config: Its ``config.json`` (a ``TrainConfig`` as a dict).
+        records: Every record of ``log.jsonl``, in order.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    records: list[dict[str, Any]]
+
+    @property
+    def starts(self) -> list[dict[str, Any]]:
+        """The ``start`` records: the first run and every resume."""
+        return [r for r in self.records if r.get("event") == "start"]
+
+    @property
+    def val_events(self) -> list[dict[str, Any]]:
+        """One ``val`` record per step (a step validated twice, across a resume, keeps its last)."""
+        by_step = {r["step"]: r for r in self.records if r.get("event") == "val"}
+        return [by_step[s] for s in sorted(by_step)]
+
+    @property
+    def end(self) -> dict[str, Any] | None:
+        """The last ``end`` record, if the run finished."""
+        ends = [r for r in self.records if r.get("event") == "end"]
+        return ends[-1] if ends else None
+
+    @property
+    def commands(self) -> list[str]:
+        """The distinct commands that started or resumed the run, in order."""
+        return list(dict.fromkeys(s.get("command") or "(not recorded)" for s in self.starts))
+
+    @property
+    def devices(self) -> list[str]:
+        """The device types the run trained on (``["cpu"]``), sorted."""
+        return sorted({str(s.get("device", "cpu")).split(":")[0] for s in self.starts}) or ["cpu"]
+
+    @property
+    def amp(self) -> str:
+        """The autocast precision the run trained in (``"bf16"``, ``"fp16"`` or ``"none"``).
+
+        From the ``start`` records; logs older than their ``amp`` field give the setting as
+        :func:`resolve_amp` reads it (on a GPU, one with bfloat16).
+        """
+        logged = [s["amp"] for s in self.starts if "amp" in s]
+        if logged:
+            return logged[-1]
+        amp = str(self.config.get("amp", "auto"))
+        return resolve_amp(amp, "cuda" if self.devices == ["cuda"] else "cpu") if amp in ("auto", "none") else amp
+
+    def train_seconds(self, step: int) -> float | None:
+        """Training time (optimiser steps only, as the trainer counts it) at ``step``."""
+        times = [r["train_s"] for r in self.records if "train_s" in r and r.get("step", 0) <= step]
+        return times[-1] if times else None
+
+    def pick_weights(self, which: str = "auto") -> tuple[str, int]:
+        """The weights folder to use and the step its weights are from.
+
+        Args:
+            which: One of :data:`WEIGHT_FOLDERS`, or ``"auto"``: the better of ``best_ema``
+                and ``best`` by the logged validation PSNR.
+
+        Raises:
+            ValueError: If the log cannot tell the step, or ``auto`` has neither folder.
+            FileNotFoundError: If the folder does not exist.
+        """
+        vals = self.val_events
+        best = vals[-1].get("best", {}) if vals else {}
+        if which == "auto":
+            candidates = [(best[key], name) for name, key in (("best_ema", "ema"), ("best", "raw")) if key in best]
+            candidates = [(psnr, name) for psnr, name in candidates if (self.path / name).is_dir()]
+            if not candidates:
+                raise ValueError(f"{self.path} has no best/ or best_ema/ weights with a logged validation score")
+            which = max(candidates)[1]
+        folder = self.path / which
+        if not folder.is_dir():
+            have = [name for name in WEIGHT_FOLDERS if (self.path / name).is_dir()]
+            raise FileNotFoundError(
+                f"{folder} does not exist; the run has: {', '.join(have) or 'no weights folders'}"
+            )
+        if which.startswith("best"):
+            step_key = "ema_step" if which == "best_ema" else "raw_step"
+            if step_key not in best:
+                raise ValueError(
+                    f"the log of {self.path} records no {step_key!r}: cannot tell which step {which}/ is from"
+                )
+            return which, int(best[step_key])
+        if self.end is None:
+            raise ValueError(f"the log of {self.path} has no 'end' record: {which}/ is from an unfinished run")
+        return which, int(self.end["step"])
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a run folder's ``config.json`` and ``log.jsonl``.
+
+    Raises:
+        FileNotFoundError: If the folder or either file is missing.
+        ValueError: If the log has no ``start`` record.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} does not exist")
+    files = {name: path / name for name in (RUN_CONFIG_NAME, LOG_NAME)}
+    for name, file in files.items():
+        if not file.is_file():
+            raise FileNotFoundError(f"{path} has no {name}; is it a folder written by `edsr-lib train`?")
+    config = json.loads(files[RUN_CONFIG_NAME].read_text())
+    records = [json.loads(line) for line in files[LOG_NAME].read_text().splitlines() if line.strip()]
+    run = Run(path, config, records)
+    if not run.starts:
+        raise ValueError(f"{files[LOG_NAME]} has no 'start' record")
+    return run
