@@ -150,3 +150,43 @@ def test_receptive_radius_is_a_real_bound() -> None:
     lo, hi = rows.min().item() / 2, (rows.max().item() + 1) / 2
     assert 15 - r <= lo and hi <= 16 + r
     assert lo <= 15 - (r - 1)  # and tight to within a pixel
+
+
+def test_config_is_the_constructor_arguments_in_json_types() -> None:
+    model = EDSR(scale=3, n_resblocks=2, n_feats=8, res_scale=1, rgb_range=1, rgb_mean=(0.5, 0.5, 0.5))
+    assert model.config == {
+        "architecture": "edsr",
+        "scale": 3,
+        "n_resblocks": 2,
+        "n_feats": 8,
+        "res_scale": 1.0,
+        "rgb_range": 1.0,
+        "rgb_mean": [0.5, 0.5, 0.5],
+        "n_colors": 3,
+        "kernel_size": 3,
+        "block": "resblock",
+        "upsampler": "upsampler",
+    }
+    assert isinstance(model.config["res_scale"], float) and isinstance(model.config["rgb_mean"], list)
+    assert MDSR(scales=(4, 2), n_resblocks=1, n_feats=8).config["scales"] == [4, 2]
+
+    class Narrow(EDSR):  # a subclass keeps its own arguments, not its parent's
+        def __init__(self, width: int = 8) -> None:
+            super().__init__(scale=2, n_resblocks=1, n_feats=width)
+
+    assert Narrow(width=4).config == {"architecture": "edsr", "width": 4}
+
+
+def test_models_declare_their_layout_and_names() -> None:
+    mdsr = MDSR(n_resblocks=1, n_feats=8)
+    assert (MDSR.upsampler_module, MDSR.scale_branch_modules) == ("upsample", ("pre_process", "upsample"))
+    assert {name: sorted(per) for name, per in mdsr.scale_branches().items()} == {
+        "pre_process": [2, 3, 4],
+        "upsample": [2, 3, 4],
+    }
+    assert mdsr.scale_branches()["upsample"][3] is mdsr.upsample["x3"]
+    edsr = EDSR(n_resblocks=1, n_feats=8)
+    assert isinstance(edsr.get_submodule(EDSR.upsampler_module), nn.Module) and edsr.scale_branches() == {}
+    assert isinstance(edsr.get_submodule(EDSR.body_module), nn.Sequential)
+    assert (edsr.variant, edsr.pretrained_cfg, edsr.fused) == (None, None, False)
+    assert edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1).variant == "edsr_baseline_x2"

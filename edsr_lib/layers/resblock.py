@@ -54,5 +54,14 @@ class ResBlock(nn.Module):
             self.res_scale = 1.0
         return self
 
+    @torch.no_grad()
+    def zero_residual_(self) -> ResBlock:
+        """Zero the residual branch's last convolution, so that the block is the identity (in place)."""
+        conv = self.body[2]
+        conv.weight.zero_()
+        if conv.bias is not None:
+            conv.bias.zero_()
+        return self
+
     def extra_repr(self) -> str:
         return f"res_scale={self.res_scale:g}"

@@ -2,24 +2,73 @@
 
 from __future__ import annotations
 
+import collections.abc
 import copy
+import functools
+import inspect
 import math
-from collections.abc import Iterable
+import typing
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
 from ..layers import MeanShift, ResBlock
 
+if TYPE_CHECKING:
+    from ..registry import PretrainedCfg
+
+
+def scale_key(scale: int) -> str:
+    """The key of a scale's branch in a model's per-scale module dicts (``"x2"`` for scale 2)."""
+    return f"x{int(scale)}"
+
+
+def _as_json(value: Any, hint: Any) -> Any:
+    """``value`` in the JSON type its annotation ``hint`` names (``float``, ``int``, ``Sequence[...]``)."""
+    if hint is float or hint is int:
+        return hint(value)
+    if typing.get_origin(hint) in (collections.abc.Sequence, list, tuple):
+        item = (typing.get_args(hint) or (Any,))[0]
+        return [_as_json(v, item) for v in value]
+    return value
+
+
+def _recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a model's ``__init__`` so that the model keeps the arguments it was built with."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: SRModel, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        hints = typing.get_type_hints(init)
+        arguments: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)
+            else:
+                arguments[name] = _as_json(value, hints.get(name))
+        # a subclass's __init__ returns last, so the arguments kept are those of the class built
+        self._arguments = arguments
+
+    return __init__
+
 
 class SRModel(nn.Module):
     """Base class of the library's super-resolution models.
 
-    Subclasses set :attr:`architecture`, build their modules in ``__init__`` and call
-    :meth:`_set_config` with the keyword arguments that rebuild them; :attr:`config`
-    is what :meth:`save_pretrained` writes to ``config.json``.
+    Subclasses set :attr:`architecture` and build their modules in ``__init__``; the
+    arguments ``__init__`` was called with (defaults included, in the JSON types their
+    annotations name) become :attr:`config`, which :meth:`save_pretrained` writes to
+    ``config.json`` and which rebuilds the model.
+
+    They also declare their layout, for code that maps weights from one model to another
+    (:func:`edsr_lib.train.load_init_weights`): :attr:`body_module`,
+    :attr:`upsampler_module` and :attr:`scale_branch_modules`.
 
     Inputs are float NCHW tensors in [0, 1] with :attr:`n_colors` channels; outputs are
     float tensors of the same dtype, ``scale`` times larger, not clamped.
@@ -27,19 +76,39 @@ class SRModel(nn.Module):
 
     #: Name of the model family; ``config["architecture"]`` holds it.
     architecture: ClassVar[str] = ""
+    #: The ``nn.Sequential`` of residual blocks, closed by one convolution.
+    body_module: ClassVar[str] = "body"
+    #: The upsampler: one module, or (multi-scale) an ``nn.ModuleDict`` of one per scale.
+    upsampler_module: ClassVar[str] = "upsampler"
+    #: The ``nn.ModuleDict``\ s that hold one branch per scale, keyed by :func:`scale_key`.
+    scale_branch_modules: ClassVar[tuple[str, ...]] = ()
+
+    #: The registered variant the model was created as (``"edsr_baseline_x2"``), if any.
+    variant: str | None = None
+    #: The pretrained config whose weights were loaded, if any.
+    pretrained_cfg: PretrainedCfg | None = None
+    #: True once :meth:`fuse` has folded constants into the convolutions.
+    fused: bool = False
 
     scales: tuple[int, ...]
     n_colors: int
-    fused: bool
+    _arguments: dict[str, Any]
 
-    def _set_config(self, **kwargs: Any) -> None:
-        self._config = {"architecture": self.architecture, **kwargs}
-        self.fused = False
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_arguments(cls.__dict__["__init__"])
 
     @property
     def config(self) -> dict[str, Any]:
         """The architecture name and the keyword arguments that rebuild this model (a copy)."""
-        return copy.deepcopy(self._config)
+        return {"architecture": self.architecture, **copy.deepcopy(self._arguments)}
+
+    def scale_branches(self) -> dict[str, dict[int, nn.Module]]:
+        """Each per-scale module dict of :attr:`scale_branch_modules`, as ``{name: {scale: branch}}``."""
+        return {
+            name: {s: self.get_submodule(name)[scale_key(s)] for s in self.scales} for name in self.scale_branch_modules
+        }
 
     # ------------------------------------------------------------------ checks
     def resolve_scale(self, scale: int | None) -> int:

@@ -33,6 +33,7 @@ class EDSR(SRModel):
     """
 
     architecture = "edsr"
+    upsampler_module = "upsampler"
 
     def __init__(
         self,
@@ -65,18 +66,6 @@ class EDSR(SRModel):
         self.upsampler = create_block(upsampler, scale=self.scale, n_feats=n_feats, kernel_size=kernel_size)
         self.tail = default_conv(n_feats, n_colors, kernel_size)
         self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
-        self._set_config(
-            scale=self.scale,
-            n_resblocks=n_resblocks,
-            n_feats=n_feats,
-            res_scale=float(res_scale),
-            rgb_range=float(rgb_range),
-            rgb_mean=[float(m) for m in rgb_mean],
-            n_colors=n_colors,
-            kernel_size=kernel_size,
-            block=block,
-            upsampler=upsampler,
-        )
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """Upscale ``x`` (float NCHW in [0, 1]) by this model's scale.

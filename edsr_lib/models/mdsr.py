@@ -10,12 +10,7 @@ from torch import nn
 
 from ..layers import DIV2K_RGB_MEAN, MeanShift, create_block, default_conv
 from ..registry import PretrainedCfg, build_model, register_model
-from .base import SRModel
-
-
-def scale_key(scale: int) -> str:
-    """The key of a scale's branch in MDSR's module dicts ("x2" for scale 2)."""
-    return f"x{int(scale)}"
+from .base import SRModel, scale_key
 
 
 class MDSR(SRModel):
@@ -42,6 +37,8 @@ class MDSR(SRModel):
     """
 
     architecture = "mdsr"
+    upsampler_module = "upsample"
+    scale_branch_modules = ("pre_process", "upsample")
 
     def __init__(
         self,
@@ -86,20 +83,6 @@ class MDSR(SRModel):
         )
         self.tail = default_conv(n_feats, n_colors, kernel_size)
         self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
-        self._set_config(
-            scales=list(scales),
-            n_resblocks=n_resblocks,
-            n_feats=n_feats,
-            res_scale=float(res_scale),
-            rgb_range=float(rgb_range),
-            rgb_mean=[float(m) for m in rgb_mean],
-            n_colors=n_colors,
-            kernel_size=kernel_size,
-            preprocess_kernel_size=preprocess_kernel_size,
-            block=block,
-            preprocess=preprocess,
-            upsampler=upsampler,
-        )
 
     def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """Upscale ``x`` (float NCHW in [0, 1]) by ``scale``, running only that scale's branches.
