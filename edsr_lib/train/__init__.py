@@ -13,15 +13,19 @@ also under ``torchrun --nproc_per_node=K -m edsr_lib train ...``.
 
 from .config import TrainConfig
 from .data import PatchDraw, PatchSampler, make_lr_images
-from .trainer import CHECKPOINT_NAME, Trainer, branch_parameters, load_init_weights
+from .init_weights import load_init_weights
+from .runlog import Run, read_run
+from .trainer import CHECKPOINT_NAME, Trainer, branch_parameters
 
 __all__ = [
     "CHECKPOINT_NAME",
     "PatchDraw",
     "PatchSampler",
+    "Run",
     "TrainConfig",
     "Trainer",
     "branch_parameters",
     "load_init_weights",
     "make_lr_images",
+    "read_run",
 ]

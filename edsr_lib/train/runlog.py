@@ -166,9 +166,7 @@ class Run:
         folder = self.path / which
         if not folder.is_dir():
             have = [name for name in WEIGHT_FOLDERS if (self.path / name).is_dir()]
-            raise FileNotFoundError(
-                f"{folder} does not exist; the run has: {', '.join(have) or 'no weights folders'}"
-            )
+            raise FileNotFoundError(f"{folder} does not exist; the run has: {', '.join(have) or 'no weights folders'}")
         if which.startswith("best"):
             step_key = "ema_step" if which == "best_ema" else "raw_step"
             if step_key not in best:

@@ -7,210 +7,51 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from timm.optim import create_optimizer_v2, get_optimizer_info
+from timm.scheduler import CosineLRScheduler, StepLRScheduler
+from timm.utils import ModelEmaV3
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
-from ..hub import atomic_write
-from ..layers import ResBlock
+from ..evaluate import evaluate
+from ..hub import atomic_write, model_card, save_pretrained
 from ..models import SRModel
-from ..models.mdsr import scale_key
+from ..registry import PretrainedCfg, create_model
 from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
 from .distributed import DistInfo, all_gather_object, barrier, init_distributed
+from .init_weights import load_init_weights
+from .runlog import RUN_CONFIG_NAME, RunLog, resolve_amp, weights_folder
 
-__all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters", "load_init_weights"]
+__all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters"]
 
 #: File name of the (single, rolling) training checkpoint inside the run folder.
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "edsr_lib.train/1"
-_UPSAMPLER_MODULES = ("upsampler", "upsample")
 _SCHEDULE_SETTINGS = ("steps", "sched", "lr", "decay_steps", "decay_rate", "min_lr", "warmup_steps", "warmup_lr")
 
 
 def branch_parameters(model: SRModel, scale: int) -> list[nn.Parameter]:
     """The parameters of every scale-specific branch *except* ``scale``'s.
 
-    Branches are the entries of the model's ``nn.ModuleDict``\\ s keyed by scale
-    (``"x2"``, ``"x3"``, ...), such as MDSR's ``pre_process`` and ``upsample``. A step at
-    ``scale`` must leave these untouched: the trainer sets their gradients to ``None``
-    so that Adam skips them (a zero gradient would still move a parameter that has
-    optimiser state).
+    Branches are those the model declares in :attr:`~edsr_lib.SRModel.scale_branch_modules`
+    (MDSR's ``pre_process`` and ``upsample``). A step at ``scale`` must leave these
+    untouched: the trainer sets their gradients to ``None`` so that Adam skips them (a zero
+    gradient would still move a parameter that has optimiser state).
     """
-    keys = {scale_key(s) for s in model.scales}
-    keep = scale_key(scale)
-    params: list[nn.Parameter] = []
-    for module in model.modules():
-        if isinstance(module, nn.ModuleDict):
-            for key, branch in module.items():
-                if key in keys and key != keep:
-                    params += list(branch.parameters())
-    return params
-
-
-def _read_state(source: str | Path) -> dict[str, torch.Tensor]:
-    from ..registry import create_model, is_model
-
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.exists() and isinstance(source, str) and is_model(source):
-        return create_model(source, pretrained=True).state_dict()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no weights to initialise from at {path} (a model folder, .safetensors, .pt or a pretrained model name)"
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    return ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
-
-
-def _branches(model: nn.Module) -> dict[tuple[str, str], list[str]]:
-    """``(module dict name, scale key) -> parameter names`` for every scale-keyed branch."""
-    keys = {scale_key(s) for s in getattr(model, "scales", ())}
-    state = model.state_dict()
-    out: dict[tuple[str, str], list[str]] = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleDict):
-            for key in module:
-                if key in keys:
-                    prefix = f"{name}.{key}."
-                    out[(name, key)] = [k for k in state if k.startswith(prefix)]
-    return out
-
-
-def _same(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], mapping: dict[str, str]) -> bool:
-    return all(k in state and tuple(state[k].shape) == tuple(own[o].shape) for o, k in mapping.items())
-
-
-def _n_blocks(state: dict[str, Any]) -> int:
-    """The number of residual blocks in the body (``body.<i>.body.*``); the body's last conv follows them."""
-    found = {int(k.split(".")[1]) for k in state if k.startswith("body.") and k.split(".")[2:3] == ["body"]}
-    return max(found) + 1 if found else 0
-
-
-def _deepen(state: dict[str, torch.Tensor], depth: int) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Renumber a shallower source's body for a model with ``depth`` residual blocks.
-
-    Blocks ``0 .. n-1`` keep their places, the body's last convolution (``body.<n>``) moves
-    to ``body.<depth>``, and the blocks in between (returned) are for the caller to start
-    as the identity, so the deeper model computes what the source computes.
-    """
-    n = _n_blocks(state)
-    if n == 0 or n == depth:
-        return state, []
-    if n > depth:
-        raise ValueError(
-            f"the source has {n} residual blocks and this model {depth}; a model cannot start from a deeper one"
-        )
-    out: dict[str, torch.Tensor] = {}
-    for k, v in state.items():
-        parts = k.split(".")
-        if parts[0] == "body" and parts[1] == str(n):
-            k = ".".join(["body", str(depth), *parts[2:]])
-        out[k] = v
-    return out, [f"body.{i}" for i in range(n, depth)]
-
-
-def load_init_weights(model: SRModel, source: str | Path | Sequence[str | Path]) -> list[str]:
-    """Initialise ``model`` from trained weights (as the paper starts x3/x4 from a trained x2).
-
-    Every tensor outside the upsampler is copied and must match. The upsampler is copied
-    only when the source has exactly the same upsampler (same scale), so that x2 continues
-    from x2 whole while x3/x4 from x2 get a fresh upsampler.
-
-    A multi-scale model (MDSR) can also start from single-scale models with the same head,
-    body and tail (EDSR-baseline for MDSR-baseline), one source per scale, such as
-    ``["edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4"]``: the first source gives
-    every shared tensor; each source gives the upsampler branch that has its upsampler's
-    shapes (its scale); scale-specific pre-processing that no source has starts as the
-    identity (the last convolution of each residual block zeroed). The model then starts
-    out computing exactly what the first source computes at its scale.
-
-    A deeper model can start from a shallower one of the same width (MDSR's 80 blocks from
-    MDSR-baseline's 16): the source's blocks fill the first places, its last body
-    convolution closes the body, and the blocks in between start as the identity, so the
-    deeper model again starts out computing exactly what the source computes.
-
-    Args:
-        model: The model to initialise (in place).
-        source: A ``save_pretrained`` folder, a ``.safetensors`` file, a training
-            checkpoint (``checkpoint.pt``), or a registered model name with pretrained
-            weights (``"edsr_baseline_x2"``, resolved as ``create_model(name, pretrained=True)``);
-            or, for a multi-scale model, a list of them.
-
-    Returns:
-        The names of the tensors copied.
-
-    Raises:
-        FileNotFoundError: If a source does not exist.
-        ValueError: If a tensor outside the upsampler and the scale branches is missing
-            from the (first) source or has another shape (a different architecture), or if
-            a single-scale model is given several sources, or if a source is deeper than
-            the model.
-    """
-    sources = [source] if isinstance(source, (str, Path)) else list(source)
-    if not sources:
-        raise ValueError("no weights to initialise from: the list of sources is empty")
-    branches = _branches(model)
-    if len(sources) > 1 and not branches:
-        raise ValueError(f"{type(model).__name__} has one scale; give one source to initialise it, not {len(sources)}")
-    own = model.state_dict()
-    depth = _n_blocks(own)
-    states, added = [], set()
-    for s in sources:
-        state, extra = _deepen(_read_state(s), depth)
-        states.append(state)
-        added.update(extra)
-    in_branch = {k for names in branches.values() for k in names}
-    upsampler = [k for k in own if k.split(".")[0] in _UPSAMPLER_MODULES and k not in in_branch]
-    deepened = [k for k in own if ".".join(k.split(".")[:2]) in added]
-    shared = [k for k in own if k not in in_branch and k not in upsampler and k not in deepened]
-    bad = [k for k in shared if not _same(states[0], own, {k: k})]
-    if bad:
-        raise ValueError(
-            f"{sources[0]} cannot initialise this model: {len(bad)} tensors outside the upsampler are missing or "
-            f"have other shapes (first: {bad[:3]}); it must be the same architecture apart from the scale"
-        )
-    copy = {k: states[0][k] for k in shared}
-    theirs = {k for k in states[0] if k.split(".")[0] in _UPSAMPLER_MODULES}
-    if upsampler and theirs == set(upsampler) and _same(states[0], own, {k: k for k in upsampler}):
-        copy.update({k: states[0][k] for k in upsampler})
-
-    identity: list[str] = sorted(added, key=lambda name: int(name.split(".")[1]))
-    for (dict_name, key), names in branches.items():
-        same_name = {k: k for k in names}
-        found = next((st for st in states if _same(st, own, same_name)), None)
-        if found is not None:  # a multi-scale source with this branch
-            copy.update({k: found[k] for k in names})
-            continue
-        if dict_name.split(".")[0] in _UPSAMPLER_MODULES:  # a single-scale source's upsampler of this scale
-            prefix = f"{dict_name}.{key}."
-            as_single = {k: "upsampler." + k[len(prefix) :] for k in names}
-            for st in states:
-                single = {k for k in st if k.startswith("upsampler.")}
-                if single == set(as_single.values()) and _same(st, own, as_single):
-                    copy.update({k: st[v] for k, v in as_single.items()})
-                    break
-        elif not any(k.startswith(f"{dict_name}.") for st in states for k in st):
-            identity.append(f"{dict_name}.{key}")
-    model.load_state_dict(copy, strict=False)
-    for name in identity:  # blocks no source has (pre-processing, added depth): start as the identity
-        for block in model.get_submodule(name).modules():
-            if isinstance(block, ResBlock):
-                last = [m for m in block.body if isinstance(m, nn.Conv2d)][-1]
-                with torch.no_grad():
-                    last.weight.zero_()
-                    if last.bias is not None:
-                        last.bias.zero_()
-    return list(copy)
+    return [
+        p
+        for per_scale in model.scale_branches().values()
+        for s, branch in per_scale.items()
+        if s != scale
+        for p in branch.parameters()
+    ]
 
 
 def _seed_for(seed: int, *stream: int) -> int:
@@ -227,14 +68,7 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
-def _resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    if amp == "none" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs CUDA; use amp='bf16' or 'none' on the CPU")
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 class Trainer:
@@ -271,11 +105,6 @@ class Trainer:
         sampler: PatchSampler | None = None,
         command: str | None = None,
     ) -> None:
-        from timm.optim import create_optimizer_v2, get_optimizer_info
-        from timm.utils import ModelEmaV3
-
-        from ..registry import create_model
-
         config.validate()
         self.config = config
         self.command = command
@@ -292,6 +121,7 @@ class Trainer:
             )
         self.local_batch = config.batch_size // self.dist.world_size
         self.output_dir = Path(config.output_dir)
+        self.run_log = RunLog(self.output_dir)
 
         torch.manual_seed(config.seed)  # same initial weights on every rank
         model = create_model(config.model, **config.model_kwargs)
@@ -308,7 +138,9 @@ class Trainer:
         self.model: SRModel = model
         self._inactive = {s: branch_parameters(model, s) for s in self.scales}
 
-        self.amp_dtype = _resolve_amp(config.amp, self.device)
+        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.amp = resolve_amp(config.amp, self.device.type, bf16_supported=bf16)
+        self.amp_dtype = _AMP_DTYPES[self.amp]
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         info = get_optimizer_info(config.opt)
         opt_kwargs: dict[str, Any] = {}
@@ -324,8 +156,6 @@ class Trainer:
 
         self._train_model: nn.Module = model
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
             self._train_model = DistributedDataParallel(
                 model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -360,8 +190,6 @@ class Trainer:
 
     # ---------------------------------------------------------------- set-up
     def _make_scheduler(self) -> Any:
-        from timm.scheduler import CosineLRScheduler, StepLRScheduler
-
         c = self.config
         common = {"warmup_t": c.warmup_steps, "warmup_lr_init": c.warmup_lr, "t_in_epochs": False}
         if c.sched == "cosine":
@@ -455,24 +283,21 @@ class Trainer:
         Returns:
             The last log record, with the last validation and the best scores.
         """
-        from tqdm.auto import tqdm
-
         c = self.config
         main = self.dist.is_main
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            c.save(self.output_dir / "config.json")
+            c.save(self.output_dir / RUN_CONFIG_NAME)
             images = {f"x{s}": self.sampler.num_images(s) for s in self.scales}
             self._log(
-                {
-                    "event": "start",
-                    "step": self.step,
-                    "world_size": self.dist.world_size,
-                    "device": str(self.device),
-                    "threads": torch.get_num_threads(),
-                    "images": images,
-                    "command": self.command,
-                },
+                "start",
+                step=self.step,
+                world_size=self.dist.world_size,
+                device=str(self.device),
+                threads=torch.get_num_threads(),
+                images=images,
+                command=self.command,
+                amp=self.amp,
                 echo=not c.progress,
             )
         bar = tqdm(
@@ -508,7 +333,7 @@ class Trainer:
                     "train_s": round(self.elapsed, 1),
                 }
                 bar.set_postfix(loss=f"{loss_mean:.4f}", psnr=f"{summary['psnr']:.2f}", it_s=f"{window / busy:.3f}")
-                self._log(summary, echo=not c.progress)
+                self._log(None, **summary, echo=not c.progress)
                 loss_sum.zero_()
                 mse_sum.zero_()
                 window, busy = 0, 0.0
@@ -521,11 +346,11 @@ class Trainer:
         bar.close()
         if main and self.step == c.steps:
             val = summary.get("val", {})
-            self.export(self.output_dir / "final", ema=False, scores=val.get("raw"))
+            self.export(self.output_dir / weights_folder(best=False, ema=False), ema=False, scores=val.get("raw"))
             if self.ema is not None:
-                self.export(self.output_dir / "final_ema", ema=True, scores=val.get("ema"))
+                self.export(self.output_dir / weights_folder(best=False, ema=True), ema=True, scores=val.get("ema"))
             summary["best"] = dict(self.best)
-            self._log({"event": "end", **summary}, echo=not c.progress)
+            self._log("end", **summary, echo=not c.progress)
         return summary
 
     def _out_of_time(self, deadline: float) -> bool:
@@ -538,8 +363,6 @@ class Trainer:
 
     # ------------------------------------------------------------- validation
     def _score(self, net: nn.Module, scale: int) -> dict[str, float]:
-        from ..evaluate import evaluate
-
         was_training = net.training
         result = evaluate(net, self.config.val_dir, scale, device=self.device)
         net.train(was_training)
@@ -573,17 +396,14 @@ class Trainer:
             if mean_psnr > self.best.get(name, -math.inf):
                 self.best[name] = mean_psnr
                 self.best[f"{name}_step"] = self.step
-                self.export(
-                    self.output_dir / ("best" if name == "raw" else "best_ema"), ema=name == "ema", scores=per_scale
-                )
+                ema = name == "ema"
+                self.export(self.output_dir / weights_folder(best=True, ema=ema), ema=ema, scores=per_scale)
         self._log(
-            {
-                "event": "val",
-                "step": self.step,
-                "val": scores,
-                "best": dict(self.best),
-                "val_s": round(time.perf_counter() - t0, 2),
-            },
+            "val",
+            step=self.step,
+            val=scores,
+            best=dict(self.best),
+            val_s=round(time.perf_counter() - t0, 2),
             echo=True,
         )
         return scores
@@ -597,9 +417,6 @@ class Trainer:
             ema: Export the EMA weights instead of the raw ones.
             scores: Validation scores per scale to put in the card (``{"x2": {"psnr": ...}}``).
         """
-        from ..hub import model_card, save_pretrained
-        from ..registry import PretrainedCfg
-
         if ema and self.ema is None:
             raise ValueError("this run keeps no EMA weights (config.ema is False)")
         net = self.ema.module if ema else self.model
@@ -613,7 +430,7 @@ class Trainer:
             steps=self.step,
             metrics={Path(c.val_dir).name: scores} if scores and c.val_dir else {},
             description=f"{'EMA' if ema else 'raw'} weights after {self.step} steps",
-            architecture=getattr(self.model, "variant", c.model),
+            architecture=self.model.variant or c.model,
         )
         return save_pretrained(net, directory, model_card=model_card(net, cfg))
 
@@ -697,7 +514,7 @@ class Trainer:
             buffer = io.BytesIO()
             torch.save(state, buffer)
             atomic_write(path, buffer.getvalue())
-            self._log({"event": "checkpoint", "step": self.step, "path": str(path)})
+            self._log("checkpoint", step=self.step, path=str(path))
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
@@ -705,13 +522,10 @@ class Trainer:
         self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
     # ---------------------------------------------------------------- logging
-    def _log(self, record: dict[str, Any], *, echo: bool = False) -> None:
+    def _log(self, event: str | None, *, echo: bool = False, **fields: Any) -> None:
         if not self.dist.is_main:
             return
-        record = {"time": round(time.time(), 3), **record}
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.output_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        record = self.run_log.write(event, **fields)
         if echo:
             print(json.dumps(record), file=sys.stdout, flush=True)
         if self._tb is not None:
