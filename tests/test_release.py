@@ -139,6 +139,7 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
     ]
     entry = _printed_cfg(printed)
     assert sorted(entry) == ["description", "hf_hub_id", "license", "sha256"]  # the model file holds no more
+    assert all(len(line) <= 120 for line in printed.splitlines() if line.startswith("    "))  # pastes as it is
     cfg = _released(printed, fake_run["out"])
     digest = hub.sha256sum(folder / "model.safetensors")
     assert cfg["sha256"] == digest
@@ -235,6 +236,11 @@ def test_release_writes_data_never_python_source(
     again = _released(capsys.readouterr().out, fake_run["out"])
     assert again["steps"] == 20 and first["steps"] == 40
     assert again["sha256"] != first["sha256"]
+    long = PretrainedCfg(sha256="ab" * 32, license="mit", description="word " * 40)
+    entry = tool.cfg_entry("m.t", long)
+    assert all(len(line) <= 120 for line in entry.splitlines())
+    call = ast.parse("{" + entry + "}", mode="eval").body.values[0]
+    assert {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}["description"] == long.description
     assert {p: p.read_bytes() for p in (REPO_ROOT / "edsr_lib").rglob("*.py")} == sources
     assert not hasattr(tool, "ast")
 

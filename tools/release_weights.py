@@ -440,6 +440,24 @@ def full_card(model: Any, cfg: Any, sections: str) -> str:
     return card + "\n" + sections
 
 
+def _str_literal(text: str, indent: str, prefix: int, width: int = 120) -> str:
+    """A string literal starting ``prefix`` characters after ``indent``, split in parentheses if too long."""
+    one = json.dumps(text, ensure_ascii=False)
+    if len(indent) + prefix + len(one) + 1 <= width:
+        return one
+    pieces, current = [], ""
+    for word in text.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if current and len(indent) + 4 + len(json.dumps(candidate + " ", ensure_ascii=False)) > width:
+            pieces.append(current + " ")
+            current = word
+        else:
+            current = candidate
+    pieces.append(current)
+    inner = "".join(f"\n{indent}    {json.dumps(piece, ensure_ascii=False)}" for piece in pieces)
+    return f"({inner}\n{indent})"
+
+
 def cfg_entry(name: str, cfg: PretrainedCfg) -> str:
     """The ``"arch.tag": PretrainedCfg(...)`` entry of a model file's ``default_cfgs``, as text to paste.
 
@@ -447,8 +465,9 @@ def cfg_entry(name: str, cfg: PretrainedCfg) -> str:
     the sha256, the licence and the description; the rest is in ``pretrained.json``.
     """
     fields = {"hf_hub_id": f"{HUB_ORG}/", "sha256": cfg.sha256, "license": cfg.license, "description": cfg.description}
+    indent = " " * 8
     lines = [f"    {json.dumps(name)}: PretrainedCfg("]
-    lines += [f"        {key}={json.dumps(value, ensure_ascii=False)}," for key, value in fields.items()]
+    lines += [f"{indent}{key}={_str_literal(str(value), indent, len(key) + 1)}," for key, value in fields.items()]
     return "\n".join([*lines, "    )"])
 
 
