@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont
 import edsr_lib
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import psnr
+from edsr_lib.published import BICUBIC, VDSR
 from edsr_lib.registry import split_model_name_tag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,8 +62,8 @@ CURVE_LOGS = (
     Path("edsr_lib/weights/edsr_baseline_x2.t291/training_log.jsonl"),
     Path("runs/edsr_baseline_x2/log.jsonl"),
 )
-#: Published Set5 x2 PSNR (SPEC): bicubic, and VDSR trained on the same 291 images.
-REFERENCE_LINES = {"bicubic": 33.66, "VDSR (291 images)": 37.53}
+#: Published Set5 x2 PSNR: bicubic, and VDSR trained on the same 291 images.
+REFERENCE_LINES = {"bicubic": BICUBIC["Set5"]["x2"][0], "VDSR (291 images)": VDSR["Set5"]["x2"][0]}
 
 ZOOM = 3  # display pixels per HR pixel
 GAP = 8

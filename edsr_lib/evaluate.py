@@ -28,7 +28,7 @@ import torch
 
 from .models import SRModel
 
-__all__ = ["BICUBIC", "PROTOCOLS", "evaluate"]
+__all__ = ["BICUBIC", "PROTOCOLS", "evaluate", "set_name"]
 
 #: The ``model`` value that evaluates MATLAB bicubic upsampling, the baseline of every table.
 BICUBIC = "bicubic"
@@ -40,6 +40,12 @@ PROTOCOLS: dict[str, tuple[bool, int]] = {
     # DIV2K validation: RGB, crop = scale + 6.
     "div2k": (False, 6),
 }
+
+
+def set_name(folder: str | Path) -> str:
+    """The name of a set of images: its folder's, or the parent's for an ``HR`` folder (``T91/HR`` is ``"T91"``)."""
+    path = Path(folder)
+    return path.parent.name if path.name.upper() == "HR" else path.name
 
 
 def _without_alpha(image: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from huggingface_hub import HfApi, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from safetensors.torch import save
 
+from .metrics import format_score
 from .models import SRModel, architectures
 from .registry import PretrainedCfg
 
@@ -566,12 +567,7 @@ def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> 
     scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=scale_order)
 
     def cell(scores: Mapping[str, float] | None) -> str:
-        if not scores:
-            return "-"
-        parts = [f"{scores['psnr']:.2f}" if "psnr" in scores else "-"]
-        if "ssim" in scores:
-            parts.append(f"{scores['ssim']:.4f}")
-        return " / ".join(parts)
+        return format_score(scores.get("psnr"), scores.get("ssim")) if scores else "-"
 
     return [
         "PSNR (dB) / SSIM on the Y channel, ignoring `scale` pixels at every border; LR made with "

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .ops.color import quantize as _quantize
 from .ops.color import rgb_to_y
 
-__all__ = ["psnr", "ssim"]
+__all__ = ["format_score", "psnr", "ssim"]
 
 _PEAK = 255.0
 _SSIM_WINDOW = 11
@@ -151,3 +151,14 @@ def ssim(
         (mu_a * mu_a + mu_b * mu_b + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
     )
     return ssim_map.mean(dim=(1, 2, 3))
+
+
+def format_score(psnr: float | None, ssim: float | None = None) -> str:
+    """A score as the tables of model cards and docs print it: ``"37.66 / 0.9596"`` (PSNR in dB, then SSIM).
+
+    Args:
+        psnr: PSNR in dB (two decimals), or ``None`` (printed ``-``).
+        ssim: SSIM (four decimals), left out when ``None``.
+    """
+    text = "-" if psnr is None else f"{psnr:.2f}"
+    return text if ssim is None else f"{text} / {ssim:.4f}"

@@ -11,7 +11,7 @@ import torch
 
 import edsr_lib
 from edsr_lib import metrics
-from edsr_lib.evaluate import evaluate
+from edsr_lib.evaluate import evaluate, set_name
 from edsr_lib.io import read_image, to_tensor, write_image
 from edsr_lib.ops import imresize, modcrop
 
@@ -232,3 +232,12 @@ def test_bad_arguments(small_set: Path, kwargs: dict, match: str) -> None:
     args = {"model": "bicubic", "data": small_set, "scale": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         evaluate(**args)
+
+
+def test_set_name_of_a_folder() -> None:
+    assert [set_name(p) for p in ("data/T91/HR", "data/T91/hr", "data/Set5", Path("split/train/T91"))] == [
+        "T91",
+        "T91",
+        "Set5",
+        "T91",
+    ]

@@ -10,7 +10,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edsr_lib.io import read_image, to_tensor
-from edsr_lib.metrics import psnr, ssim
+from edsr_lib.metrics import format_score, psnr, ssim
 from edsr_lib.ops import imresize, modcrop, quantize, rgb_to_y, rgb_to_ycbcr, round_half_away
 
 
@@ -219,3 +219,9 @@ def test_rgb_to_ycbcr_matches_matlab_bt601():
     assert rgb_to_y(torch.ones(3, 1, 1)).item() == pytest.approx(235 / 255)
     with pytest.raises(ValueError, match="3 channels"):
         rgb_to_y(torch.ones(1, 1, 4, 4))
+
+
+def test_format_score_is_the_tables_cell() -> None:
+    assert format_score(37.6049, 0.95871) == "37.60 / 0.9587"
+    assert format_score(31.2) == "31.20"
+    assert format_score(None, 0.9) == "- / 0.9000"

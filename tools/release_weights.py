@@ -50,9 +50,12 @@ import torch
 from PIL import Image
 
 import edsr_lib
-from edsr_lib import evaluate
+from edsr_lib import evaluate, published
+from edsr_lib.evaluate import set_name
 from edsr_lib.hub import atomic_write, model_card, save_pretrained, sha256sum
 from edsr_lib.io import list_images
+from edsr_lib.metrics import format_score
+from edsr_lib.published import Scores
 from edsr_lib.registry import PretrainedCfg, get_pretrained_cfg, is_model
 from edsr_lib.train.runlog import WEIGHT_FOLDERS, Run, read_run
 from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
@@ -67,49 +70,20 @@ TRAINING_LOG_NAME = "training_log.jsonl"
 #: Images left out at a scale are named up to this many, and counted beyond.
 MAX_NAMED = 3
 
-#: Published PSNR / SSIM on the benchmark protocol to compare against (SPEC and issue 4).
-REFERENCES: dict[str, dict[str, dict[str, tuple[float, float | None]]]] = {
-    "bicubic": {
-        "Set5": {"x2": (33.66, 0.9299), "x3": (30.39, 0.8682), "x4": (28.42, 0.8104)},
-        "Set14": {"x2": (30.24, 0.8688), "x4": (26.00, 0.7027)},
-        "B100": {"x2": (29.56, 0.8431), "x4": (25.96, 0.6675)},
-    },
-    "VDSR (291 images)": {
-        "Set5": {"x2": (37.53, 0.9587), "x3": (33.66, 0.9213), "x4": (31.35, 0.8838)},
-        "Set14": {"x2": (33.03, 0.9124), "x3": (29.77, 0.8314), "x4": (28.01, 0.7674)},
-        "B100": {"x2": (31.90, 0.8960), "x3": (28.82, 0.7976), "x4": (27.29, 0.7251)},
-    },
-}
-VDSR = "VDSR (291 images)"
+VDSR_LABEL = "VDSR (291 images)"
+#: The published numbers each card compares with (edsr_lib.published owns them), by column label.
+REFERENCES: dict[str, Scores] = {"bicubic": published.BICUBIC, VDSR_LABEL: published.VDSR}
 
 #: The paper's own numbers (DIV2K-trained), per model family: (column label, label in sentences, scores).
-PAPER: dict[str, tuple[str, str, dict[str, dict[str, tuple[float, float | None]]]]] = {
-    # issue 4: "The paper's own EDSR-baseline, trained on DIV2K, reaches about 37.99 dB at x2";
-    # the paper publishes no other baseline number, so MDSR-baseline is held against it too
-    "baseline": ("EDSR-baseline, paper (DIV2K)", "the paper's EDSR-baseline", {"Set5": {"x2": (37.99, None)}}),
-    # SPEC, the paper's Table 4
-    "edsr": (
-        "EDSR, paper (DIV2K)",
-        "the paper's EDSR",
-        {
-            "Set5": {"x2": (38.11, 0.9601), "x3": (34.65, 0.9282), "x4": (32.46, 0.8968)},
-            "Set14": {"x2": (33.92, 0.9195), "x4": (28.80, 0.7876)},
-            "B100": {"x2": (32.32, 0.9013), "x4": (27.71, 0.7420)},
-        },
-    ),
-    "mdsr": (
-        "MDSR, paper (DIV2K)",
-        "the paper's MDSR",
-        {
-            "Set5": {"x2": (38.11, 0.9602), "x3": (34.66, 0.9280), "x4": (32.50, 0.8973)},
-            "Set14": {"x2": (33.85, 0.9198), "x4": (28.72, 0.7857)},
-            "B100": {"x2": (32.29, 0.9007), "x4": (27.72, 0.7418)},
-        },
-    ),
+PAPER: dict[str, tuple[str, str, Scores]] = {
+    # issue 4: the paper publishes no other baseline number, so MDSR-baseline is held against EDSR-baseline's too
+    "baseline": ("EDSR-baseline, paper (DIV2K)", "the paper's EDSR-baseline", published.PAPER_EDSR_BASELINE),
+    "edsr": ("EDSR, paper (DIV2K)", "the paper's EDSR", published.PAPER_EDSR),
+    "mdsr": ("MDSR, paper (DIV2K)", "the paper's MDSR", published.PAPER_MDSR),
 }
 
 
-def paper_reference(variant: str) -> tuple[str, str, dict[str, dict[str, tuple[float, float | None]]]]:
+def paper_reference(variant: str) -> tuple[str, str, Scores]:
     """The paper's numbers to hold ``variant`` against: (column label, sentence label, scores)."""
     if "baseline" in variant:
         return PAPER["baseline"]
@@ -117,11 +91,6 @@ def paper_reference(variant: str) -> tuple[str, str, dict[str, dict[str, tuple[f
 
 
 # ------------------------------------------------------------------------------ the run
-def _set_name(folder: str) -> str:
-    path = Path(folder)
-    return path.parent.name if path.name.upper() == "HR" else path.name
-
-
 def training_images(run: Run, scales: Sequence[int]) -> tuple[int, dict[int, list[str]]]:
     """How many training images the run had, and those left out at each scale.
 
@@ -136,7 +105,7 @@ def training_images(run: Run, scales: Sequence[int]) -> tuple[int, dict[int, lis
     sizes = {}
     for p in paths:
         with Image.open(p) as image:  # reads the header only
-            sizes[f"{_set_name(str(p.parent))}/{p.name}"] = image.size
+            sizes[f"{set_name(str(p.parent))}/{p.name}"] = image.size
     patch = int(run.config.get("lr_patch_size", 48))
     logged = run.starts[-1].get("images", {})
     left_out: dict[int, list[str]] = {}
@@ -149,7 +118,7 @@ def training_images(run: Run, scales: Sequence[int]) -> tuple[int, dict[int, lis
 
 def training_sets(run: Run) -> str:
     """The names of the run's training sets (``"T91 + BSD200"``)."""
-    return " + ".join(_set_name(d) for d in run.config.get("train_dirs", [])) or "unknown data"
+    return " + ".join(set_name(d) for d in run.config.get("train_dirs", [])) or "unknown data"
 
 
 def training_data_text(run: Run, scales: Sequence[int]) -> str:
@@ -252,9 +221,7 @@ def score_table(metrics: dict[str, dict[str, dict[str, float]]], variant: str) -
     ]
 
     def cell(psnr: float | None, ssim: float | None) -> str:
-        if psnr is None:
-            return "-"
-        return f"{psnr:.2f}" + (f" / {ssim:.4f}" if ssim is not None else "")
+        return "-" if psnr is None else format_score(psnr, ssim)
 
     for name, per_scale in metrics.items():
         if name.endswith("+"):
@@ -272,8 +239,8 @@ def score_table(metrics: dict[str, dict[str, dict[str, float]]], variant: str) -
 def comparison_lines(metrics: dict[str, dict[str, dict[str, float]]], variant: str) -> list[str]:
     """Sentences: how far this model is from VDSR and from the paper's own model, per set and scale."""
     _, paper_name, paper = paper_reference(variant)
-    references = {VDSR: REFERENCES[VDSR], paper_name: paper}
-    names = {VDSR: "VDSR ({:.2f} dB, same 291 images)", paper_name: paper_name + " (about {:.2f} dB, DIV2K)"}
+    references = {VDSR_LABEL: REFERENCES[VDSR_LABEL], paper_name: paper}
+    names = {VDSR_LABEL: "VDSR ({:.2f} dB, same 291 images)", paper_name: paper_name + " (about {:.2f} dB, DIV2K)"}
     lines = []
     for name, per_scale in metrics.items():
         if name.endswith("+"):
@@ -362,7 +329,7 @@ def card_sections(
     c = run.config
     vals = run.val_events
     kind = "EMA" if which.endswith("ema") else "raw"
-    val_set = _set_name(c["val_dir"]) if c.get("val_dir") else None
+    val_set = set_name(c["val_dir"]) if c.get("val_dir") else None
     if which.startswith("best"):
         chosen = (
             f"the {kind} weights (`{which}/`) of step {step:,}, the best of {len(vals)} validations on {val_set} "
@@ -610,7 +577,7 @@ def _check_against_log(run: Run, which: str, step: int, metrics: dict[str, dict[
     """Warn when the score just measured on the validation set differs from the one the run logged."""
     if not run.config.get("val_dir"):
         return
-    val_set = _set_name(run.config["val_dir"])
+    val_set = set_name(run.config["val_dir"])
     logged = next((r["val"] for r in run.val_events if r["step"] == step), None)
     kind = "ema" if which.endswith("ema") else "raw"
     if val_set not in metrics or not logged or kind not in logged:

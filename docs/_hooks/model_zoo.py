@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
+import edsr_lib
+from edsr_lib.metrics import format_score
+
 MARKER = "<!-- model-zoo -->"
 #: The benchmark sets shown, in this order; a missing score shows as a dash.
 SETS = ("Set5", "Set14", "B100")
@@ -27,8 +32,7 @@ def _score(metrics: dict[str, Any], set_name: str, scale: str) -> str:
     for key, prefix in ((set_name, ""), (f"{set_name}+", "+ ")):
         scores = metrics.get(key, {}).get(scale)
         if scores and "psnr" in scores:
-            ssim = f" / {scores['ssim']:.4f}" if "ssim" in scores else ""
-            cells.append(f"{prefix}{scores['psnr']:.2f}{ssim}")
+            cells.append(prefix + format_score(scores["psnr"], scores.get("ssim")))
     return "<br>".join(cells) or "—"
 
 
@@ -38,10 +42,6 @@ def zoo_markdown(cfgs: Iterable[Any] | None = None) -> str:
     Args:
         cfgs: :class:`edsr_lib.PretrainedCfg` objects with ``architecture`` and ``tag`` set.
     """
-    import torch
-
-    import edsr_lib
-
     if cfgs is None:
         cfgs = edsr_lib.list_pretrained()
     cfgs = [cfg for cfg in cfgs if cfg.has_weights]

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ..evaluate import evaluate
+from ..evaluate import evaluate, set_name
 from ..hub import atomic_write, model_card, save_pretrained
 from ..models import SRModel
 from ..registry import PretrainedCfg, create_model
@@ -422,13 +422,10 @@ class Trainer:
         net = self.ema.module if ema else self.model
         c = self.config
         cfg = PretrainedCfg(
-            training_data=" + ".join(
-                Path(d).parent.name if Path(d).name == "HR" else Path(d).name for d in c.train_dirs
-            )
-            or None,
+            training_data=" + ".join(set_name(d) for d in c.train_dirs) or None,
             training_command=self.command,
             steps=self.step,
-            metrics={Path(c.val_dir).name: scores} if scores and c.val_dir else {},
+            metrics={set_name(c.val_dir): scores} if scores and c.val_dir else {},
             description=f"{'EMA' if ema else 'raw'} weights after {self.step} steps",
             architecture=self.model.variant or c.model,
         )
