@@ -245,7 +245,9 @@ def test_release_writes_data_never_python_source(
     assert not hasattr(tool, "ast")
 
 
-def test_paths_of_this_machine_are_made_portable(tool: ModuleType) -> None:
+def test_paths_of_this_machine_are_made_portable(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tool.DATASETS_DIR
     command = f"edsr-lib train --train-dir {data}/T91/HR --init-from {tool.REPO_ROOT}/runs/x2/best --val-dir val"
     assert tool.portable(command) == "edsr-lib train --train-dir $DATA/T91/HR --init-from runs/x2/best --val-dir val"
@@ -253,6 +255,16 @@ def test_paths_of_this_machine_are_made_portable(tool: ModuleType) -> None:
     assert tool.absolute_paths("see https://edsr-lib.readthedocs.io/a/b and /elsewhere/data/T91") == [
         "/elsewhere/data/T91"
     ]
+    # in a release: the card and pretrained.json name $DATA, and the card says what it is
+    log = fake_run["run"] / "log.jsonl"
+    log.write_text(log.read_text().replace("--steps 40", f"--steps 40 --train-dir {data}/T91/HR"))
+    assert tool.main(_args(fake_run, "--no-ensemble")) == 0
+    released = _released(capsys.readouterr().out, fake_run["out"])
+    assert released["training_command"].startswith(
+        "edsr-lib train --model edsr_baseline_x2 --steps 40 --train-dir $DATA/T91/HR"
+    )
+    card = (fake_run["out"] / "edsr_baseline_x2.t291" / "README.md").read_text()
+    assert tool.PATHS_LINE in card and str(data) not in card
 
 
 def test_card_names_the_initialisation_precision_and_notes(

@@ -67,6 +67,11 @@ DEFAULT_SETS = ("Set5", "Set14", "B100")
 HUB_ORG = "edsr-lib"
 LICENSE = "mit"
 TRAINING_LOG_NAME = "training_log.jsonl"
+#: The card's note on the paths its commands name (see :func:`portable`).
+PATHS_LINE = (
+    "- Paths: `$DATA` is the folder of the image sets (`../shared/datasets` beside the repository, or "
+    "`$EDSR_LIB_DATASETS`); other relative paths are relative to the repository."
+)
 #: Images left out at a scale are named up to this many, and counted beyond.
 MAX_NAMED = 3
 
@@ -349,6 +354,8 @@ def card_sections(
         f"seed {c.get('seed')}",
     ]
     lines.append(f"- Recipe: {', '.join(recipe)}; the full settings are the run's `config.json`.")
+    if "$DATA/" in training_command(run):
+        lines.append(PATHS_LINE)
     lines += [line for line in (init_line(c), precision_line(run)) if line]
     start = run.starts[0]
     hosts = sorted(
