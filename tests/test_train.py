@@ -20,12 +20,15 @@ from edsr_lib.ops.imresize import imresize, modcrop
 from edsr_lib.train import (
     CHECKPOINT_NAME,
     PatchSampler,
+    Run,
     TrainConfig,
     Trainer,
     branch_parameters,
     load_init_weights,
     make_lr_images,
+    read_run,
 )
+from edsr_lib.train.runlog import resolve_amp
 
 TINY = {"n_resblocks": 1, "n_feats": 8}
 
@@ -322,6 +325,23 @@ def test_training_validates_keeps_the_best_and_exports_raw_and_ema(tmp_path: Pat
     assert [r["step"] for r in vals] == [2, 4]
     assert {"loss", "psnr", "lr", "steps_per_s"} <= next(r for r in records if "loss" in r).keys()
     assert TrainConfig.load(run / "config.json") == cfg
+    # and runlog, the format's one owner, reads the folder back
+    logged = read_run(run)
+    assert logged.amp == "none" and logged.starts[0]["amp"] == "none" and logged.devices == ["cpu"]
+    assert [r["step"] for r in logged.val_events] == [2, 4] and logged.end["step"] == 4
+    best_step = logged.val_events[-1]["best"]["ema_step"]
+    assert logged.pick_weights("best_ema") == ("best_ema", best_step)
+    assert logged.pick_weights("final") == ("final", 4)
+
+
+def test_runlog_precision_of_logs_without_it() -> None:
+    run = Run(Path("r"), {"amp": "auto"}, [{"event": "start", "step": 0, "device": "cuda:0"}])
+    assert run.amp == "bf16"  # the trainer's choice on a GPU with bfloat16
+    assert Run(Path("r"), {"amp": "fp16"}, [{"event": "start", "device": "cuda"}]).amp == "fp16"
+    assert Run(Path("r"), {"amp": "auto"}, [{"event": "start", "device": "cpu"}]).amp == "none"
+    assert resolve_amp("auto", "cuda", bf16_supported=False) == "fp16"
+    with pytest.raises(ValueError, match="fp16' needs CUDA"):
+        resolve_amp("fp16", "cpu")
 
 
 # -------------------------------------------------------------------- CLI

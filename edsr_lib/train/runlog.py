@@ -12,7 +12,8 @@
   ``{"raw"|"ema": {"x2": {"psnr", "ssim"}}}``, ``best``: the best mean PSNR and its step
   per kind, ``{"raw", "raw_step", "ema", "ema_step"}``), ``checkpoint`` and ``end``;
 - ``best/`` and ``best_ema/``: the raw and EMA weights of the best validation so far,
-  ``final/`` and ``final_ema/``: those of the last step (``save_pretrained`` folders).
+  ``final/`` and ``final_ema/``: those of the last step (``save_pretrained`` folders);
+- ``checkpoint.pt``: the (single, rolling) training checkpoint, whose contents the trainer owns.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CHECKPOINT_NAME",
     "LOG_NAME",
     "RUN_CONFIG_NAME",
     "WEIGHT_FOLDERS",
@@ -34,9 +36,10 @@ __all__ = [
     "weights_folder",
 ]
 
-#: The run's settings and its event log, inside the run folder.
+#: The run's settings, its event log and its training checkpoint, inside the run folder.
 RUN_CONFIG_NAME = "config.json"
 LOG_NAME = "log.jsonl"
+CHECKPOINT_NAME = "checkpoint.pt"
 #: The weights folders a run writes, the preferred first.
 WEIGHT_FOLDERS = ("best_ema", "best", "final_ema", "final")
 

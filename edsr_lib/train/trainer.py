@@ -27,12 +27,10 @@ from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
 from .distributed import DistInfo, all_gather_object, barrier, init_distributed
 from .init_weights import load_init_weights
-from .runlog import RUN_CONFIG_NAME, RunLog, resolve_amp, weights_folder
+from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, resolve_amp, weights_folder
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters"]
 
-#: File name of the (single, rolling) training checkpoint inside the run folder.
-CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "edsr_lib.train/1"
 _SCHEDULE_SETTINGS = ("steps", "sched", "lr", "decay_steps", "decay_rate", "min_lr", "warmup_steps", "warmup_lr")
 
@@ -83,7 +81,8 @@ class Trainer:
     The run folder (``config.output_dir``) receives ``config.json``, ``log.jsonl``,
     ``checkpoint.pt`` (every ``save_every`` steps and at the end, written atomically),
     ``best/`` and ``best_ema/`` (the weights with the best validation PSNR so far) and
-    ``final/`` and ``final_ema/`` (``save_pretrained`` folders written at the end).
+    ``final/`` and ``final_ema/`` (``save_pretrained`` folders written at the end), in the
+    format :mod:`edsr_lib.train.runlog` owns and reads back.
 
     Args:
         config: The settings.
