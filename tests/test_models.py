@@ -176,6 +176,12 @@ def test_config_is_the_constructor_arguments_in_json_types() -> None:
 
     assert Narrow(width=4).config == {"architecture": "edsr", "width": 4}
 
+    class Loose(EDSR):  # an annotation that cannot be resolved keeps the value as given
+        def __init__(self, width: Missing = 8) -> None:  # noqa: F821
+            super().__init__(scale=2, n_resblocks=1, n_feats=width)
+
+    assert Loose(width=4).config == {"architecture": "edsr", "width": 4}
+
 
 def test_models_declare_their_layout_and_names() -> None:
     mdsr = MDSR(n_resblocks=1, n_feats=8)

@@ -45,7 +45,10 @@ def _recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
         init(self, *args, **kwargs)
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
-        hints = typing.get_type_hints(init)
+        try:
+            hints = typing.get_type_hints(init)
+        except (NameError, TypeError):  # an annotation that names what its module does not define
+            hints = {}
         arguments: dict[str, Any] = {}
         for name, value in list(bound.arguments.items())[1:]:
             if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
