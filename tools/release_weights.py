@@ -56,7 +56,8 @@ from edsr_lib.hub import atomic_write, model_card, save_pretrained, sha256sum
 from edsr_lib.io import list_images
 from edsr_lib.metrics import format_score
 from edsr_lib.published import Scores
-from edsr_lib.registry import PretrainedCfg, get_pretrained_cfg, is_model
+from edsr_lib.registry import PretrainedCfg
+from edsr_lib.train.init_weights import init_source
 from edsr_lib.train.runlog import WEIGHT_FOLDERS, Run, read_run
 from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
 
@@ -281,17 +282,11 @@ def _hours(seconds: float) -> str:
 
 def _weights_sha256(source: str) -> str | None:
     """The sha256 of the weights an ``init_from`` source names, when they can be found."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if path.is_file():
-        return sha256sum(path)
-    if is_model(source):
-        try:
-            return get_pretrained_cfg(source).sha256
-        except (KeyError, ValueError):
-            return None
-    return None
+    try:
+        found = init_source(source)
+    except FileNotFoundError:
+        return None
+    return found.sha256 if isinstance(found, PretrainedCfg) else sha256sum(found)
 
 
 def init_line(config: dict[str, Any]) -> str | None:

@@ -19,24 +19,42 @@ from safetensors.torch import load_file
 from ..layers import ResBlock
 from ..models import SRModel, architectures
 from ..models.base import scale_key
-from ..registry import create_model, is_model
+from ..registry import PretrainedCfg, create_model, get_pretrained_cfg, is_model
 
-__all__ = ["load_init_weights"]
+__all__ = ["init_source", "load_init_weights"]
 
 
-def _read_state(source: str | Path) -> dict[str, torch.Tensor]:
+def init_source(source: str | Path) -> Path | PretrainedCfg:
+    """What an ``init_from`` source names: a weights file, or the pretrained config of a model name.
+
+    A folder stands for its ``model.safetensors``; a name that is no file or folder but a
+    registered model stands for that model's (default or named) pretrained weights.
+
+    Raises:
+        FileNotFoundError: If the source is neither an existing file nor a model with weights.
+    """
     path = Path(source).expanduser()
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.exists() and isinstance(source, str) and is_model(source):
-        return create_model(source, pretrained=True).state_dict()
+        try:
+            return get_pretrained_cfg(source)
+        except ValueError as err:
+            raise FileNotFoundError(f"no weights to initialise from: {err}") from None
     if not path.is_file():
         raise FileNotFoundError(
             f"no weights to initialise from at {path} (a model folder, .safetensors, .pt or a pretrained model name)"
         )
-    if path.suffix == ".safetensors":
-        return load_file(path)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return path
+
+
+def _read_state(source: str | Path) -> dict[str, torch.Tensor]:
+    found = init_source(source)
+    if isinstance(found, PretrainedCfg):
+        return create_model(found.name, pretrained=True).state_dict()
+    if found.suffix == ".safetensors":
+        return load_file(found)
+    ckpt = torch.load(found, map_location="cpu", weights_only=True)
     return ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
 
 
