@@ -192,6 +192,10 @@ def test_incomplete_state_dicts_are_unsupported(tmp_path: Path) -> None:
     assert edsr_spandrel.read_state_dict(own) is None
     with pytest.raises(spandrel.UnsupportedModelError):
         spandrel.ModelLoader().load_from_state_dict(own)
+    # other networks with BasicSR's or edsr-lib's first key names are not taken for EDSR
+    conv = {"weight": torch.randn(8, 3, 3, 3), "bias": torch.randn(8)}
+    assert edsr_spandrel.read_state_dict({f"conv_first.{k}": v for k, v in conv.items()}) is None
+    assert edsr_spandrel.read_state_dict({"head.weight": conv["weight"], "tail.weight": conv["weight"]}) is None
 
 
 # ------------------------------------------------------------------ precision, tiling
@@ -204,7 +208,7 @@ def test_half_precisions_follow_float32(dtype: torch.dtype, x: torch.Tensor) -> 
     d.to(dtype)
     got = d(x.to(dtype)).float()
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
-    assert (got - want).abs().mean().item() < (2e-2 if dtype == torch.bfloat16 else 2e-3)
+    assert (got - want).abs().mean().item() < (5e-3 if dtype == torch.bfloat16 else 1.5e-3)  # 1.4e-3, 4.3e-4
 
 
 def test_tile_overlap_is_the_receptive_radius_and_exact(x: torch.Tensor) -> None:

@@ -60,6 +60,8 @@ _BASICSR_KEY = "conv_first.weight"
 _OFFICIAL_KEY = "head.0.weight"
 #: Keys of edsr-lib's own layout (its head and tail are single convolutions).
 _OWN_KEYS = ("head.weight", "tail.weight")
+#: What reading an odd state dict can raise (a refusal, a missing key, an impossible size).
+_NOT_OURS = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
 
 
 # ------------------------------------------------------------------------ reading
@@ -88,12 +90,16 @@ def _identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str, Callabl
         layout = "basicsr" if _BASICSR_KEY in keys else "edsr-pytorch"
         try:
             spec = detect(state_dict, layout=layout)
-        except ValueError as err:
+        except _NOT_OURS as err:  # spandrel asks every architecture: a refusal is an answer, not an error
             logger.debug("not an EDSR/MDSR %s state dict: %s", layout, err)
             return None
         return spec.architecture, layout, lambda: spec.load(state_dict)
     if all(k in keys for k in _OWN_KEYS):
-        config = _own_layout(state_dict)
+        try:
+            config = _own_layout(state_dict)
+        except _NOT_OURS as err:
+            logger.debug("not an EDSR/MDSR edsr-lib state dict: %s", err)
+            return None
         if config is None:
             return None
 
@@ -171,7 +177,7 @@ def _descriptor(model: SRModel, arch: Architecture[Any], scale: int, tags: list[
         architecture=arch,
         purpose="SR",
         tags=[*tags, f"x{scale}"],
-        # float16 is safe: the body works in [0, 255] and stays far below float16's 65504
+        # measured on the shipped EDSR-/MDSR-baseline: mean error 4e-4 in float16, 1.4e-3 in bfloat16
         supports_half=True,
         supports_bfloat16=True,
         scale=scale,
