@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import safetensors
 import torch
-from huggingface_hub import HfApi, ModelCardData, constants, hf_hub_download
+from huggingface_hub import EvalResult, HfApi, ModelCardData, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from safetensors.torch import save
 
@@ -43,6 +43,7 @@ __all__ = [
     "load_config",
     "load_pretrained",
     "model_card",
+    "model_card_data",
     "push_to_hub",
     "save_pretrained",
     "sha256sum",
@@ -56,6 +57,10 @@ LIBRARY_NAME = "edsr-lib"
 
 #: Training sets a model card lists under ``datasets`` when its training data names them.
 _KNOWN_DATASETS = ("DIV2K", "Flickr2K", "T91", "BSD200", "General100")
+
+#: The paper, on arXiv: the Hub links a model to a paper through an ``arxiv:<id>`` tag.
+PAPER_ARXIV_ID = "1707.02921"
+PAPER_URL = f"https://arxiv.org/abs/{PAPER_ARXIV_ID}"
 
 _CITATION = """\
 @inproceedings{lim2017enhanced,
@@ -305,16 +310,17 @@ def _find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, st
     if not cfg.hf_hub_id:
         tried.append("cache and hub: the pretrained config names no Hub repository")
         raise WeightsNotFoundError(f"no weights for {cfg.name}; tried {'; '.join(tried)}")
-    where = f"{cfg.hf_hub_id}/{cfg.filename}"
+    where = f"{cfg.hf_hub_id}/{cfg.filename}" + (f" at revision {cfg.revision}" if cfg.revision else "")
+    pinned = {"revision": cfg.revision, "cache_dir": cache_dir}
     try:
-        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, cache_dir=cache_dir)
+        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
     except (EntryNotFoundError, OSError):
         tried.append(f"cache: {where} not in {cache_dir or constants.HF_HUB_CACHE}")
     if _is_offline():
         tried.append("hub: offline (HF_HUB_OFFLINE=1)")
     else:
         try:
-            return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, cache_dir=cache_dir)
+            return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
         except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
             tried.append(f"hub: download of {where} failed ({_reason(err)})")
     raise WeightsNotFoundError(
@@ -482,6 +488,77 @@ def load_pretrained(
         _load_into(model, path)
 
 
+def model_card_data(model: SRModel, cfg: PretrainedCfg | None = None, **extra: Any) -> ModelCardData:
+    """The YAML front matter of a model card, as huggingface_hub's :class:`~huggingface_hub.ModelCardData`.
+
+    It holds the licence, ``library_name``, ``pipeline_tag: image-to-image``, tags (with
+    ``arxiv:1707.02921``, the Hub's link to the paper), the training sets it can name, and
+    the scores of ``cfg.metrics`` as structured results (``model-index``): one
+    :class:`~huggingface_hub.EvalResult` per set, scale and metric, on the benchmark
+    protocol (Y channel, ``crop_border = scale``); self-ensemble scores (sets named with a
+    ``+``) carry ``self_ensemble: true`` in their ``metric_args``.
+
+    Args:
+        model: The model the card describes.
+        cfg: Its pretrained config; defaults to ``model.pretrained_cfg``.
+        **extra: Further front matter (e.g. ``base_model=...``), or replacements for the
+            defaults (``license``, ``tags``, ``datasets``, ``pipeline_tag``, ``eval_results``).
+
+    Returns:
+        The card data; ``ModelCard(text).data`` reads the same back from a card.
+    """
+    cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
+    training_data = cfg.training_data if cfg else None
+    tags = ["super-resolution", "edsr", model.architecture, "pytorch", "safetensors", f"arxiv:{PAPER_ARXIV_ID}"]
+    front: dict[str, Any] = {
+        "license": (cfg.license if cfg else None) or "unknown",
+        "library_name": LIBRARY_NAME,
+        "tags": list(dict.fromkeys(tags)),
+        "datasets": [d for d in _KNOWN_DATASETS if training_data and d.lower() in training_data.lower()] or None,
+        "pipeline_tag": "image-to-image",
+        "model_name": cfg.name if cfg else None,
+        "eval_results": _eval_results(cfg.metrics) if cfg and cfg.metrics else None,
+        **extra,
+    }
+    if front["eval_results"] and not front["model_name"]:
+        front["model_name"] = getattr(model, "variant", None) or model.architecture  # model-index needs a name
+    return ModelCardData(**front)
+
+
+_METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+
+
+def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[EvalResult]:
+    """``cfg.metrics`` as the Hub's structured results, in the order of the table."""
+    results = []
+    for set_name, per_scale in metrics.items():
+        dataset = set_name.removesuffix("+")
+        ensemble = set_name.endswith("+")
+        for scale_name in sorted(per_scale, key=_scale_order):
+            scale = int(scale_name.lstrip("x")) if scale_name.lstrip("x").isdigit() else None
+            for metric, value in per_scale[scale_name].items():
+                results.append(
+                    EvalResult(
+                        task_type="image-to-image",
+                        task_name="Image Super-Resolution",
+                        dataset_type=dataset,
+                        dataset_name=f"{dataset} {scale_name}",
+                        dataset_config=f"bicubic_{scale_name}",
+                        dataset_split="test",
+                        metric_type=metric,
+                        metric_name=_METRIC_NAMES.get(metric, metric) + (", self-ensemble" if ensemble else ""),
+                        metric_value=round(float(value), 4),
+                        metric_args={"crop_border": scale, "test_y_channel": True, "self_ensemble": ensemble},
+                    )
+                )
+    return results
+
+
+def _scale_order(key: str) -> tuple[int, str]:
+    digits = key.lstrip("x")
+    return (int(digits), key) if digits.isdigit() else (1 << 30, key)
+
+
 def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str | None = None, **extra: Any) -> str:
     """A Hugging Face model card (``README.md``) for ``model`` and its pretrained config.
 
@@ -491,28 +568,21 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
             defaults to ``model.pretrained_cfg`` when the model was built with weights.
         repo_id: Hub repository the card will live in, for the usage snippet.
         **extra: Further YAML front matter (e.g. ``base_model=...``), or replacements
-            for the defaults (``license``, ``tags``, ``datasets``, ``pipeline_tag``).
+            for the defaults; see :func:`model_card_data`.
 
     Returns:
-        The card: YAML front matter, description, usage, training, results, citation.
+        The card: YAML front matter (:func:`model_card_data`), description, usage,
+        training, results, citation.
     """
     cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
     family = type(model).__name__
     name = cfg.name if cfg else getattr(model, "variant", None) or model.architecture
     training_data = cfg.training_data if cfg else None
-    front = {
-        "license": (cfg.license if cfg else None) or "unknown",
-        "library_name": LIBRARY_NAME,
-        "tags": list(dict.fromkeys(["super-resolution", "edsr", model.architecture, "pytorch", "safetensors"])),
-        "datasets": [d for d in _KNOWN_DATASETS if training_data and d.lower() in training_data.lower()] or None,
-        "pipeline_tag": "image-to-image",
-        **extra,
-    }
     config = model.config
     scales = ", ".join(f"x{s}" for s in model.scales)
     lines = [
         "---",
-        ModelCardData(**front).to_yaml(),
+        model_card_data(model, cfg, **extra).to_yaml(),
         "---",
         "",
         f"# {name}",
@@ -520,9 +590,9 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
         *([cfg.description, ""] if cfg and cfg.description else []),
         f"{family} ({config.get('n_resblocks')} residual blocks, {config.get('n_feats')} features, "
         f"res_scale {config.get('res_scale')}; scales {scales}; {model.num_parameters():,} parameters) "
-        'from "Enhanced Deep Residual Networks for Single Image Super-Resolution" (Lim et al., CVPR 2017 '
-        f"workshops), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) format: `model.safetensors` "
-        "with the `config.json` that rebuilds the model.",
+        f'from "Enhanced Deep Residual Networks for Single Image Super-Resolution" (Lim et al., CVPR 2017 '
+        f"workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL})), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) "
+        "format: `model.safetensors` with the `config.json` that rebuilds the model.",
         "",
         "## Usage",
         "",
@@ -534,7 +604,8 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
     if cfg:
         lines.append(f'model = edsr_lib.create_model("{cfg.name}", pretrained=True)')
         if hub_id:
-            lines.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}")')
+            pin = f', revision="{cfg.revision}"' if cfg.revision and not repo_id else ""
+            lines.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}"{pin})')
     else:
         lines.append(f'model = edsr_lib.from_pretrained("{hub_id or "path/to/this/folder"}")')
     scale = model.scales[0]
@@ -560,11 +631,7 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
 
 
 def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
-    def scale_order(key: str) -> tuple[int, str]:
-        digits = key.lstrip("x")
-        return (int(digits), key) if digits.isdigit() else (1 << 30, key)
-
-    scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=scale_order)
+    scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=_scale_order)
 
     def cell(scores: Mapping[str, float] | None) -> str:
         return format_score(scores.get("psnr"), scores.get("ssim")) if scores else "-"

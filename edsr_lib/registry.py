@@ -50,6 +50,9 @@ class PretrainedCfg:
             is completed with ``arch.tag`` at registration.
         filename: Weights file inside the repository (or inside the package folder).
         sha256: Hex digest the weights file must have.
+        revision: Hub branch, tag or (best) commit hash to download the weights from, so
+            that a later push to the repository cannot change what ``pretrained=True``
+            loads; ``None`` for the default branch. The sha256 still checks the file.
         license: Licence of the weights.
         training_data: What the weights were trained on.
         training_command: The command that produced them (data paths as ``$DATA/...``).
@@ -67,6 +70,7 @@ class PretrainedCfg:
     hf_hub_id: str | None = None
     filename: str = "model.safetensors"
     sha256: str | None = None
+    revision: str | None = None
     license: str | None = None
     training_data: str | None = None
     training_command: str | None = None

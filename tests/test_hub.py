@@ -447,3 +447,107 @@ def test_sha256sum_matches_hashlib(tmp_path: Path) -> None:
     data = os.urandom(3 * 1024 + 17)
     (tmp_path / "f").write_bytes(data)
     assert hub.sha256sum(tmp_path / "f", chunk_size=1000) == hashlib.sha256(data).hexdigest()
+
+
+def test_model_card_results_are_structured_and_parse_back() -> None:
+    metrics = {
+        "Set5": {"x2": {"psnr": 37.512, "ssim": 0.95871}, "x4": {"psnr": 31.1}},
+        "Set5+": {"x2": {"psnr": 37.6}},
+    }
+    cfg = PretrainedCfg(license="mit", metrics=metrics, architecture="mdsr_baseline", tag="t")
+    card = ModelCard(hub.model_card(edsr_lib.create_model("mdsr_baseline"), cfg))
+    assert card.data.model_name == "mdsr_baseline.t"
+    assert card.data.pipeline_tag == "image-to-image"
+    assert card.data.library_name == "edsr-lib"
+    assert card.data.license == "mit"
+    assert "arxiv:1707.02921" in card.data.tags
+    assert "[arXiv:1707.02921](https://arxiv.org/abs/1707.02921)" in card.text
+    got = {
+        (r.dataset_type, r.dataset_config, r.metric_type, r.metric_args["self_ensemble"]): r.metric_value
+        for r in card.data.eval_results
+    }
+    assert got == {
+        ("Set5", "bicubic_x2", "psnr", False): 37.512,
+        ("Set5", "bicubic_x2", "ssim", False): 0.9587,
+        ("Set5", "bicubic_x4", "psnr", False): 31.1,
+        ("Set5", "bicubic_x2", "psnr", True): 37.6,
+    }
+    assert {r.task_type for r in card.data.eval_results} == {"image-to-image"}
+    assert {r.metric_args["crop_border"] for r in card.data.eval_results} == {2, 4}
+    assert "model-index:" in str(card)
+
+
+def test_model_card_without_metrics_has_no_model_index() -> None:
+    text = hub.model_card(edsr_lib.create_model("edsr_baseline_x2"))
+    assert "model-index" not in text
+    assert ModelCard(text).data.eval_results is None
+
+
+@pytest.mark.parametrize("name", edsr_lib.list_models(pretrained=True))
+def test_shipped_cards_carry_the_registry_results(name: str) -> None:
+    """Each shipped card's front matter is what model_card_data makes of its config (tools/refresh_cards.py)."""
+    cfg = edsr_lib.get_pretrained_cfg(name)
+    path = Path(edsr_lib.__file__).parent / "weights" / cfg.package_file
+    card = ModelCard.load(path.with_name("README.md"))
+    model = edsr_lib.create_model(cfg.architecture)
+    assert card.data.to_dict() == hub.model_card_data(model, cfg).to_dict()
+    results = {
+        (r.dataset_type, r.dataset_config, r.metric_type, r.metric_args["self_ensemble"]): r.metric_value
+        for r in card.data.eval_results
+    }
+    for set_name, per_scale in cfg.metrics.items():
+        for scale, scores in per_scale.items():
+            for metric, value in scores.items():
+                key = (set_name.removesuffix("+"), f"bicubic_{scale}", metric, set_name.endswith("+"))
+                assert results[key] == pytest.approx(value, abs=5e-5)
+    assert f"arXiv:{hub.PAPER_ARXIV_ID}" in card.text
+    assert card.data.license and card.data.license != "unknown"
+
+
+def _populate_revision(cache: Path, repo_id: str, commit: str, file: Path) -> None:
+    snapshot = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(file.read_bytes())
+
+
+def test_pretrained_revision_is_passed_to_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline: None
+) -> None:
+    """The cache holds two commits; the one the config pins is loaded, main otherwise."""
+    old, new = edsr_lib.create_model("edsr_baseline_x2"), edsr_lib.create_model("edsr_baseline_x2")
+    old_file = old.save_pretrained(tmp_path / "old") / "model.safetensors"
+    new_file = new.save_pretrained(tmp_path / "new") / "model.safetensors"
+    cache = tmp_path / "cache"
+    _populate_cache(cache, REPO_ID, {"model.safetensors": new_file})  # main -> COMMIT
+    pinned = "fedcba9876543210fedcba9876543210fedcba98"
+    _populate_revision(cache, REPO_ID, pinned, old_file)
+
+    _use_cfg(monkeypatch, hf_hub_id=REPO_ID, revision=pinned, sha256=hub.sha256sum(old_file))
+    loaded = edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=cache)
+    assert torch.equal(_outputs(loaded, 2), _outputs(old, 2))
+    assert loaded.pretrained_cfg.revision == pinned
+
+    _use_cfg(monkeypatch, hf_hub_id=REPO_ID, sha256=hub.sha256sum(new_file))
+    loaded = edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=cache)
+    assert torch.equal(_outputs(loaded, 2), _outputs(new, 2))
+
+    absent = "1" * 40
+    _use_cfg(monkeypatch, hf_hub_id=REPO_ID, revision=absent)
+    with pytest.raises(WeightsNotFoundError, match=f"model.safetensors at revision {absent} not in"):
+        edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=cache)
+
+
+def test_pretrained_revision_reaches_the_download(
+    saved: tuple[torch.nn.Module, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, online: None
+) -> None:
+    _, folder = saved
+    _use_cfg(monkeypatch, hf_hub_id=REPO_ID, revision="v1.0")
+
+    def fake_download(repo_id: str, filename: str, *, local_files_only: bool, **kwargs: object) -> str:
+        if local_files_only:
+            raise LocalEntryNotFoundError("not in the cache")
+        return str(folder / filename)
+
+    with mock.patch.object(hub, "hf_hub_download", side_effect=fake_download) as download:
+        edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path)
+    assert [c.kwargs["revision"] for c in download.call_args_list] == ["v1.0", "v1.0"]

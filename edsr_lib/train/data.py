@@ -5,6 +5,10 @@ MATLAB's uint8 semantics, exactly as the benchmark LR files are made), optionall
 on disk, never per patch. All images of a scale are packed into one flat uint8 buffer,
 so that a whole batch of random crops, flips and transpositions is one gather with an
 index tensor: no Python loop per patch, and it runs on whatever device holds the buffer.
+
+Under DDP each process can hold only its shard of the images (:func:`shard_indices`):
+shards of near-equal pixel count, so that ranks drawing the same number of patches each
+keep the whole set's area-proportional sampling, and no machine needs memory for all of it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["PatchDraw", "PatchSampler", "default_cache_dir", "make_lr_images", "read_folder"]
+__all__ = ["PatchDraw", "PatchSampler", "default_cache_dir", "make_lr_images", "read_folder", "shard_indices"]
 
 #: Bump when the way LR images are made changes, so that old caches are not reused.
 _LR_CACHE_VERSION = 1
@@ -54,10 +58,58 @@ def read_folder(folder: str | Path, n_colors: int = 3) -> tuple[list[Path], list
     Raises:
         FileNotFoundError: If the folder does not exist or holds no images.
     """
-    from ..io import list_images, read_image
+    from ..io import list_images
 
     paths = [Path(p) for p in list_images(folder)]
-    return paths, [_as_colour(read_image(p), n_colors, p) for p in paths]
+    return paths, _read_images(paths, n_colors)
+
+
+def _read_images(paths: Sequence[Path], n_colors: int) -> list[np.ndarray]:
+    from ..io import read_image
+
+    return [_as_colour(read_image(p), n_colors, p) for p in paths]
+
+
+def shard_indices(sizes: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """The items of shard ``rank`` of ``world_size``, in order, the shards' total sizes as equal as can be.
+
+    Largest first, each item goes to the shard with the least total so far (the lowest
+    rank on a tie), so every rank computes the same split from the same list. With all
+    sizes equal it deals the items out in turn.
+
+    Args:
+        sizes: Size of each item (pixels per image, or 1 each to balance counts).
+        rank: This shard, ``0 <= rank < world_size``.
+        world_size: Number of shards.
+
+    Raises:
+        ValueError: If there are fewer items than shards, or ``rank`` is out of range.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+    if len(sizes) < world_size:
+        raise ValueError(
+            f"{len(sizes)} training images cannot be shared among {world_size} processes: each needs at least one"
+        )
+    totals = [0] * world_size
+    mine = []
+    for i in sorted(range(len(sizes)), key=lambda i: (-sizes[i], i)):
+        shard = min(range(world_size), key=lambda r: (totals[r], r))
+        totals[shard] += sizes[i]
+        if shard == rank:
+            mine.append(i)
+    return sorted(mine)
+
+
+def _pixel_count(path: Path) -> int:
+    """Width x height from the file's header, without decoding it (0 if unreadable: reading it will say why)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.width * img.height
+    except (OSError, UnidentifiedImageError):
+        return 0
 
 
 def _cache_file(cache_dir: Path, paths: Sequence[Path], scale: int) -> Path:
@@ -194,6 +246,8 @@ class PatchSampler:
         self.augment = augment
         self.sample_by = sample_by
         self.scales = tuple(sorted(lr_images))
+        #: The files the images were read from, in order (set by :meth:`from_folders`).
+        self.sources: tuple[Path, ...] = ()
         self._hr = _FlatImages(hr_images, self.device)
         self._lr: dict[int, _FlatImages] = {}
         self._images: dict[int, torch.Tensor] = {}
@@ -269,6 +323,7 @@ class PatchSampler:
         augment: bool = True,
         sample_by: str = "area",
         device: str | torch.device = "cpu",
+        shard: tuple[int, int] | None = None,
     ) -> PatchSampler:
         """Read the HR images of ``folders``, make (or load cached) LR for each scale, and build a sampler.
 
@@ -282,15 +337,33 @@ class PatchSampler:
             augment: Random flips and transposition.
             sample_by: ``"area"`` or ``"image"``.
             device: Where images are kept and patches cropped.
+            shard: ``(rank, world_size)`` to read only this process's share of the images
+                (:func:`shard_indices` over all folders; balanced by pixel count, or by
+                count with ``sample_by="image"``); ``None`` reads them all. The LR caches
+                are then per shard.
         """
+        from ..io import list_images
+
         if not folders:
             raise ValueError("no training folder given: pass one or more folders of HR images")
+        listed = [[Path(p) for p in list_images(folder)] for folder in folders]
+        if shard is not None:
+            every = [p for paths in listed for p in paths]
+            sizes = [_pixel_count(p) if sample_by == "area" else 1 for p in every]
+            keep = {every[i] for i in shard_indices(sizes, *shard)}
+            listed = [[p for p in paths if p in keep] for paths in listed]
         hr: list[np.ndarray] = []
         lr: dict[int, list[np.ndarray]] = {int(s): [] for s in scales}
-        for folder in folders:
+        sources: list[Path] = []
+        for paths in listed:
+            if not paths:
+                continue
             # one LR cache per folder and scale, so that adding a folder does not invalidate the others
-            paths, images = read_folder(folder, n_colors)
+            images = _read_images(paths, n_colors)
             hr += images
+            sources += paths
             for s in lr:
                 lr[s] += make_lr_images(images, s, paths=paths, cache_dir=cache_dir)
-        return cls(hr, lr, lr_patch_size, augment=augment, sample_by=sample_by, device=device)
+        sampler = cls(hr, lr, lr_patch_size, augment=augment, sample_by=sample_by, device=device)
+        sampler.sources = tuple(sources)
+        return sampler

@@ -25,7 +25,7 @@ from ..models import SRModel
 from ..registry import PretrainedCfg, create_model
 from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
-from .distributed import DistInfo, all_gather_object, barrier, init_distributed
+from .distributed import DistInfo, all_gather_object, init_distributed
 from .init_weights import load_init_weights
 from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, resolve_amp, weights_folder
 
@@ -204,27 +204,18 @@ class Trainer:
         else:
             cache_dir = Path(c.cache_dir) if c.cache_dir else None
 
-        def build() -> PatchSampler:
-            return PatchSampler.from_folders(
-                c.train_dirs,
-                self.scales,
-                c.lr_patch_size,
-                n_colors=self.model.n_colors,
-                cache_dir=cache_dir,
-                augment=c.augment,
-                sample_by=c.sample_by,
-                device=self.device if c.data_on_device else "cpu",
-            )
-
-        if cache_dir is None or not self.dist.enabled:
-            return build()
-        # rank 0 makes the LR cache; the others then read it instead of recomputing it
-        if self.dist.is_main:
-            sampler = build()
-        barrier(self.dist)
-        if not self.dist.is_main:
-            sampler = build()
-        return sampler
+        # under DDP each rank reads, and makes the LR of, only its shard of the images
+        return PatchSampler.from_folders(
+            c.train_dirs,
+            self.scales,
+            c.lr_patch_size,
+            n_colors=self.model.n_colors,
+            cache_dir=cache_dir,
+            augment=c.augment,
+            sample_by=c.sample_by,
+            device=self.device if c.data_on_device else "cpu",
+            shard=(self.dist.rank, self.dist.world_size) if self.dist.enabled else None,
+        )
 
     # ------------------------------------------------------------- training
     def _draw_scale(self) -> int:
@@ -284,10 +275,11 @@ class Trainer:
         """
         c = self.config
         main = self.dist.is_main
+        per_rank = all_gather_object({f"x{s}": self.sampler.num_images(s) for s in self.scales}, self.dist)
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             c.save(self.output_dir / RUN_CONFIG_NAME)
-            images = {f"x{s}": self.sampler.num_images(s) for s in self.scales}
+            images = {key: sum(r[key] for r in per_rank) for key in per_rank[0]}
             self._log(
                 "start",
                 step=self.step,
@@ -295,6 +287,7 @@ class Trainer:
                 device=str(self.device),
                 threads=torch.get_num_threads(),
                 images=images,
+                **({"images_per_rank": per_rank} if self.dist.enabled else {}),
                 command=self.command,
                 amp=self.amp,
                 echo=not c.progress,

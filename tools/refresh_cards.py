@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Bring the model cards of the shipped weights up to date with :func:`edsr_lib.hub.model_card_data`.
+
+A maintainer's tool, run from the repository root::
+
+    .venv/bin/python tools/refresh_cards.py          # rewrite edsr_lib/weights/*/README.md
+    .venv/bin/python tools/refresh_cards.py --check  # exit 1 if a card is out of date
+
+The cards were written by ``tools/release_weights.py`` from the training runs, which are
+not in the repository; so only what the library derives from the registry is rewritten:
+the YAML front matter (licence, tags, ``model-index`` from the pretrained config's
+metrics) and the paper link of the description. The rest of each card, and every
+``model.safetensors``, is left as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS_DIR = REPO_ROOT / "edsr_lib" / "weights"
+_UNLINKED = "(Lim et al., CVPR 2017 workshops)"
+
+
+def refreshed(card_text: str, name: str) -> str:
+    """``card_text`` with the front matter of ``name``'s pretrained config and the linked paper."""
+    from huggingface_hub import ModelCard
+
+    import edsr_lib
+    from edsr_lib.hub import PAPER_ARXIV_ID, PAPER_URL, model_card_data
+
+    cfg = edsr_lib.get_pretrained_cfg(name)
+    model = edsr_lib.create_model(cfg.architecture)
+    card = ModelCard(card_text)
+    card.data = model_card_data(model, cfg)
+    linked = f"(Lim et al., CVPR 2017 workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL}))"
+    card.text = card.text.replace(_UNLINKED, linked)
+    return str(card)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or, with ``--check``, compare) every shipped card; returns the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report cards that are out of date")
+    args = parser.parse_args(argv)
+    from edsr_lib.hub import atomic_write
+
+    stale = []
+    for path in sorted(WEIGHTS_DIR.glob("*/README.md")):
+        text = path.read_text(encoding="utf-8")
+        new = refreshed(text, path.parent.name)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                atomic_write(path, new.encode("utf-8"))
+    for path in stale:
+        print(f"{'out of date' if args.check else 'rewrote'}: {path.relative_to(REPO_ROOT)}")
+    return 1 if args.check and stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
