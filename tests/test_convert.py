@@ -20,7 +20,15 @@ from safetensors.torch import save_file
 import edsr_lib
 from edsr_lib import EDSR, MDSR
 from edsr_lib.cli import main
-from edsr_lib.convert import OFFICIAL_CHECKPOINTS, OfficialCheckpoint, convert, detect, identify_file, load_state_dict
+from edsr_lib.convert import (
+    OFFICIAL_CHECKPOINTS,
+    AmbiguousLayoutError,
+    OfficialCheckpoint,
+    convert,
+    detect,
+    identify_file,
+    load_state_dict,
+)
 
 DIV2K = (0.4488, 0.4371, 0.4040)
 
@@ -176,7 +184,7 @@ def test_official_edsr_baseline_converts_back(scale: int, x: torch.Tensor, tmp_p
     path = tmp_path / "edsr.pt"
     torch.save(sd, path)
 
-    model = convert(path)
+    model = convert(path, layout="edsr-pytorch")
     spec = model.conversion
     assert (spec.layout, spec.architecture, spec.scales) == ("edsr-pytorch", "edsr", (scale,))
     assert model.config == original.config
@@ -214,20 +222,20 @@ def test_official_large_edsr_gets_residual_scaling_from_its_size() -> None:
         original = edsr_lib.create_model("edsr_x2")
         sd = to_edsr_pytorch(original)
     sd.update(_mean_shifts(255.0 * torch.tensor(DIV2K)))
-    spec = detect(sd)
+    spec = detect(sd, layout="edsr-pytorch")
     assert spec.kwargs["res_scale"] == 0.1
     assert {"architecture": "edsr", **spec.kwargs} == {k: v for k, v in original.config.items() if k in spec.kwargs} | {
         "architecture": "edsr"
     }
     assert any("0.1 assumed" in note for note in spec.notes)
-    assert detect(sd, res_scale=0.5).kwargs["res_scale"] == 0.5
+    assert detect(sd, layout="edsr-pytorch", res_scale=0.5).kwargs["res_scale"] == 0.5
 
 
 def test_official_mean_shift_values_are_carried_into_the_config(x: torch.Tensor) -> None:
     original = _small_edsr(2).eval()
     # trained in [0, 1] (--rgb_range 1): the bias is the DIV2K mean itself
     sd = to_edsr_pytorch(original, shift=torch.tensor(DIV2K))
-    spec = detect(sd)
+    spec = detect(sd, layout="edsr-pytorch")
     assert spec.kwargs["rgb_range"] == 1.0
     assert spec.kwargs["rgb_mean"] == list(DIV2K)
     with torch.no_grad():
@@ -235,7 +243,7 @@ def test_official_mean_shift_values_are_carried_into_the_config(x: torch.Tensor)
 
     # another dataset's mean: carried, and said so
     sd = to_edsr_pytorch(original, shift=255.0 * torch.tensor([0.5, 0.4, 0.3]))
-    spec = detect(sd)
+    spec = detect(sd, layout="edsr-pytorch")
     assert spec.kwargs["rgb_range"] == 255.0
     assert spec.kwargs["rgb_mean"] == pytest.approx([0.5, 0.4, 0.3], abs=1e-7)
     assert any("rgb_mean" in note for note in spec.notes)
@@ -328,8 +336,11 @@ def test_super_image_is_recognised_by_its_config(x: torch.Tensor, tmp_path: Path
 def test_super_image_layout_can_be_forced(x: torch.Tensor) -> None:
     original = _small_edsr(4, rgb_range=1.0, rgb_mean=(0.0, 0.0, 0.0)).eval()
     sd = to_super_image(original)
-    assert detect(sd).layout == "edsr-pytorch"  # the same key names: tensors cannot tell
-    assert any("layout='super-image'" in note for note in detect(sd).notes)
+    with pytest.raises(AmbiguousLayoutError, match=r"edsr-pytorch.*super-image.*layout='edsr-pytorch'") as err:
+        detect(sd)  # the same key names: tensors cannot tell
+    assert err.value.layouts == ("edsr-pytorch", "super-image", "torchsr")
+    assert err.value.specs["super-image"].kwargs["rgb_range"] == 1.0
+    assert err.value.specs["edsr-pytorch"].kwargs["rgb_range"] == 255.0
     spec = detect(sd, layout="super-image")
     with torch.no_grad():
         _close(spec.load(sd)(x), reference_edsr_pytorch(sd, x, 4, mean_shift=False))
@@ -477,9 +488,9 @@ def test_requested_variant_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(to_edsr_pytorch(_small_edsr(2)), path)
     with pytest.raises(ValueError, match=r"does not hold edsr_baseline_x2: n_resblocks 2 \(expected 16\)"):
-        convert(path, variant="edsr_baseline_x2")
+        convert(path, layout="edsr-pytorch", variant="edsr_baseline_x2")
     with pytest.raises(ValueError, match="architecture 'edsr'"):
-        convert(path, variant="mdsr_baseline")
+        convert(path, layout="edsr-pytorch", variant="mdsr_baseline")
 
 
 # ---------------------------------------------------------- library format and CLI
@@ -487,7 +498,7 @@ def test_convert_writes_the_library_format(tmp_path: Path, x: torch.Tensor) -> N
     original = edsr_lib.create_model("edsr_baseline_x4").eval()
     src = tmp_path / "edsr_baseline_x4.pt"
     torch.save(to_edsr_pytorch(original), src)
-    convert(src, tmp_path / "out")
+    convert(src, tmp_path / "out", layout="edsr-pytorch")
     assert json.loads((tmp_path / "out" / "config.json").read_text()) == original.config
     reloaded = edsr_lib.from_pretrained(tmp_path / "out")
     with torch.no_grad():
