@@ -41,7 +41,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--res-scale", type=float, help="residual scaling, which checkpoints do not store")
     parser.add_argument("--rgb-range", type=float, help="the pixel range the checkpoint was trained in")
     parser.add_argument(
-        "--rgb-mean", type=float, nargs="+", metavar="M", help="the dataset mean in [0, 1] (BasicSR's rgb_mean option)"
+        "--rgb-mean",
+        type=float,
+        nargs=3,
+        metavar=("R", "G", "B"),
+        help="the dataset mean in [0, 1] that the checkpoint was trained with (BasicSR's rgb_mean option)",
     )
     parser.set_defaults(func=run)
     return parser
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     assumed = ", ".join(
         f"{name} {spec.assumed[name]:g}"
         if isinstance(spec.assumed[name], float)
-        else f"{name} {tuple(spec.assumed[name])}"
+        else f"{name} {_fmt(spec.assumed[name])}"
         for name in assumed_names
     )
     lines = [
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         f"layout:        {spec.layout}",
         f"architecture:  {spec.describe()}",
         f"scales:        {', '.join(f'x{s}' for s in spec.scales)}",
-        f"pixels:        rgb_range {spec.kwargs['rgb_range']:g}, rgb_mean {tuple(spec.kwargs['rgb_mean'])}",
+        f"pixels:        rgb_range {spec.kwargs['rgb_range']:g}, rgb_mean {_fmt(spec.kwargs['rgb_mean'])}",
         f"parameters:    {model.num_parameters():,}",
         f"official file: {f'{official.filename} ({official.variant})' if official else 'not recognised'}",
     ]
@@ -78,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     lines.append(f"wrote {Path(args.dst) / 'model.safetensors'} and {Path(args.dst) / 'config.json'}")
     print("\n".join(lines))
     return 0
+
+
+def _fmt(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
 def _write(args: argparse.Namespace) -> int:
