@@ -488,9 +488,15 @@ class Layout:
         """What this layout's own code saved beside ``path`` (e.g. a ``config.json``), if anything."""
         return None
 
-    def sidecar_overrides(self, config: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
-        """Settings read from the sidecar that the tensors do not hold."""
+    def sidecar_overrides(
+        self, config: Mapping[str, Any], given: Mapping[str, Any], notes: list[str]
+    ) -> dict[str, Any]:
+        """Settings that the tensors do not hold, read from the sidecar where ``given`` does not set them."""
         return {}
+
+    def file_scale(self, path: Path) -> int | None:
+        """The scale that this layout's own file names give (``None``: they give none)."""
+        return None
 
     def check_file(self, spec: ConvertedSpec, path: Path, sidecar: Mapping[str, Any] | None) -> ConvertedSpec:
         """Refuse a file whose name or sidecar contradicts its tensors; returns ``spec`` with any notes added."""
@@ -641,13 +647,13 @@ class _SuperImage(Layout):
             raise ValueError(f"{config_path} describes a super-image MdsrModel, whose layout edsr-lib does not support")
         return config if model_type == "EDSR" else None
 
-    def sidecar_overrides(self, config, notes):
-        if "res_scale" not in config:
+    def sidecar_overrides(self, config, given, notes):
+        if "res_scale" not in config or "res_scale" in given:
             return {}
         notes.append(f"res_scale {float(config['res_scale']):g} read from config.json")
         return {"res_scale": float(config["res_scale"])}
 
-    def name_scale(self, path: Path) -> int | None:
+    def file_scale(self, path):
         """The scale in a super-image file name (``pytorch_model_4x.pt``: 4), if it has one."""
         match = self.file_name.fullmatch(path.name)
         return int(match.group(1)) if match else None
@@ -660,7 +666,7 @@ class _SuperImage(Layout):
         the tensors) win and the config's scale is only noted.
         """
         tensors = spec.scales[0]
-        named = self.name_scale(path)
+        named = self.file_scale(path)
         if named is not None and named != tensors:
             raise ValueError(f"{path.name} is named for scale {named}, but its tensors hold an x{tensors} upsampler")
         if sidecar is None:
@@ -874,8 +880,8 @@ class AmbiguousLayoutError(ValueError):
 
 
 def _same_reading(a: ConvertedSpec | ValueError, b: ConvertedSpec | ValueError) -> bool:
-    if not isinstance(a, ConvertedSpec) or not isinstance(b, ConvertedSpec):
-        return False
+    if isinstance(a, ValueError) or isinstance(b, ValueError):
+        return isinstance(a, ValueError) and isinstance(b, ValueError) and str(a) == str(b)
     return (
         a.architecture == b.architecture
         and a.kwargs.keys() == b.kwargs.keys()
@@ -1172,11 +1178,15 @@ def convert(
         notes.append(f"{path.with_name('config.json')} says {layout} {sidecars[layout].get('model_type', '')}".rstrip())
     sidecar = sidecars.get(layout) if layout is not None else None
     if sidecar is not None:
-        overrides = {**get_layout(layout).sidecar_overrides(sidecar, notes), **overrides}
+        overrides = {**get_layout(layout).sidecar_overrides(sidecar, overrides, notes), **overrides}
     try:
         spec = detect(state_dict, layout=layout, **overrides)
     except AmbiguousLayoutError as exc:
-        named = [f"{path.name} is named as {n} names its files" for n in exc.layouts if _names_like(n, path)]
+        named = [
+            f"{path.name} is named as {get_layout(n).title} names its files"
+            for n in exc.layouts
+            if get_layout(n).file_scale(path) is not None
+        ]
         hint = "; ".join(named) + (", but has no config.json beside it" if named else "")
         raise AmbiguousLayoutError(exc.readings, hint=hint) from None
     spec = get_layout(spec.layout).check_file(spec, path, sidecar)
@@ -1185,11 +1195,6 @@ def convert(
     if dst_dir is not None:
         model.save_pretrained(dst_dir)
     return model
-
-
-def _names_like(layout: str, path: Path) -> bool:
-    known = get_layout(layout)
-    return isinstance(known, _SuperImage) and known.name_scale(path) is not None
 
 
 def _check_variant(spec: ConvertedSpec, variant: str, prefix: str) -> None:

@@ -277,10 +277,32 @@ def test_refuses_an_unknown_layout() -> None:
 def test_refuses_mean_shifts_it_cannot_represent(official_sd: dict[str, torch.Tensor]) -> None:
     bad_std = dict(official_sd, **{"sub_mean.weight": official_sd["sub_mean.weight"] / 0.5})
     with pytest.raises(ValueError, match="rgb_std"):
-        detect(bad_std)
+        detect(bad_std, layout="edsr-pytorch")
     disagree = dict(official_sd, **{"add_mean.bias": official_sd["add_mean.bias"] + 1})
     with pytest.raises(ValueError, match="different means"):
-        detect(disagree)
+        detect(disagree, layout="edsr-pytorch")
+    # super-image never applies its mean shifts, so it reads them: that one layout can is no licence to pick it
+    with pytest.raises(AmbiguousLayoutError, match=r"edsr-pytorch and torchsr \(alike\).*cannot read it.*rgb_std"):
+        detect(bad_std)
+    assert detect(bad_std, layout="super-image").kwargs["rgb_range"] == 1.0
+
+
+def test_layouts_that_read_alike_are_no_ambiguity() -> None:
+    original = edsr_lib.create_model("mdsr_baseline")
+    spec = detect(to_edsr_pytorch_mdsr(original))  # MDSR's names are EDSR-PyTorch's alone
+    assert spec.layout == "edsr-pytorch" and not any("alike" in note for note in spec.notes)
+    sd = to_edsr_pytorch(_small_edsr(2))
+    with pytest.raises(AmbiguousLayoutError) as err:
+        detect(sd)
+    assert err.value.specs["torchsr"].kwargs == err.value.specs["edsr-pytorch"].kwargs
+    # the torchSR reading is fixed at 255: a [0, 1] EDSR-PyTorch file is another model there
+    sd = to_edsr_pytorch(_small_edsr(2), shift=torch.tensor(DIV2K))
+    with pytest.raises(AmbiguousLayoutError) as err:
+        detect(sd)
+    assert err.value.specs["edsr-pytorch"].kwargs["rgb_range"] == 1.0
+    assert err.value.specs["torchsr"].kwargs["rgb_range"] == 255.0
+    with pytest.raises(ValueError, match="rgb_range cannot be set for this torchsr checkpoint"):
+        detect(sd, layout="torchsr", rgb_range=1.0)
 
 
 def test_refuses_overrides_of_what_the_tensors_fix(official_sd: dict[str, torch.Tensor]) -> None:
