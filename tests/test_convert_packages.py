@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,10 @@ from edsr_lib.convert import (
 
 # basicsr 1.4.2 imports torchvision.transforms.functional_tensor, which torchvision 0.29 no longer has
 sys.modules.setdefault("torchvision.transforms.functional_tensor", torchvision.transforms.functional)
-
-from basicsr.archs.edsr_arch import EDSR as BasicSREDSR  # noqa: E402
-from basicsr.models.base_model import BaseModel  # noqa: E402
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # basicsr 1.4.2 imports scipy.ndimage.filters
+    from basicsr.archs.edsr_arch import EDSR as BasicSREDSR
+    from basicsr.models.base_model import BaseModel
 from super_image import EdsrConfig, EdsrModel  # noqa: E402
 from torchsr.models.edsr import EDSR as TorchSREDSR  # noqa: E402
 
