@@ -1,23 +1,35 @@
-"""Third-party EDSR/MDSR checkpoints: read them, detect what they hold, map them onto the library's models.
+"""Third-party EDSR/MDSR checkpoints: read them into the library's models, and write the library's models out.
 
-In the spirit of spandrel, :func:`detect` reads only key names and tensor shapes, infers
-the hyperparameters, and refuses a state dict that it cannot map completely (a missing or
-left-over key, a wrong shape, a scale the sub-pixel upsampler cannot make). Three layouts
-are known:
+Each third-party layout is one :class:`Layout` object, which owns everything about it:
+how its key names are recognised, where it keeps each convolution, its defaults, and
+its pixel convention (range and mean). The same object reads and writes. Four are known:
 
 - ``"edsr-pytorch"``: the reference code and its official checkpoints (``head.0``,
   ``body.N.body.{0,2}``, ``tail.0.<i>``, ``tail.1``, fixed ``sub_mean``/``add_mean``
   convolutions; MDSR adds ``pre_process.S`` and ``upsample.S``). Images in
   ``[0, rgb_range]``.
+- ``"torchsr"``: torchSR's ``EDSR``, which keeps EDSR-PyTorch's key names and mean shifts
+  and always works at ``rgb_range`` 255 on [0, 1] inputs. It has no MDSR.
 - ``"basicsr"``: BasicSR's ``EDSR`` (``conv_first``, ``body.N.conv1/conv2``,
   ``conv_after_body``, ``upsample.<i>``, ``conv_last``), usually wrapped in
   ``params``/``params_ema``. Its ``img_range`` and ``rgb_mean`` are options, not tensors.
 - ``"super-image"``: the ``super-image`` package's ``EdsrModel`` (e.g.
   ``eugenesiow/edsr-base``). Same key names as EDSR-PyTorch, but its ``forward`` never
   applies ``sub_mean``/``add_mean`` and works on [0, 1] images, so the converted model gets
-  ``rgb_range=1`` and a zero mean. Tensors cannot tell the two apart: :func:`convert`
-  recognises super-image by the ``config.json`` (``"model_type": "EDSR"``) that the package
-  writes beside its weights; otherwise pass ``layout="super-image"``.
+  ``rgb_range=1`` and a zero mean.
+
+Reading never guesses in silence. :func:`detect` reads only key names and tensor shapes
+(and the values of the fixed mean shifts), infers the hyperparameters, and refuses a
+state dict that it cannot map completely. Where the key names fit several layouts that
+read them differently (EDSR-PyTorch's names are also super-image's), it raises
+:class:`AmbiguousLayoutError`, naming them, unless ``layout=`` says which. :func:`convert`
+also uses what lies beside a file: an official EDSR-PyTorch file is recognised by its
+sha256, and a super-image checkpoint by the ``config.json`` that the package writes.
+
+:func:`convert_state_dict` is the one function that maps a foreign state dict in memory
+onto the library's model (integrations such as spandrel use it); :func:`convert` does
+the same for a file. :func:`export_state_dict` and :func:`export_checkpoint` write a
+library model in the EDSR-PyTorch, torchSR or BasicSR layout.
 
 The fixed mean shifts are not parameters of the library's models (their mean and range
 come from the config): the converter checks them and carries their values into
@@ -28,45 +40,51 @@ Example:
     >>> from edsr_lib.convert import convert
     >>> model = convert("edsr_baseline_x2-1bc95232.pt", "converted/")  # doctest: +SKIP
     >>> model.conversion.notes  # doctest: +SKIP
-    ('recognised official checkpoint edsr_baseline_x2-1bc95232.pt', ...)
+    ('recognised official checkpoint edsr_baseline_x2-1bc95232.pt (by sha256)', ...)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
 import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .hub import sha256sum
+from .hub import atomic_write, from_pretrained, sha256sum
 from .layers import DIV2K_RGB_MEAN
 from .models import SRModel, architectures
 from .models.mdsr import scale_key
-from .registry import create_model
+from .registry import create_model, is_model
 
 __all__ = [
     "LAYOUTS",
     "OFFICIAL_CHECKPOINTS",
+    "WRITABLE_LAYOUTS",
+    "AmbiguousLayoutError",
     "ConvertedSpec",
+    "ExportedCheckpoint",
+    "Layout",
     "OfficialCheckpoint",
     "convert",
+    "convert_state_dict",
     "detect",
+    "export_checkpoint",
+    "export_state_dict",
+    "get_layout",
     "identify_file",
     "load_state_dict",
 ]
 
 logger = logging.getLogger(__name__)
-
-#: The third-party layouts :func:`detect` knows.
-LAYOUTS: tuple[str, ...] = ("edsr-pytorch", "basicsr", "super-image")
 
 #: Wrappers around a state dict, in order of preference (BasicSR's EMA weights first).
 _WRAPPERS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model")
@@ -238,7 +256,7 @@ def _some(items: Iterable[str], limit: int = 8) -> str:
     return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
 
 
-# ----------------------------------------------------------------------------- detection
+# ------------------------------------------------------------------------- key names
 @dataclass(frozen=True)
 class _Names:
     """Where one layout keeps each convolution (``{i}``: block, ``{b}``: MDSR branch, ``{k}``: index)."""
@@ -280,6 +298,11 @@ def _conv_names(names: _Names, n_resblocks: int, branches: Sequence[tuple[str, i
     return convs
 
 
+def _upsampler_convs(scale: int) -> int:
+    """How many convolutions the sub-pixel upsampler has at ``scale`` (one for x3, n for x2^n)."""
+    return 1 if scale == 3 else int(math.log2(scale))
+
+
 def _numbers(state_dict: Mapping[str, torch.Tensor], template: str) -> list[int]:
     """Sorted values of the one ``{field}`` of ``template`` among the state dict's ``.weight`` keys."""
     pattern = re.compile(re.sub(r"\\\{\w+\\\}", r"(\\d+)", re.escape(template + ".weight")))
@@ -300,6 +323,460 @@ def _upsampler_scale(weights: Sequence[torch.Tensor], n_feats: int, where: str) 
     )
 
 
+# --------------------------------------------------------------------- pixel conventions
+def _fmt(values: Iterable[float]) -> str:
+    return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
+
+
+def _least_precise(state_dict: Mapping[str, torch.Tensor]) -> torch.dtype:
+    """The floating dtype with the largest epsilon among the tensors (float32 if there are none)."""
+    dtypes = {v.dtype for v in state_dict.values() if v.is_floating_point()} or {torch.float32}
+    return max(dtypes, key=lambda d: torch.finfo(d).eps)
+
+
+def _rel_tol(dtype: torch.dtype) -> float:
+    """How closely two values read from tensors of ``dtype`` can be expected to agree."""
+    return max(1e-6, torch.finfo(dtype).eps)
+
+
+def _snap_to_div2k(mean: torch.Tensor) -> list[float] | None:
+    """The DIV2K mean if ``mean`` is it to float32 rounding, else ``None``."""
+    div2k = torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
+    if mean.shape == div2k.shape and torch.allclose(mean.double(), div2k, rtol=0, atol=1e-6):
+        return list(DIV2K_RGB_MEAN)
+    return None
+
+
+def _mean_shift_tensors(rgb_range: float, rgb_mean: Sequence[float]) -> dict[str, torch.Tensor]:
+    """EDSR-PyTorch's fixed 1x1 mean-shift convolutions, computed as its ``MeanShift`` does (float32)."""
+    n = len(rgb_mean)
+    eye = torch.eye(n).view(n, n, 1, 1)
+    mean = torch.tensor([float(m) for m in rgb_mean], dtype=torch.float32)
+    return {
+        "sub_mean.weight": eye.clone(),
+        "sub_mean.bias": -1 * rgb_range * mean,
+        "add_mean.weight": eye.clone(),
+        "add_mean.bias": 1 * rgb_range * mean,
+    }
+
+
+def _read_mean_shifts(state_dict: Mapping[str, torch.Tensor], n_colors: int) -> torch.Tensor | None:
+    """``rgb_range * mean`` from EDSR-PyTorch's mean-shift convolutions; ``None`` if a key is missing.
+
+    Raises:
+        ValueError: If they are not identity 1x1 convolutions with opposite biases.
+    """
+    if not all(k in state_dict for k in _MEAN_SHIFTS):
+        return None  # the completeness check names what is missing
+    tol = _rel_tol(_least_precise({k: state_dict[k] for k in _MEAN_SHIFTS}))
+    eye = torch.eye(n_colors, dtype=torch.float64).view(n_colors, n_colors, 1, 1)
+    shifts = []
+    for name, sign in (("sub_mean", -1.0), ("add_mean", 1.0)):
+        weight, bias = state_dict[f"{name}.weight"].double(), state_dict[f"{name}.bias"].double()
+        if weight.shape != eye.shape or bias.shape != (n_colors,):
+            raise ValueError(
+                f"{name} should be a {n_colors}-channel 1x1 mean shift (weight {tuple(eye.shape)}, bias "
+                f"({n_colors},)), got weight {tuple(weight.shape)} and bias {tuple(bias.shape)}"
+            )
+        if not torch.allclose(weight, eye, rtol=0, atol=tol):
+            raise ValueError(
+                f"{name}.weight is not the identity: the checkpoint divides by an rgb_std, which edsr-lib's "
+                "MeanShift does not do"
+            )
+        shifts.append(sign * bias)
+    if not torch.allclose(shifts[0], shifts[1], rtol=max(1e-5, tol), atol=1e-6):
+        raise ValueError(
+            f"sub_mean and add_mean hold different means ({_fmt(shifts[0])} and {_fmt(shifts[1])}); "
+            "edsr-lib's models use one"
+        )
+    return shifts[1]
+
+
+def _mean_from_shift(
+    shift: torch.Tensor, rgb_range: float, dtype: torch.dtype, notes: list[str], source: str = "the checkpoint's"
+) -> list[float]:
+    """``rgb_mean`` from ``rgb_range * mean``, snapped to the DIV2K mean where it is that to float32 rounding.
+
+    A mean that is the DIV2K mean only to the rounding of a lower precision (a float16
+    file) is carried as stored, so that the conversion stays exact, and said so.
+    """
+    mean = shift / rgb_range
+    if (snapped := _snap_to_div2k(mean)) is not None:
+        return snapped
+    div2k = torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
+    if mean.shape == div2k.shape and torch.allclose(mean, div2k, rtol=_rel_tol(dtype), atol=0):
+        notes.append(
+            f"the mean shifts hold the DIV2K mean rounded to {str(dtype).removeprefix('torch.')}: carried as stored "
+            f"{_fmt(mean)}, so the conversion is exact"
+        )
+    else:
+        notes.append(f"carried {source} mean into rgb_mean: {_fmt(mean)} (not the DIV2K mean)")
+    return [float(m) for m in mean]
+
+
+# ------------------------------------------------------------------------------ layouts
+class Layout:
+    """One third-party checkpoint layout: how it is recognised, its key names, defaults and pixel convention.
+
+    The same object reads a foreign state dict (:func:`detect`) and writes one
+    (:func:`export_state_dict`); :func:`get_layout` returns it by name. Each subclass
+    states what differs for its code base.
+
+    Attributes:
+        name: The layout's name, one of :data:`LAYOUTS`.
+        title: The code base, in words (``"EDSR-PyTorch"``).
+        edsr: Where its EDSR keeps each convolution.
+        mdsr: Where its MDSR does; ``None`` where it has no MDSR that edsr-lib knows.
+        no_mdsr: Why an MDSR state dict is not read in this layout.
+        mdsr_prefixes: Key prefixes that only its MDSR has.
+        rgb_range: The pixel range its code runs at; files written in this layout use it.
+        convention: How its forward pass treats pixels, in words.
+        overrides: What a caller may set when reading, because the tensors do not fix it.
+        wrapper: The key under which its own code saves a state dict (``None``: bare).
+        writable: Whether :func:`export_state_dict` writes this layout.
+    """
+
+    name: str = ""
+    title: str = ""
+    edsr: _Names = _OFFICIAL_EDSR
+    mdsr: _Names | None = None
+    no_mdsr: str = ""
+    mdsr_prefixes: tuple[str, ...] = ("pre_process.", "upsample.")
+    rgb_range: float = 255.0
+    convention: str = ""
+    overrides: frozenset[str] = frozenset({"res_scale"})
+    wrapper: str | None = None
+    writable: bool = True
+
+    def __repr__(self) -> str:
+        return f"<Layout {self.name!r} ({self.title})>"
+
+    # ------------------------------------------------------------ recognition
+    def architecture(self, keys: Iterable[str]) -> str | None:
+        """``"edsr"`` or ``"mdsr"`` where the key names are this layout's, else ``None``."""
+        keys = set(keys)
+        if f"{self.edsr.head}.weight" not in keys:
+            return None
+        mdsr = bool(self.mdsr_prefixes) and any(k.startswith(self.mdsr_prefixes) for k in keys)
+        return "mdsr" if mdsr else "edsr"
+
+    def fits(self, keys: Iterable[str]) -> bool:
+        """Whether this layout can hold a state dict with these key names."""
+        architecture = self.architecture(keys)
+        return architecture == "edsr" or (architecture == "mdsr" and self.mdsr is not None)
+
+    def names(self, architecture: str) -> _Names:
+        """Where this layout keeps each convolution of ``architecture`` (``"edsr"`` or ``"mdsr"``)."""
+        if architecture == "edsr":
+            return self.edsr
+        if self.mdsr is None:
+            raise ValueError(self.no_mdsr)
+        return self.mdsr
+
+    # ---------------------------------------------------------------- reading
+    def allowed_overrides(self, keys: Iterable[str]) -> set[str]:
+        """What may be set when reading a state dict with these keys."""
+        return set(self.overrides)
+
+    def read_range_and_mean(
+        self, state_dict: Mapping[str, torch.Tensor], n_colors: int, overrides: Mapping[str, Any], notes: list[str]
+    ) -> tuple[float, list[float], list[str], dict[str, Any]]:
+        """``rgb_range``, ``rgb_mean``, the source keys they come from, and which of the two were assumed."""
+        raise NotImplementedError
+
+    def sidecar(self, path: Path, layout: str | None) -> dict[str, Any] | None:
+        """What this layout's own code saved beside ``path`` (e.g. a ``config.json``), if anything."""
+        return None
+
+    def sidecar_overrides(
+        self, config: Mapping[str, Any], given: Mapping[str, Any], notes: list[str]
+    ) -> dict[str, Any]:
+        """Settings that the tensors do not hold, read from the sidecar where ``given`` does not set them."""
+        return {}
+
+    def file_scale(self, path: Path) -> int | None:
+        """The scale that this layout's own file names give (``None``: they give none)."""
+        return None
+
+    def check_file(self, spec: ConvertedSpec, path: Path, sidecar: Mapping[str, Any] | None) -> ConvertedSpec:
+        """Refuse a file whose name or sidecar contradicts its tensors; returns ``spec`` with any notes added."""
+        return spec
+
+    # ---------------------------------------------------------------- writing
+    def extra_tensors(self, rgb_mean: Sequence[float]) -> dict[str, torch.Tensor]:
+        """Tensors this layout stores beside the convolutions (the fixed mean shifts)."""
+        return {}
+
+    def options(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments of this layout's own model class that rebuild a written model."""
+        raise NotImplementedError
+
+    def write_notes(self, config: Mapping[str, Any]) -> list[str]:
+        """What a user of the written file must know."""
+        return []
+
+    def unwritable(self, config: Mapping[str, Any]) -> list[str]:
+        """Why this layout's code cannot hold a model with this config (empty: it can)."""
+        problems = []
+        if config.get("block", "resblock") != "resblock" or config.get("upsampler", "upsampler") != "upsampler":
+            problems.append(f"block {config.get('block')!r} / upsampler {config.get('upsampler')!r} (only ResBlocks)")
+        if config.get("preprocess", "scale_preprocess") != "scale_preprocess":
+            problems.append(f"preprocess {config['preprocess']!r} (only ResBlocks)")
+        if config.get("kernel_size") != 3:
+            problems.append(f"kernel_size {config.get('kernel_size')} (its code has 3x3 convolutions)")
+        if config.get("n_colors") != 3:
+            problems.append(f"n_colors {config.get('n_colors')} (its code has 3 colour channels)")
+        return problems
+
+
+class _EDSRPyTorch(Layout):
+    name = "edsr-pytorch"
+    title = "EDSR-PyTorch"
+    mdsr = _OFFICIAL_MDSR
+    convention = "images in [0, rgb_range], the mean shifts applied"
+    overrides = frozenset({"res_scale", "rgb_range"})
+
+    def read_range_and_mean(self, state_dict, n_colors, overrides, notes):
+        """The mean shifts' bias is ``-/+ rgb_range * mean``.
+
+        With the DIV2K mean, the range follows from the ratio; any other mean is carried
+        with ``rgb_range`` 255 (or the one given).
+        """
+        shift = _read_mean_shifts(state_dict, n_colors)
+        rgb_range = overrides.get("rgb_range")
+        if shift is None:
+            return float(rgb_range or 255.0), list(DIV2K_RGB_MEAN), list(_MEAN_SHIFTS), {}
+        dtype = _least_precise({k: state_dict[k] for k in _MEAN_SHIFTS})
+        tol = max(1e-5, _rel_tol(dtype))
+        assumed: dict[str, Any] = {}
+        if rgb_range is None and n_colors == len(DIV2K_RGB_MEAN):
+            ratio = shift / torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
+            if torch.allclose(ratio, ratio.mean(), rtol=tol, atol=0) and ratio.mean() > 0:
+                rgb_range = float(ratio.mean())
+                if math.isclose(rgb_range, round(rgb_range), rel_tol=tol):
+                    rgb_range = float(round(rgb_range))
+                if rgb_range != 255.0:
+                    notes.append(
+                        f"rgb_range {rgb_range:g} read from the mean shifts (the DIV2K mean times {rgb_range:g})"
+                    )
+        if rgb_range is None:
+            rgb_range = assumed["rgb_range"] = 255.0
+            notes.append("the mean shifts do not hold the DIV2K mean: rgb_range 255 assumed; override with rgb_range=")
+        return float(rgb_range), _mean_from_shift(shift, float(rgb_range), dtype, notes), list(_MEAN_SHIFTS), assumed
+
+    def extra_tensors(self, rgb_mean):
+        return _mean_shift_tensors(self.rgb_range, rgb_mean)
+
+    def options(self, config):
+        scales = config.get("scales", [config.get("scale")])
+        options: dict[str, Any] = {"model": config["architecture"].upper(), "scale": "+".join(map(str, scales))}
+        options.update(n_resblocks=config["n_resblocks"], n_feats=config["n_feats"])
+        if config["architecture"] == "edsr":
+            options["res_scale"] = config["res_scale"]
+        return {**options, "rgb_range": self.rgb_range}
+
+    def write_notes(self, config):
+        how = " ".join(
+            f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}" for k, v in self.options(config).items()
+        )
+        notes = [f"EDSR-PyTorch options for this file: {how}"]
+        if config["architecture"] == "mdsr":
+            notes.append(f"MDSR branch i is scale {config['scales']}[i]: pass --scale in that order")
+        return notes
+
+    def unwritable(self, config):
+        problems = super().unwritable(config)
+        if config["architecture"] == "mdsr":
+            if config.get("preprocess_kernel_size") != 5:
+                problems.append(f"preprocess_kernel_size {config.get('preprocess_kernel_size')} (its MDSR has 5)")
+            if config.get("res_scale") != 1.0:
+                problems.append(f"res_scale {config.get('res_scale'):g} (its MDSR has no residual scaling)")
+        return problems
+
+
+class _TorchSR(_EDSRPyTorch):
+    name = "torchsr"
+    title = "torchSR"
+    mdsr = None
+    no_mdsr = "torchSR has no MDSR"
+    convention = "images in [0, 1], scaled to [0, 255] inside, the mean shifts applied"
+    overrides = frozenset({"res_scale"})
+
+    def read_range_and_mean(self, state_dict, n_colors, overrides, notes):
+        """torchSR's ``EDSR`` always multiplies its input by 255: the bias is ``-/+ 255 * mean``."""
+        shift = _read_mean_shifts(state_dict, n_colors)
+        if shift is None:
+            return self.rgb_range, list(DIV2K_RGB_MEAN), list(_MEAN_SHIFTS), {}
+        dtype = _least_precise({k: state_dict[k] for k in _MEAN_SHIFTS})
+        return self.rgb_range, _mean_from_shift(shift, self.rgb_range, dtype, notes), list(_MEAN_SHIFTS), {}
+
+    def options(self, config):
+        keys = ("n_resblocks", "n_feats", "scale", "res_scale")
+        return {k: config[k] for k in keys}
+
+    def write_notes(self, config):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.options(config).items())
+        return [f"load it into torchsr.models.edsr.EDSR({args})"]
+
+
+class _SuperImage(Layout):
+    name = "super-image"
+    title = "super-image"
+    no_mdsr = "super-image's MdsrModel is not supported: only its EdsrModel layout is known"
+    rgb_range = 1.0
+    convention = "images in [0, 1], its sub_mean/add_mean never applied"
+    writable = False
+    #: How super-image names a weights file saved with a scale (``WEIGHTS_NAME_SCALE``).
+    file_name = re.compile(r"pytorch_model_(\d+)x\.pt")
+
+    def read_range_and_mean(self, state_dict, n_colors, overrides, notes):
+        notes.append("super-image's EdsrModel works on [0, 1] images and never applies its sub_mean/add_mean")
+        return 1.0, [0.0] * n_colors, list(_MEAN_SHIFTS), {}
+
+    def sidecar(self, path, layout):
+        """The super-image config (``"model_type": "EDSR"``) beside ``path``, if there is one."""
+        config_path = path.with_name("config.json")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+            return None
+        model_type = config["model_type"].upper()
+        if model_type == "MDSR" and layout is None:
+            raise ValueError(f"{config_path} describes a super-image MdsrModel, whose layout edsr-lib does not support")
+        return config if model_type == "EDSR" else None
+
+    def sidecar_overrides(self, config, given, notes):
+        if "res_scale" not in config or "res_scale" in given:
+            return {}
+        notes.append(f"res_scale {float(config['res_scale']):g} read from config.json")
+        return {"res_scale": float(config["res_scale"])}
+
+    def file_scale(self, path):
+        """The scale in a super-image file name (``pytorch_model_4x.pt``: 4), if it has one."""
+        match = self.file_name.fullmatch(path.name)
+        return int(match.group(1)) if match else None
+
+    def check_file(self, spec, path, sidecar):
+        """The file name's scale, then config.json, against the tensors.
+
+        super-image rewrites ``config.json`` at each save, so in a folder of several
+        scales it holds the last one: where the file name gives the scale, the name (and
+        the tensors) win and the config's scale is only noted.
+        """
+        tensors = spec.scales[0]
+        named = self.file_scale(path)
+        if named is not None and named != tensors:
+            raise ValueError(f"{path.name} is named for scale {named}, but its tensors hold an x{tensors} upsampler")
+        if sidecar is None:
+            return spec
+        checks = {k: spec.kwargs[k] for k in ("n_resblocks", "n_feats", "n_colors")}
+        diffs = [f"{k} {sidecar[k]!r} (the tensors say {v!r})" for k, v in checks.items() if sidecar.get(k, v) != v]
+        notes = []
+        if sidecar.get("scale") is not None and sidecar["scale"] != tensors:
+            if named is None:
+                diffs.append(f"scale {sidecar['scale']!r} (the tensors say {tensors!r})")
+            else:
+                notes.append(
+                    f"config.json says scale {sidecar['scale']} (super-image rewrites it at each save); "
+                    f"{path.name} and its tensors say {tensors}: converted as x{tensors}"
+                )
+        if diffs:
+            raise ValueError(f"the super-image config.json beside the checkpoint disagrees with it: {'; '.join(diffs)}")
+        return dataclasses.replace(spec, notes=(*spec.notes, *notes))
+
+
+class _BasicSR(Layout):
+    name = "basicsr"
+    title = "BasicSR"
+    edsr = _BASICSR
+    no_mdsr = "BasicSR has no MDSR"
+    mdsr_prefixes = ()
+    convention = "images in [0, 1], its rgb_mean option subtracted and the result scaled by its img_range option"
+    overrides = frozenset({"res_scale", "rgb_range"})
+    wrapper = "params"
+
+    def allowed_overrides(self, keys):
+        return set(self.overrides) | ({"rgb_mean"} if "mean" not in set(keys) else set())
+
+    def read_range_and_mean(self, state_dict, n_colors, overrides, notes):
+        """BasicSR keeps ``img_range`` (and usually ``rgb_mean``) in its options, not in the state dict."""
+        assumed: dict[str, Any] = {}
+        if "mean" in state_dict:
+            mean = state_dict["mean"].double().flatten()
+            if mean.numel() != n_colors:
+                raise ValueError(f"the 'mean' tensor holds {mean.numel()} values for {n_colors} colour channels")
+            rgb_mean = _mean_from_shift(mean, 1.0, state_dict["mean"].dtype, notes, source="BasicSR's")
+        elif "rgb_mean" in overrides:
+            rgb_mean = [float(m) for m in overrides["rgb_mean"]]
+            if len(rgb_mean) != n_colors:
+                raise ValueError(f"rgb_mean has {len(rgb_mean)} values for {n_colors} colour channels")
+            notes.append(f"rgb_mean {_fmt(rgb_mean)} as given")
+        else:
+            rgb_mean = assumed["rgb_mean"] = list(DIV2K_RGB_MEAN)
+            notes.append(
+                "BasicSR keeps rgb_mean out of the state dict: the DIV2K mean assumed (its default); "
+                "override with rgb_mean="
+            )
+        absorbed = ["mean"] if "mean" in state_dict else []
+        if "rgb_range" in overrides:
+            notes.append(f"rgb_range (BasicSR's img_range) {float(overrides['rgb_range']):g} as given")
+            return float(overrides["rgb_range"]), rgb_mean, absorbed, assumed
+        assumed["rgb_range"] = 255.0
+        notes.append(
+            "BasicSR keeps img_range out of the state dict: 255 assumed (its default); override with rgb_range="
+        )
+        return 255.0, rgb_mean, absorbed, assumed
+
+    def options(self, config):
+        return {
+            "num_in_ch": config["n_colors"],
+            "num_out_ch": config["n_colors"],
+            "num_feat": config["n_feats"],
+            "num_block": config["n_resblocks"],
+            "upscale": config["scale"],
+            "res_scale": config["res_scale"],
+            "img_range": self.rgb_range,
+            "rgb_mean": list(config["rgb_mean"]),
+        }
+
+    def write_notes(self, config):
+        notes = [
+            "BasicSR keeps img_range and rgb_mean in its options, not in the file: "
+            f"network_g: type EDSR, {', '.join(f'{k}: {v}' for k, v in self.options(config).items())}"
+        ]
+        if not _same(list(config["rgb_mean"]), list(DIV2K_RGB_MEAN)):
+            notes.append(
+                f"this model's rgb_mean {_fmt(config['rgb_mean'])} is not BasicSR's default (the DIV2K mean): "
+                "set it in network_g, or the output is wrong"
+            )
+        return notes
+
+
+_REGISTRY: dict[str, Layout] = {
+    layout.name: layout for layout in (_EDSRPyTorch(), _BasicSR(), _SuperImage(), _TorchSR())
+}
+
+#: The third-party layouts :func:`detect` knows (EDSR-PyTorch's key names first, as before).
+LAYOUTS: tuple[str, ...] = tuple(_REGISTRY)
+
+#: The layouts :func:`export_state_dict` writes.
+WRITABLE_LAYOUTS: tuple[str, ...] = tuple(name for name, layout in _REGISTRY.items() if layout.writable)
+
+
+def get_layout(name: str) -> Layout:
+    """The :class:`Layout` object of a layout name (one of :data:`LAYOUTS`).
+
+    Raises:
+        ValueError: For an unknown name.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
+    return _REGISTRY[name]
+
+
+# ----------------------------------------------------------------------------- detection
 @dataclass(frozen=True)
 class ConvertedSpec:
     """What :func:`detect` read from a third-party state dict, and how it maps onto edsr-lib.
@@ -317,6 +794,9 @@ class ConvertedSpec:
         notes: What was assumed, carried over or recognised, in words.
         official: The official checkpoint the file was recognised as (set by :func:`convert`).
         source: The file it was read from (set by :func:`convert`).
+        assumed: The settings that neither the tensors nor the caller fixed, with the
+            values assumed for them (``{"rgb_range": 255.0, "res_scale": 1.0}``).
+        dtype: The least precise floating dtype among the source tensors (``"float16"``).
     """
 
     layout: str
@@ -327,6 +807,8 @@ class ConvertedSpec:
     notes: tuple[str, ...] = ()
     official: OfficialCheckpoint | None = None
     source: str | None = None
+    assumed: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
 
     @property
     def scales(self) -> tuple[int, ...]:
@@ -358,6 +840,57 @@ class ConvertedSpec:
         return model.eval()
 
 
+class AmbiguousLayoutError(ValueError):
+    """The key names fit several layouts that read the tensors differently; ``layout=`` must say which.
+
+    Attributes:
+        layouts: The layouts whose key names these are, in :data:`LAYOUTS` order.
+        readings: Each of them -> what it makes of the state dict, or why it cannot read it.
+        specs: What each layout that can read the state dict makes of it.
+    """
+
+    def __init__(self, readings: Mapping[str, ConvertedSpec | ValueError], hint: str = "") -> None:
+        self.readings: dict[str, ConvertedSpec | ValueError] = dict(readings)
+        self.layouts: tuple[str, ...] = tuple(readings)
+        self.specs: dict[str, ConvertedSpec] = {k: v for k, v in readings.items() if isinstance(v, ConvertedSpec)}
+        groups: list[tuple[list[str], ConvertedSpec | ValueError]] = []
+        for name, reading in readings.items():
+            alike = next((g for g in groups if _same_reading(g[1], reading)), None)
+            if alike is None:
+                groups.append(([name], reading))
+            else:
+                alike[0].append(name)
+        parts = []
+        for names, reading in groups:
+            who = " and ".join(names) + (" (alike)" if len(names) > 1 else "")
+            conventions = "; ".join(f"{get_layout(n).title}: {get_layout(n).convention}" for n in names)
+            if isinstance(reading, ConvertedSpec):
+                k = reading.kwargs
+                what = f"{reading.describe()}, rgb_range {k['rgb_range']:g}, rgb_mean {_fmt(k['rgb_mean'])}"
+            else:
+                what = f"cannot read it ({reading})"
+            parts.append(f"{who} [{conventions}] -> {what}")
+        choices = " or ".join(repr(n) for n in self.layouts)
+        super().__init__(
+            f"the key names fit {len(self.layouts)} layouts that read these tensors differently: "
+            + "; ".join(parts)
+            + (f". {hint}" if hint else "")
+            + f". Say which with layout={choices} (edsr-lib convert --layout)"
+        )
+
+
+def _same_reading(a: ConvertedSpec | ValueError, b: ConvertedSpec | ValueError) -> bool:
+    if isinstance(a, ValueError) or isinstance(b, ValueError):
+        return isinstance(a, ValueError) and isinstance(b, ValueError) and str(a) == str(b)
+    return (
+        a.architecture == b.architecture
+        and a.kwargs.keys() == b.kwargs.keys()
+        and all(_same(a.kwargs[k], b.kwargs[k]) for k in a.kwargs)
+        and a.key_map == b.key_map
+        and set(a.absorbed) == set(b.absorbed)
+    )
+
+
 def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **overrides: Any) -> ConvertedSpec:
     """Infer which model a third-party state dict holds and how its keys map onto edsr-lib's.
 
@@ -367,9 +900,11 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
 
     Args:
         state_dict: An unwrapped state dict (see :func:`load_state_dict`).
-        layout: One of :data:`LAYOUTS`; by default read from the key names, where
-            EDSR-PyTorch's names mean ``"edsr-pytorch"`` (super-image uses the same names:
-            pass ``"super-image"`` for its checkpoints).
+        layout: One of :data:`LAYOUTS`; by default read from the key names. Where they fit
+            several layouts that read the tensors differently (EDSR-PyTorch's names are
+            also super-image's and torchSR's), :class:`AmbiguousLayoutError` is raised
+            unless this says which; layouts that read them alike (EDSR-PyTorch and torchSR,
+            for the DIV2K mean in [0, 255]) are no ambiguity.
         **overrides: What the tensors do not fix: ``res_scale`` (any layout) and
             ``rgb_range`` (EDSR-PyTorch: how to split the mean shift into range and mean;
             BasicSR: its ``img_range``), ``rgb_mean`` (BasicSR without a ``mean`` tensor).
@@ -378,35 +913,55 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
         The detected spec; :meth:`ConvertedSpec.load` builds the model.
 
     Raises:
+        AmbiguousLayoutError: If the key names fit layouts that read them differently
+            and ``layout`` is not given.
         ValueError: For an unknown layout, an unsupported upsampler, an override the
             checkpoint fixes, or a state dict that does not map completely (the message
             names the missing, unexpected and wrongly shaped keys).
     """
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known layouts: {', '.join(LAYOUTS)}")
     keys = set(state_dict)
-    looks_like = "basicsr" if "conv_first.weight" in keys else "edsr-pytorch" if "head.0.weight" in keys else None
-    if looks_like is None:
-        raise ValueError(_unknown_layout_message(keys))
-    notes: list[str] = []
-    layout_guessed = layout is None
-    if layout is None:
-        layout = looks_like
-    elif (layout == "basicsr") != (looks_like == "basicsr"):
-        raise ValueError(f"layout {layout!r} was asked for, but the key names are {looks_like}'s")
-    mdsr = looks_like == "edsr-pytorch" and any(k.startswith(("pre_process.", "upsample.")) for k in keys)
-    architecture = "mdsr" if mdsr else "edsr"
-    if layout == "super-image" and mdsr:
-        raise ValueError("super-image's MdsrModel is not supported: only its EdsrModel layout is known")
-    names = _BASICSR if layout == "basicsr" else _OFFICIAL_MDSR if mdsr else _OFFICIAL_EDSR
+    if layout is not None:
+        chosen = get_layout(layout)
+        if chosen.architecture(keys) is None:
+            theirs = [name for name, other in _REGISTRY.items() if other.architecture(keys)]
+            if not theirs:
+                raise ValueError(_unknown_layout_message(keys))
+            whose = f"{theirs[0]}'s" if len(theirs) == 1 else f"those of {', '.join(theirs)}"
+            raise ValueError(f"layout {layout!r} was asked for, but the key names are {whose}")
+        return _read(chosen, state_dict, overrides)
 
-    allowed = {"res_scale"} | ({"rgb_range"} if layout != "super-image" else set())
-    if layout == "basicsr" and "mean" not in keys:
-        allowed.add("rgb_mean")
+    readings: dict[str, ConvertedSpec | ValueError] = {}
+    for candidate in _REGISTRY.values():
+        if candidate.fits(keys):
+            try:
+                readings[candidate.name] = _read(candidate, state_dict, overrides)
+            except ValueError as exc:
+                readings[candidate.name] = exc
+    if not readings:
+        raise ValueError(_unknown_layout_message(keys))
+    first = next(iter(readings.values()))
+    if all(isinstance(r, ValueError) for r in readings.values()):
+        raise first  # no layout can read it: the first one's reasons
+    if not all(_same_reading(first, r) for r in readings.values()):
+        raise AmbiguousLayoutError(readings)
+    assert isinstance(first, ConvertedSpec)
+    if len(readings) > 1:
+        others = ", ".join(list(readings)[1:])
+        first = dataclasses.replace(first, notes=(*first.notes, f"read as {first.layout}; {others} reads it alike"))
+    return first
+
+
+def _read(layout: Layout, state_dict: Mapping[str, torch.Tensor], overrides: Mapping[str, Any]) -> ConvertedSpec:
+    """Read ``state_dict`` in ``layout``, whose key names it has."""
+    keys = set(state_dict)
+    architecture = layout.architecture(keys)
+    assert architecture is not None
+    names = layout.names(architecture)
+    allowed = layout.allowed_overrides(keys)
     if refused := sorted(set(overrides) - allowed):
         raise ValueError(
-            f"{', '.join(refused)} cannot be set for this {layout} checkpoint: it is read from the tensors or fixed "
-            f"by the layout; what can be set here: {', '.join(sorted(allowed))}"
+            f"{', '.join(refused)} cannot be set for this {layout.name} checkpoint: it is read from the tensors or "
+            f"fixed by the layout; what can be set here: {', '.join(sorted(allowed))}"
         )
 
     head = state_dict[f"{names.head}.weight"]
@@ -417,25 +972,22 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
     n_resblocks = blocks[-1] + 1 if blocks else 0
 
     labels = [""]
-    if mdsr:
-        found = set(_numbers(state_dict, "upsample.{b}.0")) | set(_numbers(state_dict, "pre_process.{b}.0.body.0"))
+    if architecture == "mdsr":
+        found = set(_numbers(state_dict, names.upsampler.format(b="{b}", k=0)))
+        found |= set(_numbers(state_dict, names.preprocess.format(b="{b}", p=0, c=0)))
         labels = [str(b) for b in sorted(found)]
         if not labels:
             raise ValueError("an MDSR layout without branches: no 'upsample.<branch>.0.weight' keys")
     branches = _read_branches(state_dict, names, labels, n_feats)
     scales = [scale for *_, scale in branches]
-    rgb_range, rgb_mean, absorbed = _range_and_mean(state_dict, layout, n_colors, overrides, notes)
-    if layout == "edsr-pytorch" and layout_guessed and not mdsr:
-        notes.append(
-            "EDSR-PyTorch key names; super-image checkpoints share them but take [0, 1] images without "
-            "mean shifts: convert those with layout='super-image'"
-        )
+    notes: list[str] = []
+    rgb_range, rgb_mean, absorbed, assumed = layout.read_range_and_mean(state_dict, n_colors, overrides, notes)
 
     if "res_scale" in overrides:
         res_scale = float(overrides["res_scale"])
     else:
         large = architecture == "edsr" and n_feats == 256 and n_resblocks == 32
-        res_scale = 0.1 if large else 1.0
+        res_scale = assumed["res_scale"] = 0.1 if large else 1.0
         why = "the paper's value for EDSR with 32 blocks of 256 features" if large else "the paper's value"
         notes.append(f"res_scale is stored in no checkpoint: {res_scale:g} assumed ({why}); override with res_scale=")
 
@@ -451,8 +1003,11 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
     source = _conv_names(names, n_resblocks, [(label, n) for label, _, n, _ in branches])
     target = _conv_names(_LIBRARY[architecture], n_resblocks, [(lib, n) for _, lib, n, _ in branches])
     key_map = {f"{s}.{p}": f"{t}.{p}" for s, t in zip(source, target, strict=True) for p in ("weight", "bias")}
-    _check_complete(state_dict, layout, architecture, kwargs, key_map, absorbed)
-    return ConvertedSpec(layout, architecture, kwargs, key_map, tuple(absorbed), tuple(notes))
+    _check_complete(state_dict, layout.name, architecture, kwargs, key_map, absorbed)
+    dtype = str(_least_precise(state_dict)).removeprefix("torch.")
+    return ConvertedSpec(
+        layout.name, architecture, kwargs, key_map, tuple(absorbed), tuple(notes), assumed=assumed, dtype=dtype
+    )
 
 
 def _read_branches(
@@ -471,20 +1026,6 @@ def _read_branches(
     return branches
 
 
-def _range_and_mean(
-    state_dict: Mapping[str, torch.Tensor], layout: str, n_colors: int, overrides: Mapping[str, Any], notes: list[str]
-) -> tuple[float, list[float], list[str]]:
-    """``rgb_range``, ``rgb_mean`` and the source keys they were read from (or that go unused)."""
-    if layout == "edsr-pytorch":
-        rgb_range, rgb_mean = _official_mean_shift(state_dict, n_colors, overrides.get("rgb_range"), notes)
-        return rgb_range, rgb_mean, list(_MEAN_SHIFTS)
-    if layout == "super-image":
-        notes.append("super-image's EdsrModel works on [0, 1] images and never applies its sub_mean/add_mean")
-        return 1.0, [0.0] * n_colors, [k for k in _MEAN_SHIFTS if k in state_dict]
-    rgb_range, rgb_mean = _basicsr_mean(state_dict, n_colors, overrides, notes)
-    return rgb_range, rgb_mean, ["mean"] if "mean" in state_dict else []
-
-
 def _unknown_layout_message(keys: set[str]) -> str:
     sample = _some(sorted(keys), 6)
     if {"head.weight", "tail.weight"} <= keys:
@@ -493,94 +1034,9 @@ def _unknown_layout_message(keys: set[str]) -> str:
             "create_model(..., weights=...)"
         )
     return (
-        f"unknown layout: neither 'head.0.weight' (EDSR-PyTorch, super-image) nor 'conv_first.weight' (BasicSR) "
-        f"is among the keys ({sample})"
+        "unknown layout: neither 'head.0.weight' (EDSR-PyTorch, torchSR, super-image) nor 'conv_first.weight' "
+        f"(BasicSR) is among the keys ({sample})"
     )
-
-
-def _snap_to_div2k(mean: torch.Tensor) -> list[float] | None:
-    """The DIV2K mean if ``mean`` is it to float32 rounding, else ``None``."""
-    div2k = torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
-    if mean.shape == div2k.shape and torch.allclose(mean.double(), div2k, rtol=0, atol=1e-6):
-        return list(DIV2K_RGB_MEAN)
-    return None
-
-
-def _official_mean_shift(
-    state_dict: Mapping[str, torch.Tensor], n_colors: int, rgb_range: float | None, notes: list[str]
-) -> tuple[float, list[float]]:
-    """``rgb_range`` and ``rgb_mean`` from EDSR-PyTorch's fixed 1x1 mean-shift convolutions.
-
-    Their bias is ``-/+ rgb_range * mean``: with the DIV2K mean the range follows from the
-    ratio; any other mean is carried with ``rgb_range`` 255 (or the one given).
-    """
-    if not all(k in state_dict for k in _MEAN_SHIFTS):
-        return float(rgb_range or 255.0), list(DIV2K_RGB_MEAN)  # the completeness check names what is missing
-    eye = torch.eye(n_colors, dtype=torch.float64).view(n_colors, n_colors, 1, 1)
-    shifts = []
-    for name, sign in (("sub_mean", -1.0), ("add_mean", 1.0)):
-        weight, bias = state_dict[f"{name}.weight"].double(), state_dict[f"{name}.bias"].double()
-        if weight.shape != eye.shape or bias.shape != (n_colors,):
-            raise ValueError(
-                f"{name} should be a {n_colors}-channel 1x1 mean shift (weight {tuple(eye.shape)}, bias "
-                f"({n_colors},)), got weight {tuple(weight.shape)} and bias {tuple(bias.shape)}"
-            )
-        if not torch.allclose(weight, eye, rtol=0, atol=1e-6):
-            raise ValueError(
-                f"{name}.weight is not the identity: the checkpoint divides by an rgb_std, which edsr-lib's "
-                "MeanShift does not do"
-            )
-        shifts.append(sign * bias)
-    if not torch.allclose(shifts[0], shifts[1], rtol=1e-5, atol=1e-6):
-        raise ValueError(
-            f"sub_mean and add_mean hold different means ({_fmt(shifts[0])} and {_fmt(shifts[1])}); "
-            "edsr-lib's models use one"
-        )
-    shift = shifts[1]  # rgb_range * mean
-    if rgb_range is None and n_colors == len(DIV2K_RGB_MEAN):
-        ratio = shift / torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
-        if torch.allclose(ratio, ratio.mean(), rtol=1e-5, atol=0) and ratio.mean() > 0:
-            rgb_range = float(ratio.mean())
-            if math.isclose(rgb_range, round(rgb_range), rel_tol=1e-5):
-                rgb_range = float(round(rgb_range))
-            if rgb_range != 255.0:
-                notes.append(f"rgb_range {rgb_range:g} read from the mean shifts (the DIV2K mean times {rgb_range:g})")
-    if rgb_range is None:
-        rgb_range = 255.0
-        notes.append("the mean shifts do not hold the DIV2K mean: rgb_range 255 assumed; override with rgb_range=")
-    mean = shift / rgb_range
-    rgb_mean = _snap_to_div2k(mean)
-    if rgb_mean is None:
-        rgb_mean = [float(m) for m in mean]
-        notes.append(f"carried the checkpoint's mean into rgb_mean: {_fmt(mean)} (not the DIV2K mean)")
-    return float(rgb_range), rgb_mean
-
-
-def _basicsr_mean(
-    state_dict: Mapping[str, torch.Tensor], n_colors: int, overrides: Mapping[str, Any], notes: list[str]
-) -> tuple[float, list[float]]:
-    """BasicSR keeps ``img_range`` (and usually ``rgb_mean``) in its options, not in the state dict."""
-    if "mean" in state_dict:
-        mean = state_dict["mean"].double().flatten()
-        if mean.numel() != n_colors:
-            raise ValueError(f"the 'mean' tensor holds {mean.numel()} values for {n_colors} colour channels")
-        rgb_mean = _snap_to_div2k(mean)
-        if rgb_mean is None:
-            rgb_mean = [float(m) for m in mean]
-            notes.append(f"carried BasicSR's mean into rgb_mean: {_fmt(mean)} (not the DIV2K mean)")
-    elif "rgb_mean" in overrides:
-        rgb_mean = [float(m) for m in overrides["rgb_mean"]]
-    else:
-        rgb_mean = list(DIV2K_RGB_MEAN)
-        notes.append("BasicSR keeps rgb_mean out of the state dict: the DIV2K mean assumed (its default)")
-    if "rgb_range" in overrides:
-        return float(overrides["rgb_range"]), rgb_mean
-    notes.append("BasicSR keeps img_range out of the state dict: 255 assumed (its default); override with rgb_range=")
-    return 255.0, rgb_mean
-
-
-def _fmt(values: torch.Tensor) -> str:
-    return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
 
 
 def _check_complete(
@@ -628,6 +1084,51 @@ def _check_complete(
 
 
 # ------------------------------------------------------------------------------ convert
+def convert_state_dict(
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    layout: str | None = None,
+    variant: str | None = None,
+    **overrides: Any,
+) -> SRModel:
+    """Map a third-party state dict in memory onto the library's model.
+
+    This is the one entry point for reading foreign weights that are already loaded (an
+    integration such as spandrel, which hands over a state dict, uses it):
+    :func:`detect`, then the variant check, then :meth:`ConvertedSpec.load`.
+
+    Args:
+        state_dict: An unwrapped state dict (see :func:`load_state_dict`).
+        layout: One of :data:`LAYOUTS`, where the key names cannot tell (see :func:`detect`).
+        variant: A registered variant name (``"edsr_baseline_x2"``) the weights must
+            match; a mismatch raises.
+        **overrides: What the tensors do not fix (see :func:`detect`).
+
+    Returns:
+        The model in eval mode; ``model.conversion`` is the :class:`ConvertedSpec`.
+
+    Raises:
+        AmbiguousLayoutError: If the key names fit layouts that read them differently
+            and ``layout`` is not given (``err.specs`` holds each reading).
+        ValueError: If the state dict cannot be mapped or does not match ``variant``.
+    """
+    return _load(detect(state_dict, layout=layout, **overrides), state_dict, variant)
+
+
+def _load(spec: ConvertedSpec, state_dict: Mapping[str, torch.Tensor], variant: str | None) -> SRModel:
+    if spec.official is not None:
+        name = spec.official.filename
+        _check_variant(spec, spec.official.variant, f"recognised as the official {name}, but it does not hold")
+    if variant is not None:
+        _check_variant(spec, variant, "the checkpoint does not hold")
+    for note in spec.notes:
+        logger.info("%s: %s", spec.source or "state dict", note)
+    model = spec.load(state_dict)
+    if variant is not None:
+        model.variant = variant
+    return model
+
+
 def convert(
     src: str | Path,
     dst_dir: str | Path | None = None,
@@ -639,17 +1140,20 @@ def convert(
     """Convert a third-party checkpoint file into the library's model (and format).
 
     Reads the file (:func:`load_state_dict`), recognises official EDSR-PyTorch files by
-    sha256 (:func:`identify_file`) and checks that they hold the variant they should,
-    recognises super-image checkpoints by the ``config.json`` beside them, detects the
-    model (:func:`detect`) and loads the weights.
+    sha256 (:func:`identify_file`; their layout is then known, and the variant they
+    should hold is checked), recognises super-image checkpoints by the ``config.json``
+    beside them, detects the model (:func:`detect`) and loads the weights. A super-image
+    file named for its scale (``pytorch_model_2x.pt``) converts at that scale even where
+    the one ``config.json`` of a folder of several scales names another.
 
     Args:
         src: The checkpoint file (``.pt``, ``.pth`` or ``.safetensors``).
         dst_dir: If given, the model is written there with ``save_pretrained``
             (``model.safetensors`` + ``config.json``).
-        layout: Force a layout (one of :data:`LAYOUTS`) instead of detecting it.
+        layout: Force a layout (one of :data:`LAYOUTS`) instead of detecting it; needed
+            where the key names fit several layouts and nothing beside the file tells.
         variant: A registered variant name (``"edsr_baseline_x2"``) the checkpoint must
-            match; a mismatch raises.
+            match; a mismatch raises. Means stored in float16 match to float16 rounding.
         **overrides: What the tensors do not fix (see :func:`detect`).
 
     Returns:
@@ -658,6 +1162,7 @@ def convert(
 
     Raises:
         FileNotFoundError: If ``src`` does not exist.
+        AmbiguousLayoutError: If the layout cannot be told and ``layout`` is not given.
         ValueError: If it cannot be read or mapped, or does not match the expected variant.
     """
     path = Path(src)
@@ -666,72 +1171,193 @@ def convert(
     if official is not None:
         how = "sha256" if official.full_digest else "the sha256 prefix in its name"
         notes.append(f"recognised official checkpoint {official.filename} (by {how})")
-    sidecar = _super_image_config(path, layout)
-    if sidecar is not None and layout is None:
-        layout = "super-image"
-        notes.append(f"{path.with_name('config.json')} says super-image {sidecar['model_type']}")
-    if sidecar is not None and layout == "super-image" and "res_scale" in sidecar and "res_scale" not in overrides:
-        overrides["res_scale"] = float(sidecar["res_scale"])
-        notes.append(f"res_scale {overrides['res_scale']:g} read from config.json")
-    spec = detect(state_dict, layout=layout, **overrides)
-    if sidecar is not None and spec.layout == "super-image":
-        _check_super_image_config(spec, sidecar)
-    if official is not None:
-        _check_variant(spec, official.variant, f"recognised as the official {official.filename}, but it does not hold")
-    if variant is not None:
-        _check_variant(spec, variant, "the checkpoint does not hold")
+        layout = layout or "edsr-pytorch"
+    sidecars = {name: found for name, known in _REGISTRY.items() if (found := known.sidecar(path, layout)) is not None}
+    if layout is None and len(sidecars) == 1:
+        layout = next(iter(sidecars))
+        notes.append(f"{path.with_name('config.json')} says {layout} {sidecars[layout].get('model_type', '')}".rstrip())
+    sidecar = sidecars.get(layout) if layout is not None else None
+    if sidecar is not None:
+        overrides = {**get_layout(layout).sidecar_overrides(sidecar, overrides, notes), **overrides}
+    try:
+        spec = detect(state_dict, layout=layout, **overrides)
+    except AmbiguousLayoutError as exc:
+        named = [
+            f"{path.name} is named as {get_layout(n).title} names its files"
+            for n in exc.layouts
+            if get_layout(n).file_scale(path) is not None
+        ]
+        hint = "; ".join(named) + (", but has no config.json beside it" if named else "")
+        raise AmbiguousLayoutError(exc.readings, hint=hint) from None
+    spec = get_layout(spec.layout).check_file(spec, path, sidecar)
     spec = dataclasses.replace(spec, notes=(*notes, *spec.notes), official=official, source=str(path))
-    for note in spec.notes:
-        logger.info("%s: %s", path, note)
-    model = spec.load(state_dict)
-    if variant is not None:
-        model.variant = variant
+    model = _load(spec, state_dict, variant)
     if dst_dir is not None:
         model.save_pretrained(dst_dir)
     return model
 
 
-def _super_image_config(path: Path, layout: str | None) -> dict[str, Any] | None:
-    """The super-image config (``"model_type": "EDSR"``) beside ``path``, if there is one."""
-    config_path = path.with_name("config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
-        return None
-    model_type = config["model_type"].upper()
-    if model_type == "MDSR" and layout is None:
-        raise ValueError(f"{config_path} describes a super-image MdsrModel, whose layout edsr-lib does not support")
-    return config if model_type == "EDSR" else None
-
-
-def _check_super_image_config(spec: ConvertedSpec, config: Mapping[str, Any]) -> None:
-    checks = {"n_resblocks": spec.kwargs["n_resblocks"], "n_feats": spec.kwargs["n_feats"]}
-    checks["n_colors"] = spec.kwargs["n_colors"]
-    if config.get("scale") is not None:
-        checks["scale"] = spec.scales[0]
-    diffs = [f"{k} {config[k]!r} (the tensors say {v!r})" for k, v in checks.items() if k in config and config[k] != v]
-    if diffs:
-        raise ValueError(f"the super-image config.json beside the checkpoint disagrees with it: {'; '.join(diffs)}")
-
-
 def _check_variant(spec: ConvertedSpec, variant: str, prefix: str) -> None:
-    """Refuse unless the detected model has the configuration of the registered ``variant``."""
+    """Refuse unless the detected model has the configuration of the registered ``variant``.
+
+    Values read from tensors are compared to the precision the tensors were stored in.
+    """
     with torch.device("meta"):
         expected = create_model(variant).config
     got = {"architecture": spec.architecture, **spec.kwargs}
+    rel_tol = _rel_tol(getattr(torch, spec.dtype, torch.float32))
     if got["architecture"] != expected["architecture"]:
         diffs = [f"architecture {got['architecture']!r} (expected {expected['architecture']!r})"]
     else:
-        diffs = [f"{k} {got[k]!r} (expected {v!r})" for k, v in expected.items() if k in got and not _same(got[k], v)]
+        diffs = [
+            f"{k} {got[k]!r} (expected {v!r})"
+            for k, v in expected.items()
+            if k in got and not _same(got[k], v, rel_tol)
+        ]
     if diffs:
         raise ValueError(f"{prefix} {variant}: {'; '.join(diffs)}")
 
 
-def _same(a: Any, b: Any) -> bool:
+def _same(a: Any, b: Any, rel_tol: float = 1e-6) -> bool:
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(_same(x, y, rel_tol) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+        return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-9)
     return a == b
+
+
+# ------------------------------------------------------------------------------- export
+@dataclass(frozen=True)
+class ExportedCheckpoint:
+    """A library model written in a third-party layout (by :func:`export_state_dict`).
+
+    Attributes:
+        layout: The layout, one of :data:`WRITABLE_LAYOUTS`.
+        state_dict: The tensors under the layout's key names, mean shifts included where
+            the layout stores them.
+        options: The arguments of the layout's own model class (or command line) that
+            rebuild the model around these tensors.
+        notes: What a user of the file must know, in words.
+        wrapper: The key the layout's own code saves the state dict under (``None``: bare).
+    """
+
+    layout: str
+    state_dict: dict[str, torch.Tensor]
+    options: dict[str, Any]
+    notes: tuple[str, ...] = ()
+    wrapper: str | None = None
+
+    @property
+    def checkpoint(self) -> dict[str, Any]:
+        """What the layout's own code saves with ``torch.save``: the state dict, wrapped where it wraps it."""
+        return {self.wrapper: self.state_dict} if self.wrapper else self.state_dict
+
+
+def export_state_dict(model: SRModel, layout: str) -> ExportedCheckpoint:
+    """Write a library model's weights in a third-party layout (the reverse of :func:`convert_state_dict`).
+
+    The tensors are renamed to the layout's keys (:class:`Layout` holds them, the same
+    tables reading uses), the fixed mean shifts are added where the layout has them, and
+    a model whose ``rgb_range`` differs from the one the layout's code runs at (255) is
+    rescaled exactly: the head weights times ``rgb_range / 255``, the tail weights and
+    bias divided by it.
+
+    Args:
+        model: An unfused edsr-lib EDSR or MDSR.
+        layout: One of :data:`WRITABLE_LAYOUTS` (``"edsr-pytorch"``, ``"basicsr"``,
+            ``"torchsr"``). Only EDSR-PyTorch has an MDSR.
+
+    Returns:
+        The state dict, the options that rebuild the layout's model around it, and notes.
+
+    Raises:
+        TypeError: If ``model`` is not an edsr-lib model.
+        ValueError: If the layout is not written, or its code cannot hold this model
+            (another block, kernel size or number of colours; MDSR outside EDSR-PyTorch).
+    """
+    target = get_layout(layout)
+    if not target.writable:
+        raise ValueError(f"edsr-lib does not write the {layout} layout; it writes {', '.join(WRITABLE_LAYOUTS)}")
+    if not isinstance(model, SRModel):
+        raise TypeError(f"expected an edsr-lib model, got {type(model).__name__}")
+    if model.fused:
+        raise ValueError("this model is fused (for inference): write the unfused model")
+    config = model.config
+    architecture = config["architecture"]
+    if architecture not in _LIBRARY:
+        raise ValueError(f"{target.title} has no {architecture!r} model")
+    names = target.names(architecture)
+    if problems := target.unwritable(config):
+        raise ValueError(f"{target.title}'s {architecture.upper()} cannot hold this model: {'; '.join(problems)}")
+
+    scales = config["scales"] if architecture == "mdsr" else [config["scale"]]
+    ours = [(scale_key(s), _upsampler_convs(s)) for s in scales]
+    theirs = [(str(i) if architecture == "mdsr" else "", _upsampler_convs(s)) for i, s in enumerate(scales)]
+    source = _conv_names(_LIBRARY[architecture], config["n_resblocks"], ours)
+    destination = _conv_names(names, config["n_resblocks"], theirs)
+    tensors = model.state_dict()
+    out = {
+        f"{d}.{p}": tensors[f"{s}.{p}"].detach().cpu().clone()
+        for s, d in zip(source, destination, strict=True)
+        for p in ("weight", "bias")
+    }
+    notes: list[str] = []
+    factor = config["rgb_range"] / target.rgb_range
+    if factor != 1.0:
+        # head(r * (x - m)) = (head.weight * r / R) applied to R * (x - m); the tail's output is divided by r, not R
+        out[f"{names.head}.weight"] = out[f"{names.head}.weight"] * factor
+        out[f"{names.tail}.weight"] = out[f"{names.tail}.weight"] / factor
+        out[f"{names.tail}.bias"] = out[f"{names.tail}.bias"] / factor
+        notes.append(
+            f"rescaled from rgb_range {config['rgb_range']:g} to the {target.rgb_range:g} that {target.title} works at "
+            f"(head weights x {factor:g}, tail weights and bias / {factor:g})"
+        )
+    out.update(target.extra_tensors(config["rgb_mean"]))
+    notes += target.write_notes(config)
+    return ExportedCheckpoint(target.name, out, target.options(config), tuple(notes), target.wrapper)
+
+
+def export_checkpoint(src: SRModel | str | Path, dst: str | Path, layout: str) -> ExportedCheckpoint:
+    """Write a model of the library as a checkpoint file in a third-party layout (atomically).
+
+    Args:
+        src: A model, a registered name with pretrained weights (``"edsr_baseline_x2"``,
+            ``"mdsr_baseline.t291"``), or a folder written by ``save_pretrained``.
+        dst: The file to write with ``torch.save`` (``.pt``; BasicSR's are ``.pth``).
+        layout: One of :data:`WRITABLE_LAYOUTS`.
+
+    Returns:
+        What was written (see :func:`export_state_dict`).
+
+    Raises:
+        ValueError: If ``src`` is neither a model, a registered name nor a folder, if
+            ``dst`` is a folder or a ``.safetensors`` name, or if the layout cannot hold it.
+    """
+    model = _resolve_model(src)
+    exported = export_state_dict(model, layout)
+    path = Path(dst)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: pass the file to write, e.g. {path / 'model.pt'}")
+    if path.suffix == ".safetensors":
+        raise ValueError(f"{path}: the {layout} code loads torch.save files; name the file .pt or .pth")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(exported.checkpoint, buffer)
+    atomic_write(path, buffer.getvalue())
+    return exported
+
+
+def _resolve_model(src: SRModel | str | Path) -> SRModel:
+    if isinstance(src, SRModel):
+        return src
+    path = Path(src)
+    if path.is_dir():
+        return from_pretrained(path)
+    if isinstance(src, str) and is_model(src):
+        return create_model(src, pretrained=True)
+    if path.is_file():
+        raise ValueError(
+            f"{src} is a file: pass a registered model name or a folder written by save_pretrained "
+            "(to read a third-party checkpoint, convert it without --to)"
+        )
+    raise ValueError(f"{src!r} is neither a registered model name nor a folder written by save_pretrained")

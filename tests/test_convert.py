@@ -1,156 +1,45 @@
 """Third-party checkpoints: state dicts built in each layout convert back to the same model.
 
-Each layout is written by a helper here that renames a library state dict by hand (not
-with the converter's tables), and each converted model is compared with an independent
-functional re-implementation of that layout's forward pass.
+Each layout is written by a helper in ``convert_reference.py`` that renames a library
+state dict by hand (not with the converter's tables), and each converted model is compared
+with an independent functional re-implementation of that layout's forward pass. Files
+written by the real packages are in ``test_convert_packages.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
+from convert_reference import (
+    DIV2K,
+    close,
+    mean_shifts,
+    reference_basicsr,
+    reference_edsr_pytorch,
+    reference_mdsr,
+    to_basicsr,
+    to_edsr_pytorch,
+    to_edsr_pytorch_mdsr,
+    to_super_image,
+)
 from safetensors.torch import save_file
 
 import edsr_lib
 from edsr_lib import EDSR, MDSR
 from edsr_lib.cli import main
-from edsr_lib.convert import OFFICIAL_CHECKPOINTS, OfficialCheckpoint, convert, detect, identify_file, load_state_dict
-
-DIV2K = (0.4488, 0.4371, 0.4040)
-
-
-# ------------------------------------------------------------------ layouts, by hand
-def _mean_shifts(shift: torch.Tensor) -> dict[str, torch.Tensor]:
-    """EDSR-PyTorch's MeanShift convolutions for ``shift = rgb_range * mean``."""
-    eye = torch.eye(len(shift)).view(len(shift), len(shift), 1, 1)
-    return {
-        "sub_mean.weight": eye.clone(),
-        "sub_mean.bias": -shift,
-        "add_mean.weight": eye.clone(),
-        "add_mean.bias": shift.clone(),
-    }
-
-
-def to_edsr_pytorch(model: EDSR, shift: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The official layout: head.0, body.N.body.{0,2}, body.B, tail.0.<i> (upsampler), tail.1."""
-    out = {}
-    for key, value in model.state_dict().items():
-        first, rest = key.split(".", 1)
-        prefix = {"head": "head.0", "upsampler": "tail.0", "tail": "tail.1", "body": "body"}[first]
-        out[f"{prefix}.{rest}"] = value.clone()
-    default = 255.0 * torch.tensor(DIV2K)
-    out.update(_mean_shifts(default if shift is None else shift))
-    return out
-
-
-def to_edsr_pytorch_mdsr(model: MDSR, order: tuple[int, ...] = (2, 3, 4)) -> dict[str, torch.Tensor]:
-    """The official MDSR layout: branches are list indices in the order of ``order``'s scales."""
-    index = {f"x{s}": str(i) for i, s in enumerate(order)}
-    out = {}
-    for key, value in model.state_dict().items():
-        parts = key.split(".")
-        if parts[0] in ("pre_process", "upsample"):
-            parts[1] = index[parts[1]]
-        elif parts[0] in ("head", "tail"):
-            parts.insert(1, "0")
-        out[".".join(parts)] = value.clone()
-    out.update(_mean_shifts(255.0 * torch.tensor(DIV2K)))
-    return out
-
-
-def to_basicsr(model: EDSR) -> dict[str, torch.Tensor]:
-    """BasicSR's EDSR: conv_first, body.N.conv1/conv2, conv_after_body, upsample.<i>, conv_last."""
-    n = model.config["n_resblocks"]
-    out = {}
-    for key, value in model.state_dict().items():
-        parts = key.split(".")
-        if parts[0] == "head":
-            name = "conv_first." + parts[1]
-        elif parts[0] == "tail":
-            name = "conv_last." + parts[1]
-        elif parts[0] == "upsampler":
-            name = "upsample." + ".".join(parts[1:])
-        elif int(parts[1]) == n:
-            name = "conv_after_body." + parts[2]
-        else:
-            name = f"body.{parts[1]}.conv{1 if parts[3] == '0' else 2}.{parts[4]}"
-        out[name] = value.clone()
-    return out
-
-
-def to_super_image(model: EDSR) -> dict[str, torch.Tensor]:
-    """super-image's EdsrModel: EDSR-PyTorch's names, with mean shifts its forward never uses."""
-    return to_edsr_pytorch(model)
-
-
-# ------------------------------------------------------- reference forward passes
-def _conv(sd: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
-    weight = sd[f"{name}.weight"]
-    return F.conv2d(x, weight, sd[f"{name}.bias"], padding=weight.shape[-1] // 2)
-
-
-def _res(sd: dict[str, torch.Tensor], first: str, second: str, x: torch.Tensor, res_scale: float) -> torch.Tensor:
-    return x + res_scale * _conv(sd, second, F.relu(_conv(sd, first, x)))
-
-
-def _upsample(sd: dict[str, torch.Tensor], prefix: str, x: torch.Tensor, scale: int) -> torch.Tensor:
-    factors = [3] if scale == 3 else [2] * int(math.log2(scale))
-    for i, factor in enumerate(factors):
-        x = F.pixel_shuffle(_conv(sd, f"{prefix}.{2 * i}", x), factor)
-    return x
-
-
-def reference_edsr_pytorch(
-    sd: dict[str, torch.Tensor], x: torch.Tensor, scale: int, res_scale: float = 1.0, mean_shift: bool = True
-) -> torch.Tensor:
-    """EDSR-PyTorch's EDSR forward on images in [0, rgb_range] (super-image: no mean shifts, [0, 1])."""
-    n = len({k.split(".")[1] for k in sd if k.startswith("body.") and k.count(".") == 4})
-    if mean_shift:
-        x = _conv(sd, "sub_mean", x)
-    x = _conv(sd, "head.0", x)
-    res = x
-    for i in range(n):
-        res = _res(sd, f"body.{i}.body.0", f"body.{i}.body.2", res, res_scale)
-    x = _conv(sd, "tail.1", _upsample(sd, "tail.0", _conv(sd, f"body.{n}", res) + x, scale))
-    return _conv(sd, "add_mean", x) if mean_shift else x
-
-
-def reference_mdsr(sd: dict[str, torch.Tensor], x: torch.Tensor, branch: int, scale: int) -> torch.Tensor:
-    """EDSR-PyTorch's MDSR forward after ``set_scale(branch)``, on images in [0, 255]."""
-    n = len({k.split(".")[1] for k in sd if k.startswith("body.") and k.count(".") == 4})
-    x = _conv(sd, "head.0", _conv(sd, "sub_mean", x))
-    for p in range(2):
-        x = _res(sd, f"pre_process.{branch}.{p}.body.0", f"pre_process.{branch}.{p}.body.2", x, 1.0)
-    res = x
-    for i in range(n):
-        res = _res(sd, f"body.{i}.body.0", f"body.{i}.body.2", res, 1.0)
-    x = _upsample(sd, f"upsample.{branch}", _conv(sd, f"body.{n}", res) + x, scale)
-    return _conv(sd, "add_mean", _conv(sd, "tail.0", x))
-
-
-def reference_basicsr(
-    sd: dict[str, torch.Tensor], x: torch.Tensor, scale: int, img_range: float = 255.0, mean=DIV2K
-) -> torch.Tensor:
-    """BasicSR's EDSR forward on images in [0, 1]."""
-    n = len({k.split(".")[1] for k in sd if k.startswith("body.")})
-    mean = torch.tensor(mean).view(1, -1, 1, 1)
-    x = _conv(sd, "conv_first", (x - mean) * img_range)
-    res = x
-    for i in range(n):
-        res = _res(sd, f"body.{i}.conv1", f"body.{i}.conv2", res, 1.0)
-    x = _conv(sd, "conv_last", _upsample(sd, "upsample", _conv(sd, "conv_after_body", res) + x, scale))
-    return x / img_range + mean
-
-
-def _close(a: torch.Tensor, b: torch.Tensor) -> None:
-    assert a.shape == b.shape
-    assert (a - b).abs().max().item() < 1e-5, (a - b).abs().max().item()
+from edsr_lib.convert import (
+    OFFICIAL_CHECKPOINTS,
+    AmbiguousLayoutError,
+    OfficialCheckpoint,
+    convert,
+    detect,
+    identify_file,
+    load_state_dict,
+)
 
 
 def _same_weights(model: torch.nn.Module, original: torch.nn.Module) -> None:
@@ -176,7 +65,7 @@ def test_official_edsr_baseline_converts_back(scale: int, x: torch.Tensor, tmp_p
     path = tmp_path / "edsr.pt"
     torch.save(sd, path)
 
-    model = convert(path)
+    model = convert(path, layout="edsr-pytorch")
     spec = model.conversion
     assert (spec.layout, spec.architecture, spec.scales) == ("edsr-pytorch", "edsr", (scale,))
     assert model.config == original.config
@@ -187,7 +76,7 @@ def test_official_edsr_baseline_converts_back(scale: int, x: torch.Tensor, tmp_p
     with torch.no_grad():
         y = model(x)
         assert torch.equal(y, original(x))
-        _close(y, reference_edsr_pytorch(sd, x * 255, scale) / 255)
+        close(y, reference_edsr_pytorch(sd, x * 255, scale) / 255)
     assert y.shape == (1, 3, 6 * scale, 7 * scale)
 
 
@@ -206,41 +95,41 @@ def test_official_mdsr_baseline_branches_follow_their_upsamplers(order: tuple[in
         for branch, scale in enumerate(order):
             y = model(x, scale=scale)
             assert torch.equal(y, original(x, scale=scale))
-            _close(y, reference_mdsr(sd, x * 255, branch, scale) / 255)
+            close(y, reference_mdsr(sd, x * 255, branch, scale) / 255)
 
 
 def test_official_large_edsr_gets_residual_scaling_from_its_size() -> None:
     with torch.device("meta"):  # 40 M parameters: shapes are all detection needs
         original = edsr_lib.create_model("edsr_x2")
         sd = to_edsr_pytorch(original)
-    sd.update(_mean_shifts(255.0 * torch.tensor(DIV2K)))
-    spec = detect(sd)
+    sd.update(mean_shifts(255.0 * torch.tensor(DIV2K)))
+    spec = detect(sd, layout="edsr-pytorch")
     assert spec.kwargs["res_scale"] == 0.1
     assert {"architecture": "edsr", **spec.kwargs} == {k: v for k, v in original.config.items() if k in spec.kwargs} | {
         "architecture": "edsr"
     }
     assert any("0.1 assumed" in note for note in spec.notes)
-    assert detect(sd, res_scale=0.5).kwargs["res_scale"] == 0.5
+    assert detect(sd, layout="edsr-pytorch", res_scale=0.5).kwargs["res_scale"] == 0.5
 
 
 def test_official_mean_shift_values_are_carried_into_the_config(x: torch.Tensor) -> None:
     original = _small_edsr(2).eval()
     # trained in [0, 1] (--rgb_range 1): the bias is the DIV2K mean itself
     sd = to_edsr_pytorch(original, shift=torch.tensor(DIV2K))
-    spec = detect(sd)
+    spec = detect(sd, layout="edsr-pytorch")
     assert spec.kwargs["rgb_range"] == 1.0
     assert spec.kwargs["rgb_mean"] == list(DIV2K)
     with torch.no_grad():
-        _close(spec.load(sd)(x), reference_edsr_pytorch(sd, x, 2))
+        close(spec.load(sd)(x), reference_edsr_pytorch(sd, x, 2))
 
     # another dataset's mean: carried, and said so
     sd = to_edsr_pytorch(original, shift=255.0 * torch.tensor([0.5, 0.4, 0.3]))
-    spec = detect(sd)
+    spec = detect(sd, layout="edsr-pytorch")
     assert spec.kwargs["rgb_range"] == 255.0
     assert spec.kwargs["rgb_mean"] == pytest.approx([0.5, 0.4, 0.3], abs=1e-7)
     assert any("rgb_mean" in note for note in spec.notes)
     with torch.no_grad():
-        _close(spec.load(sd)(x), reference_edsr_pytorch(sd, x * 255, 2) / 255)
+        close(spec.load(sd)(x), reference_edsr_pytorch(sd, x * 255, 2) / 255)
 
 
 # ------------------------------------------------------------------------- BasicSR
@@ -261,7 +150,7 @@ def test_basicsr_prefers_params_ema(scale: int, x: torch.Tensor, tmp_path: Path)
     _same_weights(model, original)
     with torch.no_grad():
         assert torch.equal(model(x), original(x))
-        _close(model(x), reference_basicsr(ema, x, scale))
+        close(model(x), reference_basicsr(ema, x, scale))
 
 
 def test_basicsr_mean_tensor_and_range_override(x: torch.Tensor) -> None:
@@ -273,7 +162,7 @@ def test_basicsr_mean_tensor_and_range_override(x: torch.Tensor) -> None:
     assert spec.kwargs["rgb_mean"] == pytest.approx(list(mean))
     assert spec.absorbed == ("mean",)
     with torch.no_grad():
-        _close(spec.load(sd)(x), reference_basicsr(sd, x, 2, img_range=1.0, mean=mean))
+        close(spec.load(sd)(x), reference_basicsr(sd, x, 2, img_range=1.0, mean=mean))
     with pytest.raises(ValueError, match="rgb_mean cannot be set"):
         detect(sd, rgb_mean=DIV2K)
 
@@ -318,7 +207,7 @@ def test_super_image_is_recognised_by_its_config(x: torch.Tensor, tmp_path: Path
     _same_weights(model, original)
     with torch.no_grad():
         assert torch.equal(model(x), original(x))
-        _close(model(x), reference_edsr_pytorch(sd, x, 2, mean_shift=False))
+        close(model(x), reference_edsr_pytorch(sd, x, 2, mean_shift=False))
 
     (tmp_path / "config.json").write_text(json.dumps({**config, "n_feats": 64}))
     with pytest.raises(ValueError, match="n_feats 64"):
@@ -328,11 +217,14 @@ def test_super_image_is_recognised_by_its_config(x: torch.Tensor, tmp_path: Path
 def test_super_image_layout_can_be_forced(x: torch.Tensor) -> None:
     original = _small_edsr(4, rgb_range=1.0, rgb_mean=(0.0, 0.0, 0.0)).eval()
     sd = to_super_image(original)
-    assert detect(sd).layout == "edsr-pytorch"  # the same key names: tensors cannot tell
-    assert any("layout='super-image'" in note for note in detect(sd).notes)
+    with pytest.raises(AmbiguousLayoutError, match=r"edsr-pytorch.*super-image.*layout='edsr-pytorch'") as err:
+        detect(sd)  # the same key names: tensors cannot tell
+    assert err.value.layouts == ("edsr-pytorch", "super-image", "torchsr")
+    assert err.value.specs["super-image"].kwargs["rgb_range"] == 1.0
+    assert err.value.specs["edsr-pytorch"].kwargs["rgb_range"] == 255.0
     spec = detect(sd, layout="super-image")
     with torch.no_grad():
-        _close(spec.load(sd)(x), reference_edsr_pytorch(sd, x, 4, mean_shift=False))
+        close(spec.load(sd)(x), reference_edsr_pytorch(sd, x, 4, mean_shift=False))
     with pytest.raises(ValueError, match="MdsrModel"):
         detect(to_edsr_pytorch_mdsr(MDSR(n_resblocks=1, n_feats=8)), layout="super-image")
 
@@ -385,10 +277,32 @@ def test_refuses_an_unknown_layout() -> None:
 def test_refuses_mean_shifts_it_cannot_represent(official_sd: dict[str, torch.Tensor]) -> None:
     bad_std = dict(official_sd, **{"sub_mean.weight": official_sd["sub_mean.weight"] / 0.5})
     with pytest.raises(ValueError, match="rgb_std"):
-        detect(bad_std)
+        detect(bad_std, layout="edsr-pytorch")
     disagree = dict(official_sd, **{"add_mean.bias": official_sd["add_mean.bias"] + 1})
     with pytest.raises(ValueError, match="different means"):
-        detect(disagree)
+        detect(disagree, layout="edsr-pytorch")
+    # super-image never applies its mean shifts, so it reads them: that one layout can is no licence to pick it
+    with pytest.raises(AmbiguousLayoutError, match=r"edsr-pytorch and torchsr \(alike\).*cannot read it.*rgb_std"):
+        detect(bad_std)
+    assert detect(bad_std, layout="super-image").kwargs["rgb_range"] == 1.0
+
+
+def test_layouts_that_read_alike_are_no_ambiguity() -> None:
+    original = edsr_lib.create_model("mdsr_baseline")
+    spec = detect(to_edsr_pytorch_mdsr(original))  # MDSR's names are EDSR-PyTorch's alone
+    assert spec.layout == "edsr-pytorch" and not any("alike" in note for note in spec.notes)
+    sd = to_edsr_pytorch(_small_edsr(2))
+    with pytest.raises(AmbiguousLayoutError) as err:
+        detect(sd)
+    assert err.value.specs["torchsr"].kwargs == err.value.specs["edsr-pytorch"].kwargs
+    # the torchSR reading is fixed at 255: a [0, 1] EDSR-PyTorch file is another model there
+    sd = to_edsr_pytorch(_small_edsr(2), shift=torch.tensor(DIV2K))
+    with pytest.raises(AmbiguousLayoutError) as err:
+        detect(sd)
+    assert err.value.specs["edsr-pytorch"].kwargs["rgb_range"] == 1.0
+    assert err.value.specs["torchsr"].kwargs["rgb_range"] == 255.0
+    with pytest.raises(ValueError, match="rgb_range cannot be set for this torchsr checkpoint"):
+        detect(sd, layout="torchsr", rgb_range=1.0)
 
 
 def test_refuses_overrides_of_what_the_tensors_fix(official_sd: dict[str, torch.Tensor]) -> None:
@@ -477,9 +391,9 @@ def test_requested_variant_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(to_edsr_pytorch(_small_edsr(2)), path)
     with pytest.raises(ValueError, match=r"does not hold edsr_baseline_x2: n_resblocks 2 \(expected 16\)"):
-        convert(path, variant="edsr_baseline_x2")
+        convert(path, layout="edsr-pytorch", variant="edsr_baseline_x2")
     with pytest.raises(ValueError, match="architecture 'edsr'"):
-        convert(path, variant="mdsr_baseline")
+        convert(path, layout="edsr-pytorch", variant="mdsr_baseline")
 
 
 # ---------------------------------------------------------- library format and CLI
@@ -487,7 +401,7 @@ def test_convert_writes_the_library_format(tmp_path: Path, x: torch.Tensor) -> N
     original = edsr_lib.create_model("edsr_baseline_x4").eval()
     src = tmp_path / "edsr_baseline_x4.pt"
     torch.save(to_edsr_pytorch(original), src)
-    convert(src, tmp_path / "out")
+    convert(src, tmp_path / "out", layout="edsr-pytorch")
     assert json.loads((tmp_path / "out" / "config.json").read_text()) == original.config
     reloaded = edsr_lib.from_pretrained(tmp_path / "out")
     with torch.no_grad():

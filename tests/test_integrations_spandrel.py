@@ -1,7 +1,7 @@
 """spandrel support: after install(), the real spandrel's ModelLoader loads EDSR/MDSR files in every layout.
 
 Each file is written the way its source writes it (torchSR's files by the real torchsr
-package, EDSR-PyTorch's and BasicSR's by the by-hand layouts of test_convert, edsr-lib's by
+package, EDSR-PyTorch's and BasicSR's by the by-hand layouts of convert_reference, edsr-lib's by
 save_pretrained), loaded through ``spandrel.ModelLoader().load_from_file``, and the
 descriptor's output is compared with the source model's own forward pass.
 """
@@ -15,7 +15,7 @@ import torch
 
 spandrel = pytest.importorskip("spandrel", reason="the spandrel extra is not installed: pip install -e '.[spandrel]'")
 
-from test_convert import (  # noqa: E402
+from convert_reference import (  # noqa: E402
     reference_basicsr,
     reference_edsr_pytorch,
     reference_mdsr,
