@@ -27,6 +27,7 @@ from torch import nn
 from .models import SRModel
 from .ops import ensemble
 from .ops.color import round_half_away
+from .ops.imresize import imresize
 from .ops.tiling import tiled_apply
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "memory_budget",
     "plan_passes",
     "resolve_device",
+    "resolve_half",
     "upscale",
 ]
 
@@ -152,7 +154,8 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     """Bytes that a computation on ``device`` can still allocate.
 
     CUDA and XPU: the free device memory (``mem_get_info``) plus what PyTorch's caching
-    allocator holds unused. MPS: Metal's recommended working set less what it holds. CPU: ``MemAvailable`` from ``/proc/meminfo``, or the
+    allocator holds unused. MPS: Metal's recommended working set less what it holds. CPU:
+    ``MemAvailable`` from ``/proc/meminfo``, or the
     available physical pages where that file does not exist.
     """
     device = torch.device(device)
@@ -276,7 +279,17 @@ def cpu_has_native_bf16() -> bool:
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 
 
-def _autocast_dtype(half: bool | str | torch.dtype, device: torch.device) -> torch.dtype | None:
+def resolve_half(half: bool | str | torch.dtype, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype that ``half`` asks for on ``device``, or ``None`` for float32.
+
+    Args:
+        half: ``False``; ``True`` or ``"fp16"`` (float16); ``"bf16"`` (bfloat16); or a dtype.
+        device: Where the model runs.
+
+    Raises:
+        ValueError: For another value, float16 on a CPU, or bfloat16 on a CPU without
+            native bf16 (:func:`cpu_has_native_bf16`).
+    """
     if half is False or half is None:
         return None
     dtype = torch.float16 if half is True else _HALF_DTYPES.get(half, half) if isinstance(half, str) else half
@@ -405,7 +418,8 @@ def upscale(
             weights) or a folder written by ``save_pretrained``; see :func:`load_model`.
         image: A float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with values in [0, 1], on
             any device; a uint8 or uint16 NumPy image ``(H, W, C)`` or ``(H, W)`` (or a batch
-            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; or a PIL image.
+            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image; or
+            a list of PIL images of one size and mode, run as one batch.
         scale: The scale; may be omitted for a single-scale model.
         outscale: Instead of ``scale``: any output factor above 1 (``1.5``, ``8``). The
             model runs the scales of :func:`plan_passes` (chained when ``outscale`` is above
@@ -438,7 +452,7 @@ def upscale(
         same channels, clamped and rounded (halves away from zero) as
         :func:`~edsr_lib.ops.quantize` does. For a PIL image: a PIL image of the same mode
         (see :func:`edsr_lib.io.image_to_array`) with the ICC profile, EXIF (orientation
-        reset) and DPI (scaled) carried over.
+        reset) and DPI (scaled) carried over; for a list, a list.
 
     Raises:
         TypeError: If ``image`` or ``model`` is of an unsupported type.
@@ -463,7 +477,9 @@ def upscale(
         "progress": progress,
     }
     model = load_model(model)
-    if isinstance(image, Image.Image):
+    if isinstance(image, Image.Image) or (
+        isinstance(image, list | tuple) and image and all(isinstance(i, Image.Image) for i in image)
+    ):
         return _upscale_pil(model, image, scale, outscale, options)
     if outscale is not None:
         if scale is not None:
@@ -473,41 +489,54 @@ def upscale(
 
 
 def _upscale_pil(
-    model: SRModel, image: Image.Image, scale: int | None, outscale: float | None, options: dict[str, Any]
-) -> Image.Image:
+    model: SRModel,
+    images: Image.Image | list[Image.Image],
+    scale: int | None,
+    outscale: float | None,
+    options: dict[str, Any],
+) -> Image.Image | list[Image.Image]:
     """PIL in, PIL out: the pixels by :func:`~edsr_lib.io.image_to_array`, the metadata carried over."""
     from .io import array_to_image, carry_metadata, image_to_array
 
+    single = isinstance(images, Image.Image)
+    batch = [images] if single else list(images)
+    if len({(img.size, img.mode) for img in batch}) > 1:
+        raise ValueError("a list of images to upscale together must share one size and mode")
     factor = float(outscale) if outscale is not None else model.resolve_scale(scale)
-    pixels = image_to_array(image)
+    pixels = np.stack([image_to_array(img) for img in batch])
     if pixels.dtype == np.float32:  # float images go through the tensor path, and are clamped at the end
-        x = torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
-        y = _upscale_to(model, x, outscale, options) if outscale is not None else _upscale(model, x, scale, **options)
-        result = y.clamp_(0.0, 1.0).permute(1, 2, 0).numpy()
-    elif outscale is not None:
+        pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    if outscale is not None:
         result = _upscale_to(model, pixels, outscale, options)
     else:
         result = _upscale(model, pixels, scale, **options)
-    return carry_metadata(image, array_to_image(result, like=image), factor)
+    if isinstance(result, torch.Tensor):
+        result = result.clamp_(0.0, 1.0).permute(0, 2, 3, 1).numpy()
+    out = [carry_metadata(img, array_to_image(r, like=img), factor) for img, r in zip(batch, result, strict=True)]
+    return out[0] if single else out
 
 
 def _upscale_to(model: SRModel, image: ImageT, outscale: float, options: dict[str, Any]) -> ImageT:
     """Chain the model passes of :func:`plan_passes`, then shrink to ``outscale`` with MATLAB bicubic."""
-    from .ops.imresize import imresize
-
     passes = plan_passes(model.scales, outscale)
     is_array = isinstance(image, np.ndarray)
-    height, width = image.shape[:2] if is_array else image.shape[-2:]
+    height, width = (image.shape[-3:-1] if image.ndim == 4 else image.shape[:2]) if is_array else image.shape[-2:]
     y = image
     for s in passes:
         y = _upscale(model, y, s, **options)
-    size = (math.ceil(outscale * height - 1e-6), math.ceil(outscale * width - 1e-6))
     if math.prod(passes) == outscale:
         return y
-    if is_array and y.dtype == np.uint16:  # imresize has MATLAB's uint8 semantics only; 16 bits go via float
-        resized = imresize(y.astype(np.float64) / 65535.0, size=size)
+    size = (math.ceil(outscale * height - 1e-6), math.ceil(outscale * width - 1e-6))
+    if is_array and y.ndim == 4:
+        return np.stack([_resize_array(i, size) for i in y])
+    return _resize_array(y, size) if is_array else imresize(y, size=size)
+
+
+def _resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if array.dtype == np.uint16:  # imresize has MATLAB's uint8 semantics only; 16 bits go through float
+        resized = imresize(array.astype(np.float64) / 65535.0, size=size)
         return np.clip(np.floor(resized * 65535.0 + 0.5), 0, 65535).astype(np.uint16)
-    return imresize(y, size=size)
+    return imresize(array, size=size)
 
 
 def _upscale(
@@ -531,7 +560,7 @@ def _upscale(
     device = resolve_device(device) if device is not None else _model_device(model)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    amp_dtype = _autocast_dtype(half, device)
+    amp_dtype = resolve_half(half, device)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
 
@@ -654,8 +683,6 @@ def _resize_alpha(
     image: torch.Tensor | np.ndarray, x: torch.Tensor, scale: int, out: torch.Tensor, numpy_out: np.ndarray | None
 ) -> None:
     """Write the MATLAB-bicubic resized alpha channel of ``image`` into the last output channel."""
-    from .ops.imresize import imresize
-
     if numpy_out is not None and numpy_out.dtype == np.uint8:
         # uint8 in, uint8 out: MATLAB's uint8 semantics (rounded and clamped after each pass).
         for n, single in enumerate(image if image.ndim == 4 else image[None]):

@@ -265,7 +265,9 @@ def read_image(path: PathLike) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- writing
-def write_image(path: PathLike, image: np.ndarray | Image.Image, *, quality: int | None = None, **save_kwargs: Any) -> None:
+def write_image(
+    path: PathLike, image: np.ndarray | Image.Image, *, quality: int | None = None, **save_kwargs: Any
+) -> None:
     """Write an array or a PIL image to an image file, atomically.
 
     The format follows the suffix: ``.png``, ``.jpg``/``.jpeg``, ``.webp`` or
