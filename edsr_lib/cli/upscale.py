@@ -290,7 +290,9 @@ def run(args: argparse.Namespace) -> int:
 
     def fail(job: Job, exc: BaseException) -> None:
         failed.append(str(job.source))
-        bar.write(f"edsr-lib upscale: error: {job.source}: {_describe(exc)}", file=sys.stderr)
+        reason = _describe(exc)
+        where = "" if str(job.source) in reason else f"{job.source}: "
+        bar.write(f"edsr-lib upscale: error: {where}{reason}", file=sys.stderr)
 
     def read(job: Job) -> Any:
         try:
