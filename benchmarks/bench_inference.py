@@ -7,7 +7,9 @@ during the call and the speed ratio against the plain implementation. All varian
 timed alternately within one process (one round of every variant, repeated), and the
 fastest round is reported: on a shared machine other processes only ever add time. A
 same-run sgemm (``torch.mm`` of large float32 matrices) gives the practical limit of the
-machine; the GFLOP/s column is also shown as a fraction of it.
+machine; the GFLOP/s column is also shown as a fraction of it. On a CPU with native
+bfloat16 (:func:`edsr_lib.inference.cpu_has_native_bf16`), ``upscale(half="bf16")`` is timed
+too and its speed-up over the fp32 fast path printed.
 
 The plain implementation is written out below, independent of the library: the
 reference code's structure (mean shifts as 1x1 convolutions, ``res_scale`` multiplied at
@@ -17,7 +19,7 @@ weights, and its output is checked against the library's.
 Usage::
 
     python benchmarks/bench_inference.py                     # the table, on CUDA if present
-    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain vs fast
+    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain vs fast (vs bf16)
     python benchmarks/bench_inference.py --device cpu --size 256 --repeats 3
 """
 
@@ -34,6 +36,10 @@ import torch
 from torch import nn
 
 import edsr_lib
+from edsr_lib.inference import cpu_has_native_bf16
+
+FAST = "upscale (fused, channels_last)"
+BF16_CPU = "upscale bf16 autocast (CPU)"
 
 # ----------------------------------------------------------------------------- plain reference
 
@@ -192,8 +198,10 @@ def variants(
 
     out: dict[str, Callable[[], object]] = {
         "plain (NCHW, unfused)": run_plain,
-        "upscale (fused, channels_last)": lambda: edsr_lib.upscale(model, x, scale),
+        FAST: lambda: edsr_lib.upscale(model, x, scale),
     }
+    if device.type == "cpu" and cpu_has_native_bf16():
+        out[BF16_CPU] = lambda: edsr_lib.upscale(model, x, scale, half="bf16")
     if quick:
         return out
     out |= {
@@ -211,7 +219,7 @@ def variants(
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=256, help="LR input height and width")
@@ -222,8 +230,9 @@ def main() -> None:
         default="edsr_baseline_x2,edsr_baseline_x3,edsr_baseline_x4,mdsr_baseline",
         help="comma-separated registered models (MDSR runs every scale)",
     )
+    parser.add_argument("--sgemm-size", type=int, default=4096, help="matrix size of the sgemm reference")
     parser.add_argument("--quick", action="store_true", help="only EDSR-baseline x2: plain vs fast, with sgemm")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
     names = ["edsr_baseline_x2"] if args.quick else args.models.split(",")
@@ -235,7 +244,8 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; input {args.size}x{args.size}; best of {args.repeats} rounds")
 
-    sgemm = [sgemm_gflops(device)]
+    sgemm = [sgemm_gflops(device, args.sgemm_size)]
+    ratios: list[str] = []
     header = (
         f"| {'model':<17}| {'scale':<6}| {'variant':<31}| {'MP/s out':>9}| {'GFLOP/s':>8}| {'% sgemm':>8}"
         f"| {'peak MB':>8}| {'vs plain':>9}|"
@@ -257,9 +267,11 @@ def main() -> None:
                     seconds, peak = timed(fn, device)
                     times[label].append(seconds)
                     peaks[label] = max(peaks[label], peak)
-                sgemm.append(sgemm_gflops(device, repeats=1))
+                sgemm.append(sgemm_gflops(device, args.sgemm_size, repeats=1))
             limit = max(sgemm)
             plain_time = min(times["plain (NCHW, unfused)"])
+            if BF16_CPU in times:
+                ratios.append(f"{name} x{scale}: {min(times[FAST]) / min(times[BF16_CPU]):.2f}x")
             for label in runs:
                 t = min(times[label])
                 gflops = flops / t / 1e9
@@ -268,7 +280,12 @@ def main() -> None:
                     f"| {name:<17}| x{scale:<5}| {label:<31}| {mp_out:>9.3f}| {gflops:>8.1f}| {gflops / limit:>8.0%}"
                     f"| {peaks[label]:>8.0f}| {plain_time / t:>8.2f}x|"
                 )
-    print(f"sgemm (torch.mm 4096x4096 float32, best of the run): {max(sgemm):.1f} GFLOP/s")
+    n = args.sgemm_size
+    print(f"sgemm (torch.mm {n}x{n} float32, best of the run): {max(sgemm):.1f} GFLOP/s")
+    if ratios:
+        print(f"bf16 autocast (CPU) vs the fp32 fast path: {', '.join(ratios)}")
+    elif device.type == "cpu":
+        print("bf16 autocast (CPU): not run, this CPU has no native bf16")
 
 
 if __name__ == "__main__":
