@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import platform
 import time
@@ -219,6 +220,52 @@ def variants(
     return out
 
 
+def set_psnr(data: str, scale: int, sr_fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Mean PSNR (Y channel, ``scale`` border pixels ignored) of ``sr_fn(LR)`` over a set's official LR files."""
+    from pathlib import Path
+
+    from edsr_lib.io import read_image, to_tensor
+    from edsr_lib.metrics import psnr
+    from edsr_lib.ops import modcrop
+
+    scores = []
+    for hr_path in sorted((Path(data) / "HR").glob("*.png")):
+        hr = modcrop(read_image(hr_path), scale)
+        lr = read_image(Path(data) / "LR_bicubic" / f"X{scale}" / f"{hr_path.stem}x{scale}.png")
+        sr = sr_fn(to_tensor(lr))
+        scores.append(float(psnr(sr, to_tensor(hr), crop_border=scale, test_y_channel=True)[0]))
+    return sum(scores) / len(scores)
+
+
+def quality(data: str) -> None:
+    """What bf16 and ``outscale`` cost in PSNR, with the shipped EDSR-baseline weights."""
+    models = {s: edsr_lib.create_model(f"edsr_baseline_x{s}", pretrained=True) for s in (2, 3, 4)}
+    print(f"PSNR (dB, Y channel) on {data}, shipped EDSR-baseline weights")
+    print("| scale | fp32 | bf16 autocast | bf16 cost |")
+    print("|---|---:|---:|---:|")
+    for s, model in models.items():
+        fp32 = set_psnr(data, s, lambda lr, m=model, s=s: edsr_lib.upscale(m, lr, s))
+        if cpu_has_native_bf16() or torch.cuda.is_available():
+            bf16 = set_psnr(data, s, lambda lr, m=model, s=s: edsr_lib.upscale(m, lr, s, half="bf16"))
+            print(f"| x{s} | {fp32:.3f} | {bf16:.3f} | {fp32 - bf16:.3f} |")
+        else:
+            print(f"| x{s} | {fp32:.3f} | (no native bf16) | |")
+    print()
+    print("| output scale | how | PSNR | vs the native model |")
+    print("|---|---|---:|---:|")
+    for s in (3, 4):
+        native = set_psnr(data, s, lambda lr, s=s: edsr_lib.upscale(models[s], lr, s))
+        bicubic = set_psnr(data, s, lambda lr, s=s: edsr_lib.imresize(lr, s))
+        print(f"| x{s} | edsr_baseline_x{s} (native) | {native:.3f} | 0 |")
+        for via in (2, 4) if s == 3 else (2,):
+            got = set_psnr(data, s, lambda lr, via=via, s=s: edsr_lib.upscale(models[via], lr, outscale=s))
+            passes = "x".join(map(str, edsr_lib.inference.plan_passes((via,), s)))
+            print(
+                f"| x{s} | edsr_baseline_x{via}, outscale={s} ({passes} then bicubic) | {got:.3f} | {got - native:+.3f} |"
+            )
+        print(f"| x{s} | MATLAB bicubic | {bicubic:.3f} | {bicubic - native:+.3f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -231,8 +278,14 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated registered models (MDSR runs every scale)",
     )
     parser.add_argument("--sgemm-size", type=int, default=4096, help="matrix size of the sgemm reference")
+    parser.add_argument(
+        "--psnr", metavar="SET_DIR", help="instead of timing: PSNR cost of bf16 and of outscale on a set (e.g. Set5)"
+    )
     parser.add_argument("--quick", action="store_true", help="only EDSR-baseline x2: plain vs fast, with sgemm")
     args = parser.parse_args(argv)
+    if args.psnr:
+        quality(args.psnr)
+        return
     device = torch.device(args.device)
     torch.manual_seed(0)
     names = ["edsr_baseline_x2"] if args.quick else args.models.split(",")
