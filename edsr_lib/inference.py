@@ -35,6 +35,7 @@ __all__ = [
     "activation_bytes_per_pixel",
     "auto_tile_size",
     "available_memory",
+    "check_finite_weights",
     "cpu_has_native_bf16",
     "load_model",
     "memory_budget",
@@ -109,10 +110,7 @@ def _fast_model(model: SRModel, device: torch.device, channels_last: bool, compi
     cached = _fast_copies.setdefault(model, {}).get(key)
     if cached is not None and cached[0] == state:
         return cached[1]
-    bad = _non_finite_tensors(model)
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
+    check_finite_weights(model)
     fast = copy.deepcopy(model).eval().requires_grad_(False)
     fast.fuse()
     fast.to(device)
@@ -311,12 +309,20 @@ class NonFiniteError(ValueError):
     """A model's weights or output hold NaN or infinite values: nothing is written from them."""
 
 
-def _non_finite_tensors(model: nn.Module) -> list[str]:
-    return [
+def check_finite_weights(model: nn.Module) -> None:
+    """Refuse a model whose weights hold NaN or infinity (its output would be garbage).
+
+    Raises:
+        NonFiniteError: Naming the tensors (the first five, and how many more).
+    """
+    bad = [
         name
         for name, t in model.state_dict().items()
         if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
     ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

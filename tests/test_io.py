@@ -195,3 +195,42 @@ def test_list_images_errors(tmp_path):
         list_images(tmp_path / "empty")
     with pytest.raises(ValueError, match="no images found"):
         list_images(str(tmp_path / "*.png"))
+
+
+def test_every_unreadable_input_is_an_image_read_error(tmp_path, monkeypatch):
+    Image.fromarray(_random((40, 40, 3))).save(tmp_path / "big.png")
+    frames = [Image.fromarray(_random((8, 8, 3), seed=s)).convert("P") for s in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels is past twice the limit: a "bomb"
+    with pytest.raises(ImageReadError, match=r"big\.png is too large to decode safely"):
+        read_image(tmp_path / "big.png")
+    monkeypatch.undo()
+    with pytest.raises(ImageReadError, match=r"anim\.gif is animated \(3 frames\)"):
+        read_image(tmp_path / "anim.gif")
+    assert [p.name for p in list_images(tmp_path)] == ["anim.gif", "big.png"]  # GIFs are picked up
+
+
+def test_wide_ints_and_floats_are_read_by_value_range(tmp_path):
+    eight = _random((4, 5))
+    Image.fromarray(eight.astype(np.int32), mode="I").save(tmp_path / "i.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "i.tif")[..., 0], eight)
+    Image.fromarray(eight.astype(np.float32) / 255, mode="F").save(tmp_path / "f.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif")[..., 0], eight)
+    Image.fromarray(np.full((2, 2), -5, np.int32), mode="I").save(tmp_path / "neg.tif")
+    with pytest.raises(ImageReadError, match=r"neg\.tif.*32-bit integer image with values in -5\.\.-5"):
+        read_image(tmp_path / "neg.tif")
+
+
+def test_sixteen_bit_and_metadata_survive_write_image(tmp_path):
+    levels = np.random.default_rng(0).integers(0, 65536, (5, 4)).astype(np.uint16)
+    write_image(tmp_path / "g.png", levels)
+    with Image.open(tmp_path / "g.png") as img:
+        assert img.mode == "I;16"
+        np.testing.assert_array_equal(np.asarray(img), levels)
+    image = Image.fromarray(_random((4, 4, 3)))
+    image.info.update(icc_profile=b"icc bytes", dpi=(150.0, 150.0))
+    write_image(tmp_path / "m.png", image)
+    with Image.open(tmp_path / "m.png") as img:
+        assert img.info["icc_profile"] == b"icc bytes" and tuple(round(d) for d in img.info["dpi"]) == (150, 150)
+    with pytest.raises(ValueError, match="JPEG has no I;16 pixels"):
+        write_image(tmp_path / "g.jpg", levels)

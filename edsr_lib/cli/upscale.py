@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..inference import load_model, resolve_device, resolve_half, upscale
+    from ..inference import check_finite_weights, load_model, resolve_device, resolve_half, upscale
     from ..io import load_image, write_image
 
     if args.batch_size < 1:
@@ -260,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(f"{device.type}:{local_rank}")
     resolve_half(args.half or False, device)
     model = load_model(args.model).to(device)
+    check_finite_weights(model)  # once, before any file: every output would be garbage
     factor = args.outscale if args.outscale is not None else model.resolve_scale(args.scale)
     suffix = args.suffix.replace("{scale}", f"{factor:g}")
     out_dir = Path(args.output)
