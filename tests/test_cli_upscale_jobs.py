@@ -242,6 +242,17 @@ def test_recursive_mirrors_the_tree(model_dir: Path, tmp_path: Path) -> None:
     assert found == ["a_x2.png", "x/a_x2.png", "x/y/b_x2.png"]
 
 
+def test_a_double_star_glob_mirrors_the_tree(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for rel in ("x/a.png", "y/a.png"):  # the same name in two folders: flattened, they would collide
+        _save(tmp_path / "tree" / rel, _pixels((5, 5, 3), len(rel)))
+    monkeypatch.chdir(tmp_path)
+    assert _upscale(model_dir, "tree/**/*.png", "-o", "out") == 0
+    assert sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.png")) == [
+        "x/a_x2.png",
+        "y/a_x2.png",
+    ]
+
+
 def test_same_size_images_are_batched(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(5):
         _save(tmp_path / "in" / f"{i}.png", _pixels((6, 6, 3) if i != 2 else (7, 6, 3), i))

@@ -162,10 +162,19 @@ def _collect(sources: list[str], recursive: bool) -> tuple[list[tuple[Path, Path
             print(f"edsr-lib upscale: error: {exc}", file=sys.stderr)
             bad.append(source)
             continue
-        root = Path(source) if Path(source).is_dir() else None
+        root = Path(source) if Path(source).is_dir() else _glob_root(source)
         for path in found:
             files.setdefault(path, root or path.parent)
     return list(files.items()), bad
+
+
+def _glob_root(pattern: str) -> Path | None:
+    """The folder above a glob pattern's first wildcard (``photos/**/*.jpg`` -> ``photos``), so ``**`` mirrors."""
+    parts = Path(pattern).parts
+    plain = list(itertools.takewhile(lambda part: not any(c in part for c in "*?["), parts))
+    if len(plain) == len(parts):
+        return None  # not a pattern
+    return Path(*plain) if plain else Path(".")
 
 
 def _distributed_shard() -> tuple[int, int] | None:
@@ -207,6 +216,11 @@ def plan_jobs(
     ]
     excluded = set(outputs)
     return [j for j in jobs if j.source not in excluded], outputs
+
+
+def _written(job: Job, fmt: str | None) -> bool:
+    """True if ``job``'s output exists (without ``--format``, float and 32-bit images go to ``.tif``)."""
+    return job.target.exists() or (fmt is None and job.target.with_suffix(".tif").exists())
 
 
 def _describe(exc: BaseException) -> str:
@@ -272,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
     if shard is not None:
         jobs = jobs[shard[0] :: shard[1]]
     if args.skip_existing:
-        todo = [j for j in jobs if not j.target.exists()]
+        todo = [j for j in jobs if not _written(j, args.format)]
         skipped += len(jobs) - len(todo)
         jobs = todo
 
@@ -337,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 pending.extend((job, writers.submit(write, job, image)) for job, image in upscale_group(group))
             bar.update(len(group))
-            while len(pending) > 2 * args.workers:  # bound the results waiting to be encoded
+            while len(pending) > args.workers:  # bound the (possibly huge) results waiting to be encoded
                 written += finish([pending.popleft()])
         written += finish(list(pending))
     bar.close()
