@@ -483,13 +483,13 @@ def upscale(
         "progress": progress,
     }
     model = load_model(model)
+    if outscale is not None and scale is not None:
+        raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
     if isinstance(image, Image.Image) or (
         isinstance(image, list | tuple) and image and all(isinstance(i, Image.Image) for i in image)
     ):
         return _upscale_pil(model, image, scale, outscale, options)
     if outscale is not None:
-        if scale is not None:
-            raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
         return _upscale_to(model, image, outscale, options)
     return _upscale(model, image, scale, **options)
 
@@ -509,7 +509,7 @@ def _upscale_pil(
     if len({(img.size, img.mode) for img in batch}) > 1:
         raise ValueError("a list of images to upscale together must share one size and mode")
     factor = float(outscale) if outscale is not None else model.resolve_scale(scale)
-    pixels = np.stack([image_to_array(img) for img in batch])
+    pixels = image_to_array(batch[0])[None] if single else np.stack([image_to_array(img) for img in batch])
     if pixels.dtype == np.float32:  # float images go through the tensor path, and are clamped at the end
         pixels = torch.from_numpy(pixels).permute(0, 3, 1, 2)
     if outscale is not None:
