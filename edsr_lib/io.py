@@ -356,8 +356,10 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     peak = _PEAKS[image.dtype]
     if image.dtype == np.uint16:
         image = image.astype(np.int32)  # torch has no arithmetic on uint16
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    return chw.unsqueeze(0).to(torch.float32).div_(peak)
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+    if not chw.flags.writeable:  # a view of a PIL image; torch wants writable memory even to read it
+        chw = chw.copy()
+    return torch.from_numpy(chw).unsqueeze(0).to(torch.float32).div_(peak)
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
