@@ -332,3 +332,40 @@ def test_torchrun_splits_a_folder_across_two_processes(model_dir: Path, tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{i}_x2.png" for i in range(6)]
     wrote = [line for line in result.stdout.splitlines() if "wrote" in line]
     assert len(wrote) == 2 and all("wrote 3 images" in line for line in wrote), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "cuda:3"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "cuda:"),
+        (["--device", "gpu"], "not a torch device"),
+        (["--bf16", "--device", "cpu"], "native bf16"),
+    ],
+)
+def test_devices_and_precision_are_one_line_errors(
+    model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    message: str,
+) -> None:
+    from edsr_lib import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    path = _save(tmp_path / "a.png", _pixels((4, 4, 3)))
+    assert _upscale(model_dir, str(path), "-o", str(tmp_path / "o"), *args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_bf16_on_a_cpu_with_native_bf16(model_dir: Path, tmp_path: Path) -> None:
+    from edsr_lib.inference import cpu_has_native_bf16
+
+    if not cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16")
+    path = _save(tmp_path / "a.png", _pixels((16, 16, 3)))
+    assert _upscale(model_dir, str(path), "-o", str(tmp_path / "o"), "--bf16", "--device", "cpu") == 0
+    fp32 = edsr_lib.upscale(edsr_lib.from_pretrained(model_dir), _pixels((16, 16, 3)))
+    bf16 = image_to_array(load_image(tmp_path / "o" / "a_x2.png"))
+    assert np.abs(bf16.astype(int) - fp32.astype(int)).max() <= 8
