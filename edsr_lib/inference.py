@@ -103,9 +103,11 @@ def _weights_state(model: nn.Module) -> tuple[tuple[int, int], ...]:
 _fast_copies: weakref.WeakKeyDictionary[SRModel, dict[tuple, tuple[tuple, nn.Module]]] = weakref.WeakKeyDictionary()
 
 
-def _fast_model(model: SRModel, device: torch.device, channels_last: bool, compile: bool) -> nn.Module:
-    """A fused, inference-only copy of ``model`` on ``device``, cached until its weights change."""
-    key = (device, channels_last, compile)
+def _fast_model(
+    model: SRModel, device: torch.device, channels_last: bool, compile: bool, dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """A fused, inference-only copy of ``model`` on ``device`` in ``dtype``, cached until its weights change."""
+    key = (device, channels_last, compile, dtype)
     state = _weights_state(model)
     cached = _fast_copies.setdefault(model, {}).get(key)
     if cached is not None and cached[0] == state:
@@ -113,7 +115,7 @@ def _fast_model(model: SRModel, device: torch.device, channels_last: bool, compi
     check_finite_weights(model)
     fast = copy.deepcopy(model).eval().requires_grad_(False)
     fast.fuse()
-    fast.to(device)
+    fast.to(device, dtype)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
     if compile:
@@ -628,13 +630,18 @@ def _upscale(
         levels = round_half_away(core.to(torch.float64).clamp_(0.0, 1.0).mul_(peak))
         return levels.to(torch.int32) if peak > 255 else levels.to(torch.uint8)
 
-    net = _fast_model(model, device, channels_last, compile)
+    # On a CPU, bf16 runs a bf16 copy of the model: every op of these networks (convolution,
+    # ReLU, add, pixel shuffle) would run in bf16 under autocast too, and the copy saves
+    # autocast's per-call weight casts (1.7x against 1.4x the fp32 path, measured alternately).
+    weights_dtype = amp_dtype if device.type == "cpu" and amp_dtype is not None else torch.float32
+    autocast = amp_dtype if weights_dtype == torch.float32 else None
+    net = _fast_model(model, device, channels_last, compile, weights_dtype)
 
     def run(batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(device, torch.float32, non_blocking=True)
+        batch = batch.to(device, weights_dtype, non_blocking=True)
         if channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext():
+        with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
             y = net(batch, scale=scale)
         return y.float()
 
