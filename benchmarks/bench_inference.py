@@ -40,7 +40,7 @@ import edsr_lib
 from edsr_lib.inference import cpu_has_native_bf16
 
 FAST = "upscale (fused, channels_last)"
-BF16_CPU = "upscale bf16 autocast (CPU)"
+BF16_CPU = "upscale bf16 (CPU)"
 
 # ----------------------------------------------------------------------------- plain reference
 
@@ -241,7 +241,7 @@ def quality(data: str) -> None:
     """What bf16 and ``outscale`` cost in PSNR, with the shipped EDSR-baseline weights."""
     models = {s: edsr_lib.create_model(f"edsr_baseline_x{s}", pretrained=True) for s in (2, 3, 4)}
     print(f"PSNR (dB, Y channel) on {data}, shipped EDSR-baseline weights")
-    print("| scale | fp32 | bf16 autocast | bf16 cost |")
+    print("| scale | fp32 | bf16 | bf16 cost |")
     print("|---|---:|---:|---:|")
     for s, model in models.items():
         fp32 = set_psnr(data, s, lambda lr, m=model, s=s: edsr_lib.upscale(m, lr, s))
@@ -335,9 +335,9 @@ def main(argv: list[str] | None = None) -> None:
     n = args.sgemm_size
     print(f"sgemm (torch.mm {n}x{n} float32, best of the run): {max(sgemm):.1f} GFLOP/s")
     if ratios:
-        print(f"bf16 autocast (CPU) vs the fp32 fast path: {', '.join(ratios)}")
+        print(f"bf16 (CPU) vs the fp32 fast path: {', '.join(ratios)}")
     elif device.type == "cpu":
-        print("bf16 autocast (CPU): not run, this CPU has no native bf16")
+        print("bf16 (CPU): not run, this CPU has no native bf16")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,8 @@ def test_bench_inference_times_plain_fast_and_bf16_on_cpu(capsys: pytest.Capture
     rows = [line.split("|")[3].strip() for line in out.splitlines() if line.startswith("| edsr")]
     expected = ["plain (NCHW, unfused)", "upscale (fused, channels_last)"]
     if cpu_has_native_bf16():
-        expected.append("upscale bf16 autocast (CPU)")
-        assert "bf16 autocast (CPU) vs the fp32 fast path: edsr_baseline_x2 x2:" in out
+        expected.append("upscale bf16 (CPU)")
+        assert "bf16 (CPU) vs the fp32 fast path: edsr_baseline_x2 x2:" in out
     else:
         assert "this CPU has no native bf16" in out
     assert rows == expected
