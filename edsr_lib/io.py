@@ -86,15 +86,13 @@ def load_image(path: PathLike) -> Image.Image:
                 raise ImageReadError(
                     f"{path} is animated ({frames} frames); only still images are upscaled (extract the frames first)"
                 )
-            img.load()  # decode now: a truncated file must fail here, not later
-            if ";16" in _raw_mode(img) and img.mode in ("RGB", "RGBA"):
+            if ";16" in _raw_mode(img) and img.mode in ("RGB", "RGBA"):  # before load(), which drops the tile
                 warnings.warn(
                     f"{path} has 16 bits per colour channel; Pillow decodes colour images to 8 bits",
                     stacklevel=2,
                 )
-            upright = ImageOps.exif_transpose(img)
-            if upright is img:
-                upright = img.copy()
+            img.load()  # decode now: a truncated file must fail here, not later
+            upright = ImageOps.exif_transpose(img)  # a copy, upright, orientation tag removed
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:

@@ -234,3 +234,20 @@ def test_sixteen_bit_and_metadata_survive_write_image(tmp_path):
         assert img.info["icc_profile"] == b"icc bytes" and tuple(round(d) for d in img.info["dpi"]) == (150, 150)
     with pytest.raises(ValueError, match="JPEG has no I;16 pixels"):
         write_image(tmp_path / "g.jpg", levels)
+
+
+def test_sixteen_bit_colour_is_read_with_a_warning(tmp_path):
+    # Pillow cannot write 48-bit PNG, so this one is written by hand: IHDR (16-bit RGB), one IDAT, IEND
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + (np.arange(9, dtype=">u2") * 7000).tobytes() for _ in range(2))
+    header = struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    (tmp_path / "rgb16.png").write_bytes(png)
+    with pytest.warns(UserWarning, match="16 bits per colour channel"):
+        image = read_image(tmp_path / "rgb16.png")
+    assert image.shape == (2, 3, 3)
