@@ -135,7 +135,7 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     """
     mode = image.mode
     if mode in ("L", "LA", "RGB", "RGBA"):
-        array = np.asarray(image)
+        array = np.array(image)  # a writable copy, not a read-only view of the image
     elif mode.startswith("I;16"):
         array = np.asarray(image).astype(np.uint16)
     elif mode == "I":
