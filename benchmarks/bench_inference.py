@@ -7,7 +7,9 @@ during the call and the speed ratio against the plain implementation. All varian
 timed alternately within one process (one round of every variant, repeated), and the
 fastest round is reported: on a shared machine other processes only ever add time. A
 same-run sgemm (``torch.mm`` of large float32 matrices) gives the practical limit of the
-machine; the GFLOP/s column is also shown as a fraction of it.
+machine; the GFLOP/s column is also shown as a fraction of it. On a CPU with native
+bfloat16 (:func:`edsr_lib.inference.cpu_has_native_bf16`), ``upscale(half="bf16")`` is timed
+too and its speed-up over the fp32 fast path printed.
 
 The plain implementation is written out below, independent of the library: the
 reference code's structure (mean shifts as 1x1 convolutions, ``res_scale`` multiplied at
@@ -17,7 +19,7 @@ weights, and its output is checked against the library's.
 Usage::
 
     python benchmarks/bench_inference.py                     # the table, on CUDA if present
-    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain vs fast
+    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain vs fast (vs bf16)
     python benchmarks/bench_inference.py --device cpu --size 256 --repeats 3
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import platform
 import time
@@ -34,6 +37,10 @@ import torch
 from torch import nn
 
 import edsr_lib
+from edsr_lib.inference import cpu_has_native_bf16
+
+FAST = "upscale (fused, channels_last)"
+BF16_CPU = "upscale bf16 (CPU)"
 
 # ----------------------------------------------------------------------------- plain reference
 
@@ -192,8 +199,10 @@ def variants(
 
     out: dict[str, Callable[[], object]] = {
         "plain (NCHW, unfused)": run_plain,
-        "upscale (fused, channels_last)": lambda: edsr_lib.upscale(model, x, scale),
+        FAST: lambda: edsr_lib.upscale(model, x, scale),
     }
+    if device.type == "cpu" and cpu_has_native_bf16():
+        out[BF16_CPU] = lambda: edsr_lib.upscale(model, x, scale, half="bf16")
     if quick:
         return out
     out |= {
@@ -211,7 +220,52 @@ def variants(
     return out
 
 
-def main() -> None:
+def set_psnr(data: str, scale: int, sr_fn: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Mean PSNR (Y channel, ``scale`` border pixels ignored) of ``sr_fn(LR)`` over a set's official LR files."""
+    from pathlib import Path
+
+    from edsr_lib.io import read_image, to_tensor
+    from edsr_lib.metrics import psnr
+    from edsr_lib.ops import modcrop
+
+    scores = []
+    for hr_path in sorted((Path(data) / "HR").glob("*.png")):
+        hr = modcrop(read_image(hr_path), scale)
+        lr = read_image(Path(data) / "LR_bicubic" / f"X{scale}" / f"{hr_path.stem}x{scale}.png")
+        sr = sr_fn(to_tensor(lr))
+        scores.append(float(psnr(sr, to_tensor(hr), crop_border=scale, test_y_channel=True)[0]))
+    return sum(scores) / len(scores)
+
+
+def quality(data: str) -> None:
+    """What bf16 and ``outscale`` cost in PSNR, with the shipped EDSR-baseline weights."""
+    models = {s: edsr_lib.create_model(f"edsr_baseline_x{s}", pretrained=True) for s in (2, 3, 4)}
+    print(f"PSNR (dB, Y channel) on {data}, shipped EDSR-baseline weights")
+    print("| scale | fp32 | bf16 | bf16 cost |")
+    print("|---|---:|---:|---:|")
+    for s, model in models.items():
+        fp32 = set_psnr(data, s, lambda lr, m=model, s=s: edsr_lib.upscale(m, lr, s))
+        if cpu_has_native_bf16() or torch.cuda.is_available():
+            bf16 = set_psnr(data, s, lambda lr, m=model, s=s: edsr_lib.upscale(m, lr, s, half="bf16"))
+            print(f"| x{s} | {fp32:.3f} | {bf16:.3f} | {fp32 - bf16:.3f} |")
+        else:
+            print(f"| x{s} | {fp32:.3f} | (no native bf16) | |")
+    print()
+    print("| output scale | how | PSNR | vs the native model |")
+    print("|---|---|---:|---:|")
+    for s in (3, 4):
+        native = set_psnr(data, s, lambda lr, s=s: edsr_lib.upscale(models[s], lr, s))
+        bicubic = set_psnr(data, s, lambda lr, s=s: edsr_lib.imresize(lr, s))
+        print(f"| x{s} | edsr_baseline_x{s} (native) | {native:.3f} | 0 |")
+        for via in (2, 4) if s == 3 else (2,):
+            got = set_psnr(data, s, lambda lr, via=via, s=s: edsr_lib.upscale(models[via], lr, outscale=s))
+            passes = edsr_lib.inference.plan_passes((via,), s)
+            how = " then ".join([*(f"x{p}" for p in passes), *(["bicubic"] if math.prod(passes) != s else [])])
+            print(f"| x{s} | edsr_baseline_x{via}, outscale={s} ({how}) | {got:.3f} | {got - native:+.3f} |")
+        print(f"| x{s} | MATLAB bicubic | {bicubic:.3f} | {bicubic - native:+.3f} |")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=256, help="LR input height and width")
@@ -222,8 +276,15 @@ def main() -> None:
         default="edsr_baseline_x2,edsr_baseline_x3,edsr_baseline_x4,mdsr_baseline",
         help="comma-separated registered models (MDSR runs every scale)",
     )
+    parser.add_argument("--sgemm-size", type=int, default=4096, help="matrix size of the sgemm reference")
+    parser.add_argument(
+        "--psnr", metavar="SET_DIR", help="instead of timing: PSNR cost of bf16 and of outscale on a set (e.g. Set5)"
+    )
     parser.add_argument("--quick", action="store_true", help="only EDSR-baseline x2: plain vs fast, with sgemm")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.psnr:
+        quality(args.psnr)
+        return
     device = torch.device(args.device)
     torch.manual_seed(0)
     names = ["edsr_baseline_x2"] if args.quick else args.models.split(",")
@@ -235,7 +296,8 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
     print(f"device: {where}; torch {torch.__version__}; input {args.size}x{args.size}; best of {args.repeats} rounds")
 
-    sgemm = [sgemm_gflops(device)]
+    sgemm = [sgemm_gflops(device, args.sgemm_size)]
+    ratios: list[str] = []
     header = (
         f"| {'model':<17}| {'scale':<6}| {'variant':<31}| {'MP/s out':>9}| {'GFLOP/s':>8}| {'% sgemm':>8}"
         f"| {'peak MB':>8}| {'vs plain':>9}|"
@@ -257,9 +319,11 @@ def main() -> None:
                     seconds, peak = timed(fn, device)
                     times[label].append(seconds)
                     peaks[label] = max(peaks[label], peak)
-                sgemm.append(sgemm_gflops(device, repeats=1))
+                sgemm.append(sgemm_gflops(device, args.sgemm_size, repeats=1))
             limit = max(sgemm)
             plain_time = min(times["plain (NCHW, unfused)"])
+            if BF16_CPU in times:
+                ratios.append(f"{name} x{scale}: {min(times[FAST]) / min(times[BF16_CPU]):.2f}x")
             for label in runs:
                 t = min(times[label])
                 gflops = flops / t / 1e9
@@ -268,7 +332,12 @@ def main() -> None:
                     f"| {name:<17}| x{scale:<5}| {label:<31}| {mp_out:>9.3f}| {gflops:>8.1f}| {gflops / limit:>8.0%}"
                     f"| {peaks[label]:>8.0f}| {plain_time / t:>8.2f}x|"
                 )
-    print(f"sgemm (torch.mm 4096x4096 float32, best of the run): {max(sgemm):.1f} GFLOP/s")
+    n = args.sgemm_size
+    print(f"sgemm (torch.mm {n}x{n} float32, best of the run): {max(sgemm):.1f} GFLOP/s")
+    if ratios:
+        print(f"bf16 (CPU) vs the fp32 fast path: {', '.join(ratios)}")
+    elif device.type == "cpu":
+        print("bf16 (CPU): not run, this CPU has no native bf16")
 
 
 if __name__ == "__main__":

@@ -4,26 +4,92 @@ Most users need only :func:`create_model` and :func:`list_models`::
 
     import edsr_lib
     model = edsr_lib.create_model("edsr_baseline_x2", pretrained=True)
+
+The names below are imported on first use (PEP 562), so that ``import edsr_lib`` and
+``edsr-lib --help`` do not pay for torch until something needs it. The models are in
+timm's registry as soon as timm is imported (see :mod:`edsr_lib.timm_bridge`).
 """
 
-from . import layers, metrics, models
-from .evaluate import evaluate
-from .hub import from_pretrained
-from .inference import upscale
-from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
-from .models import EDSR, MDSR, SRModel
-from .ops import imresize, modcrop
-from .registry import (
-    PretrainedCfg,
-    create_model,
-    get_pretrained_cfg,
-    is_model,
-    list_models,
-    list_pretrained,
-    register_model,
-)
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from . import timm_bridge
+
+if TYPE_CHECKING:
+    from . import layers, metrics, models
+    from .evaluate import evaluate
+    from .hub import from_pretrained
+    from .inference import upscale
+    from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
+    from .models import EDSR, MDSR, SRModel
+    from .ops import imresize, modcrop
+    from .registry import (
+        PretrainedCfg,
+        create_model,
+        get_pretrained_cfg,
+        is_model,
+        list_models,
+        list_pretrained,
+        register_model,
+    )
 
 __version__ = "0.1.0"
+
+#: Public submodules.
+_SUBMODULES = ("layers", "metrics", "models")
+#: Public name -> module that defines it.
+_LAZY: dict[str, str] = {
+    "evaluate": ".evaluate",
+    "from_pretrained": ".hub",
+    "upscale": ".inference",
+    "MeanShift": ".layers",
+    "ResBlock": ".layers",
+    "ScalePreprocess": ".layers",
+    "Upsampler": ".layers",
+    "EDSR": ".models",
+    "MDSR": ".models",
+    "SRModel": ".models",
+    "imresize": ".ops",
+    "modcrop": ".ops",
+    "PretrainedCfg": ".registry",
+    "create_model": ".registry",
+    "get_pretrained_cfg": ".registry",
+    "is_model": ".registry",
+    "list_models": ".registry",
+    "list_pretrained": ".registry",
+    "register_model": ".registry",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY and name not in _SUBMODULES:
+        raise AttributeError(f"module 'edsr_lib' has no attribute {name!r}")
+    importlib.import_module(".models", __name__)  # the registry is only whole once the model files ran
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
+
+class _Package(types.ModuleType):
+    """``edsr_lib`` itself: importing the submodule ``edsr_lib.evaluate`` must not hide the function ``evaluate``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _LAZY:
+            value = getattr(value, name)  # the import system binds the submodule; the public name is its function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def fuse(model: SRModel) -> SRModel:
@@ -33,6 +99,8 @@ def fuse(model: SRModel) -> SRModel:
     """
     return model.fuse()
 
+
+timm_bridge.install()
 
 __all__ = [
     "EDSR",

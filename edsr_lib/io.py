@@ -1,9 +1,12 @@
-"""Image files <-> arrays <-> tensors: the only place where uint8 lives.
+"""Image files <-> PIL images <-> arrays <-> tensors: the only place where integer pixels live.
 
-Data flows one way: :func:`read_image` gives a uint8 ``H x W x C`` array,
-:func:`to_tensor` turns it into the float NCHW tensor in [0, 1] that the rest of the
-library uses, :func:`to_uint8` quantises a result back, and :func:`write_image` saves it
-atomically.
+Data flows one way: :func:`load_image` decodes a file into an upright PIL image (what
+the command line upscales, metadata and bit depth kept), :func:`image_to_array` gives its
+pixels as a uint8, uint16 or float32 ``H x W x C`` array and :func:`array_to_image` turns
+a result back into an image of the same mode; :func:`read_image` is the short way to an
+8-bit array. :func:`to_tensor` turns an array into the float NCHW tensor in [0, 1] that
+the rest of the library uses, :func:`to_uint8` quantises a result back, and
+:func:`write_image` saves an array or an image atomically.
 """
 
 from __future__ import annotations
@@ -11,145 +14,350 @@ from __future__ import annotations
 import glob
 import os
 import secrets
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .ops.color import quantize
 
 #: File suffixes that :func:`list_images` picks up in folders and globs (lower case).
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
-_WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+#: Suffix -> Pillow format that :func:`write_image` writes.
+WRITE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+#: Modes each format stores as they are (anything else is refused, never converted in silence).
+_FORMAT_MODES = {
+    "PNG": {"L", "LA", "RGB", "RGBA", "I;16"},
+    "JPEG": {"L", "RGB"},
+    "WEBP": {"RGB", "RGBA"},
+    "TIFF": {"L", "LA", "RGB", "RGBA", "I;16", "I", "F"},
+}
+_EXIF_ORIENTATION = 0x0112
 
 PathLike = str | os.PathLike[str]
 
 
 class ImageReadError(ValueError):
-    """An image file is missing, truncated or not an image; the message names the file."""
+    """An image file is missing, truncated, too large, animated or not an image; the message names the file."""
 
 
 class ImageNotFoundError(ImageReadError, FileNotFoundError):
     """The image file does not exist (both an :class:`ImageReadError` and a ``FileNotFoundError``)."""
 
 
-def _to_supported_mode(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to L, RGB or RGBA, keeping grayscale gray and alpha alpha."""
-    if img.mode in ("L", "RGB", "RGBA"):
-        return img
-    if img.mode.startswith("I"):
-        # 16-bit grayscale ("I;16", or "I" from a 16-bit PNG): scale 0..65535 to 0..255;
-        # PIL's convert("L") would clip instead of scaling.
-        levels = np.asarray(img, dtype=np.float64) / 257.0
-        return Image.fromarray(np.clip(np.floor(levels + 0.5), 0, 255).astype(np.uint8), mode="L")
-    if img.mode == "1":
-        return img.convert("L")
-    if img.mode in ("LA", "La", "PA", "RGBa") or (img.mode == "P" and "transparency" in img.info):
-        return img.convert("RGBA")
-    return img.convert("RGB")
+# ---------------------------------------------------------------------------- reading
+def load_image(path: PathLike) -> Image.Image:
+    """Decode an image file into an upright PIL image, keeping its mode and metadata.
 
-
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as a uint8 ``H x W x C`` array.
-
-    Grayscale stays one channel, RGB three, RGBA four; palette, LA, 16-bit, CMYK and other
-    modes are converted to the nearest of those. The EXIF orientation is applied, so the
-    array is upright as a viewer shows it.
+    The EXIF orientation is applied and reset to "upright" in the image's EXIF, so the
+    pixels are as a viewer shows them. ``info`` keeps the ICC profile, EXIF and DPI.
 
     Args:
         path: The image file (any format Pillow reads).
 
     Returns:
-        A uint8 array of shape ``(H, W, C)`` with ``C`` in {1, 3, 4}.
+        The decoded image.
 
     Raises:
         ImageNotFoundError: If the file does not exist.
-        ImageReadError: If it is truncated, corrupt or not an image.
+        ImageReadError: If it cannot be decoded for any reason: truncated, corrupt, not an
+            image, over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``),
+            animated (several frames), or out of memory while decoding.
     """
     path = Path(path)
     if not path.is_file():
         raise ImageNotFoundError(f"no such image file: {path}")
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise ImageReadError(
+                    f"{path} is animated ({frames} frames); only still images are upscaled (extract the frames first)"
+                )
+            if ";16" in _raw_mode(img) and img.mode in ("RGB", "RGBA"):  # before load(), which drops the tile
+                warnings.warn(
+                    f"{path} has 16 bits per colour channel; Pillow decodes colour images to 8 bits",
+                    stacklevel=2,
+                )
             img.load()  # decode now: a truncated file must fail here, not later
-            img = ImageOps.exif_transpose(img)
-            img = _to_supported_mode(img)
-            array = np.array(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+            upright = ImageOps.exif_transpose(img)  # a copy, upright, orientation tag removed
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            f"{path} is too large to decode safely ({exc}); raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from exc
+    except MemoryError as exc:
+        raise ImageReadError(f"cannot read image {path}: out of memory while decoding") from exc
+    except Exception as exc:  # whatever a decoder raises, it is this file that cannot be read
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    return upright
+
+
+def _raw_mode(img: Image.Image) -> str:
+    tile = getattr(img, "tile", None) or []
+    args = tile[0].args if tile else None
+    return str(args[0] if isinstance(args, tuple) and args else args or "")
+
+
+def image_to_array(image: Image.Image) -> np.ndarray:
+    """The pixels of a PIL image as an ``H x W x C`` array that :func:`edsr_lib.upscale` takes.
+
+    * ``L``, ``LA``, ``RGB``, ``RGBA``: uint8 with 1, 2, 3 or 4 channels; palette, bilevel,
+      CMYK and other 8-bit modes are converted to the nearest of those.
+    * 16-bit gray (``I;16`` and its variants, as 16-bit PNG and TIFF open): uint16.
+    * 32-bit integer (``I``): read by the values it holds: uint8 if they are all in
+      0..255, uint16 if in 0..65535.
+    * float (``F``): float32 in [0, 1], taken from values in [0, 1], or divided by 255 or
+      65535 for values up to those.
+
+    Args:
+        image: A PIL image.
+
+    Returns:
+        The array (uint8, uint16 or float32).
+
+    Raises:
+        ImageReadError: If a 32-bit or float image holds negative, non-finite or too
+            large values, whose meaning would be a guess.
+    """
+    mode = image.mode
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        array = np.array(image)  # a writable copy, not a read-only view of the image
+    elif mode.startswith("I;16"):
+        array = np.asarray(image).astype(np.uint16)
+    elif mode == "I":
+        values = np.asarray(image)
+        peak = _integer_peak(values)
+        array = values.astype(np.uint8 if peak == 255 else np.uint16)
+    elif mode == "F":
+        values = np.asarray(image, dtype=np.float32)
+        array = values / np.float32(_float_peak(values))
+    elif mode == "1":
+        array = np.asarray(image.convert("L"))
+    elif mode in ("La", "PA") or (mode == "P" and "transparency" in image.info) or mode == "RGBa":
+        array = np.asarray(image.convert("RGBA"))
+    else:
+        array = np.asarray(image.convert("RGB"))
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def write_image(path: PathLike, image: np.ndarray, **save_kwargs: Any) -> None:
-    """Write a uint8 ``H x W x C`` (or ``H x W``) array to an image file, atomically.
+def _integer_peak(values: np.ndarray) -> int:
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise ImageReadError(
+            f"a 32-bit integer image with values in {low}..{high}: only 0..255 (8-bit) or 0..65535 (16-bit) "
+            "data can be read without guessing its meaning"
+        )
+    return 255 if high <= 255 else 65535
 
-    The format follows the suffix: ``.png``, ``.jpg``/``.jpeg`` or ``.webp``. Parent
-    folders are created. The image is written to a temporary file in the same folder and
-    moved into place, so a reader never sees a half-written file.
+
+def _float_peak(values: np.ndarray) -> float:
+    if not np.isfinite(values).all():
+        raise ImageReadError("a float image holds NaN or infinite values")
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if low < 0 or high > 65535:
+        raise ImageReadError(
+            f"a float image with values in [{low:g}, {high:g}]: expected [0, 1] (or data in 0..255 or 0..65535)"
+        )
+    return 1.0 if high <= 1 else 255.0 if high <= 255 else 65535.0
+
+
+def array_to_image(array: np.ndarray, like: Image.Image | None = None) -> Image.Image:
+    """Turn an upscaled array back into a PIL image, of the mode of ``like`` when given.
+
+    uint8 arrays give ``L``, ``LA``, ``RGB`` or ``RGBA`` by their channels; uint16 gray gives
+    ``I;16``; float32 in [0, 1] gives ``F``. With ``like`` (the image that was upscaled),
+    ``I`` and ``F`` come back in the value range they were read in
+    (:func:`image_to_array`), and the metadata is not copied (see :func:`carry_metadata`).
+
+    Args:
+        array: ``H x W x C`` (or ``H x W``) uint8, uint16 or float32 array.
+        like: The source image, whose mode the result takes.
+
+    Raises:
+        ValueError: For an array Pillow cannot hold (16-bit colour, 2-D float colour).
+    """
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    array = np.ascontiguousarray(array)
+    if like is not None and like.mode == "I":
+        return Image.fromarray(array.astype(np.int32), mode="I")
+    if like is not None and like.mode == "F":
+        peak = _float_peak(np.asarray(like, dtype=np.float32))
+        return Image.fromarray((array.astype(np.float32) * np.float32(peak)), mode="F")
+    if not (
+        (array.dtype == np.uint8 and (array.ndim == 2 or array.shape[2] in (2, 3, 4)))
+        or (array.dtype in (np.uint16, np.float32) and array.ndim == 2)
+    ):
+        raise ValueError(
+            f"cannot make an image of a {array.dtype} array of shape {array.shape}: uint8 takes 1-4 channels, "
+            "uint16 and float32 one"
+        )
+    return Image.fromarray(array)
+
+
+def carry_metadata(source: Image.Image, result: Image.Image, factor: float) -> Image.Image:
+    """Copy the ICC profile, EXIF (orientation reset to upright) and DPI (times ``factor``) to ``result``.
+
+    Args:
+        source: The image that was upscaled.
+        result: The upscaled image; its ``info`` is updated in place.
+        factor: The upscaling factor, by which the DPI grows (same physical size).
+
+    Returns:
+        ``result``.
+    """
+    if "icc_profile" in source.info:
+        result.info["icc_profile"] = source.info["icc_profile"]
+    exif = source.getexif()
+    if len(exif):
+        if _EXIF_ORIENTATION in exif:
+            exif[_EXIF_ORIENTATION] = 1
+        result.info["exif"] = exif.tobytes()
+    if "dpi" in source.info:
+        result.info["dpi"] = tuple(float(d) * factor for d in source.info["dpi"])
+    return result
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as a uint8 ``H x W x C`` array.
+
+    Grayscale stays one channel, gray with alpha two, RGB three, RGBA four; palette,
+    CMYK and other modes are converted to the nearest of those, 16-bit images are scaled to
+    8 bits (use :func:`load_image` to keep 16 bits), 32-bit and float images are read by
+    their value range (:func:`image_to_array`). The EXIF orientation is applied, so the
+    array is upright as a viewer shows it.
+
+    Args:
+        path: The image file (any format Pillow reads).
+
+    Returns:
+        A uint8 array of shape ``(H, W, C)`` with ``C`` in {1, 2, 3, 4}.
+
+    Raises:
+        ImageNotFoundError: If the file does not exist.
+        ImageReadError: If it cannot be read (see :func:`load_image`).
+    """
+    with load_image(path) as img:
+        try:
+            array = image_to_array(img)
+        except ImageReadError as exc:
+            raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    if array.dtype == np.uint8:
+        return array
+    peak = 65535.0 if array.dtype == np.uint16 else 1.0
+    return np.clip(np.floor(array.astype(np.float64) * (255.0 / peak) + 0.5), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------- writing
+def write_image(
+    path: PathLike, image: np.ndarray | Image.Image, *, quality: int | None = None, **save_kwargs: Any
+) -> None:
+    """Write an array or a PIL image to an image file, atomically.
+
+    The format follows the suffix: ``.png``, ``.jpg``/``.jpeg``, ``.webp`` or
+    ``.tif``/``.tiff``. Parent folders are created. The image is written to a temporary
+    file in the same folder and moved into place, so a reader never sees a half-written
+    file. A PIL image is saved with its ICC profile, EXIF and DPI (see
+    :func:`carry_metadata`). A mode the format cannot store (16-bit or float in JPEG, alpha
+    in JPEG, ...) is refused, never converted in silence.
 
     Args:
         path: Where to write.
-        image: uint8 array ``(H, W)``, or ``(H, W, C)`` with ``C`` in {1, 3, 4}
-            (JPEG takes 1 or 3). Use :func:`to_uint8` to get one from a tensor.
-        **save_kwargs: Passed to ``PIL.Image.save`` (e.g. ``quality=95`` for JPEG).
+        image: A PIL image, or an array: uint8 ``(H, W)`` or ``(H, W, C)`` with ``C`` in
+            {1, 2, 3, 4}, or uint16 gray. Use :func:`to_uint8` to
+            get one from a tensor.
+        quality: JPEG and WebP quality (1-100); default 95.
+        **save_kwargs: Passed to ``PIL.Image.save``.
 
     Raises:
-        TypeError: If ``image`` is not a uint8 NumPy array.
-        ValueError: If the suffix or the shape is not supported.
+        TypeError: If ``image`` is neither a PIL image nor a uint8 or uint16 NumPy array.
+        ValueError: If the suffix or the shape is not supported, or the format cannot hold the mode.
     """
     path = Path(path)
-    fmt = _WRITE_FORMATS.get(path.suffix.lower())
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot write {path}: the suffix must be one of {', '.join(_WRITE_FORMATS)}")
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
-        kind = f"dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise TypeError(f"expected a uint8 NumPy array (H, W, C), got {kind}; to_uint8() converts a tensor")
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
-        raise ValueError(f"expected an image (H, W) or (H, W, C) with C in 1, 3, 4, got shape {image.shape}")
-    if fmt == "JPEG" and image.ndim == 3 and image.shape[2] == 4:
-        raise ValueError(f"cannot write {path}: JPEG has no alpha channel; drop it or use .png")
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"cannot write an empty image of shape {image.shape}")
+        raise ValueError(f"cannot write {path}: the suffix must be one of {', '.join(WRITE_FORMATS)}")
+    if isinstance(image, np.ndarray):
+        if image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(
+                f"expected a uint8 NumPy array (H, W, C), got dtype {image.dtype}; to_uint8() converts a tensor "
+                "(float pixels: write a PIL image of mode F)"
+            )
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 2, 3, 4))):
+            raise ValueError(f"expected an image (H, W) or (H, W, C) with C in 1, 2, 3, 4, got shape {image.shape}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"cannot write an empty image of shape {image.shape}")
+        image = array_to_image(image)
+    elif not isinstance(image, Image.Image):
+        raise TypeError(f"expected a uint8 NumPy array (H, W, C) or a PIL image, got {type(image).__name__}")
+    if image.mode not in _FORMAT_MODES[fmt]:
+        what = "alpha channel" if "A" in image.mode else f"{image.mode} pixels"
+        hint = "; drop it or use .png" if fmt == "JPEG" and "A" in image.mode else ""
+        raise ValueError(
+            f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
+        )
+    if fmt in ("JPEG", "WEBP"):
+        save_kwargs.setdefault("quality", 95 if quality is None else quality)
+    for key in ("icc_profile", "exif", "dpi"):
+        if key in image.info and key not in save_kwargs and not (fmt == "WEBP" and key == "dpi"):
+            save_kwargs[key] = image.info[key]
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "xb") as f:
-            Image.fromarray(np.ascontiguousarray(image)).save(f, format=fmt, **save_kwargs)
+            image.save(f, format=fmt, **save_kwargs)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
+# ---------------------------------------------------------------------------- tensors
+_PEAKS = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """Turn a uint8 image array into a float32 ``1 x C x H x W`` tensor in [0, 1].
+    """Turn a uint8 or uint16 image array into a float32 ``1 x C x H x W`` tensor in [0, 1].
 
     Args:
-        image: uint8 array ``(H, W)`` or ``(H, W, C)``.
+        image: uint8 or uint16 array ``(H, W)`` or ``(H, W, C)``.
 
     Returns:
-        A float32 tensor ``(1, C, H, W)`` equal to ``image / 255``.
+        A float32 tensor ``(1, C, H, W)`` equal to ``image / 255`` (``/ 65535`` for uint16).
 
     Raises:
-        TypeError: If ``image`` is not a uint8 NumPy array.
+        TypeError: If ``image`` is not a uint8 or uint16 NumPy array.
         ValueError: If it is not 2-D or 3-D.
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+    if not isinstance(image, np.ndarray) or image.dtype not in _PEAKS:
         kind = f"dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
         raise TypeError(f"expected a uint8 NumPy array (H, W, C) as read_image() returns, got {kind}")
     if image.ndim == 2:
         image = image[:, :, None]
     if image.ndim != 3:
         raise ValueError(f"expected an image (H, W) or (H, W, C), got shape {image.shape}")
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    return chw.unsqueeze(0).to(torch.float32).div_(255.0)
+    peak = _PEAKS[image.dtype]
+    if image.dtype == np.uint16:
+        image = image.astype(np.int32)  # torch has no arithmetic on uint16
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1))
+    if not chw.flags.writeable:  # a view of a PIL image; torch wants writable memory even to read it
+        chw = chw.copy()
+    return torch.from_numpy(chw).unsqueeze(0).to(torch.float32).div_(peak)
 
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
@@ -180,19 +388,22 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(levels.permute(1, 2, 0).cpu().numpy())
 
 
+# ---------------------------------------------------------------------------- listing
 def _is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
-def list_images(sources: PathLike | Iterable[PathLike]) -> list[Path]:
+def list_images(sources: PathLike | Iterable[PathLike], *, recursive: bool = False) -> list[Path]:
     """Expand files, folders and glob patterns into a list of image files.
 
-    A file is taken as given; a folder contributes its image files (by suffix, not
-    recursive), sorted by name; a glob pattern (``*``, ``?``, ``[``; ``**`` recurses)
-    contributes its matching image files, sorted. Duplicates are dropped, order kept.
+    A file is taken as given; a folder contributes its image files (by suffix), sorted by
+    name, and with ``recursive`` those of its subfolders too; a glob pattern (``*``, ``?``,
+    ``[``; ``**`` recurses) contributes its matching image files, sorted. Duplicates are
+    dropped, order kept.
 
     Args:
         sources: One path or pattern, or several.
+        recursive: Walk folders into their subfolders.
 
     Returns:
         The image files, in order.
@@ -208,7 +419,7 @@ def list_images(sources: PathLike | Iterable[PathLike]) -> list[Path]:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if _is_image_file(p))
+            matches = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _is_image_file(p))
         elif path.is_file():
             matches = [path]
         elif any(c in source for c in "*?["):

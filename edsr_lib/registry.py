@@ -4,7 +4,7 @@ In the style of timm: each variant is a small function decorated with
 :func:`register_model`, and each model file describes its pretrained weights as data
 in a module-level ``default_cfgs`` dict (``{"edsr_baseline_x2.t291": PretrainedCfg(...)}``).
 Every variant is also registered in timm's registry through a thin entrypoint that
-calls this library's own builder.
+calls this library's own builder (lazily: when timm is imported).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def register_model(fn: Callable[..., M]) -> Callable[..., M]:
 
     Pretrained configs are read from the defining module's ``default_cfgs`` dict, whose
     keys are ``"arch.tag"``; the first tag listed for an architecture is its default.
-    The variant is also registered in timm's registry.
+    The variant is also registered in timm's registry, now if timm is imported, else when
+    it is (see :mod:`edsr_lib.timm_bridge`).
     """
     name = fn.__name__
     if name in _model_entrypoints:
@@ -122,9 +123,10 @@ def register_model(fn: Callable[..., M]) -> Callable[..., M]:
                 raise ValueError(f"pretrained config {key!r} needs a tag ('{arch}.<tag>')")
             tags[tag] = _complete_cfg(cfg, arch, tag)
     _pretrained_cfgs[name] = tags
-    from .timm_bridge import register_in_timm
+    from . import timm_bridge
 
-    register_in_timm(name, list(tags.values()))
+    if timm_bridge.timm_is_loaded():  # otherwise timm_bridge registers it when timm is imported
+        timm_bridge.register_in_timm(name, list(tags.values()))
     return fn
 
 
@@ -141,8 +143,14 @@ def _complete_cfg(cfg: PretrainedCfg, arch: str, tag: str) -> PretrainedCfg:
     return dataclasses.replace(cfg, architecture=arch, tag=tag, hf_hub_id=hub_id, **found)
 
 
+def _load_models() -> None:
+    """Import the model files, whose decorators fill the registry (``edsr_lib`` itself imports lazily)."""
+    import edsr_lib.models  # noqa: F401
+
+
 def is_model(name: str) -> bool:
     """True if ``name`` (optionally ``arch.tag``) is a registered variant."""
+    _load_models()
     return split_model_name_tag(name)[0] in _model_entrypoints
 
 
@@ -157,6 +165,7 @@ def list_models(
         include_tags: List ``arch.tag`` for every pretrained tag instead of bare names
             (defaults to the value of ``pretrained``).
     """
+    _load_models()
     include_tags = pretrained if include_tags is None else include_tags
     names: list[str] = []
     for arch in _model_entrypoints:
@@ -185,6 +194,7 @@ def get_pretrained_cfg(model_name: str, tag: str | None = None) -> PretrainedCfg
     Raises:
         ValueError: If the model is unknown, has no pretrained weights, or has no such tag.
     """
+    _load_models()
     arch, name_tag = split_model_name_tag(model_name)
     tag = tag or name_tag
     if arch not in _model_entrypoints:
@@ -240,6 +250,7 @@ def create_model(
     Raises:
         ValueError: For an unknown name, a scale the family does not have, or missing weights.
     """
+    _load_models()
     arch, tag = split_model_name_tag(model_name)
     if arch not in _model_entrypoints and "scale" in overrides:
         candidate = f"{arch}_x{overrides['scale']}"

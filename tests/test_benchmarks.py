@@ -32,3 +32,21 @@ def test_bench_train_times_every_precision_and_layout(capsys: pytest.CaptureFixt
     ]
     assert rows[0][-1] == "1.00x"  # the baseline against itself
     assert all(float(r[3]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_bench_inference_times_plain_fast_and_bf16_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    from edsr_lib.inference import cpu_has_native_bf16
+
+    _load("bench_inference").main(
+        ["--quick", "--device", "cpu", "--size", "32", "--repeats", "1", "--sgemm-size", "256"]
+    )
+    out = capsys.readouterr().out
+    rows = [line.split("|")[3].strip() for line in out.splitlines() if line.startswith("| edsr")]
+    expected = ["plain (NCHW, unfused)", "upscale (fused, channels_last)"]
+    if cpu_has_native_bf16():
+        expected.append("upscale bf16 (CPU)")
+        assert "bf16 (CPU) vs the fp32 fast path: edsr_baseline_x2 x2:" in out
+    else:
+        assert "this CPU has no native bf16" in out
+    assert rows == expected

@@ -52,11 +52,10 @@ def test_palette_images(tmp_path):
     assert read_image(tmp_path / "pt.png").shape == (6, 6, 4)
 
 
-def test_gray_with_alpha_becomes_rgba(tmp_path):
-    Image.fromarray(_random((4, 5, 2)), mode="LA").save(tmp_path / "la.png")
-    image = read_image(tmp_path / "la.png")
-    assert image.shape == (4, 5, 4)
-    np.testing.assert_array_equal(image[..., 0], image[..., 2])
+def test_gray_with_alpha_stays_gray_with_alpha(tmp_path):
+    pixels = _random((4, 5, 2))
+    Image.fromarray(pixels).save(tmp_path / "la.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "la.png"), pixels)
 
 
 def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
@@ -140,8 +139,8 @@ def test_write_errors(tmp_path):
         write_image(tmp_path / "a.png", torch.zeros(4, 4, 3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="JPEG has no alpha"):
         write_image(tmp_path / "a.jpg", _random((4, 4, 4)))
-    with pytest.raises(ValueError, match="C in 1, 3, 4"):
-        write_image(tmp_path / "a.png", _random((4, 4, 2)))
+    with pytest.raises(ValueError, match="C in 1, 2, 3, 4"):
+        write_image(tmp_path / "a.png", _random((4, 4, 5)))
     assert not any(tmp_path.iterdir())
 
 
@@ -196,3 +195,59 @@ def test_list_images_errors(tmp_path):
         list_images(tmp_path / "empty")
     with pytest.raises(ValueError, match="no images found"):
         list_images(str(tmp_path / "*.png"))
+
+
+def test_every_unreadable_input_is_an_image_read_error(tmp_path, monkeypatch):
+    Image.fromarray(_random((40, 40, 3))).save(tmp_path / "big.png")
+    frames = [Image.fromarray(_random((8, 8, 3), seed=s)).convert("P") for s in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels is past twice the limit: a "bomb"
+    with pytest.raises(ImageReadError, match=r"big\.png is too large to decode safely"):
+        read_image(tmp_path / "big.png")
+    monkeypatch.undo()
+    with pytest.raises(ImageReadError, match=r"anim\.gif is animated \(3 frames\)"):
+        read_image(tmp_path / "anim.gif")
+    assert [p.name for p in list_images(tmp_path)] == ["anim.gif", "big.png"]  # GIFs are picked up
+
+
+def test_wide_ints_and_floats_are_read_by_value_range(tmp_path):
+    eight = _random((4, 5))
+    Image.fromarray(eight.astype(np.int32), mode="I").save(tmp_path / "i.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "i.tif")[..., 0], eight)
+    Image.fromarray(eight.astype(np.float32) / 255, mode="F").save(tmp_path / "f.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif")[..., 0], eight)
+    Image.fromarray(np.full((2, 2), -5, np.int32), mode="I").save(tmp_path / "neg.tif")
+    with pytest.raises(ImageReadError, match=r"neg\.tif.*32-bit integer image with values in -5\.\.-5"):
+        read_image(tmp_path / "neg.tif")
+
+
+def test_sixteen_bit_and_metadata_survive_write_image(tmp_path):
+    levels = np.random.default_rng(0).integers(0, 65536, (5, 4)).astype(np.uint16)
+    write_image(tmp_path / "g.png", levels)
+    with Image.open(tmp_path / "g.png") as img:
+        assert img.mode == "I;16"
+        np.testing.assert_array_equal(np.asarray(img), levels)
+    image = Image.fromarray(_random((4, 4, 3)))
+    image.info.update(icc_profile=b"icc bytes", dpi=(150.0, 150.0))
+    write_image(tmp_path / "m.png", image)
+    with Image.open(tmp_path / "m.png") as img:
+        assert img.info["icc_profile"] == b"icc bytes" and tuple(round(d) for d in img.info["dpi"]) == (150, 150)
+    with pytest.raises(ValueError, match="JPEG has no I;16 pixels"):
+        write_image(tmp_path / "g.jpg", levels)
+
+
+def test_sixteen_bit_colour_is_read_with_a_warning(tmp_path):
+    # Pillow cannot write 48-bit PNG, so this one is written by hand: IHDR (16-bit RGB), one IDAT, IEND
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\x00" + (np.arange(9, dtype=">u2") * 7000).tobytes() for _ in range(2))
+    header = struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    (tmp_path / "rgb16.png").write_bytes(png)
+    with pytest.warns(UserWarning, match="16 bits per colour channel"):
+        image = read_image(tmp_path / "rgb16.png")
+    assert image.shape == (2, 3, 3)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import re
 import sys
 from collections.abc import Sequence
 
@@ -28,21 +30,45 @@ class CLIError(Exception):
     """An error to report to the user in one line, without a traceback."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every subcommand, or with ``argv`` only the one it names.
+
+    ``edsr-lib --help`` and ``edsr-lib COMMAND --help`` must answer at once, but some
+    command modules import torch at import time; so with ``argv`` only the named command's
+    module is imported, and the others are listed with the help line read from their
+    source (:func:`_summary`) instead of being imported.
+    """
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="edsr-lib", description="EDSR and MDSR super-resolution.")
     parser.add_argument("--version", action="version", version=f"edsr-lib {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMANDS.values():
-        importlib.import_module(module_name).add_parser(subparsers)
+    chosen = next((a for a in argv or () if not a.startswith("-")), None) if argv is not None else None
+    for name, module_name in COMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(module_name).add_parser(subparsers)
+        else:  # only listed: its help line matters only when no command is named
+            subparsers.add_parser(name, help=_summary(module_name) if chosen is None else None, add_help=False)
     return parser
+
+
+_HELP_LINE = re.compile(r"""add_parser\(\s*["'][^"']+["'],\s*help=(["'])(.*?)\1""", re.DOTALL)
+
+
+def _summary(module_name: str) -> str | None:
+    """The ``help=`` of the ``add_parser`` call in a command module, read from its source without importing it."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin:
+        return None
+    with open(spec.origin, encoding="utf-8") as f:
+        match = _HELP_LINE.search(f.read())
+    return match[2] if match else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError, FileNotFoundError, OSError) as exc:
