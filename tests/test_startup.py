@@ -25,7 +25,7 @@ print("torch" in sys.modules, "timm" in sys.modules, len(out.getvalue()))
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["upscale", "--help"], ["models", "--help"], ["make-lr", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], *([name, "--help"] for name in COMMANDS)])
 def test_help_does_not_import_torch(argv: list[str]) -> None:
     torch_loaded, timm_loaded, length = _python(_HELP.format(argv=argv)).split()
     assert (torch_loaded, timm_loaded) == ("False", "False")
@@ -73,3 +73,11 @@ def test_lazy_names_resolve() -> None:
         " 'edsr_x2' in edsr_lib.list_models(), sorted(set(edsr_lib.__all__) - set(dir(edsr_lib))))"
     )
     assert out.split() == ["True", "EDSR", "edsr_lib.inference", "True", "[]"]
+
+
+def test_convert_help_offers_the_converters_layouts() -> None:
+    from edsr_lib import convert
+    from edsr_lib.cli import convert as cli_convert
+
+    assert cli_convert.LAYOUT_CHOICES == convert.LAYOUTS
+    assert cli_convert.WRITABLE_CHOICES == convert.WRITABLE_LAYOUTS

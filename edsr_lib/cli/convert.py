@@ -10,9 +10,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..convert import LAYOUTS, WRITABLE_LAYOUTS, convert, export_checkpoint
 from . import CLIError
 
+#: The layout names ``--layout`` and ``--to`` offer, spelled here so that ``--help`` needs no torch;
+#: :data:`edsr_lib.convert.LAYOUTS` and ``WRITABLE_LAYOUTS`` own them (a test keeps the two equal).
+LAYOUT_CHOICES = ("edsr-pytorch", "basicsr", "super-image", "torchsr")
+WRITABLE_CHOICES = ("edsr-pytorch", "basicsr", "torchsr")
 #: The flag that sets each setting a checkpoint may not hold.
 _FLAGS = {"rgb_range": "--rgb-range", "rgb_mean": "--rgb-mean", "res_scale": "--res-scale"}
 
@@ -34,10 +37,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "dst", metavar="DST", help="the directory to write model.safetensors and config.json (with --to: the file)"
     )
     parser.add_argument(
-        "--to", choices=WRITABLE_LAYOUTS, help="write SRC, a library model, as a checkpoint file in this layout"
+        "--to", choices=WRITABLE_CHOICES, help="write SRC, a library model, as a checkpoint file in this layout"
     )
     parser.add_argument("--variant", metavar="NAME", help="refuse unless the checkpoint holds this registered variant")
-    parser.add_argument("--layout", choices=LAYOUTS, help="the source layout, when the key names cannot tell")
+    parser.add_argument("--layout", choices=LAYOUT_CHOICES, help="the source layout, when the key names cannot tell")
     parser.add_argument("--res-scale", type=float, help="residual scaling, which checkpoints do not store")
     parser.add_argument("--rgb-range", type=float, help="the pixel range the checkpoint was trained in")
     parser.add_argument(
@@ -53,6 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Convert ``args.src`` into ``args.dst`` (or write it in ``args.to``) and print what was done."""
+    from ..convert import convert
+
     if args.to:
         return _write(args)
     overrides = {name: getattr(args, name) for name in _FLAGS if getattr(args, name) is not None}
@@ -93,6 +98,8 @@ def _write(args: argparse.Namespace) -> int:
     reading_only += [flag for name, flag in _FLAGS.items() if getattr(args, name) is not None]
     if reading_only:
         raise CLIError(f"{', '.join(reading_only)} apply when reading a third-party checkpoint, not with --to")
+    from ..convert import export_checkpoint
+
     exported = export_checkpoint(args.src, args.dst, args.to)
     options = ", ".join(f"{k}={v!r}" for k, v in exported.options.items())
     lines = [
