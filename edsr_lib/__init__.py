@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-#: Public submodules.
-_SUBMODULES = ("layers", "metrics", "models")
+#: Public submodules (``timm_bridge`` imports timm: it is imported on first use, or when timm is).
+_SUBMODULES = ("layers", "metrics", "models", "timm_bridge")
 #: Public name -> module that defines it.
 _LAZY: dict[str, str] = {
     "evaluate": ".evaluate",

@@ -16,10 +16,10 @@ from __future__ import annotations
 from . import models  # noqa: F401  (each model family adds its architecture as it is imported)
 from ._hub import (
     CONFIG_NAME,
-    LIBRARY_NAME,
-    MODEL_CARD_NAME,
-    PAPER_ARXIV_ID,
-    PAPER_URL,
+    LIBRARY_NAME,  # noqa: F401  (constants importable from here, as before, though not in __all__)
+    MODEL_CARD_NAME,  # noqa: F401
+    PAPER_ARXIV_ID,  # noqa: F401
+    PAPER_URL,  # noqa: F401
     WEIGHTS_NAME,
     InvalidWeightsError,
     WeightsNotFoundError,
@@ -36,10 +36,6 @@ from ._hub import (
 
 __all__ = [
     "CONFIG_NAME",
-    "LIBRARY_NAME",
-    "MODEL_CARD_NAME",
-    "PAPER_ARXIV_ID",
-    "PAPER_URL",
     "WEIGHTS_NAME",
     "InvalidWeightsError",
     "WeightsNotFoundError",
@@ -53,3 +49,20 @@ __all__ = [
     "save_pretrained",
     "sha256sum",
 ]
+
+# the public home of these: reprs, tracebacks and the API reference name this module, as before
+for _public in (
+    InvalidWeightsError,
+    WeightsNotFoundError,
+    atomic_write,
+    from_pretrained,
+    load_config,
+    load_pretrained,
+    model_card,
+    model_card_data,
+    push_to_hub,
+    save_pretrained,
+    sha256sum,
+):
+    _public.__module__ = __name__
+del _public

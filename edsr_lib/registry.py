@@ -40,3 +40,17 @@ __all__ = [
     "register_model",
     "split_model_name_tag",
 ]
+
+# the public home of the functions: their reprs and the API reference name this module, as before
+for _function in (
+    build_model,
+    create_model,
+    get_pretrained_cfg,
+    is_model,
+    list_models,
+    list_pretrained,
+    register_model,
+    split_model_name_tag,
+):
+    _function.__module__ = __name__
+del _function
