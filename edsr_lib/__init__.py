@@ -13,13 +13,15 @@ timm's registry as soon as timm is imported (see :mod:`edsr_lib.timm_bridge`).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import types
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import timm_bridge
-
 if TYPE_CHECKING:
+    import importlib.machinery
+
     from . import layers, metrics, models
     from .evaluate import evaluate
     from .hub import from_pretrained
@@ -39,8 +41,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-#: Public submodules.
-_SUBMODULES = ("layers", "metrics", "models")
+#: Public submodules (``timm_bridge`` imports timm: it is imported on first use, or when timm is).
+_SUBMODULES = ("layers", "metrics", "models", "timm_bridge")
 #: Public name -> module that defines it.
 _LAZY: dict[str, str] = {
     "evaluate": ".evaluate",
@@ -100,7 +102,36 @@ def fuse(model: SRModel) -> SRModel:
     return model.fuse()
 
 
-timm_bridge.install()
+class _AfterTimmImport:
+    """A ``sys.meta_path`` finder that finds nothing itself: it wraps timm's own loader so that
+    :mod:`edsr_lib.timm_bridge` is imported (and registers the models) right after timm's import
+    (not subclassing ``importlib.abc``, whose import costs more than all of this)."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "timm":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec("timm")
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_register(module: types.ModuleType) -> None:
+            exec_module(module)
+            importlib.import_module(".timm_bridge", __name__)
+
+        loader.exec_module = exec_then_register  # type: ignore[method-assign]
+        return spec
+
+
+# timm sees the models however the imports are ordered; importing timm itself costs ~3 s, so not here
+if "timm" in sys.modules and hasattr(sys.modules["timm"], "create_model"):
+    importlib.import_module(".timm_bridge", __name__)
+elif not any(isinstance(f, _AfterTimmImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterTimmImport())
 
 __all__ = [
     "EDSR",

@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from .hub import atomic_write, from_pretrained, sha256sum
 from .layers import DIV2K_RGB_MEAN
@@ -202,8 +203,6 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
         raise ValueError(f"{path} is not a file: pass a checkpoint file (.pt, .pth or .safetensors)")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             obj: Any = load_file(path, device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -25,8 +25,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from . import metrics
+from .inference import load_model, upscale
+from .io import list_images, read_image, to_tensor
 from .models import SRModel
+from .ops.imresize import imresize, modcrop
 
 __all__ = ["BICUBIC", "PROTOCOLS", "evaluate", "set_name"]
 
@@ -60,9 +65,6 @@ def _bicubic(lr: np.ndarray, scale: int) -> torch.Tensor:
     B100 (x2, x3, x4), this lands closer to the published bicubic numbers than resizing in
     floating point (at most 0.013 dB and 0.0007 SSIM away, against 0.018 dB and 0.0009).
     """
-    from .io import to_tensor
-    from .ops.imresize import imresize
-
     return to_tensor(imresize(lr, scale))
 
 
@@ -74,8 +76,6 @@ def _check_args(scale: Any, protocol: Any) -> None:
 
 
 def _hr_files(data: Path) -> list[Path]:
-    from .io import list_images
-
     if not data.is_dir():
         raise FileNotFoundError(f"no such set folder: {data}")
     hr_dir = data / "HR"
@@ -91,9 +91,6 @@ def _hr_files(data: Path) -> list[Path]:
 
 def _load_pair(hr_path: Path, lr_dir: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The modcropped HR and its LR (official file if present, else MATLAB bicubic), both uint8 HWC."""
-    from .io import read_image
-    from .ops.imresize import imresize, modcrop
-
     hr = _without_alpha(read_image(hr_path))
     try:
         hr = modcrop(hr, scale)
@@ -174,12 +171,6 @@ def evaluate(
         >>> result = evaluate("edsr_baseline_x2", "datasets/Set5", 2)
         >>> print(f"{result['psnr']:.2f} dB / {result['ssim']:.4f}")
     """
-    from tqdm.auto import tqdm
-
-    from . import metrics
-    from .inference import load_model, upscale
-    from .io import to_tensor
-
     _check_args(scale, protocol)
     scale = int(scale)
     data = Path(data).expanduser()

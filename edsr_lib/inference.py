@@ -24,6 +24,9 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import registry
+from .hub import from_pretrained
+from .io import array_to_image, carry_metadata, image_to_array, to_tensor
 from .models import SRModel
 from .ops import ensemble
 from .ops.color import round_half_away
@@ -76,18 +79,14 @@ def load_model(model: SRModel | str | os.PathLike[str]) -> SRModel:
             has no pretrained weights.
         TypeError: If ``model`` is of another type.
     """
-    from .registry import create_model, is_model
-
     if isinstance(model, SRModel):
         return model
     if isinstance(model, str | os.PathLike):
         path = Path(model).expanduser()
         if path.is_dir():
-            from .hub import from_pretrained
-
             return from_pretrained(path)
-        if isinstance(model, str) and is_model(model):
-            return create_model(model, pretrained=True)
+        if isinstance(model, str) and registry.is_model(model):
+            return registry.create_model(model, pretrained=True)
         raise ValueError(
             f"{str(model)!r} is neither a registered model name (see `edsr-lib models`) nor a folder "
             "holding config.json and model.safetensors"
@@ -360,8 +359,6 @@ def _as_tensor(image: torch.Tensor | np.ndarray) -> torch.Tensor:
             )
         if image.ndim not in (2, 3, 4):
             raise ValueError(f"expected a NumPy image (H, W), (H, W, C) or a batch (N, H, W, C), got {image.shape}")
-        from .io import to_tensor
-
         if image.ndim == 4:
             return torch.cat([to_tensor(i) for i in image])
         return to_tensor(image if image.ndim == 3 else image[:, :, None])
@@ -504,8 +501,6 @@ def _upscale_pil(
     options: dict[str, Any],
 ) -> Image.Image | list[Image.Image]:
     """PIL in, PIL out: the pixels by :func:`~edsr_lib.io.image_to_array`, the metadata carried over."""
-    from .io import array_to_image, carry_metadata, image_to_array
-
     single = isinstance(images, Image.Image)
     batch = [images] if single else list(images)
     if len({(img.size, img.mode) for img in batch}) > 1:

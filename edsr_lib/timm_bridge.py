@@ -5,28 +5,30 @@ timm's ``build_model_with_cfg`` is made for classifiers (it injects ``num_classe
 :func:`edsr_lib.create_model`. ``default_cfgs`` mirrors the pretrained configs so that
 ``timm.list_models("edsr*", pretrained=True)`` sees the same tags.
 
-Importing timm imports every timm model (about 3 s), so ``import edsr_lib`` does not:
-:func:`install` registers the models in timm at once if timm is already imported, and
-otherwise puts a finder on ``sys.meta_path`` that registers them the moment ``timm``
-finishes importing. Either way, ``timm.create_model("edsr_baseline_x2")`` and
+Importing timm imports every timm model (about 3 s), so ``import edsr_lib`` does not import
+this module: ``edsr_lib/__init__.py`` imports it at once if timm is already imported, and
+otherwise puts a finder on ``sys.meta_path`` that imports it the moment ``timm`` finishes
+importing. Importing it registers every model in timm (:func:`install`), and every variant
+registered later too. Either way, ``timm.create_model("edsr_baseline_x2")`` and
 ``timm.list_models("edsr*")`` work after ``import edsr_lib``, whichever came first.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import importlib.machinery
-    from types import ModuleType
+from timm.models import register_model as timm_register_model
+from timm.models._pretrained import DefaultCfg
+from timm.models._pretrained import PretrainedCfg as TimmPretrainedCfg
+from torch import nn
 
-    from torch import nn
+from . import registry
+from ._registry import on_register
+from .registry import PretrainedCfg
 
-    from .registry import PretrainedCfg
+__all__ = ["default_cfgs", "install", "register_all", "register_in_timm", "timm_is_loaded"]
 
 #: Read by ``timm.models.register_model`` from this module, as in timm's own model files.
 default_cfgs: dict[str, Any] = {}
@@ -43,9 +45,6 @@ def register_in_timm(name: str, cfgs: list[PretrainedCfg]) -> None:
     """Register ``name`` in timm's registry with an entrypoint that calls edsr-lib's builder (once)."""
     if name in _registered:
         return
-    from timm.models import register_model as timm_register_model
-    from timm.models._pretrained import DefaultCfg
-    from timm.models._pretrained import PretrainedCfg as TimmPretrainedCfg
 
     def entrypoint(
         pretrained: bool = False,
@@ -54,11 +53,9 @@ def register_in_timm(name: str, cfgs: list[PretrainedCfg]) -> None:
         cache_dir: Any = None,
         **kwargs: Any,
     ) -> nn.Module:
-        from .registry import create_model
-
         tag = getattr(pretrained_cfg, "tag", None) or (pretrained_cfg if isinstance(pretrained_cfg, str) else None)
         model_name = f"{name}.{tag}" if tag else name
-        return create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
+        return registry.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__
@@ -86,42 +83,15 @@ def register_in_timm(name: str, cfgs: list[PretrainedCfg]) -> None:
 
 
 def register_all() -> None:
-    """Register every edsr-lib model in timm (imports the model files, and timm)."""
-    from . import models  # noqa: F401  (the model files register their variants)
-    from .registry import _model_entrypoints, _pretrained_cfgs
-
-    for name in list(_model_entrypoints):
-        register_in_timm(name, list(_pretrained_cfgs[name].values()))
-
-
-class _AfterTimmImport:
-    """A ``sys.meta_path`` finder that finds nothing itself: it wraps timm's own loader so that
-    :func:`register_all` runs right after timm's import (not subclassing ``importlib.abc``,
-    whose import costs more than all of this module)."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "timm":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("timm")
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_then_register(module: ModuleType) -> None:
-            exec_module(module)
-            register_all()
-
-        loader.exec_module = exec_then_register  # type: ignore[method-assign]
-        return spec
+    """Register in timm every edsr-lib model registered so far."""
+    for name in list(registry._model_entrypoints):
+        register_in_timm(name, list(registry._pretrained_cfgs[name].values()))
 
 
 def install() -> None:
-    """Register the models in timm now if timm is loaded, else as soon as it is imported."""
-    if timm_is_loaded():
-        register_all()
-    elif not any(isinstance(f, _AfterTimmImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterTimmImport())
+    """Register every model in timm, and each variant registered from now on (importing this module does it)."""
+    register_all()
+    on_register(register_in_timm)
+
+
+install()

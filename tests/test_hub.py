@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 import edsr_lib
-from edsr_lib import hub, registry
+from edsr_lib import _hub, hub, registry
 from edsr_lib.hub import InvalidWeightsError, WeightsNotFoundError
 from edsr_lib.registry import PretrainedCfg
 
@@ -89,7 +89,7 @@ def test_half_precision_file_loads_into_a_float32_model(tmp_path: Path) -> None:
     model = edsr_lib.create_model("mdsr_baseline")
     model.save_pretrained(tmp_path / "fp32")
     model.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
-    tensors, _ = hub._read_weights(tmp_path / "fp16" / "model.safetensors")
+    tensors, _ = _hub._read_weights(tmp_path / "fp16" / "model.safetensors")
     assert {v.dtype for v in tensors.values()} == {torch.float16}
     size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "fp16")}
     assert size["fp16"] < 0.51 * size["fp32"]
@@ -148,7 +148,7 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(
     def fail(fd: int) -> None:  # the temp file is fully written, the rename has not happened
         raise OSError("disk full")
 
-    monkeypatch.setattr(hub.os, "fsync", fail)
+    monkeypatch.setattr(_hub.os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         other.save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
@@ -293,7 +293,7 @@ def test_offline_from_the_environment_alone_skips_the_hub(
     _use_cfg(monkeypatch, hf_hub_id=REPO_ID)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # set after huggingface_hub read its constants
     with (
-        mock.patch.object(hub, "hf_hub_download", side_effect=LocalEntryNotFoundError("not cached")) as download,
+        mock.patch.object(_hub, "hf_hub_download", side_effect=LocalEntryNotFoundError("not cached")) as download,
         pytest.raises(WeightsNotFoundError, match=r"hub: offline"),
     ):
         edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path)
@@ -323,9 +323,9 @@ def test_shipped_copy_comes_before_the_cache(
     shipped = tmp_path / "package"
     (shipped / "edsr_baseline_x2.test").mkdir(parents=True)
     (shipped / "edsr_baseline_x2.test" / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
-    monkeypatch.setattr(hub, "_shipped_weights", lambda: shipped)
+    monkeypatch.setattr(_hub, "_shipped_weights", lambda: shipped)
     _use_cfg(monkeypatch, hf_hub_id=REPO_ID, package_file="edsr_baseline_x2.test/model.safetensors")
-    with mock.patch.object(hub, "hf_hub_download") as download:
+    with mock.patch.object(_hub, "hf_hub_download") as download:
         loaded = edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path / "cache")
     download.assert_not_called()
     assert torch.equal(_outputs(loaded, 2), _outputs(model, 2))
@@ -336,7 +336,7 @@ def test_explicit_weights_come_before_everything_and_are_checked_against_a_named
 ) -> None:
     model, folder = saved
     _use_cfg(monkeypatch, hf_hub_id=REPO_ID, sha256=hub.sha256sum(folder / "model.safetensors"))
-    with mock.patch.object(hub, "hf_hub_download") as download:
+    with mock.patch.object(_hub, "hf_hub_download") as download:
         loaded = edsr_lib.create_model("edsr_baseline_x2.test", weights=folder)
     download.assert_not_called()
     assert loaded.pretrained_cfg.tag == "test"
@@ -358,7 +358,7 @@ def test_hub_download_is_the_last_resort(
             raise LocalEntryNotFoundError("not in the cache")
         return str(folder / filename)
 
-    with mock.patch.object(hub, "hf_hub_download", side_effect=fake_download) as download:
+    with mock.patch.object(_hub, "hf_hub_download", side_effect=fake_download) as download:
         loaded = edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path)
     assert [c.kwargs["local_files_only"] for c in download.call_args_list] == [True, False]
     assert torch.equal(_outputs(loaded, 2), _outputs(model, 2))
@@ -367,7 +367,7 @@ def test_hub_download_is_the_last_resort(
 def test_failed_download_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, online: None) -> None:
     _use_cfg(monkeypatch, hf_hub_id=REPO_ID)
     with (
-        mock.patch.object(hub, "hf_hub_download", side_effect=LocalEntryNotFoundError("connection refused")),
+        mock.patch.object(_hub, "hf_hub_download", side_effect=LocalEntryNotFoundError("connection refused")),
         pytest.raises(WeightsNotFoundError, match=r"hub: download of .* failed \(connection refused\)"),
     ):
         edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path)
@@ -382,7 +382,7 @@ def test_push_to_hub_creates_repo_and_uploads_the_folder() -> None:
         uploaded.update({p.name: p.read_bytes() for p in Path(folder_path).iterdir()})
         return mock.Mock(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}")
 
-    with mock.patch.object(hub, "HfApi") as api_cls:
+    with mock.patch.object(_hub, "HfApi") as api_cls:
         api = api_cls.return_value
         api.create_repo.return_value = huggingface_hub.RepoUrl("https://huggingface.co/org/edsr-tiny")
         api.upload_folder.side_effect = upload_folder
@@ -398,7 +398,7 @@ def test_push_to_hub_creates_repo_and_uploads_the_folder() -> None:
 
 def test_push_to_hub_refuses_fused_model() -> None:
     model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).fuse()
-    with mock.patch.object(hub, "HfApi") as api_cls, pytest.raises(ValueError, match="fused"):
+    with mock.patch.object(_hub, "HfApi") as api_cls, pytest.raises(ValueError, match="fused"):
         model.push_to_hub("org/x")
     api_cls.assert_not_called()
 
@@ -548,6 +548,6 @@ def test_pretrained_revision_reaches_the_download(
             raise LocalEntryNotFoundError("not in the cache")
         return str(folder / filename)
 
-    with mock.patch.object(hub, "hf_hub_download", side_effect=fake_download) as download:
+    with mock.patch.object(_hub, "hf_hub_download", side_effect=fake_download) as download:
         edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path)
     assert [c.kwargs["revision"] for c in download.call_args_list] == ["v1.0", "v1.0"]

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import edsr_lib
-from edsr_lib import hub
+from edsr_lib import _hub, hub
 from edsr_lib.registry import PretrainedCfg
 from edsr_lib.weights import PROVENANCE_FIELDS, shipped
 
@@ -189,7 +189,7 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
     with torch.no_grad():
         assert torch.equal(loaded(x), ema(x))
     # and the printed cfg finds the file the way a shipped one is found, checking its sha256
-    monkeypatch.setattr(hub, "_shipped_weights", lambda: fake_run["out"])
+    monkeypatch.setattr(_hub, "_shipped_weights", lambda: fake_run["out"])
     model = edsr_lib.create_model(VARIANT)
     hub.load_pretrained(model, PretrainedCfg(**{**entry, **found}, architecture=VARIANT, tag="t291"))
     with torch.no_grad():
@@ -308,7 +308,7 @@ def test_float16_release_scores_what_it_ships(
     assert tool.main(_args(fake_run, "--no-ensemble", "--dtype", "float16")) == 0
     cfg = _released(capsys.readouterr().out, fake_run["out"])
     folder = fake_run["out"] / "edsr_baseline_x2.t291"
-    tensors, _ = hub._read_weights(folder / "model.safetensors")
+    tensors, _ = _hub._read_weights(folder / "model.safetensors")
     assert {v.dtype for v in tensors.values()} == {torch.float16}
     shipped = edsr_lib.create_model(VARIANT, weights=folder)
     result = edsr_lib.evaluate(shipped, fake_run["set"], 2)

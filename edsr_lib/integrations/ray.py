@@ -31,6 +31,10 @@ from typing import Any, Literal
 
 import numpy as np
 import ray
+import torch
+
+from ..inference import load_model, upscale
+from ..io import ImageReadError, list_images, read_image, write_image
 
 __all__ = ["Upscaler", "output_path", "upscale_folder"]
 
@@ -80,10 +84,6 @@ class Upscaler:
         half: str | bool = False,
         skip_existing: bool = True,
     ) -> None:
-        import torch
-
-        from ..inference import load_model
-
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = load_model(model).to(self.device)
         self.scale = self.model.resolve_scale(scale)
@@ -93,9 +93,6 @@ class Upscaler:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Upscale the images of ``batch["path"]``; see the class for the columns."""
-        from ..inference import upscale
-        from ..io import ImageReadError, read_image, write_image
-
         outputs, statuses = [], []
         for source in batch["path"]:
             target = output_path(str(source), self.output_dir, self.scale, self.format)
@@ -154,9 +151,6 @@ def upscale_folder(
     Raises:
         FileNotFoundError: If ``inputs`` hold no images.
     """
-    from ..inference import load_model
-    from ..io import list_images
-
     if not ray.is_initialized():
         ray.init()
     files = [str(p) for p in list_images(inputs)]

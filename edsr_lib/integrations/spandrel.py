@@ -47,6 +47,7 @@ import torch
 from spandrel import Architecture, ImageModelDescriptor, ModelTiling
 
 from ..convert import detect
+from ..hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
 from ..models import EDSR, MDSR, SRModel, architectures
 from ..models.mdsr import scale_key
 from ..registry import create_model, list_models
@@ -300,8 +301,6 @@ def load(path: str | Path, scale: int | None = None) -> ImageModelDescriptor[SRM
     Raises:
         spandrel.UnsupportedModelError: If the file is not an EDSR/MDSR checkpoint.
     """
-    from ..hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
-
     path = Path(path)
     folder = path if path.is_dir() else path.parent if path.name == WEIGHTS_NAME else None
     if folder is not None and _is_own_config(folder / CONFIG_NAME):

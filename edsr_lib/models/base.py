@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from .. import _hub
+from .._registry import architectures, register_architecture
 from ..layers import MeanShift, ResBlock
 
 if TYPE_CHECKING:
-    from ..registry import PretrainedCfg
+    from .._pretrained import PretrainedCfg
+
+__all__ = ["SRModel", "architectures", "scale_key"]
 
 
 def scale_key(scale: int) -> str:
@@ -99,6 +103,7 @@ class SRModel(nn.Module):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        register_architecture(cls)
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording_arguments(cls.__dict__["__init__"])
 
@@ -193,34 +198,15 @@ class SRModel(nn.Module):
 
         See :func:`edsr_lib.hub.save_pretrained` for the keyword arguments.
         """
-        from ..hub import save_pretrained
-
-        return save_pretrained(self, save_directory, **kwargs)
+        return _hub.save_pretrained(self, save_directory, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload weights, config and model card to the Hugging Face Hub repository ``repo_id``.
 
         See :func:`edsr_lib.hub.push_to_hub` for the keyword arguments.
         """
-        from ..hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return _hub.push_to_hub(self, repo_id, **kwargs)
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters; the fixed mean shifts hold none."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
-
-def architectures() -> dict[str, type[SRModel]]:
-    """``config["architecture"]`` -> model class, found among the subclasses of :class:`SRModel`.
-
-    A new model family is found as soon as its module is imported, with no table to edit.
-    """
-    found: dict[str, type[SRModel]] = {}
-    stack = [SRModel]
-    while stack:
-        for sub in stack.pop().__subclasses__():
-            if sub.architecture:
-                found.setdefault(sub.architecture, sub)
-            stack.append(sub)
-    return found

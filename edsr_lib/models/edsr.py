@@ -8,8 +8,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._builder import build_model
+from .._pretrained import PretrainedCfg
+from .._registry import register_model
 from ..layers import DIV2K_RGB_MEAN, MeanShift, create_block, default_conv
-from ..registry import PretrainedCfg, build_model, register_model
 from .base import SRModel
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 __all__ = ["Span", "tile_spans", "tiled_apply"]
 
@@ -132,8 +133,6 @@ def tiled_apply(
 
     bar = None
     if progress and len(jobs) > batch_size:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(jobs), unit="tile", leave=False, desc="tiles")
     try:
         for first in range(0, len(jobs), batch_size):

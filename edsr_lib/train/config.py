@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._hub import atomic_write
+
 __all__ = ["TrainConfig"]
 
 _CHOICES = {
@@ -186,8 +188,6 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the settings as JSON (atomically)."""
-        from ..hub import atomic_write
-
         atomic_write(path, (json.dumps(self.to_dict(), indent=2) + "\n").encode())
 
     @classmethod

@@ -24,6 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+
+from .._hub import atomic_write
+from ..io import list_images, read_image
+from ..ops.imresize import imresize, modcrop
 
 __all__ = ["PatchDraw", "PatchSampler", "default_cache_dir", "make_lr_images", "read_folder", "shard_indices"]
 
@@ -58,15 +63,11 @@ def read_folder(folder: str | Path, n_colors: int = 3) -> tuple[list[Path], list
     Raises:
         FileNotFoundError: If the folder does not exist or holds no images.
     """
-    from ..io import list_images
-
     paths = [Path(p) for p in list_images(folder)]
     return paths, _read_images(paths, n_colors)
 
 
 def _read_images(paths: Sequence[Path], n_colors: int) -> list[np.ndarray]:
-    from ..io import read_image
-
     return [_as_colour(read_image(p), n_colors, p) for p in paths]
 
 
@@ -103,8 +104,6 @@ def shard_indices(sizes: Sequence[int], rank: int, world_size: int) -> list[int]
 
 def _pixel_count(path: Path) -> int:
     """Width x height from the file's header, without decoding it (0 if unreadable: reading it will say why)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as img:
             return img.width * img.height
@@ -142,8 +141,6 @@ def make_lr_images(
     Returns:
         The uint8 HWC LR images, in order.
     """
-    from ..ops.imresize import imresize, modcrop
-
     cache = _cache_file(Path(cache_dir), paths, scale) if cache_dir is not None and paths is not None else None
     if cache is not None and cache.is_file():
         with np.load(cache) as data:
@@ -151,8 +148,6 @@ def make_lr_images(
                 return [data[f"lr{i}"] for i in range(len(hr_images))]
     lr = [imresize(modcrop(hr, scale), 1 / scale) for hr in hr_images]
     if cache is not None:
-        from ..hub import atomic_write
-
         cache.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, **{f"lr{i}": img for i, img in enumerate(lr)})
@@ -342,8 +337,6 @@ class PatchSampler:
                 count with ``sample_by="image"``); ``None`` reads them all. The LR caches
                 are then per shard.
         """
-        from ..io import list_images
-
         if not folders:
             raise ValueError("no training folder given: pass one or more folders of HR images")
         listed = [[Path(p) for p in list_images(folder)] for folder in folders]

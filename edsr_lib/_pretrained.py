@@ -1,0 +1,68 @@
+"""What a set of pretrained weights is: :class:`PretrainedCfg`, plain data that imports nothing of the library.
+
+The registry (:mod:`edsr_lib.registry`) keeps one per ``arch.tag``; the hub
+(:mod:`edsr_lib.hub`) reads where the weights live and checks their sha256 from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PretrainedCfg"]
+
+
+@dataclass(frozen=True)
+class PretrainedCfg:
+    """Where a set of pretrained weights lives and what it reaches.
+
+    A model file states only the name, the sha256, the licence and a description (and
+    ``hf_hub_id="org/"``, completed with ``arch.tag`` as timm does); at registration the
+    package's ``edsr_lib/weights/<arch.tag>/`` adds ``package_file`` and, from its
+    ``pretrained.json``, the training data, command, steps and metrics.
+
+    Attributes:
+        hf_hub_id: Hugging Face Hub repository id (``"org/name"``); an id ending in ``/``
+            is completed with ``arch.tag`` at registration.
+        filename: Weights file inside the repository (or inside the package folder).
+        sha256: Hex digest the weights file must have.
+        revision: Hub branch, tag or (best) commit hash to download the weights from, so
+            that a later push to the repository cannot change what ``pretrained=True``
+            loads; ``None`` for the default branch. The sha256 still checks the file.
+        license: Licence of the weights.
+        training_data: What the weights were trained on.
+        training_command: The command that produced them (data paths as ``$DATA/...``).
+        steps: Number of optimiser steps.
+        metrics: Scores per set and scale, e.g. ``{"Set5": {"x2": {"psnr": 37.6, "ssim": 0.959}}}``
+            (benchmark protocol: Y channel, ``crop_border = scale``); self-ensemble scores sit
+            under the set name with a ``+`` (``"Set5+"``), the paper's notation.
+        package_file: Path relative to ``edsr_lib/weights/`` of a copy shipped inside the
+            package, if any (found at registration).
+        description: One line for the model zoo.
+        architecture: Variant name, filled in at registration.
+        tag: Tag name, filled in at registration.
+    """
+
+    hf_hub_id: str | None = None
+    filename: str = "model.safetensors"
+    sha256: str | None = None
+    revision: str | None = None
+    license: str | None = None
+    training_data: str | None = None
+    training_command: str | None = None
+    steps: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    package_file: str | None = None
+    description: str | None = None
+    architecture: str | None = None
+    tag: str | None = None
+
+    @property
+    def name(self) -> str:
+        """``architecture.tag``."""
+        return f"{self.architecture}.{self.tag}" if self.tag else str(self.architecture)
+
+    @property
+    def has_weights(self) -> bool:
+        """True when the config says where weights can be found."""
+        return bool(self.hf_hub_id or self.package_file)

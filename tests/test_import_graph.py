@@ -1,0 +1,188 @@
+"""The package's import graph points one way: no circle, and no import hidden inside a function.
+
+The graph is read from the source (``ast``), not by importing: an edge A -> B for every
+``import`` in A of a module B of ``edsr_lib``, at module level or inside a function; type-only
+imports (``if TYPE_CHECKING:``) run nothing and are left out. Importing ``edsr_lib.x.y`` runs
+``edsr_lib/x/__init__.py`` first, so the edge goes to that package too (unless A is inside it).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "edsr_lib"
+
+#: Third-party modules a function may import, because the package must not pay for them on import.
+LAZY_THIRD_PARTY = {
+    "onnxruntime": "optional extra [onnx]; only the ONNX check after an export needs it",
+    "torch.utils.tensorboard": "optional (tensorboard); seconds to import, and only runs that log to it need it",
+}
+
+#: The modules allowed to import by name at run time (``importlib.import_module``, ``__import__``).
+DYNAMIC_IMPORTERS = {
+    "edsr_lib": "the package's lazy attributes (PEP 562), and the hook that imports timm_bridge once timm is imported",
+    "edsr_lib.export": "checks that the optional onnx and onnxruntime are installed, to name the extra if not",
+}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement: who, where, what, and whether it sits inside a function."""
+
+    module: str
+    line: int
+    target: str
+    in_function: bool
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: str) -> list[str]:
+    """The modules an import statement imports (``from pkg import sub`` imports ``pkg.sub``)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
+    if node.level:
+        base = package.split(".")[: len(package.split(".")) - node.level + 1]
+        source = ".".join(base + ([node.module] if node.module else []))
+    else:
+        source = node.module or ""
+    subs = [f"{source}.{a.name}" for a in node.names if f"{source}.{a.name}" in MODULES]
+    return subs if len(subs) == len(node.names) else [source, *subs]
+
+
+def _imports() -> list[Import]:
+    found = []
+
+    def visit(node: ast.AST, module: str, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.stmt) and _is_type_checking(child):
+                for stmt in child.orelse:
+                    visit(stmt, module, in_function)
+                continue
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                found.extend(Import(module, child.lineno, t, in_function) for t in _targets(child, module))
+            inner = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+            visit(child, module, inner)
+
+    for module, path in MODULES.items():
+        visit(ast.parse(path.read_text(encoding="utf-8")), module, False)
+    return found
+
+
+def _owner(target: str) -> str | None:
+    """The edsr_lib module ``target`` names (``edsr_lib.hub.from_pretrained`` -> ``edsr_lib.hub``)."""
+    while target and target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for imp in _imports():
+        target = _owner(imp.target)
+        if target is None or target == imp.module:
+            continue
+        graph[imp.module].add(target)
+        parts = target.split(".")
+        for n in range(1, len(parts)):  # the packages above the target run first
+            package = ".".join(parts[:n])
+            if not (imp.module == package or imp.module.startswith(package + ".")):
+                graph[imp.module].add(package)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), and self-loops."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def _in_cli(module: str) -> bool:
+    return module == "edsr_lib.cli" or module.startswith("edsr_lib.cli.")
+
+
+def test_the_graph_sees_the_packages_modules() -> None:
+    graph = _graph()
+    assert {"edsr_lib.registry", "edsr_lib._registry", "edsr_lib.hub", "edsr_lib.models.edsr"} <= set(graph)
+    assert "edsr_lib._registry" in graph["edsr_lib.models.edsr"]
+    assert "edsr_lib.models" in graph["edsr_lib.registry"]
+
+
+def test_a_circle_is_found() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle() -> None:
+    cycles = _cycles(_graph())
+    assert not cycles, f"import circles (module-level and function-level imports together): {cycles}"
+
+
+def test_no_function_level_import_outside_the_cli() -> None:
+    hidden = [
+        f"{imp.module}:{imp.line} imports {imp.target}"
+        for imp in _imports()
+        if imp.in_function
+        and not _in_cli(imp.module)
+        and not any(imp.target == lazy or imp.target.startswith(lazy + ".") for lazy in LAZY_THIRD_PARTY)
+    ]
+    assert not hidden, "imports inside functions (move them to the top of the module): " + "; ".join(hidden)
+
+
+@pytest.mark.parametrize("lazy", sorted(LAZY_THIRD_PARTY))
+def test_each_allowed_lazy_import_is_still_used(lazy: str) -> None:
+    assert any(imp.in_function and imp.target == lazy for imp in _imports()), f"{lazy} is no longer imported lazily"
+
+
+def test_only_the_package_init_imports_by_name() -> None:
+    dynamic = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            by_name = isinstance(node, ast.Call) and ast.unparse(node.func) in ("importlib.import_module", "__import__")
+            if by_name and module not in DYNAMIC_IMPORTERS and not _in_cli(module):
+                dynamic.append(f"{module}:{node.lineno}")
+    assert not dynamic, f"imports by name at run time, which the graph cannot see: {dynamic}"
