@@ -115,6 +115,15 @@ def _create_mdsr(variant: str, pretrained: bool = False, **kwargs: Any) -> MDSR:
 #: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default); provenance
 #: and scores are in ``edsr_lib/weights/<arch.tag>/pretrained.json`` (see ``edsr_lib.models.edsr``).
 default_cfgs: dict[str, PretrainedCfg] = {
+    "mdsr_baseline.t528": PretrainedCfg(
+        hf_hub_id="edsr-lib/",
+        sha256="01b4ccb5a0051a7d829cb4a147b21b88a83c37fb8de1d9e076efe976d69d3c89",
+        license="mit",
+        description=(
+            "mdsr_baseline trained by edsr-lib on T91 + BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial + "
+            "DIV2K_train_partial, 2,000 steps (EMA weights); Set5 x2: 37.73 dB"
+        ),
+    ),
     "mdsr_baseline.t291": PretrainedCfg(
         hf_hub_id="edsr-lib/",
         sha256="675ad05b0593a057acbfa43f3a6928f5c66fd604542749149120e21f9b1b7495",
