@@ -50,19 +50,9 @@ __all__ = [
     "sha256sum",
 ]
 
-# the public home of these: reprs, tracebacks and the API reference name this module, as before
-for _public in (
-    InvalidWeightsError,
-    WeightsNotFoundError,
-    atomic_write,
-    from_pretrained,
-    load_config,
-    load_pretrained,
-    model_card,
-    model_card_data,
-    push_to_hub,
-    save_pretrained,
-    sha256sum,
-):
-    _public.__module__ = __name__
-del _public
+# the public home of the functions and exceptions in __all__: their reprs, tracebacks and the API
+# reference name this module, as before (the str constants have no home to set)
+for _name in __all__:
+    if not isinstance(globals()[_name], str):
+        globals()[_name].__module__ = __name__
+del _name

@@ -41,16 +41,9 @@ __all__ = [
     "split_model_name_tag",
 ]
 
-# the public home of the functions: their reprs and the API reference name this module, as before
-for _function in (
-    build_model,
-    create_model,
-    get_pretrained_cfg,
-    is_model,
-    list_models,
-    list_pretrained,
-    register_model,
-    split_model_name_tag,
-):
-    _function.__module__ = __name__
-del _function
+# the public home of the functions and exceptions in __all__: their reprs, tracebacks and the API
+# reference name this module, as before (the str constants have no home to set)
+for _name in __all__:
+    if not isinstance(globals()[_name], str):
+        globals()[_name].__module__ = __name__
+del _name
