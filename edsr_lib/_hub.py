@@ -15,10 +15,9 @@ and every tensor file through safetensors.
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
 import os
-import secrets
 import tempfile
 from collections.abc import Mapping
 from importlib import resources
@@ -32,8 +31,9 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidat
 from safetensors.torch import save
 
 from . import __version__
+from ._files import atomic_write, sha256sum
 from ._pretrained import PretrainedCfg
-from ._registry import architectures
+from ._registry import architectures, create_model, get_pretrained_cfg, is_model
 from .metrics import format_score
 
 if TYPE_CHECKING:
@@ -45,14 +45,18 @@ __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "InvalidWeightsError",
+    "StateDictDiff",
     "WeightsNotFoundError",
+    "WeightsSource",
     "atomic_write",
+    "diff_state_dicts",
     "from_pretrained",
     "load_config",
     "load_pretrained",
     "model_card",
     "model_card_data",
     "push_to_hub",
+    "resolve_weights",
     "save_pretrained",
     "sha256sum",
 ]
@@ -88,49 +92,6 @@ class InvalidWeightsError(ValueError):
 
 
 # ----------------------------------------------------------------------------- helpers
-def sha256sum(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 digest of a file, read in chunks.
-
-    Args:
-        path: The file.
-        chunk_size: Bytes read at a time.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then :func:`os.replace`.
-
-    Readers see the old file or the new one, never a partial one. On failure the old
-    file is left as it was and the temporary file is removed.
-
-    Args:
-        path: Destination file; its folder must exist.
-        data: The complete contents.
-
-    Returns:
-        ``path`` as a :class:`~pathlib.Path`.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _is_offline() -> bool:
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; a later change of the variable counts too
     env = os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES
@@ -210,23 +171,60 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return tensors, metadata
 
 
+@dataclasses.dataclass(frozen=True)
+class StateDictDiff:
+    """How a state dict differs from the one expected: keys missing, keys unexpected, shapes that differ.
+
+    Attributes:
+        missing: Expected keys the state dict lacks.
+        unexpected: Keys of the state dict that are not expected.
+        wrong_shapes: ``(key, shape in the state dict, expected shape)`` for the keys in both.
+    """
+
+    missing: list[str]
+    unexpected: list[str]
+    wrong_shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.wrong_shapes)
+
+
+def diff_state_dicts(
+    expected: Mapping[str, torch.Tensor | torch.Size | None], found: Mapping[str, torch.Tensor]
+) -> StateDictDiff:
+    """Compare ``found`` with ``expected`` key by key and shape by shape, in ``expected``'s order.
+
+    Args:
+        expected: The keys wanted, each with a tensor or a shape to match (``None``: any shape).
+        found: The state dict to check.
+    """
+    shapes = {
+        k: None if v is None else tuple(v.shape if isinstance(v, torch.Tensor) else v) for k, v in expected.items()
+    }
+    return StateDictDiff(
+        missing=[k for k in shapes if k not in found],
+        unexpected=[k for k in found if k not in shapes],
+        wrong_shapes=[
+            (k, tuple(found[k].shape), shape)
+            for k, shape in shapes.items()
+            if k in found and shape is not None and tuple(found[k].shape) != shape
+        ],
+    )
+
+
 def _load_into(model: SRModel, path: Path) -> None:
     """Load the safetensors file ``path`` into ``model`` strictly, with a clear error on any mismatch."""
     tensors, metadata = _read_weights(path)
     arch = metadata.get("architecture")
     if arch and arch != model.architecture:
         raise InvalidWeightsError(f"{path} holds {arch!r} weights, not {model.architecture!r} ({_describe(model)})")
-    expected = model.state_dict()
-    problems = {
-        "missing keys": [k for k in expected if k not in tensors],
-        "unexpected keys": [k for k in tensors if k not in expected],
-        "wrong shapes": [
-            f"{k} {tuple(tensors[k].shape)} in the file but {tuple(v.shape)} in the model"
-            for k, v in expected.items()
-            if k in tensors and tensors[k].shape != v.shape
-        ],
-    }
-    if any(problems.values()):
+    diff = diff_state_dicts(model.state_dict(), tensors)
+    if diff:
+        problems = {
+            "missing keys": diff.missing,
+            "unexpected keys": diff.unexpected,
+            "wrong shapes": [f"{k} {got} in the file but {want} in the model" for k, got, want in diff.wrong_shapes],
+        }
         found = "; ".join(f"{label}: {_first(items)}" for label, items in problems.items() if items)
         raise InvalidWeightsError(f"{path} does not match {_describe(model)}: {found}")
     model.load_state_dict(tensors, strict=True)
@@ -253,6 +251,16 @@ def _hub_download(repo_id: str, filename: str, *, local_only: bool, **kwargs: An
     )
 
 
+def _folder_file(folder: Path, filename: str) -> Path:
+    """``filename`` in a model folder, which must hold it."""
+    if not (folder / filename).is_file():
+        raise WeightsNotFoundError(
+            f"{folder} has no {filename}; a model folder (as save_pretrained writes it) holds "
+            f"{WEIGHTS_NAME} and {CONFIG_NAME}"
+        )
+    return folder / filename
+
+
 def _model_file(
     path_or_repo_id: str | Path,
     filename: str,
@@ -264,12 +272,7 @@ def _model_file(
     """``filename`` of a local model folder, or of a Hub repository (downloaded or from the cache)."""
     local = Path(path_or_repo_id).expanduser()
     if local.is_dir():
-        if not (local / filename).is_file():
-            raise WeightsNotFoundError(
-                f"{local} has no {filename}; a model folder (as save_pretrained writes it) holds "
-                f"{WEIGHTS_NAME} and {CONFIG_NAME}"
-            )
-        return local / filename
+        return _folder_file(local, filename)
     if local.is_file():
         raise ValueError(
             f"{local} is a file; from_pretrained takes a model folder or a Hub repository id "
@@ -494,6 +497,122 @@ def load_pretrained(
         _load_into(model, path)
 
 
+@dataclasses.dataclass(frozen=True)
+class WeightsSource:
+    """What a user's name for weights stands for: a registered model's pretrained weights, a model folder, or a file.
+
+    :func:`resolve_weights` makes one; everything that takes "a name, a folder or a file"
+    (``edsr-lib upscale --model``, ``convert``, ``train --init-from``, the release tool)
+    reads it through this class, so that the three are told apart by one rule.
+
+    Attributes:
+        source: What the user gave.
+        cfg: The pretrained config, when ``source`` names a registered model.
+        path: The folder (``save_pretrained`` layout) or the weights file, otherwise.
+    """
+
+    source: str
+    cfg: PretrainedCfg | None = None
+    path: Path | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"pretrained"``, ``"folder"`` or ``"file"``."""
+        if self.cfg is not None:
+            return "pretrained"
+        return "folder" if self.path is not None and self.path.is_dir() else "file"
+
+    @property
+    def weights_file(self) -> Path | None:
+        """The local weights file: a folder's ``model.safetensors``, or the file; ``None`` for pretrained weights."""
+        if self.path is None:
+            return None
+        return self.path / WEIGHTS_NAME if self.path.is_dir() else self.path
+
+    @property
+    def folder(self) -> Path | None:
+        """The model folder this source stands for: the folder, or that of a ``model.safetensors`` beside its config."""
+        if self.path is None:
+            return None
+        if self.path.is_dir():
+            return self.path
+        beside = self.path.parent / CONFIG_NAME
+        return self.path.parent if self.path.name == WEIGHTS_NAME and beside.is_file() else None
+
+    def sha256(self) -> str:
+        """The sha256 of the weights file (for pretrained weights, the digest their config pins, else the file's)."""
+        if self.cfg is not None:
+            if self.cfg.sha256:
+                return str(self.cfg.sha256).lower()
+            with contextlib.ExitStack() as stack:
+                return sha256sum(_find_pretrained(self.cfg, None, stack))
+        return sha256sum(self.weights_file)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors of a safetensors source (pretrained weights are found and sha256-checked first).
+
+        Raises:
+            InvalidWeightsError: If the file is not safetensors (``.pt`` files are read by
+                whoever knows their layout: ``edsr-lib convert``, the trainer).
+        """
+        with contextlib.ExitStack() as stack:
+            if self.cfg is not None:
+                path = _find_pretrained(self.cfg, None, stack)
+                if self.cfg.sha256:
+                    _check_sha256(path, self.cfg)
+            else:
+                path = self.weights_file
+                if path.suffix != ".safetensors":
+                    raise InvalidWeightsError(f"{path} is not a .safetensors file")
+            return _read_weights(path)[0]
+
+    def load_model(self) -> SRModel:
+        """The model with these weights: ``create_model(name, pretrained=True)``, or a folder's :func:`from_pretrained`.
+
+        A ``model.safetensors`` beside its ``config.json`` stands for its folder.
+
+        Raises:
+            ValueError: If the source is a lone weights file, which does not say what model it is.
+        """
+        if self.cfg is not None:
+            return create_model(self.source, pretrained=True)
+        if self.folder is not None:
+            return from_pretrained(self.folder)
+        raise ValueError(
+            f"{self.source} is a file, which does not say what model it holds: pass a registered model name or a "
+            f"folder written by save_pretrained (a {WEIGHTS_NAME} with its {CONFIG_NAME}); load a lone weights file "
+            "with edsr_lib.create_model(name, weights=FILE), and read a third-party checkpoint with `edsr-lib convert`"
+        )
+
+
+def resolve_weights(source: str | os.PathLike[str]) -> WeightsSource:
+    """What ``source`` names: an existing folder or file, else a registered model name (``"arch"`` or ``"arch.tag"``).
+
+    A path that exists wins over a model name, so a folder called ``edsr_baseline_x2`` in
+    the current directory is that folder.
+
+    Raises:
+        ValueError: If ``source`` is neither an existing path nor a registered model name.
+        WeightsNotFoundError: If a folder has no ``model.safetensors``, or a registered
+            model has no pretrained weights (or no such tag).
+    """
+    path = Path(source).expanduser()
+    if path.is_dir():
+        _folder_file(path, WEIGHTS_NAME)
+        return WeightsSource(str(source), path=path)
+    if path.is_file():
+        return WeightsSource(str(source), path=path)
+    if isinstance(source, str) and is_model(source):
+        try:
+            return WeightsSource(source, cfg=get_pretrained_cfg(source))
+        except ValueError as err:
+            raise WeightsNotFoundError(str(err)) from None
+    raise ValueError(
+        f"{str(source)!r} is neither a registered model name nor a folder written by save_pretrained "
+        f"({CONFIG_NAME} and {WEIGHTS_NAME}); `edsr-lib models` lists the names"
+    )
+
+
 def model_card_data(model: SRModel, cfg: PretrainedCfg | None = None, **extra: Any) -> ModelCardData:
     """The YAML front matter of a model card, as huggingface_hub's :class:`~huggingface_hub.ModelCardData`.
 
@@ -565,20 +684,36 @@ def _scale_order(key: str) -> tuple[int, str]:
     return (int(digits), key) if digits.isdigit() else (1 << 30, key)
 
 
-def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str | None = None, **extra: Any) -> str:
+def model_card(
+    model: SRModel,
+    cfg: PretrainedCfg | None = None,
+    *,
+    repo_id: str | None = None,
+    sections: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> str:
     """A Hugging Face model card (``README.md``) for ``model`` and its pretrained config.
+
+    The card is built from named sections in a fixed order: Usage, Training, Results,
+    then any further sections of ``sections``, then License and Citation.
 
     Args:
         model: The model the card describes.
         cfg: Its pretrained config (training data, command, steps, licence, metrics);
             defaults to ``model.pretrained_cfg`` when the model was built with weights.
         repo_id: Hub repository the card will live in, for the usage snippet.
+        sections: Further sections by title, in order, as Markdown without the heading.
+            The text of a title the card already has (``"Training"``, ``"Results"``) is
+            added at the end of that section; other titles become sections of their own
+            after the results. ``"License"`` and ``"Citation"`` are the card's own.
         **extra: Further YAML front matter (e.g. ``base_model=...``), or replacements
             for the defaults; see :func:`model_card_data`.
 
     Returns:
-        The card: YAML front matter (:func:`model_card_data`), description, usage,
-        training, results, citation.
+        The card: YAML front matter (:func:`model_card_data`), description, then the sections.
+
+    Raises:
+        ValueError: If ``sections`` names License or Citation.
     """
     cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
     family = type(model).__name__
@@ -586,7 +721,7 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
     training_data = cfg.training_data if cfg else None
     config = model.config
     scales = ", ".join(f"x{s}" for s in model.scales)
-    lines = [
+    head = [
         "---",
         model_card_data(model, cfg, **extra).to_yaml(),
         "---",
@@ -600,39 +735,40 @@ def model_card(model: SRModel, cfg: PretrainedCfg | None = None, *, repo_id: str
         f"workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL})), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) "
         "format: `model.safetensors` with the `config.json` that rebuilds the model.",
         "",
-        "## Usage",
-        "",
-        "```python",
-        "import edsr_lib",
-        "",
     ]
+    usage = ["```python", "import edsr_lib", ""]
     hub_id = repo_id or (cfg.hf_hub_id if cfg else None)
     if cfg:
-        lines.append(f'model = edsr_lib.create_model("{cfg.name}", pretrained=True)')
+        usage.append(f'model = edsr_lib.create_model("{cfg.name}", pretrained=True)')
         if hub_id:
             pin = f', revision="{cfg.revision}"' if cfg.revision and not repo_id else ""
-            lines.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}"{pin})')
+            usage.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}"{pin})')
     else:
-        lines.append(f'model = edsr_lib.from_pretrained("{hub_id or "path/to/this/folder"}")')
+        usage.append(f'model = edsr_lib.from_pretrained("{hub_id or "path/to/this/folder"}")')
     scale = model.scales[0]
-    lines += [
-        f"sr = model(lr, scale={scale})  # lr: float RGB NCHW in [0, 1]; sr is {scale}x larger",
-        "```",
-        "",
-    ]
+    usage += [f"sr = model(lr, scale={scale})  # lr: float RGB NCHW in [0, 1]; sr is {scale}x larger", "```"]
     training = [
         *([f"- Data: {training_data}"] if training_data else []),
         *([f"- Steps: {cfg.steps:,}"] if cfg and cfg.steps else []),
         *([f"- Command: `{cfg.training_command}`"] if cfg and cfg.training_command else []),
     ]
-    if training:
-        lines += ["## Training", "", *training, ""]
-    if cfg and cfg.metrics:
-        lines += ["## Results", "", *_metrics_table(cfg.metrics), ""]
+    body: dict[str, list[str]] = {
+        "Usage": usage,
+        "Training": training,
+        "Results": _metrics_table(cfg.metrics) if cfg and cfg.metrics else [],
+    }
+    for title, text in (sections or {}).items():
+        if title in ("License", "Citation"):
+            raise ValueError(f"the {title} section is the card's own; it cannot be given")
+        part = text.strip("\n").splitlines()
+        body[title] = [*body[title], "", *part] if body.get(title) else part
     if cfg and cfg.license:
-        licence = f"The weights are released under the `{cfg.license}` licence (Hugging Face licence id)."
-        lines += ["## License", "", licence, ""]
-    lines += ["## Citation", "", "```bibtex", _CITATION, "```", ""]
+        body["License"] = [f"The weights are released under the `{cfg.license}` licence (Hugging Face licence id)."]
+    body["Citation"] = ["```bibtex", _CITATION, "```"]
+    lines = head
+    for title, part in body.items():
+        if part:
+            lines += [f"## {title}", "", *part, ""]
     return "\n".join(lines)
 
 

@@ -60,11 +60,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from .hub import atomic_write, from_pretrained, sha256sum
+from .hub import atomic_write, diff_state_dicts, resolve_weights, sha256sum
 from .layers import DIV2K_RGB_MEAN
 from .models import SRModel, architectures
 from .models.mdsr import scale_key
-from .registry import create_model, is_model
+from .registry import create_model
 
 __all__ = [
     "LAYOUTS",
@@ -1049,13 +1049,12 @@ def _check_complete(
     """Refuse, naming every problem, unless each key is used, each parameter filled, each shape right."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation
         reference = architectures()[architecture](**kwargs).state_dict()
-    missing = [k for k in (*key_map, *absorbed) if k not in state_dict]
-    unexpected = sorted(set(state_dict) - set(key_map) - set(absorbed))
-    wrong = [
-        f"{src} {tuple(state_dict[src].shape)} (expected {tuple(reference[lib].shape)})"
-        for src, lib in key_map.items()
-        if src in state_dict and lib in reference and state_dict[src].shape != reference[lib].shape
-    ]
+    # the source's keys, each with the shape of the library parameter it fills (absorbed ones: any shape)
+    wanted = {src: reference.get(lib) for src, lib in key_map.items()} | dict.fromkeys(absorbed)
+    diff = diff_state_dicts(wanted, state_dict)
+    missing = diff.missing
+    unexpected = sorted(diff.unexpected)
+    wrong = [f"{src} {got} (expected {want})" for src, got, want in diff.wrong_shapes]
     wrong += [
         f"{src} has dtype {state_dict[src].dtype}"
         for src in key_map
@@ -1349,14 +1348,10 @@ def export_checkpoint(src: SRModel | str | Path, dst: str | Path, layout: str) -
 def _resolve_model(src: SRModel | str | Path) -> SRModel:
     if isinstance(src, SRModel):
         return src
-    path = Path(src)
-    if path.is_dir():
-        return from_pretrained(path)
-    if isinstance(src, str) and is_model(src):
-        return create_model(src, pretrained=True)
-    if path.is_file():
+    found = resolve_weights(src)
+    if found.kind == "file" and found.folder is None:
         raise ValueError(
             f"{src} is a file: pass a registered model name or a folder written by save_pretrained "
             "(to read a third-party checkpoint, convert it without --to)"
         )
-    raise ValueError(f"{src!r} is neither a registered model name nor a folder written by save_pretrained")
+    return found.load_model()

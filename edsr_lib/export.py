@@ -14,13 +14,13 @@ import contextlib
 import copy
 import io
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._files import atomic_path
 from .models import SRModel
 
 __all__ = ["FixedScale", "export_onnx", "max_onnx_error"]
@@ -90,8 +90,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, model.n_colors, 32, 32)
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         # the exporter reports its progress on stdout; a library call should be quiet
         with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(
@@ -109,9 +108,6 @@ def export_onnx(
             error = max_onnx_error(tmp, model, scale)
             if error > 1e-4:
                 raise RuntimeError(f"the exported graph differs from PyTorch by up to {error:.3g} (more than 1e-4)")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

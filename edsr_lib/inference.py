@@ -16,7 +16,6 @@ import math
 import os
 import warnings
 import weakref
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -24,8 +23,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import registry
-from .hub import from_pretrained
+from ._device import cpu_has_native_bf16, resolve_device, resolve_half
+from .hub import resolve_weights
 from .io import array_to_image, carry_metadata, image_to_array, to_tensor
 from .models import SRModel
 from .ops import ensemble
@@ -72,7 +71,8 @@ def load_model(model: SRModel | str | os.PathLike[str]) -> SRModel:
     Args:
         model: An :class:`~edsr_lib.SRModel`; a registered name, optionally with a tag
             (``"edsr_baseline_x2"``, ``"edsr_baseline_x2.t291"``), created with
-            ``pretrained=True``; or a folder written by :meth:`~edsr_lib.SRModel.save_pretrained`.
+            ``pretrained=True``; or a folder written by :meth:`~edsr_lib.SRModel.save_pretrained`
+            (or its ``model.safetensors``), as :func:`edsr_lib.hub.resolve_weights` reads them.
 
     Raises:
         ValueError: If the name is neither a registered model nor a folder, or the model
@@ -82,15 +82,7 @@ def load_model(model: SRModel | str | os.PathLike[str]) -> SRModel:
     if isinstance(model, SRModel):
         return model
     if isinstance(model, str | os.PathLike):
-        path = Path(model).expanduser()
-        if path.is_dir():
-            return from_pretrained(path)
-        if isinstance(model, str) and registry.is_model(model):
-            return registry.create_model(model, pretrained=True)
-        raise ValueError(
-            f"{str(model)!r} is neither a registered model name (see `edsr-lib models`) nor a folder "
-            "holding config.json and model.safetensors"
-        )
+        return resolve_weights(model).load_model()
     raise TypeError(f"expected an SRModel, a model name or a folder, got {type(model).__name__}")
 
 
@@ -234,77 +226,6 @@ def auto_tile_size(
 
 
 # ---------------------------------------------------------------------------- devices and precision
-def resolve_device(device: torch.device | str | None = None) -> torch.device:
-    """The device to run on: ``device`` checked to exist, or by default the accelerator if any, else the CPU.
-
-    Any torch device string works (``"cuda:1"``, ``"mps"``, ``"xpu"``); a device whose
-    backend is not available, or whose index is past the device count, is refused.
-
-    Raises:
-        ValueError: If ``device`` is not a device name, or that device is not available.
-    """
-    if device is None:
-        accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
-        return accelerator or torch.device("cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise ValueError(f"{str(device)!r} is not a torch device ({exc})") from None
-    if device.type in ("cpu", "meta"):
-        return device
-    backend = getattr(torch, device.type, None)
-    if backend is None or not hasattr(backend, "is_available") or not backend.is_available():
-        raise ValueError(f"device {device} is not available here (torch.{device.type}.is_available() is false)")
-    count = backend.device_count() if hasattr(backend, "device_count") else 1
-    if device.index is not None and device.index >= count:
-        raise ValueError(f"device {device} does not exist: this machine has {count} {device.type} device(s)")
-    if device.index is None and hasattr(backend, "current_device"):
-        device = torch.device(device.type, backend.current_device())
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX; on ARM, the BF16 extension).
-
-    This is what oneDNN reports (``torch.ops.mkldnn._is_mkldnn_bf16_supported``); elsewhere
-    bfloat16 is emulated and slower than float32.
-    """
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def resolve_half(half: bool | str | torch.dtype, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype that ``half`` asks for on ``device``, or ``None`` for float32.
-
-    Args:
-        half: ``False``; ``True`` or ``"fp16"`` (float16); ``"bf16"`` (bfloat16); or a dtype.
-        device: Where the model runs.
-
-    Raises:
-        ValueError: For another value, float16 on a CPU, or bfloat16 on a CPU without
-            native bf16 (:func:`cpu_has_native_bf16`).
-    """
-    if half is False or half is None:
-        return None
-    dtype = torch.float16 if half is True else _HALF_DTYPES.get(half, half) if isinstance(half, str) else half
-    if dtype not in (torch.float16, torch.bfloat16):
-        raise ValueError(f"half must be True (float16), 'fp16', 'bf16' or a half dtype, got {half!r}")
-    if device.type == "cpu":
-        if dtype == torch.float16:
-            raise ValueError("float16 runs on CUDA (or another accelerator) only; on a CPU use half='bf16'")
-        if not cpu_has_native_bf16():
-            raise ValueError(
-                "bfloat16 on a CPU needs native bf16 support (AVX-512 BF16 or AMX), which this CPU lacks; "
-                "use float32 here (half=False), or bf16 on CUDA"
-            )
-    return dtype
-
-
 # ---------------------------------------------------------------------------- errors
 class NonFiniteError(ValueError):
     """A model's weights or output hold NaN or infinite values: nothing is written from them."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import glob
 import os
-import secrets
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ._files import atomic_path
 from .ops.color import quantize
 
 #: File suffixes that :func:`list_images` picks up in folders and globs (lower case).
@@ -317,14 +317,8 @@ def write_image(
             save_kwargs[key] = image.info[key]
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            image.save(f, format=fmt, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        image.save(f, format=fmt, **save_kwargs)
 
 
 # ---------------------------------------------------------------------------- tensors

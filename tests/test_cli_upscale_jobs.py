@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 import edsr_lib
+from edsr_lib import _device
 from edsr_lib.cli import main
 from edsr_lib.io import image_to_array, load_image
 
@@ -350,9 +351,8 @@ def test_devices_and_precision_are_one_line_errors(
     args: list[str],
     message: str,
 ) -> None:
-    from edsr_lib import inference
 
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(_device, "cpu_has_native_bf16", lambda: False)
     path = _save(tmp_path / "a.png", _pixels((4, 4, 3)))
     assert _upscale(model_dir, str(path), "-o", str(tmp_path / "o"), *args) == 2
     err = capsys.readouterr().err

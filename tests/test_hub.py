@@ -20,7 +20,7 @@ from huggingface_hub import ModelCard
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 import edsr_lib
-from edsr_lib import _hub, hub, registry
+from edsr_lib import _files, _hub, hub, registry
 from edsr_lib.hub import InvalidWeightsError, WeightsNotFoundError
 from edsr_lib.registry import PretrainedCfg
 
@@ -148,18 +148,10 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(
     def fail(fd: int) -> None:  # the temp file is fully written, the rename has not happened
         raise OSError("disk full")
 
-    monkeypatch.setattr(_hub.os, "fsync", fail)
+    monkeypatch.setattr(_files.os, "fsync", fail)
     with pytest.raises(OSError, match="disk full"):
         other.save_pretrained(folder)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
-
-
-def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
-    target = tmp_path / "f.bin"
-    target.write_bytes(b"old contents that are longer")
-    hub.atomic_write(target, b"new")
-    assert target.read_bytes() == b"new"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
 def test_fused_model_is_refused(tmp_path: Path) -> None:
@@ -477,6 +469,29 @@ def test_model_card_results_are_structured_and_parse_back() -> None:
     assert "model-index:" in str(card)
 
 
+def test_model_card_is_built_from_sections_in_one_order() -> None:
+    cfg = PretrainedCfg(
+        license="mit", steps=10, metrics={"Set5": {"x2": {"psnr": 37.0}}}, architecture="edsr_baseline_x2", tag="t"
+    )
+    model = edsr_lib.create_model("edsr_baseline_x2")
+    sections = {"Comparison": "| a | b |\n|---|---|", "Training": "- Weights: step 10.\n", "Notes": "Read me."}
+    text = hub.model_card(model, cfg, sections=sections)
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == ["Usage", "Training", "Results", "Comparison", "Notes", "License", "Citation"]
+    training = text[text.index("## Training\n") : text.index("## Results\n")]
+    assert training == "## Training\n\n- Steps: 10\n\n- Weights: step 10.\n\n"
+    assert "## Comparison\n\n| a | b |\n|---|---|\n\n## Notes\n\nRead me.\n\n## License\n" in text
+    # a section the card lacks (no training data here) is the given text alone
+    assert "## Training\n\n- Weights: x\n\n## License" in hub.model_card(
+        model,
+        PretrainedCfg(license="mit", architecture="edsr_baseline_x2", tag="t"),
+        sections={"Training": "- Weights: x"},
+    )
+    assert hub.model_card(model, cfg, sections={}) == hub.model_card(model, cfg)
+    with pytest.raises(ValueError, match="License section is the card's own"):
+        hub.model_card(model, cfg, sections={"License": "GPL"})
+
+
 def test_model_card_without_metrics_has_no_model_index() -> None:
     text = hub.model_card(edsr_lib.create_model("edsr_baseline_x2"))
     assert "model-index" not in text
@@ -506,6 +521,8 @@ def test_shipped_cards_carry_the_registry_results(name: str) -> None:
                 assert results[key] == pytest.approx(value, abs=5e-5)
     assert f"arXiv:{hub.PAPER_ARXIV_ID}" in card.text
     assert card.data.license and card.data.license != "unknown"
+    headings = [line[3:] for line in card.text.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(set(headings)) and "Training details" not in headings, headings
 
 
 def _populate_revision(cache: Path, repo_id: str, commit: str, file: Path) -> None:
@@ -555,3 +572,68 @@ def test_pretrained_revision_reaches_the_download(
     with mock.patch.object(_hub, "hf_hub_download", side_effect=fake_download) as download:
         edsr_lib.create_model("edsr_baseline_x2", pretrained=True, cache_dir=tmp_path)
     assert [c.kwargs["revision"] for c in download.call_args_list] == ["v1.0", "v1.0"]
+
+
+# ------------------------------------------------------------------ a name, a folder or a file
+def test_resolve_weights_tells_a_name_a_folder_and_a_file_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8)
+    model.save_pretrained(tmp_path / "m")
+    weights = tmp_path / "m" / "model.safetensors"
+
+    folder = hub.resolve_weights(tmp_path / "m")
+    assert (folder.kind, folder.weights_file, folder.cfg) == ("folder", weights, None)
+    assert folder.sha256() == hub.sha256sum(weights)
+    assert folder.state_dict().keys() == model.state_dict().keys()
+    x = torch.rand(1, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(folder.load_model()(x), model.eval()(x))
+        # a model.safetensors beside its config.json stands for the folder
+        assert torch.equal(hub.resolve_weights(str(weights)).load_model()(x), model(x))
+
+    lone = tmp_path / "lone.safetensors"
+    lone.write_bytes(weights.read_bytes())
+    found = hub.resolve_weights(lone)
+    assert found.kind == "file" and found.sha256() == folder.sha256()
+    assert torch.equal(found.state_dict()["head.weight"], model.state_dict()["head.weight"])
+    with pytest.raises(ValueError, match=r"lone\.safetensors is a file, which does not say what model"):
+        found.load_model()
+    (tmp_path / "c.pt").write_bytes(b"x")
+    with pytest.raises(InvalidWeightsError, match=r"c\.pt is not a \.safetensors file"):
+        hub.resolve_weights(tmp_path / "c.pt").state_dict()
+
+    named = hub.resolve_weights("edsr_baseline_x2")
+    cfg = registry.get_pretrained_cfg("edsr_baseline_x2")
+    assert named.kind == "pretrained" and named.cfg == cfg and named.weights_file is None
+    assert named.sha256() == cfg.sha256
+    shipped = edsr_lib.create_model("edsr_baseline_x2", pretrained=True).state_dict()
+    assert all(torch.equal(shipped[k], v) for k, v in named.state_dict().items())
+    assert named.state_dict().keys() == shipped.keys()
+
+    # an existing path wins over a model name
+    monkeypatch.chdir(tmp_path)
+    model.save_pretrained(tmp_path / "edsr_baseline_x2")
+    assert hub.resolve_weights("edsr_baseline_x2").kind == "folder"
+
+
+def test_resolve_weights_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'no_such_model' is neither a registered model name nor a folder"):
+        hub.resolve_weights("no_such_model")
+    with pytest.raises(WeightsNotFoundError, match=r"has no model\.safetensors"):
+        hub.resolve_weights(tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="edsr_x2 has no pretrained weights"):
+        hub.resolve_weights("edsr_x2")
+    with pytest.raises(WeightsNotFoundError, match="no pretrained tag 'nope'"):
+        hub.resolve_weights("edsr_baseline_x2.nope")
+
+
+def test_diff_state_dicts() -> None:
+    expected = {"a": torch.zeros(2, 3), "b": torch.Size([4]), "c": None, "d": torch.zeros(1)}
+    found = {"a": torch.zeros(3, 2), "b": torch.zeros(4), "c": torch.zeros(7), "e": torch.zeros(1)}
+    diff = hub.diff_state_dicts(expected, found)
+    assert diff.missing == ["d"] and diff.unexpected == ["e"]
+    assert diff.wrong_shapes == [("a", (3, 2), (2, 3))]
+    assert diff
+    fixed = {k: v for k, v in found.items() if k != "e"} | {"a": torch.zeros(2, 3), "d": torch.ones(1)}
+    assert not hub.diff_state_dicts(expected, fixed)

@@ -81,3 +81,10 @@ def test_convert_help_offers_the_converters_layouts() -> None:
 
     assert cli_convert.LAYOUT_CHOICES == convert.LAYOUTS
     assert cli_convert.WRITABLE_CHOICES == convert.WRITABLE_LAYOUTS
+
+
+def test_train_help_offers_the_trainers_precisions() -> None:
+    from edsr_lib import _device
+    from edsr_lib.cli import train as cli_train
+
+    assert cli_train.AMP_CHOICES == _device.AMP_CHOICES

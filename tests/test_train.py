@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import edsr_lib
+from edsr_lib._device import resolve_amp
 from edsr_lib.cli import main
 from edsr_lib.io import write_image
 from edsr_lib.ops.imresize import imresize, modcrop
@@ -28,7 +29,6 @@ from edsr_lib.train import (
     make_lr_images,
     read_run,
 )
-from edsr_lib.train.runlog import resolve_amp
 
 TINY = {"n_resblocks": 1, "n_feats": 8}
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import edsr_lib
-from edsr_lib import inference
+from edsr_lib import _device, inference
 from edsr_lib.inference import NonFiniteError, plan_passes, resolve_device, resolve_half, upscale
 from edsr_lib.io import ImageReadError, image_to_array
 from edsr_lib.ops import imresize
@@ -243,7 +243,7 @@ def test_bf16_on_a_cpu_follows_what_torch_reports(tiny: edsr_lib.SRModel, monkey
     cpu = torch.device("cpu")
     with pytest.raises(ValueError, match="bf16"):
         resolve_half("fp16", cpu)
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(_device, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(ValueError, match="native bf16"):
         upscale(tiny, torch.rand(1, 3, 8, 8), half="bf16")
     monkeypatch.undo()

@@ -47,7 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--tile", type=_tile, metavar="N|auto", help="run big images in tiles of N LR pixels (same scores)"
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results (with per-image rows) to FILE")
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available, else cpu")
+    parser.add_argument(
+        "--device", metavar="DEVICE", help="any torch device: cpu, cuda, cuda:1, mps, xpu (default: the accelerator)"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -73,15 +75,14 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the model on every set folder; print the table and write the JSON file."""
-    import torch
-
     from ..evaluate import BICUBIC, evaluate
     from ..hub import atomic_write
-    from ..inference import load_model
+    from ..inference import load_model, resolve_device
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise CLIError("--device cuda was given but CUDA is not available")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        raise CLIError(f"--device: {err}") from None
     # Load once for all sets; the bicubic baseline has no model.
     model = args.model if args.model == BICUBIC else load_model(args.model).to(device)
 

@@ -11,6 +11,9 @@ from typing import Any
 
 from . import CLIError
 
+#: The precision settings, spelled out so that --help imports no torch (edsr_lib._device.AMP_CHOICES owns them).
+AMP_CHOICES = ("auto", "none", "bf16", "fp16")
+
 #: Command-line option -> TrainConfig field, for the options that map one to one.
 _FIELDS = {
     "model": "model",
@@ -129,7 +132,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--ema-warmup", action=bool_opt, default=None)
     g = p.add_argument_group("speed")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--amp", choices=("auto", "none", "bf16", "fp16"))
+    g.add_argument("--amp", choices=AMP_CHOICES)
     g.add_argument("--channels-last", action=bool_opt, default=None)
     g.add_argument("--compile", action=bool_opt, default=None, help="torch.compile the model")
     g.add_argument("--threads", type=int, help="CPU threads for torch (torch.set_num_threads)")

@@ -31,9 +31,8 @@ from typing import Any, Literal
 
 import numpy as np
 import ray
-import torch
 
-from ..inference import load_model, upscale
+from ..inference import load_model, resolve_device, upscale
 from ..io import ImageReadError, list_images, read_image, write_image
 
 __all__ = ["Upscaler", "output_path", "upscale_folder"]
@@ -64,7 +63,8 @@ class Upscaler:
         tile: Tile size in LR pixels, ``"auto"`` (from free memory) or ``None`` (one pass, the
             command line's default), as for :func:`edsr_lib.upscale`.
         format: ``"png"``, ``"jpg"`` or ``"webp"``.
-        device: ``"cuda"`` or ``"cpu"``; default CUDA when the actor has a GPU.
+        device: Any torch device (``"cuda"``, ``"cpu"``, ...); default the accelerator when the
+            actor has one, else the CPU.
         half: ``"fp16"`` or ``"bf16"`` autocast (CUDA only), or ``False``.
         skip_existing: Leave outputs that exist as they are.
 
@@ -84,7 +84,7 @@ class Upscaler:
         half: str | bool = False,
         skip_existing: bool = True,
     ) -> None:
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = resolve_device(device)
         self.model = load_model(model).to(self.device)
         self.scale = self.model.resolve_scale(scale)
         self.output_dir = Path(output_dir)

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._hub import atomic_write
+from .._device import AMP_CHOICES
+from .._files import atomic_write
 
 __all__ = ["TrainConfig"]
 
 _CHOICES = {
     "loss": ("l1", "mse"),
     "sched": ("step", "cosine", "constant"),
-    "amp": ("auto", "none", "bf16", "fp16"),
+    "amp": AMP_CHOICES,
     "sample_by": ("area", "image"),
 }
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .._hub import atomic_write
+from .._files import atomic_write
 from ..io import list_images, read_image
 from ..ops.imresize import imresize, modcrop
 

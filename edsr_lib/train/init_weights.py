@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
+from ..hub import WeightsNotFoundError, WeightsSource, resolve_weights
 from ..layers import ResBlock
 from ..models import SRModel, architectures
 from ..models.base import scale_key
-from ..registry import PretrainedCfg, create_model, get_pretrained_cfg, is_model
+from ..registry import PretrainedCfg
 
 __all__ = ["init_source", "load_init_weights"]
 
@@ -28,34 +28,32 @@ def init_source(source: str | Path) -> Path | PretrainedCfg:
     """What an ``init_from`` source names: a weights file, or the pretrained config of a model name.
 
     A folder stands for its ``model.safetensors``; a name that is no file or folder but a
-    registered model stands for that model's (default or named) pretrained weights.
+    registered model stands for that model's (default or named) pretrained weights
+    (:func:`edsr_lib.hub.resolve_weights` is the rule).
 
     Raises:
         FileNotFoundError: If the source is neither an existing file nor a model with weights.
     """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.exists() and isinstance(source, str) and is_model(source):
-        try:
-            return get_pretrained_cfg(source)
-        except ValueError as err:
-            raise FileNotFoundError(f"no weights to initialise from: {err}") from None
-    if not path.is_file():
+    found = _resolve(source)
+    return found.cfg if found.cfg is not None else found.weights_file
+
+
+def _resolve(source: str | Path) -> WeightsSource:
+    try:
+        return resolve_weights(source)
+    except (ValueError, WeightsNotFoundError) as err:
         raise FileNotFoundError(
-            f"no weights to initialise from at {path} (a model folder, .safetensors, .pt or a pretrained model name)"
-        )
-    return path
+            f"no weights to initialise from at {source} (a model folder, .safetensors, .pt or a pretrained model "
+            f"name): {err}"
+        ) from None
 
 
 def _read_state(source: str | Path) -> dict[str, torch.Tensor]:
-    found = init_source(source)
-    if isinstance(found, PretrainedCfg):
-        return create_model(found.name, pretrained=True).state_dict()
-    if found.suffix == ".safetensors":
-        return load_file(found)
-    ckpt = torch.load(found, map_location="cpu", weights_only=True)
-    return ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    found = _resolve(source)
+    if found.kind == "file" and found.path.suffix != ".safetensors":  # a training checkpoint, or its state dict
+        ckpt = torch.load(found.path, map_location="cpu", weights_only=True)
+        return ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    return found.state_dict()
 
 
 def _upsampler_names() -> set[str]:

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._device import resolve_amp
+
 __all__ = [
     "CHECKPOINT_NAME",
     "LOG_NAME",
@@ -32,7 +34,6 @@ __all__ = [
     "Run",
     "RunLog",
     "read_run",
-    "resolve_amp",
     "weights_folder",
 ]
 
@@ -47,26 +48,6 @@ WEIGHT_FOLDERS = ("best_ema", "best", "final_ema", "final")
 def weights_folder(*, best: bool, ema: bool) -> str:
     """The name of a weights folder: ``best``/``final``, with ``_ema`` for the EMA weights."""
     return ("best" if best else "final") + ("_ema" if ema else "")
-
-
-def resolve_amp(amp: str, device_type: str, bf16_supported: bool = True) -> str:
-    """The autocast precision a run uses: ``"bf16"``, ``"fp16"`` or ``"none"``.
-
-    Args:
-        amp: The setting (``TrainConfig.amp``): ``"auto"``, ``"none"``, ``"bf16"`` or ``"fp16"``.
-        device_type: ``"cuda"`` or ``"cpu"``.
-        bf16_supported: Whether the GPU has bfloat16 (``"auto"`` falls back to fp16 without it).
-
-    Raises:
-        ValueError: For fp16 off CUDA.
-    """
-    if amp == "none" or (amp == "auto" and device_type != "cuda"):
-        return "none"
-    if amp == "fp16" and device_type != "cuda":
-        raise ValueError("amp='fp16' needs CUDA; use amp='bf16' or 'none' on the CPU")
-    if amp == "auto":
-        return "bf16" if bf16_supported else "fp16"
-    return amp
 
 
 class RunLog:
@@ -134,13 +115,17 @@ class Run:
         """The autocast precision the run trained in (``"bf16"``, ``"fp16"`` or ``"none"``).
 
         From the ``start`` records; logs older than their ``amp`` field give the setting as
-        :func:`resolve_amp` reads it (on a GPU, one with bfloat16).
+        the trainer resolves it (on a GPU, one with bfloat16).
         """
         logged = [s["amp"] for s in self.starts if "amp" in s]
         if logged:
             return logged[-1]
         amp = str(self.config.get("amp", "auto"))
-        return resolve_amp(amp, "cuda" if self.devices == ["cuda"] else "cpu") if amp in ("auto", "none") else amp
+        return (
+            resolve_amp(amp, "cuda" if self.devices == ["cuda"] else "cpu", bf16_supported=True)
+            if amp in ("auto", "none")
+            else amp
+        )
 
     def train_seconds(self, step: int) -> float | None:
         """Training time (optimiser steps only, as the trainer counts it) at ``step``."""

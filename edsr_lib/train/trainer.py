@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from .._device import amp_dtype, resolve_amp, resolve_device
 from ..evaluate import evaluate, set_name
 from ..hub import atomic_write, model_card, save_pretrained
 from ..models import SRModel
@@ -27,7 +28,7 @@ from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
 from .distributed import DistInfo, all_gather_object, init_distributed
 from .init_weights import load_init_weights
-from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, resolve_amp, weights_folder
+from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, weights_folder
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters"]
 
@@ -55,18 +56,6 @@ def branch_parameters(model: SRModel, scale: int) -> list[nn.Parameter]:
 def _seed_for(seed: int, *stream: int) -> int:
     # independent, well-mixed seeds per (seed, stream), so rank r's patches never repeat rank 0's
     return int(np.random.SeedSequence([seed, *stream]).generate_state(1, np.uint64)[0] >> 1)
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} was asked for but CUDA is not available; use device='cpu'")
-    return device
-
-
-_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 class Trainer:
@@ -109,7 +98,7 @@ class Trainer:
         self.command = command
         if config.num_threads:
             torch.set_num_threads(config.num_threads)
-        self.device = _resolve_device(config.device)
+        self.device = resolve_device(config.device)
         self.dist: DistInfo = init_distributed(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -137,9 +126,8 @@ class Trainer:
         self.model: SRModel = model
         self._inactive = {s: branch_parameters(model, s) for s in self.scales}
 
-        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.amp = resolve_amp(config.amp, self.device.type, bf16_supported=bf16)
-        self.amp_dtype = _AMP_DTYPES[self.amp]
+        self.amp = resolve_amp(config.amp, self.device.type)
+        self.amp_dtype = amp_dtype(self.amp)
         self.grad_scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         info = get_optimizer_info(config.opt)
         opt_kwargs: dict[str, Any] = {}

@@ -1,0 +1,97 @@
+"""Files written whole or not at all, and their digests: the one owner of atomic writes and sha256.
+
+Every file the library writes (weights, configs, cards, checkpoints, images, ONNX graphs,
+JSON reports) goes through :func:`atomic_path` or :func:`atomic_write`: the bytes go to a
+temporary file in the destination's folder, are flushed to disk, and then
+:func:`os.replace` puts the file in place in one step. A reader sees the old file or the
+new one, never part of one, and a failure (a full disk, an exception in the writer, a
+killed process) leaves the old file as it was. This module imports nothing of the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write", "sha256sum"]
+
+
+def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file, read in chunks.
+
+    Args:
+        path: The file.
+        chunk_size: Bytes read at a time.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new contents to; it replaces ``path`` when the block ends.
+
+    For writers that want a file name rather than bytes (Pillow, the ONNX exporter). The
+    temporary file sits beside ``path`` (hidden, ``.<name>.<random>.tmp``), so the final
+    :func:`os.replace` never crosses a file system. When the block raises, or leaves no
+    file, nothing replaces ``path`` and the temporary file is removed.
+
+    Args:
+        path: The destination.
+        create: Create the temporary file (empty, with the usual permissions under the
+            umask) before the block, so that it can be opened for writing; ``False`` only
+            reserves the name, for writers that refuse an existing file.
+
+    Yields:
+        The temporary path.
+
+    Raises:
+        FileNotFoundError: If the block wrote nothing at the temporary path.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    if create:
+        # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"nothing was written for {path} (no file at {tmp})")
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then :func:`os.replace`.
+
+    Readers see the old file or the new one, never a partial one. On failure the old
+    file is left as it was and the temporary file is removed.
+
+    Args:
+        path: Destination file; its folder must exist.
+        data: The complete contents.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    return path

@@ -1,0 +1,92 @@
+"""Atomic writes and digests (``edsr_lib._files``), the one owner every writer of the package goes through."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from edsr_lib import _files, hub
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old contents that are longer")
+    assert hub.atomic_write(target, b"new") == target
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_atomic_write_honours_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        _files.atomic_write(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644
+
+
+def test_atomic_path_replaces_only_when_the_block_succeeds(tmp_path: Path) -> None:
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="writer failed"), _files.atomic_path(target) as tmp:
+        tmp.write_text("half of the new")
+        assert tmp.parent == tmp_path and tmp.name.startswith(".f.txt.") and tmp.suffix == ".tmp"
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+    with _files.atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # nothing changes until the block ends
+    assert target.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_atomic_path_refuses_a_writer_that_wrote_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "f.onnx"
+    target.write_text("old")
+    with (
+        pytest.raises(FileNotFoundError, match=r"nothing was written for .*f\.onnx"),
+        _files.atomic_path(target, create=False),
+    ):
+        pass
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.onnx"]
+
+
+def test_failed_fsync_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+
+    def fail(fd: int) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_files.os, "fsync", fail)
+    with pytest.raises(OSError, match="disk full"):
+        _files.atomic_write(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_sha256sum_reads_in_chunks(tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    (tmp_path / "f").write_bytes(data)
+    assert _files.sha256sum(tmp_path / "f", chunk_size=999) == hashlib.sha256(data).hexdigest()
+    assert hub.sha256sum is _files.sha256sum
+
+
+def test_every_writer_of_the_package_goes_through_one_owner() -> None:
+    """No module but ``_files`` renames a temporary file into place or defines a file digest."""
+    root = Path(_files.__file__).parent
+    offenders = [
+        f"{p.relative_to(root)}: {word}"
+        for p in sorted(root.rglob("*.py"))
+        if p.name != "_files.py"
+        for word in ("os.replace(", "token_hex(", "def sha256sum(")
+        if word in p.read_text(encoding="utf-8")
+    ]
+    assert offenders == []
