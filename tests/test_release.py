@@ -178,6 +178,11 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
         "(`best_ema/`) of step 40",
     ):
         assert text in card, text
+    # one card, built from sections: the run's details extend the card's own Training section
+    headings = [line[3:] for line in card.splitlines() if line.startswith("## ")]
+    assert headings == ["Usage", "Training", "Results", "Comparison", "License", "Citation"]
+    training = card[card.index("## Training\n") : card.index("## Results\n")]
+    assert training.index("- Steps: 40") < training.index("- Weights: the EMA weights")
     # the training curve: the validation records only
     curve = [json.loads(line) for line in (folder / "training_log.jsonl").read_text().splitlines()]
     assert [(r["step"], r["train_s"]) for r in curve] == [(20, 10.0), (40, 20.0)]

@@ -52,12 +52,11 @@ from PIL import Image
 import edsr_lib
 from edsr_lib import evaluate, published
 from edsr_lib.evaluate import set_name
-from edsr_lib.hub import atomic_write, model_card, save_pretrained, sha256sum
+from edsr_lib.hub import WeightsNotFoundError, atomic_write, model_card, resolve_weights, save_pretrained, sha256sum
 from edsr_lib.io import list_images
 from edsr_lib.metrics import format_score
 from edsr_lib.published import Scores
 from edsr_lib.registry import PretrainedCfg
-from edsr_lib.train.init_weights import init_source
 from edsr_lib.train.runlog import WEIGHT_FOLDERS, Run, read_run
 from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
 
@@ -283,10 +282,9 @@ def _hours(seconds: float) -> str:
 def _weights_sha256(source: str) -> str | None:
     """The sha256 of the weights an ``init_from`` source names, when they can be found."""
     try:
-        found = init_source(source)
-    except FileNotFoundError:
+        return resolve_weights(source).sha256()
+    except (ValueError, WeightsNotFoundError):
         return None
-    return found.sha256 if isinstance(found, PretrainedCfg) else sha256sum(found)
 
 
 def init_line(config: dict[str, Any]) -> str | None:
@@ -324,8 +322,12 @@ def card_sections(
     sha256: str,
     variant: str,
     notes: Sequence[str] = (),
-) -> str:
-    """The sections this tool adds to :func:`edsr_lib.hub.model_card`'s card; ``notes`` become lines of its own."""
+) -> dict[str, str]:
+    """The card sections this tool gives :func:`edsr_lib.hub.model_card`, by title; ``notes`` become lines of their own.
+
+    ``"Training"`` adds the run's details to the card's own Training section; ``"Comparison"``
+    is a section of its own.
+    """
     c = run.config
     vals = run.val_events
     kind = "EMA" if which.endswith("ema") else "raw"
@@ -337,7 +339,7 @@ def card_sections(
         )
     else:
         chosen = f"the {kind} weights (`{which}/`) of the last step, {step:,}"
-    lines = ["## Training details", "", f"- Weights: {chosen}; `model.safetensors` has sha256 `{sha256}`."]
+    lines = [f"- Weights: {chosen}; `model.safetensors` has sha256 `{sha256}`."]
     recipe = [
         f"batch {c.get('batch_size')}",
         f"{c.get('lr_patch_size')}x{c.get('lr_patch_size')} LR patches"
@@ -382,10 +384,7 @@ def card_sections(
             f"- {val_set} chose the step, so its score is slightly optimistic"
             + (f"; {_and(others)} played no part in training or selection." if others else ".")
         )
-    lines += [
-        "",
-        "## Comparison",
-        "",
+    comparison = [
         'Benchmark protocol (Y channel, `scale` pixels ignored at each border). "+" is self-ensemble '
         "(the mean over the eight flips and rotations of the input). Reference numbers are the published "
         f"ones; VDSR was trained on the same 291 images, {paper_reference(variant)[1]} on DIV2K (800 2K images, "
@@ -394,19 +393,8 @@ def card_sections(
         *score_table(metrics, variant),
         "",
         *comparison_lines(metrics, variant),
-        "",
     ]
-    return "\n".join(lines)
-
-
-def full_card(model: Any, cfg: Any, sections: str) -> str:
-    """:func:`edsr_lib.hub.model_card` with ``sections`` after its results (before the licence)."""
-    card = model_card(model, cfg)
-    for marker in ("## License\n", "## Citation\n"):
-        at = card.find("\n" + marker)
-        if at >= 0:
-            return card[: at + 1] + sections + "\n" + card[at + 1 :]
-    return card + "\n" + sections
+    return {"Training": "\n".join(lines), "Comparison": "\n".join(comparison)}
 
 
 def _str_literal(text: str, indent: str, prefix: int, width: int = 120) -> str:
@@ -556,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tag=args.tag,
     )
     provenance = {key: getattr(cfg, key) for key in PROVENANCE_FIELDS}
-    card = full_card(model, cfg, card_sections(run, which, step, metrics, cfg.sha256, args.variant, notes))
+    card = model_card(model, cfg, sections=card_sections(run, which, step, metrics, cfg.sha256, args.variant, notes))
     atomic_write(out / PROVENANCE_NAME, (json.dumps(provenance, indent=2) + "\n").encode("utf-8"))
     atomic_write(out / "README.md", card.encode("utf-8"))
     curve = "".join(json.dumps(_curve_record(run, r)) + "\n" for r in run.val_events)
