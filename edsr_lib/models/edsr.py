@@ -97,6 +97,15 @@ def _create_edsr(variant: str, pretrained: bool = False, **kwargs: Any) -> EDSR:
 #: (``"edsr-lib/" + arch.tag``) and the shipped file are derived from the name; how the weights were
 #: trained and what they score is data beside them, ``edsr_lib/weights/<arch.tag>/pretrained.json``.
 default_cfgs: dict[str, PretrainedCfg] = {
+    "edsr_baseline_x4.t528": PretrainedCfg(
+        hf_hub_id="edsr-lib/",
+        sha256="27ce8212eb7af244be950b6e8f52762d3ee924b0a3aa609002033c8da84f776a",
+        license="mit",
+        description=(
+            "edsr_baseline_x4 trained by edsr-lib on T91 + BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial "
+            "+ DIV2K_train_partial, 1,750 steps (raw weights); Set5 x4: 31.51 dB"
+        ),
+    ),
     "edsr_baseline_x2.t291": PretrainedCfg(
         hf_hub_id="edsr-lib/",
         sha256="5a7eacbf7a392909122d24bcbf14e07d8e6afcccff10e79750641cf16913fc88",
