@@ -122,7 +122,7 @@ def test_basicsr_files_prefer_the_ema_weights(tmp_path: Path, x: torch.Tensor) -
         _close(y, ema(x))
 
 
-@pytest.mark.parametrize("name", ["edsr_baseline_x2.t291", "edsr_baseline_x3.t291", "mdsr_baseline.t528"])
+@pytest.mark.parametrize("name", ["edsr_baseline_x2.t291", "edsr_baseline_x3.t528", "mdsr_baseline.t528"])
 def test_edsr_lib_shipped_safetensors(name: str, x: torch.Tensor) -> None:
     model = edsr_lib.create_model(name, pretrained=True)
     cfg = model.pretrained_cfg
