@@ -63,7 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = REPO_ROOT.parent / "shared" / "datasets" / "Set14" / "HR" / "baboon.png"
     parser.add_argument("--image", type=Path, default=default)
-    parser.add_argument("--model", default="edsr_baseline_x2.t291")
+    parser.add_argument("--model", default="edsr_baseline_x2")
     parser.add_argument("--tile", type=int, default=96, help="tile size in LR pixels (ComfyUI: 512)")
     parser.add_argument("--crop", type=int, default=240, help="LR crop of the image, to keep it quick")
     parser.add_argument("--overlaps", type=int, nargs="+", default=[8, 16, 32, 36, 48, 72])

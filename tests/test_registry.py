@@ -76,21 +76,29 @@ def test_pretrained_cfgs_are_data(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_shipped_cfgs_are_completed_from_their_name_and_folder() -> None:
-    cfg = edsr_lib.get_pretrained_cfg("edsr_baseline_x2.t291")
-    assert cfg.hf_hub_id == "edsr-lib/edsr_baseline_x2.t291"  # "edsr-lib/" + arch.tag
-    assert cfg.package_file == "edsr_baseline_x2.t291/model.safetensors"
+    cfg = edsr_lib.get_pretrained_cfg("edsr_baseline_x2.t528")
+    assert cfg.hf_hub_id == "edsr-lib/edsr_baseline_x2.t528"  # "edsr-lib/" + arch.tag
+    assert cfg.package_file == "edsr_baseline_x2.t528/model.safetensors"
     assert cfg.filename == "model.safetensors"
-    # provenance and scores come from edsr_lib/weights/edsr_baseline_x2.t291/pretrained.json
-    assert cfg.steps == 12000 and cfg.metrics["Set5"]["x2"]["psnr"] == 37.657
-    assert "--train-dir $DATA/T91/HR $DATA/BSD200/HR" in cfg.training_command
+    # provenance and scores come from edsr_lib/weights/edsr_baseline_x2.t528/pretrained.json
+    assert cfg.steps == 1250 and cfg.metrics["Set5"]["x2"]["psnr"] == 37.686
+    assert "--train-dir .data/split/train/T91 .data/split/train/BSD200" in cfg.training_command
+    # and so for a replaced, Hub-only tag, whose folder keeps pretrained.json and the card
+    old = edsr_lib.get_pretrained_cfg("edsr_baseline_x2.t291")
+    assert old.hf_hub_id == "edsr-lib/edsr_baseline_x2.t291" and old.package_file is None
+    assert old.steps == 12000 and old.metrics["Set5"]["x2"]["psnr"] == 37.657
+    assert "--train-dir $DATA/T91/HR $DATA/BSD200/HR" in old.training_command
     for shipped in edsr_lib.list_pretrained():
         assert shipped.metrics and shipped.training_command, shipped.name
     # the default tag of every architecture with weights ships in the package; replaced weights
-    # (mdsr_baseline.t291, replaced by t528) keep their config and card but are Hub-only
+    # (the t291 weights replaced by t528) keep their config and card but are Hub-only
     for name in edsr_lib.list_models(pretrained=True, include_tags=False):
         assert edsr_lib.get_pretrained_cfg(name).package_file, name
     assert edsr_lib.get_pretrained_cfg("mdsr_baseline").tag == "t528"
     assert edsr_lib.get_pretrained_cfg("mdsr_baseline.t291").package_file is None
+    for name in ("edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4"):
+        assert edsr_lib.get_pretrained_cfg(name).tag == "t528"
+        assert edsr_lib.get_pretrained_cfg(f"{name}.t291").package_file is None
 
 
 def test_provenance_has_one_owner(tmp_path: Path) -> None:
