@@ -3,8 +3,9 @@
 Inference (:func:`edsr_lib.upscale`, the ``upscale`` and ``evaluate`` commands, Ray) and
 training (:class:`edsr_lib.train.Trainer`) both read a device and a precision from the
 user; both go through this module, so that ``"cuda:1"``, ``"mps"`` or ``"bf16"`` mean
-the same everywhere and are refused with the same message where they cannot run. The
-public names are re-exported by :mod:`edsr_lib.inference`. It imports only torch.
+the same everywhere and are refused with the same message where they cannot run.
+:mod:`edsr_lib.inference` re-exports the inference names (``resolve_device``,
+``resolve_half``, ``cpu_has_native_bf16``). It imports only torch.
 """
 
 from __future__ import annotations

@@ -337,6 +337,14 @@ def _find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, st
     )
 
 
+def _verified_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, stack: contextlib.ExitStack) -> Path:
+    """:func:`_find_pretrained`, then the sha256 check when ``cfg`` pins one."""
+    path = _find_pretrained(cfg, cache_dir, stack)
+    if cfg.sha256:
+        _check_sha256(path, cfg)
+    return path
+
+
 def _explicit_weights(model: SRModel, path: Path) -> Path:
     """The weights file a caller named (a file, or a model folder whose config must match ``model``)."""
     if path.is_dir():
@@ -490,10 +498,10 @@ def load_pretrained(
     with contextlib.ExitStack() as stack:
         if weights is not None:
             path = _explicit_weights(model, Path(weights).expanduser())
+            if cfg is not None and cfg.sha256:
+                _check_sha256(path, cfg)
         else:
-            path = _find_pretrained(cfg, cache_dir, stack)
-        if cfg is not None and cfg.sha256:
-            _check_sha256(path, cfg)
+            path = _verified_pretrained(cfg, cache_dir, stack)
         _load_into(model, path)
 
 
@@ -557,9 +565,7 @@ class WeightsSource:
         """
         with contextlib.ExitStack() as stack:
             if self.cfg is not None:
-                path = _find_pretrained(self.cfg, None, stack)
-                if self.cfg.sha256:
-                    _check_sha256(path, self.cfg)
+                path = _verified_pretrained(self.cfg, None, stack)
             else:
                 path = self.weights_file
                 if path.suffix != ".safetensors":

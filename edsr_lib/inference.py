@@ -225,7 +225,6 @@ def auto_tile_size(
     return max(_MIN_AUTO_TILE, window - 2 * overlap)
 
 
-# ---------------------------------------------------------------------------- devices and precision
 # ---------------------------------------------------------------------------- errors
 class NonFiniteError(ValueError):
     """A model's weights or output hold NaN or infinite values: nothing is written from them."""

@@ -121,11 +121,9 @@ class Run:
         if logged:
             return logged[-1]
         amp = str(self.config.get("amp", "auto"))
-        return (
-            resolve_amp(amp, "cuda" if self.devices == ["cuda"] else "cpu", bf16_supported=True)
-            if amp in ("auto", "none")
-            else amp
-        )
+        if amp != "auto":
+            return amp
+        return resolve_amp(amp, "cuda" if self.devices == ["cuda"] else "cpu", bf16_supported=True)
 
     def train_seconds(self, step: int) -> float | None:
         """Training time (optimiser steps only, as the trainer counts it) at ``step``."""
