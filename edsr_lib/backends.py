@@ -80,6 +80,8 @@ EXPORT_TOLERANCE = 1e-4
 #: Side of the square input on which ``"auto"`` times the candidates (LR pixels).
 _AUTO_SIZE = 96
 _AUTO_ROUNDS = 3
+#: The choices of "auto" made or read in this process, by record file and key.
+_decided: dict[tuple[Path, str], str] = {}
 
 
 class BackendError(ValueError):
@@ -397,11 +399,14 @@ def fastest_backend(
         return "torch"
     key = _auto_key(model, scale, precision)
     record = cache_dir() / "auto.json"
+    if (record, key) in _decided:
+        return _decided[record, key]
     known: dict[str, dict] = {}
     with contextlib.suppress(OSError, ValueError):
         known = json.loads(record.read_text())
     if isinstance(known.get(key), dict) and known[key].get("backend") in ("torch", *candidates):
-        return known[key]["backend"]
+        _decided[record, key] = known[key]["backend"]
+        return _decided[record, key]
     runs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"torch": torch_runner}
     runs |= {b: load_runtime(model, scale, b, precision) for b in candidates}
     x = torch.rand(1, model.n_colors, _AUTO_SIZE, _AUTO_SIZE, generator=torch.Generator().manual_seed(0))
@@ -416,4 +421,5 @@ def fastest_backend(
     known[key] = {"backend": winner, "seconds": {k: round(v, 5) for k, v in best.items()}}
     record.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(record, json.dumps(known, indent=1, sort_keys=True).encode())
+    _decided[record, key] = winner
     return winner

@@ -16,6 +16,7 @@ import math
 import os
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
 from .hub import resolve_weights
 from .io import array_to_image, carry_metadata, image_to_array, to_tensor
@@ -34,6 +36,7 @@ from .ops.tiling import tiled_apply
 
 __all__ = [
     "NonFiniteError",
+    "Runner",
     "activation_bytes_per_pixel",
     "auto_tile_size",
     "available_memory",
@@ -44,10 +47,15 @@ __all__ = [
     "plan_passes",
     "resolve_device",
     "resolve_half",
+    "torch_runner",
     "upscale",
 ]
 
 ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image)
+
+#: The seam between the run loop and the network: a float32 batch of windows ``(B, C, h, w)`` in
+#: [0, 1] to the model's float32 output ``(B, C, scale * h, scale * w)``.
+Runner = Callable[[torch.Tensor], torch.Tensor]
 
 #: Measured peak activation memory of EDSR-baseline windows on CPU (x2, x3, x4) is
 #: 1.02-1.17 times the live-tensor count of :func:`activation_bytes_per_pixel`; the factor
@@ -117,6 +125,89 @@ def _fast_model(
 
 def _model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def torch_runner(
+    model: SRModel,
+    scale: int,
+    *,
+    device: torch.device,
+    half: torch.dtype | None = None,
+    channels_last: bool = True,
+    compile: bool = False,
+) -> Runner:
+    """PyTorch's :data:`Runner`: the fused fast copy of ``model`` at ``scale`` on ``device``.
+
+    On a CPU, bf16 runs a bf16 copy of the model: every op of these networks (convolution,
+    ReLU, add, pixel shuffle) would run in bf16 under autocast too, and the copy saves
+    autocast's per-call weight casts (1.7x against 1.4x the fp32 path, measured
+    alternately). On an accelerator, ``half`` runs under autocast.
+
+    Args:
+        model: The model (not modified).
+        scale: A scale the model serves (not checked again).
+        device: Where the model runs.
+        half: The half-precision dtype (:func:`resolve_half`), or ``None`` for float32.
+        channels_last: Run in ``channels_last`` memory format.
+        compile: Run a :func:`torch.compile` d copy.
+    """
+    weights_dtype = half if device.type == "cpu" and half is not None else torch.float32
+    autocast = half if weights_dtype == torch.float32 else None
+    net = _fast_model(model, device, channels_last, compile, weights_dtype)
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(device, weights_dtype, non_blocking=True)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
+            y = net(batch, scale=scale)
+        return y.float()
+
+    return run
+
+
+def _runtime_model(model: SRModel, scale: int, backend: str, precision: str) -> backends.RuntimeModel:
+    """:func:`edsr_lib.backends.load_runtime`, kept per model like the fast copies until its weights change."""
+    key = ("runtime", backend, scale, precision)
+    state = _weights_state(model)
+    cached = _fast_copies.setdefault(model, {}).get(key)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    check_finite_weights(model)
+    runtime = backends.load_runtime(model, scale, backend, precision)
+    _fast_copies[model][key] = (state, runtime)
+    return runtime
+
+
+def _runner(
+    model: SRModel,
+    scale: int,
+    backend: str,
+    *,
+    device: torch.device,
+    half: torch.dtype | None,
+    channels_last: bool,
+    compile: bool,
+) -> Runner:
+    """The :data:`Runner` of ``backend``: PyTorch's (:func:`torch_runner`) or a runtime's (:mod:`edsr_lib.backends`)."""
+    precision = "bf16" if half == torch.bfloat16 else "fp32"
+    backend = backends.resolve_backend(backend, precision, device)
+
+    def pytorch() -> Runner:
+        return torch_runner(model, scale, device=device, half=half, channels_last=channels_last, compile=compile)
+
+    if backend == "auto":
+        if device.type != "cpu" or compile or half == torch.float16:
+            return pytorch()  # the runtimes run on the CPU, and compile asks for PyTorch
+        runner = pytorch()
+        backend = backends.fastest_backend(model, scale, precision, runner)
+        if backend == "torch":
+            return runner
+    if backend == "torch":
+        return pytorch()
+    if compile:
+        raise ValueError(f"compile=True compiles the PyTorch model; it does not apply to backend={backend!r}")
+    return _runtime_model(model, scale, backend, precision)
 
 
 # ---------------------------------------------------------------------------- memory
@@ -321,6 +412,7 @@ def upscale(
     half: bool | str | torch.dtype = False,
     channels_last: bool = True,
     compile: bool = False,
+    backend: str = "torch",
     progress: bool = False,
 ) -> ImageT:
     """Upscale an image (or a batch) with a super-resolution model.
@@ -368,6 +460,13 @@ def upscale(
             :func:`cpu_has_native_bf16`).
         channels_last: Run in ``channels_last`` memory format (1.4-1.5x faster on CPU).
         compile: Run a :func:`torch.compile` d copy (first call compiles).
+        backend: What computes the network: ``"torch"`` (the default: PyTorch, any device);
+            ``"openvino"`` or ``"onnxruntime"`` (on the CPU, with their extras; the model is
+            exported once and cached on disk, see :mod:`edsr_lib.backends`); or ``"auto"``,
+            the fastest of PyTorch and the installed runtimes on this CPU, measured once and
+            remembered (:func:`~edsr_lib.backends.fastest_backend`; PyTorch on an
+            accelerator). Tiling, batching, alpha, gray and 16-bit are the same with each;
+            ``half="bf16"`` runs OpenVINO in bf16 on a CPU with native bf16.
         progress: Show a progress bar over tiles when there are several batches.
 
     Returns:
@@ -399,6 +498,7 @@ def upscale(
         "half": half,
         "channels_last": channels_last,
         "compile": compile,
+        "backend": backend,
         "progress": progress,
     }
     model = load_model(model)
@@ -475,6 +575,7 @@ def _upscale(
     half: bool | str | torch.dtype,
     channels_last: bool,
     compile: bool,
+    backend: str,
     progress: bool,
 ) -> ImageT:
     """One model pass at one of the model's scales (see :func:`upscale`)."""
@@ -545,20 +646,7 @@ def _upscale(
         levels = round_half_away(core.to(torch.float64).clamp_(0.0, 1.0).mul_(peak))
         return levels.to(torch.int32) if peak > 255 else levels.to(torch.uint8)
 
-    # On a CPU, bf16 runs a bf16 copy of the model: every op of these networks (convolution,
-    # ReLU, add, pixel shuffle) would run in bf16 under autocast too, and the copy saves
-    # autocast's per-call weight casts (1.7x against 1.4x the fp32 path, measured alternately).
-    weights_dtype = amp_dtype if device.type == "cpu" and amp_dtype is not None else torch.float32
-    autocast = amp_dtype if weights_dtype == torch.float32 else None
-    net = _fast_model(model, device, channels_last, compile, weights_dtype)
-
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(device, weights_dtype, non_blocking=True)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
-            y = net(batch, scale=scale)
-        return y.float()
+    run = _runner(model, scale, backend, device=device, half=amp_dtype, channels_last=channels_last, compile=compile)
 
     while True:
         fn = functools.partial(ensemble.self_ensemble, run, batch_size=batch_size) if self_ensemble else run

@@ -139,6 +139,8 @@ def test_auto_measures_once_and_remembers(tiny: edsr_lib.EDSR, cache: Path, monk
     assert entry["backend"] == winner and set(entry["seconds"]) == {"torch", *backends.installed_runtimes()}
     monkeypatch.setattr(backends, "load_runtime", lambda *a, **k: pytest.fail("measured again"))
     assert fastest_backend(tiny, 2, "fp32", torch_path) == winner
+    monkeypatch.setattr(backends, "_decided", {})  # another process: reads auto.json
+    assert fastest_backend(tiny, 2, "fp32", torch_path) == winner
     assert len(calls) == 4
 
 
