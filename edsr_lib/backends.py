@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,9 +262,12 @@ def _openvino_runner(path: Path, precision: str) -> Callable[[np.ndarray], np.nd
         props.inference_num_threads: _threads(),
     }
     compiled = ov.Core().compile_model(os.fspath(path), "CPU", config)
+    local = threading.local()  # a request holds its buffers: one per thread, reused from call to call
 
     def run(x: np.ndarray) -> np.ndarray:
-        request = compiled.create_infer_request()  # one per call: safe from several threads
+        request = getattr(local, "request", None)
+        if request is None:
+            request = local.request = compiled.create_infer_request()
         request.infer({0: x}, share_inputs=True)
         return request.get_output_tensor(0).data.copy()
 
