@@ -937,11 +937,12 @@ def _complete(summary: Summary, plan: Plan, skipped: list[Job], shard: tuple[int
 
 def _job_device(device: torch.device | str | None) -> torch.device:
     """``device``, or the accelerator; under a launcher, the accelerator of this process's ``LOCAL_RANK``."""
-    resolved = resolve_device(device)
     local_rank = os.environ.get("LOCAL_RANK")
-    explicit_index = device is not None and ":" in str(device)
-    if local_rank is not None and launcher_shard() is not None and resolved.type != "cpu" and not explicit_index:
+    under_launcher = local_rank is not None and launcher_shard() is not None
+    if under_launcher and str(device or "cuda") == "cuda" and torch.cuda.is_available():
+        torch.cuda.set_device(int(local_rank))  # first: asking CUDA anything else opens a context on GPU 0
+        return torch.device("cuda", int(local_rank))
+    resolved = resolve_device(device)
+    if under_launcher and resolved.type not in ("cpu", "cuda") and resolved.index is None:
         resolved = resolve_device(f"{resolved.type}:{local_rank}")
-    if resolved.type == "cuda":
-        torch.cuda.set_device(resolved)
     return resolved
