@@ -19,6 +19,8 @@ import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
 if TYPE_CHECKING:
     import importlib.machinery
 
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
         list_pretrained,
         register_model,
     )
-
-__version__ = "0.1.0"
 
 #: Public submodules (``timm_bridge`` imports timm: it is imported on first use, or when timm is).
 _SUBMODULES = ("layers", "metrics", "models", "timm_bridge")

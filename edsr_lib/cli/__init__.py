@@ -38,7 +38,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     module is imported, and the others are listed with the help line read from their
     source (:func:`_summary`) instead of being imported.
     """
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(prog="edsr-lib", description="EDSR and MDSR super-resolution.")
     parser.add_argument("--version", action="version", version=f"edsr-lib {__version__}")
