@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .evaluate import evaluate
     from .hub import from_pretrained
     from .inference import upscale
+    from .jobs import upscale_folder
     from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
     from .models import EDSR, MDSR, SRModel
     from .ops import imresize, modcrop
@@ -48,6 +49,7 @@ _LAZY: dict[str, str] = {
     "evaluate": ".evaluate",
     "from_pretrained": ".hub",
     "upscale": ".inference",
+    "upscale_folder": ".jobs",
     "MeanShift": ".layers",
     "ResBlock": ".layers",
     "ScalePreprocess": ".layers",
@@ -158,4 +160,5 @@ __all__ = [
     "models",
     "register_model",
     "upscale",
+    "upscale_folder",
 ]
