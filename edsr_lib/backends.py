@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
 from ._device import cpu_has_native_bf16
 from ._files import atomic_path, atomic_write
+from ._version import __version__
 from .export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .models import SRModel
 

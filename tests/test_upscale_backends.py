@@ -11,7 +11,8 @@ import torch
 
 import edsr_lib
 from edsr_lib import backends
-from edsr_lib.io import read_image
+from edsr_lib.cli import main
+from edsr_lib.io import read_image, write_image
 
 RUNTIMES = [
     pytest.param(b, marks=pytest.mark.skipif(b not in backends.installed_runtimes(), reason=f"needs {b}"))
@@ -127,3 +128,47 @@ def test_a_weight_change_reaches_the_runtime(monkeypatch: pytest.MonkeyPatch) ->
     after = edsr_lib.upscale(model, x, backend=backend)
     assert (after - edsr_lib.upscale(model, x)).abs().max().item() <= 1e-5
     assert (after - before).abs().max().item() > 1e-3
+
+
+def test_the_command_line_spells_the_backends() -> None:
+    from edsr_lib.cli import upscale as cli_upscale
+
+    assert cli_upscale.BACKENDS == backends.BACKENDS
+
+
+def _folder_job(folder: Path, out: Path, model: str, backend: str) -> dict[str, np.ndarray]:
+    """Run ``edsr-lib upscale`` on a folder with one broken file: it fails alone, the others are written."""
+    assert main(["upscale", str(folder), "-o", str(out), "--model", model, "--backend", backend]) == 1
+    return {p.name: read_image(p) for p in sorted(out.iterdir())}
+
+
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_a_folder_job_writes_the_torch_files(backend: str, tmp_path: Path) -> None:
+    """``edsr-lib upscale --backend`` against the torch files: RGBA, gray and 16-bit PNGs, and a bad file."""
+    torch.manual_seed(0)
+    edsr_lib.create_model("edsr_baseline_x2", n_resblocks=2, n_feats=8).save_pretrained(tmp_path / "m")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    ramp = np.linspace(0, 1, 33 * 41).reshape(33, 41)
+    rgba = np.stack([ramp, ramp[::-1], ramp[:, ::-1], 1 - ramp], -1)
+    write_image(photos / "rgba.png", (rgba * 255).round().astype(np.uint8))
+    write_image(photos / "gray.png", (ramp * 255).round().astype(np.uint8))
+    write_image(photos / "deep.png", (ramp[::-1] * 65535).round().astype(np.uint16))  # 16-bit gray
+    (photos / "broken.png").write_bytes(b"not a png")
+    reference = _folder_job(photos, tmp_path / "torch", str(tmp_path / "m"), "torch")
+    ours = _folder_job(photos, tmp_path / backend, str(tmp_path / "m"), backend)
+    assert sorted(ours) == sorted(reference) == ["deep_x2.png", "gray_x2.png", "rgba_x2.png"]
+    for name, image in ours.items():
+        assert image.dtype == reference[name].dtype and image.shape == reference[name].shape
+        worst, fraction = _differing_levels(image, reference[name])
+        assert worst <= 1 and fraction <= 1e-3, (name, worst, fraction)
+
+
+def test_a_job_with_a_runtime_that_is_missing_fails_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--backend", "openvino"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("needs the openvino package") == 1 and not (tmp_path / "out" / "a_x2.png").exists()

@@ -21,6 +21,9 @@ from typing import Any
 from . import CLIError
 
 FORMATS = ("png", "jpg", "webp", "tif")
+#: ``--backend``'s choices, spelled here so that ``--help`` needs no torch (a test keeps them equal to
+#: :data:`edsr_lib.backends.BACKENDS`).
+BACKENDS = ("torch", "openvino", "onnxruntime", "auto")
 
 
 def _tile(value: str) -> int | str | None:
@@ -109,6 +112,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="bfloat16 autocast (accelerators, and CPUs with native bf16)",
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what computes the network: torch (default, any device); openvino or onnxruntime (CPU, their "
+        "extras; the model is exported once and cached); auto: the fastest here, measured once",
+    )
+    parser.add_argument(
         "--format", choices=FORMATS, help="output format (default png; tif for float and 32-bit images)"
     )
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default 95)")
@@ -163,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=args.device,
             half=args.half or False,
+            backend=args.backend,
             tile=args.tile,
             self_ensemble=args.self_ensemble,
             log=log,
