@@ -191,7 +191,8 @@ class Plan:
     Attributes:
         jobs: The jobs, in input order.
         left_out: Inputs left out because they are outputs of this run.
-        clashes: Inputs left out because their output would overwrite them.
+        clashes: Inputs refused because their output would overwrite an input: themselves
+            (``suffix=""`` in place), or another input that would be its own output.
         errors: One line for each input that named nothing (a missing file, a pattern
             matching nothing).
     """
@@ -327,19 +328,22 @@ def _name(
     seen: dict[Path, Path] = {}
     jobs: list[Job] = []
     for path, root in found.items():
-        job = make_job(path, out_dir, suffix=suffix, format=format, root=root, kinds=kinds)
-        key = job.target.resolve()
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {path} would both be written to {job.target}; upscale them separately")
-        seen[key] = path
-        jobs.append(job)
+        jobs.append(make_job(path, out_dir, suffix=suffix, format=format, root=root, kinds=kinds))
 
     own = {p.resolve() for j in jobs for p in j.outputs(format)}
+    # an input that would be its own output is the user's (``--suffix ''`` in place): neither it nor
+    # another input may be written over it
+    kept = {j.source.resolve() for j in jobs if any(j.source.resolve() == p.resolve() for p in j.outputs(format))}
     for job in jobs:
         source = job.source.resolve()
-        if source == job.target.resolve():
+        if source in kept or any(p.resolve() in kept for p in job.outputs(format)):
             plan.clashes.append(job.source)
-        elif source in own:
+            continue
+        key = job.target.resolve()
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {job.source} would both be written to {job.target}; upscale them apart")
+        seen[key] = job.source
+        if source in own:
             plan.left_out.append(job.source)
         else:
             plan.jobs.append(job)
@@ -1004,7 +1008,7 @@ def _upscale_folder(
     if plan.left_out:
         log(f"left out {len(plan.left_out)} file(s) that are outputs of this command")
     for path in plan.clashes:
-        log(f"error: {path}: its output would overwrite it (give another suffix, format or output folder)")
+        log(f"error: {path}: its output would overwrite an input (give another suffix, format or output folder)")
 
     jobs = plan.jobs
     shard = shard if shard is not None else launcher_shard()

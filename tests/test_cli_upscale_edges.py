@@ -175,17 +175,19 @@ def test_an_explicit_format_converts_and_says_so_once(model_dir: Path, tmp_path:
 def test_in_place_runs_process_what_does_not_clash(model_dir: Path, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "photos"
     a = _save(folder / "a.png", _pixels((5, 5, 3), 1))
-    _save(folder / "b.jpg", _pixels((5, 5, 3), 2))
+    _save(folder / "a.jpg", _pixels((5, 5, 3), 2))  # its a.png would be written over the user's a.png
+    _save(folder / "b.jpg", _pixels((5, 5, 3), 3))
     before = a.read_bytes()
     assert _upscale(model_dir, str(folder), "-o", str(folder), "--suffix", "") == 1
     err = capsys.readouterr().err
-    assert any("a.png" in line and "would overwrite it" in line for line in _errors(err))
+    for name in ("a.png", "a.jpg"):
+        assert any(name in line and "would overwrite an input" in line for line in _errors(err)), err
     assert a.read_bytes() == before and (folder / "b.png").exists()
 
     alone = tmp_path / "alone"
     _save(alone / "a.png", _pixels((5, 5, 3), 1))
     assert _upscale(model_dir, str(alone), "-o", str(alone), "--suffix", "") == 1  # wrote nothing: says why
-    assert "would overwrite it" in capsys.readouterr().err
+    assert "would overwrite an input" in capsys.readouterr().err
 
     own = tmp_path / "own"
     _save(own / "holiday_x2.png", _pixels((5, 5, 3), 3))  # the user's own file, not an earlier output
