@@ -317,9 +317,11 @@ def max_ncnn_error(
     for height, width in shapes:
         x = torch.rand(1, model.n_colors, height, width, generator=generator)
         extractor = net.create_extractor()
-        extractor.input(NCNN_INPUT, ncnn.Mat(np.ascontiguousarray(x[0].numpy())))
+        pixels = np.ascontiguousarray(x[0].numpy())  # ncnn.Mat borrows this memory: it must outlive the extraction
+        extractor.input(NCNN_INPUT, ncnn.Mat(pixels))
         status, out = extractor.extract(NCNN_OUTPUT)
         got = np.array(out)
+        del pixels
         with torch.inference_mode():
             expected = model(x.to(device), scale=scale)[0].cpu().numpy()
         if status != 0 or got.shape != expected.shape:

@@ -78,7 +78,8 @@ def _ncnn_run(param: Path, x: torch.Tensor) -> torch.Tensor:
     assert net.load_model(str(param.with_suffix(".bin"))) == 0
     assert list(net.input_names()) == ["data"] and list(net.output_names()) == ["output"]
     extractor = net.create_extractor()
-    extractor.input("data", ncnn.Mat(x[0].numpy().copy()))
+    pixels = np.ascontiguousarray(x[0].numpy())  # ncnn.Mat borrows this memory: it must outlive the extraction
+    extractor.input("data", ncnn.Mat(pixels))
     status, out = extractor.extract("output")
     assert status == 0
     return torch.from_numpy(np.array(out))[None]
