@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ._files import atomic_path
-from .ops.color import quantize
+from .ops.color import to_levels
 
 #: File suffixes that :func:`list_images` picks up in folders and globs (lower case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -37,6 +37,10 @@ WRITE_FORMATS: dict[str, str] = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+#: The output formats, by their usual suffix (``edsr-lib upscale --format``): one per format of :data:`WRITE_FORMATS`.
+OUTPUT_FORMATS: tuple[str, ...] = tuple(
+    next(suffix[1:] for suffix, f in WRITE_FORMATS.items() if f == fmt) for fmt in dict.fromkeys(WRITE_FORMATS.values())
+)
 #: Modes each format stores as they are (anything else is refused, never converted in silence).
 _FORMAT_MODES = {
     "PNG": {"L", "LA", "RGB", "RGBA", "I;16"},
@@ -92,7 +96,9 @@ def load_image(path: PathLike) -> Image.Image:
                     stacklevel=2,
                 )
             img.load()  # decode now: a truncated file must fail here, not later
-            upright = ImageOps.exif_transpose(img)  # a copy, upright, orientation tag removed
+            image = upright(img)
+            if image is img:  # a copy that outlives the file
+                image = img.copy()
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -103,7 +109,26 @@ def load_image(path: PathLike) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: out of memory while decoding") from exc
     except Exception as exc:  # whatever a decoder raises, it is this file that cannot be read
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    return upright
+    return image
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` as a viewer shows it: turned by its EXIF orientation, the tag then reset.
+
+    :func:`load_image` applies it to every file, and :func:`edsr_lib.upscale` to every PIL
+    image it is given, so that a photo taken sideways comes out upright either way.
+
+    Args:
+        image: A PIL image.
+
+    Returns:
+        A turned copy with the orientation tag removed, or ``image`` itself when it is
+        already upright.
+    """
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation in (None, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _raw_mode(img: Image.Image) -> str:
@@ -118,6 +143,7 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     * ``L``, ``LA``, ``RGB``, ``RGBA``: uint8 with 1, 2, 3 or 4 channels; palette, bilevel,
       CMYK and other 8-bit modes are converted to the nearest of those.
     * 16-bit gray (``I;16`` and its variants, as 16-bit PNG and TIFF open): uint16.
+    * premultiplied alpha (``La``, ``RGBa``): un-premultiplied, as ``LA`` and ``RGBA``.
     * 32-bit integer (``I``): read by the values it holds: uint8 if they are all in
       0..255, uint16 if in 0..65535.
     * float (``F``): float32 in [0, 1], taken from values in [0, 1], or divided by 255 or
@@ -147,7 +173,9 @@ def image_to_array(image: Image.Image) -> np.ndarray:
         array = values / np.float32(_float_peak(values))
     elif mode == "1":
         array = np.asarray(image.convert("L"))
-    elif mode in ("La", "PA") or (mode == "P" and "transparency" in image.info) or mode == "RGBa":
+    elif mode == "La":  # gray with premultiplied alpha: Pillow converts it to LA only
+        array = np.asarray(image.convert("LA"))
+    elif mode == "PA" or (mode == "P" and "transparency" in image.info) or mode == "RGBa":
         array = np.asarray(image.convert("RGBA"))
     else:
         array = np.asarray(image.convert("RGB"))
@@ -210,7 +238,7 @@ def array_to_image(array: np.ndarray, like: Image.Image | None = None) -> Image.
 
 
 def carry_metadata(source: Image.Image, result: Image.Image, factor: float) -> Image.Image:
-    """Copy the ICC profile, EXIF (orientation reset to upright) and DPI (times ``factor``) to ``result``.
+    """Copy the ICC profile, EXIF (orientation set to upright) and DPI (times ``factor``) to ``result``.
 
     Args:
         source: The image that was upscaled.
@@ -224,8 +252,7 @@ def carry_metadata(source: Image.Image, result: Image.Image, factor: float) -> I
         result.info["icc_profile"] = source.info["icc_profile"]
     exif = source.getexif()
     if len(exif):
-        if _EXIF_ORIENTATION in exif:
-            exif[_EXIF_ORIENTATION] = 1
+        exif[_EXIF_ORIENTATION] = 1  # the pixels are upright (load_image and upscale turn them)
         result.info["exif"] = exif.tobytes()
     if "dpi" in source.info:
         result.info["dpi"] = tuple(float(d) * factor for d in source.info["dpi"])
@@ -258,8 +285,8 @@ def read_image(path: PathLike) -> np.ndarray:
             raise ImageReadError(f"cannot read image {path}: {exc}") from None
     if array.dtype == np.uint8:
         return array
-    peak = 65535.0 if array.dtype == np.uint16 else 1.0
-    return np.clip(np.floor(array.astype(np.float64) * (255.0 / peak) + 0.5), 0, 255).astype(np.uint8)
+    values = torch.from_numpy(array.astype(np.float32) / np.float32(65535 if array.dtype == np.uint16 else 1))
+    return to_levels(values, 255).numpy().astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -288,9 +315,9 @@ def write_image(
         ValueError: If the suffix or the shape is not supported, or the format cannot hold the mode.
     """
     path = Path(path)
-    fmt = WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot write {path}: the suffix must be one of {', '.join(WRITE_FORMATS)}")
+    fmt = _write_format(path)
+    if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
     if isinstance(image, np.ndarray):
         if image.dtype not in (np.uint8, np.uint16):
             raise TypeError(
@@ -304,12 +331,7 @@ def write_image(
         image = array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"expected a uint8 NumPy array (H, W, C) or a PIL image, got {type(image).__name__}")
-    if image.mode not in _FORMAT_MODES[fmt]:
-        what = "alpha channel" if "A" in image.mode else f"{image.mode} pixels"
-        hint = "; drop it or use .png" if fmt == "JPEG" and "A" in image.mode else ""
-        raise ValueError(
-            f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
-        )
+    check_writable(path, image.mode)
     if fmt in ("JPEG", "WEBP"):
         save_kwargs.setdefault("quality", 95 if quality is None else quality)
     for key in ("icc_profile", "exif", "dpi"):
@@ -319,6 +341,34 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         image.save(f, format=fmt, **save_kwargs)
+
+
+def _write_format(path: Path) -> str:
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write {path}: the suffix must be one of {', '.join(WRITE_FORMATS)}")
+    return fmt
+
+
+def check_writable(path: PathLike, mode: str) -> None:
+    """Check that an image of PIL ``mode`` can be written to ``path`` as it is, before computing it.
+
+    Args:
+        path: The file to write; its suffix gives the format.
+        mode: The PIL mode of the image (``"RGBA"``, ``"I;16"``, ...).
+
+    Raises:
+        ValueError: If the suffix is not a format :func:`write_image` writes, or the format
+            cannot hold the mode (alpha in JPEG, 16-bit in WebP, ...).
+    """
+    path = Path(path)
+    fmt = _write_format(path)
+    if mode not in _FORMAT_MODES[fmt]:
+        what = "alpha channel" if "A" in mode else f"{mode} pixels"
+        hint = "; drop it or use .png" if fmt == "JPEG" and "A" in mode else ""
+        raise ValueError(
+            f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
+        )
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -378,50 +428,79 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
         tensor = tensor[0]
     if tensor.dim() != 3:
         raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got shape {tuple(tensor.shape)}")
-    levels = quantize(tensor.detach()).to(torch.uint8)
+    levels = to_levels(tensor.detach(), 255).to(torch.uint8)
     return np.ascontiguousarray(levels.permute(1, 2, 0).cpu().numpy())
 
 
 # ---------------------------------------------------------------------------- listing
-def _is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+class SkippedInputWarning(UserWarning):
+    """A path a folder walk or a glob found but passed over: a broken link, a folder named like an image."""
 
 
-def list_images(sources: PathLike | Iterable[PathLike], *, recursive: bool = False) -> list[Path]:
+def _hidden(path: Path, top: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(top).parts)
+
+
+def _take(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Whether a path found by a walk or a glob is an input; a near miss is reported, never dropped in silence."""
+    if path.suffix.lower() not in suffixes:
+        return False
+    if path.is_file():
+        return True
+    if path.is_symlink() and not path.exists():
+        warnings.warn(f"{path} is a broken link (to {os.readlink(path)}): passed over", SkippedInputWarning, 3)
+    elif path.is_dir():
+        warnings.warn(f"{path} is a folder, not an image: passed over", SkippedInputWarning, 3)
+    else:
+        warnings.warn(f"{path} is not a regular file: passed over", SkippedInputWarning, 3)
+    return False
+
+
+def list_images(
+    sources: PathLike | Iterable[PathLike], *, recursive: bool = False, suffixes: Iterable[str] = IMAGE_SUFFIXES
+) -> list[Path]:
     """Expand files, folders and glob patterns into a list of image files.
 
     A file is taken as given; a folder contributes its image files (by suffix), sorted by
     name, and with ``recursive`` those of its subfolders too; a glob pattern (``*``, ``?``,
     ``[``; ``**`` recurses) contributes its matching image files, sorted. Duplicates are
-    dropped, order kept.
+    dropped, order kept. Folder walks and globs follow one rule for hidden names: files and
+    folders whose name starts with ``.`` are passed over (name them, or a pattern starting
+    with ``.``, to take them). A broken link or a folder with an image suffix that a walk or
+    a glob finds is passed over with a :class:`SkippedInputWarning`.
 
     Args:
         sources: One path or pattern, or several.
         recursive: Walk folders into their subfolders.
+        suffixes: The file suffixes to take, lower case (default :data:`IMAGE_SUFFIXES`).
 
     Returns:
         The image files, in order.
 
     Raises:
-        FileNotFoundError: If a path does not exist (and is not a pattern).
+        FileNotFoundError: If a path does not exist (and is not a pattern), or is a broken link.
         ValueError: If nothing at all matches.
     """
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
     sources = [os.fspath(s) for s in sources]
+    suffixes = tuple(s.lower() for s in suffixes)
     found: dict[Path, None] = {}
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            matches = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _is_image_file(p))
+            walk = path.rglob("*") if recursive else path.iterdir()
+            matches = sorted(p for p in walk if not _hidden(p, path) and _take(p, suffixes))
         elif path.is_file():
             matches = [path]
+        elif path.is_symlink():
+            raise FileNotFoundError(f"{source} is a broken link (to {os.readlink(path)})")
         elif any(c in source for c in "*?["):
-            matches = sorted(p for p in map(Path, glob.glob(source, recursive=True)) if _is_image_file(p))
+            matches = sorted(p for p in map(Path, glob.glob(source, recursive=True)) if _take(p, suffixes))
         else:
             raise FileNotFoundError(f"no such file or folder: {source}")
         found.update(dict.fromkeys(matches))
     if not found:
         where = ", ".join(sources) or "an empty list"
-        raise ValueError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"no images found in {where} (looked for {', '.join(suffixes)})")
     return list(found)
