@@ -91,8 +91,12 @@ class PretrainedCfg:
 
     @property
     def third_party(self) -> bool:
-        """True when the weights file is in another code base's layout, converted on load."""
-        return self.layout is not None
+        """True when the weights file is in another code base's format, converted on load.
+
+        That is a config with a ``layout``, or a local ``file`` that is not safetensors
+        (whose layout the converter then tells from the file).
+        """
+        return self.layout is not None or bool(self.file and not str(self.file).endswith(".safetensors"))
 
     @property
     def source(self) -> str:

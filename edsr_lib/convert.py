@@ -60,11 +60,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ._registry import create_model
 from .hub import atomic_write, diff_state_dicts, resolve_weights, sha256sum
 from .layers import DIV2K_RGB_MEAN
 from .models import SRModel, architectures
 from .models.mdsr import scale_key
-from .registry import create_model
 
 __all__ = [
     "LAYOUTS",

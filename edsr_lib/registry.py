@@ -13,7 +13,9 @@ functions, :class:`PretrainedCfg` and :func:`build_model`.
 
 from __future__ import annotations
 
-from . import models  # noqa: F401  (the model files register their variants as they are imported)
+from . import _thirdparty, models  # noqa: F401  (the model files register their variants as they are imported;
+
+# _thirdparty gives the builder the converter of third-party pretrained files)
 from ._builder import build_model
 from ._pretrained import PretrainedCfg
 from ._registry import (  # the tables too, for the code and the tests that read them from here
