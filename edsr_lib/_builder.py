@@ -92,11 +92,12 @@ def _implied(cfg: PretrainedCfg, folder: Path, kwargs: dict[str, Any]) -> dict[s
     """The constructor arguments of the converted model in ``folder``, which ``kwargs`` must not contradict."""
     config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     config.pop("architecture", None)
-    clash = [f"{k}={kwargs[k]!r}" for k in kwargs if k in config and json.loads(json.dumps(kwargs[k])) != config[k]]
+    clash = [k for k in kwargs if k in config and json.loads(json.dumps(kwargs[k])) != config[k]]
     if clash:
         raise ValueError(
-            f"{cfg.name}'s weights need {', '.join(f'{k}={config[k]!r}' for k in config if k in kwargs)}; "
-            f"{', '.join(clash)} cannot hold them: drop those arguments, or build the model without pretrained weights"
+            f"{cfg.name}'s weights need {', '.join(f'{k}={config[k]!r}' for k in clash)}; "
+            f"{', '.join(f'{k}={kwargs[k]!r}' for k in clash)} cannot hold them: drop those arguments, or build the "
+            "model without pretrained weights"
         )
     return {**kwargs, **config}
 
