@@ -78,10 +78,10 @@ def _resolve_cfg(
     cfg = get_pretrained_cfg(variant, pretrained_tag) if weights is None or pretrained_tag else None
     if weights is not None and Path(weights).expanduser().is_file() and Path(weights).suffix != ".safetensors":
         # a third-party file: converted (once) like a pretrained config's, checked against a tag's sha256
-        base = cfg if cfg is not None else PretrainedCfg(architecture=variant, tag="weights")
+        base = cfg if cfg is not None else PretrainedCfg(architecture=variant)
         cfg, weights = overlay_cfg(base, {"file": str(weights), "layout": base.layout}), None
     if overlay:
-        base = cfg if cfg is not None else PretrainedCfg(architecture=variant, tag="overlay")
+        base = cfg if cfg is not None else PretrainedCfg(architecture=variant)
         cfg = overlay_cfg(base, overlay)
         if cfg.file and not cfg.third_party and weights is None:
             weights = cfg.file  # a local copy in the library's own format

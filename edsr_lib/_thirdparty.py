@@ -190,10 +190,8 @@ def _source(cfg: PretrainedCfg, cache_dir: str | Path | None) -> Path:
     try:
         return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
     except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
-        raise WeightsNotFoundError(
-            f"{cfg.name}: could not download {_where(cfg)} ({_size(cfg)}): {_reason(err)}; check the network and "
-            "the repository, or pass a local copy with pretrained_cfg_overlay={'file': PATH}"
-        ) from None
+        why = f"the download failed ({_reason(err)})"
+        raise WeightsNotFoundError(_offline_message(cfg, cache_dir, why)) from None
 
 
 def _checked_digest(cfg: PretrainedCfg, path: Path) -> str:
@@ -274,7 +272,11 @@ def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:
     try:
         model = convert(path, layout=cfg.layout, **overrides)
     except (ValueError, OSError) as err:
-        raise InvalidWeightsError(f"{cfg.name}: cannot convert {_where(cfg)}: {_reason(err)}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InvalidWeightsError(
+            f"{cfg.name}: cannot convert {_where(cfg)}: {reason} (`edsr-lib convert FILE OUT_DIR` shows what the "
+            "converter reads; pretrained_cfg_overlay={'layout': ...} names the layout)"
+        ) from None
     config = model.config
     _check_variant(cfg, config)
     model.pretrained_cfg = cfg

@@ -69,6 +69,7 @@ from .models.mdsr import scale_key
 __all__ = [
     "LAYOUTS",
     "OFFICIAL_CHECKPOINTS",
+    "SUPER_IMAGE_MDSR",
     "WRITABLE_LAYOUTS",
     "AmbiguousLayoutError",
     "ConvertedSpec",
@@ -618,6 +619,22 @@ class _TorchSR(_EDSRPyTorch):
         return [f"load it into torchsr.models.edsr.EDSR({args})"]
 
 
+#: Why super-image's MDSR files (``eugenesiow/mdsr``, ``eugenesiow/mdsr-bam``) are refused, whatever reads them.
+SUPER_IMAGE_MDSR = (
+    "this is a super-image MdsrModel file (eugenesiow/mdsr or eugenesiow/mdsr-bam), which is not the paper's MDSR: "
+    "one scale per file, 3x3 pre-processing with residual scaling 0.1; edsr-lib has no such model and does not "
+    "convert it (edsr_lib's mdsr and mdsr_baseline are the paper's, with their own weights)"
+)
+#: A key only super-image's MdsrModel has: its convolutions are wrapped in a Sequential (``....body.0.0.weight``).
+_SUPER_IMAGE_MDSR_KEY = re.compile(r"pre_process\.\d+\.\d+\.body\.\d+\.0\.weight")
+
+
+def _is_super_image_mdsr(keys: Iterable[str]) -> bool:
+    """True for the key names of super-image's MdsrModel (``head.0.0``, ``pre_process.<scale>.<i>.body.<j>.0``)."""
+    keys = set(keys)
+    return "head.0.0.weight" in keys and any(_SUPER_IMAGE_MDSR_KEY.fullmatch(k) for k in keys)
+
+
 class _SuperImage(Layout):
     name = "super-image"
     title = "super-image"
@@ -642,8 +659,8 @@ class _SuperImage(Layout):
         if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
             return None
         model_type = config["model_type"].upper()
-        if model_type == "MDSR" and layout is None:
-            raise ValueError(f"{config_path} describes a super-image MdsrModel, whose layout edsr-lib does not support")
+        if model_type == "MDSR" and layout in (None, self.name):
+            raise ValueError(f"{config_path} says {SUPER_IMAGE_MDSR}")
         return config if model_type == "EDSR" else None
 
     def sidecar_overrides(self, config, given, notes):
@@ -919,6 +936,8 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
             names the missing, unexpected and wrongly shaped keys).
     """
     keys = set(state_dict)
+    if _is_super_image_mdsr(keys):
+        raise ValueError(SUPER_IMAGE_MDSR)
     if layout is not None:
         chosen = get_layout(layout)
         if chosen.architecture(keys) is None:

@@ -256,3 +256,59 @@ def test_download_goes_through_huggingface_hub_at_the_pinned_revision(
         (True, cfg.revision, caches),
         (False, cfg.revision, caches),
     ]
+
+
+# ------------------------------------------------------------------------- super-image's MDSR
+#: super-image's MDSR repositories (from the Hub): same file names as its EDSR ones.
+MDSR_REPOS = {"eugenesiow/mdsr": False, "eugenesiow/mdsr-bam": True}
+
+
+@pytest.mark.parametrize("repo", MDSR_REPOS)
+def test_super_image_mdsr_is_refused_by_overlay_weights_and_convert(
+    caches: Path, tmp_path: Path, repo: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from super_image_hub import mdsr_file
+
+    from edsr_lib.cli import main
+    from edsr_lib.convert import SUPER_IMAGE_MDSR
+
+    file = mdsr_file(2, tmp_path / "written", bam=MDSR_REPOS[repo])
+    revision = "0" * 40
+    populate(caches, repo, revision, {"pytorch_model_2x.pt": file.data, "config.json": file.config})
+    overlay = {"hf_hub_id": repo, "revision": revision, "sha256": file.sha256}
+    with pytest.raises(InvalidWeightsError) as err:
+        _load("edsr_baseline_x2.div2k", caches, pretrained_cfg_overlay=overlay)
+    assert f"{repo}/pytorch_model_2x.pt" in str(err.value) and SUPER_IMAGE_MDSR in str(err.value)
+
+    local = tmp_path / "alone" / "pytorch_model_2x.pt"  # no config.json beside: the key names tell
+    local.parent.mkdir()
+    local.write_bytes(file.data)
+    with pytest.raises(InvalidWeightsError, match="not the paper's MDSR") as err:
+        edsr_lib.create_model("mdsr_baseline", weights=local)
+    assert SUPER_IMAGE_MDSR in str(err.value)
+
+    for source in (local, tmp_path / "written" / "pytorch_model_2x.pt"):
+        if not source.exists():
+            source.write_bytes(file.data)  # beside super-image's config.json, which says MDSR
+        assert main(["convert", str(source), str(tmp_path / "out")]) == 2
+        message = capsys.readouterr().err.strip()
+        assert SUPER_IMAGE_MDSR in message and "\n" not in message and "Traceback" not in message
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_no_network_gives_the_offline_message_too(caches: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not marked offline, but the Hub cannot be reached: the same line, with the download's error."""
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(repo_id: str, filename: str, *, local_only: bool, **kwargs: object) -> Path:
+        if local_only:
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
+        raise OSError("Failed to resolve 'huggingface.co'")
+
+    monkeypatch.setattr(_thirdparty, "_hub_download", unreachable)
+    with pytest.raises(WeightsNotFoundError) as err:
+        _load("edsr_x2.div2k", caches)
+    message = str(err.value)
+    for part in ("eugenesiow/edsr/pytorch_model_2x.pt", "163.0 MB", "Failed to resolve", "hf download", "x2.t528"):
+        assert part in message, part
