@@ -43,21 +43,21 @@ from huggingface_hub import constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
 from ._builder import set_third_party_weights
+from ._card import model_card
 from ._files import atomic_write, sha256sum
 from ._hub import (
     CONFIG_NAME,
-    LIBRARY_NAME,
     WEIGHTS_NAME,
     InvalidWeightsError,
     WeightsNotFoundError,
     _hub_download,
     _is_offline,
     _reason,
-    model_card,
     save_pretrained,
 )
 from ._pretrained import PretrainedCfg
 from ._registry import create_model, list_pretrained
+from ._version import LIBRARY_NAME
 from .convert import convert
 
 __all__ = ["IMPLIED", "SOURCE_NAME", "converted_weights", "find_converted", "offline_alternatives"]
@@ -246,22 +246,12 @@ def _implied_note(cfg: PretrainedCfg, config: dict[str, Any]) -> str | None:
 
 
 def _sections(cfg: PretrainedCfg, digest: str, notes: tuple[str, ...], config: dict[str, Any]) -> dict[str, str]:
-    source = [f"- File: `{cfg.filename}` ({_size(cfg)}), sha256 `{digest}`"]
-    if cfg.file:
-        source.insert(0, f"- Converted from a local copy: `{cfg.file}`")
-    if cfg.hf_hub_id and not cfg.file:
-        commit = cfg.revision or "main"
-        source.insert(0, f"- Repository: [{cfg.hf_hub_id}](https://huggingface.co/{cfg.hf_hub_id}), commit `{commit}`")
-    if cfg.attribution:
-        source.append(f"- {cfg.attribution}")
-    conversion = [f"Converted by edsr-lib's converter from the `{cfg.layout}` layout on first use:", ""]
+    """The card's Conversion section: the file converted, the converter's notes, what the file implies."""
+    conversion = [f"Converted by edsr-lib's converter from `{_where(cfg)}` (sha256 `{digest}`) on first use:", ""]
     conversion += [f"- {note}" for note in notes]
     if implied := _implied_note(cfg, config):
         conversion += ["", implied]
-    sections = {"Source": "\n".join(source), "Conversion": "\n".join(conversion)}
-    if cfg.metrics and cfg.metrics_source:
-        sections["Results"] = f"These scores are {cfg.metrics_source}."
-    return sections
+    return {"Conversion": "\n".join(conversion)}
 
 
 def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:

@@ -125,6 +125,9 @@ def test_second_load_never_unpickles(caches: Path, tmp_path: Path, monkeypatch: 
         blob.unlink()
     _check_equal(_load(name, caches, pretrained_cfg_overlay=overlay), file, 2)
     folder = _thirdparty.find_converted(model.pretrained_cfg)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "## Conversion" in card and "stripped the 'module.' prefix of DataParallel" in card
+    assert "`rgb_range=1.0`" in card and "instead of the variant's defaults" in card
     assert folder is not None and {p.name for p in folder.iterdir()} == {
         "model.safetensors",
         "config.json",

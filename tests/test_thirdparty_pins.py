@@ -119,3 +119,25 @@ def test_scores_licence_and_attribution_are_the_publishers(cfg: edsr_lib.Pretrai
     for who in ("super-image", "DIV2K", "Lim"):
         assert who in cfg.attribution, (cfg.name, who)
     assert "DIV2K" in cfg.training_data
+
+
+@pytest.mark.parametrize("cfg", THIRD_PARTY, ids=lambda cfg: cfg.name)
+def test_each_tag_has_a_model_card_saying_whose_it_is(cfg: edsr_lib.PretrainedCfg) -> None:
+    import torch
+    from huggingface_hub import ModelCard
+
+    from edsr_lib.hub import model_card
+
+    with torch.device("meta"):
+        model = edsr_lib.create_model(cfg.architecture)
+    card = ModelCard(model_card(model, cfg))
+    assert card.data.license == cfg.license
+    source = card.text.split("## Source", 1)[1].split("\n## ", 1)[0]
+    assert f"[{cfg.hf_hub_id}]" in source and cfg.revision in source and cfg.filename in source
+    assert (cfg.sha256 or "not published") in source
+    license_text = card.text.split("## License", 1)[1]
+    assert cfg.attribution in license_text
+    results = card.text.split("## Results", 1)[1].split("\n## ", 1)[0]
+    assert cfg.metrics_source in results and "has not measured them" in results
+    assert all(r.source_name and "Publisher" in r.source_name for r in card.data.eval_results)
+    assert f'from_pretrained("{cfg.hf_hub_id}"' not in card.text  # that repository is not in the library's format

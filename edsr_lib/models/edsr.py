@@ -102,8 +102,8 @@ _SUPER_IMAGE_ATTRIBUTION = (
     "workshops; reference code https://github.com/sanghyun-son/EDSR-PyTorch)"
 )
 _SUPER_IMAGE_METRICS = (
-    "the publisher's: super-image's model cards and its README leaderboard, measured with super-image's own "
-    "evaluation code on its Hub copies of the sets (BSD100 is B100), not with edsr-lib evaluate"
+    "the publisher's scores, from super-image's model cards and README leaderboard, measured with super-image's own "
+    "evaluation code on its Hub copies of the sets (its BSD100 is B100), not with edsr-lib evaluate"
 )
 
 
