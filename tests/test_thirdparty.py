@@ -315,3 +315,14 @@ def test_no_network_gives_the_offline_message_too(caches: Path, monkeypatch: pyt
     message = str(err.value)
     for part in ("eugenesiow/edsr/pytorch_model_2x.pt", "163.0 MB", "Failed to resolve", "hf download", "x2.t528"):
         assert part in message, part
+
+
+def test_timm_loads_a_div2k_tag_with_an_overlay(caches: Path, tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    import edsr_lib.timm_bridge  # noqa: F401  (registers the models in timm)
+
+    name = "edsr_baseline_x4.div2k"
+    file = _cached(name, caches, tmp_path)
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=_own_sha(file), cache_dir=caches)
+    _check_equal(model, file, 4)
+    assert "div2k" in timm.list_pretrained("edsr_x4*")[0]
