@@ -164,7 +164,8 @@ def _offline_message(cfg: PretrainedCfg, cache_dir: str | Path | None, why: str)
         f"{cfg.name} needs {_where(cfg)} ({_size(cfg)}), which is not in the Hugging Face cache "
         f"{cache_dir or constants.HF_HUB_CACHE} and {why}: fetch it where the Hub is reachable with "
         f"`hf download {cfg.hf_hub_id} {cfg.filename}{revision}` and copy that cache here, or pass the file with "
-        f"pretrained_cfg_overlay={{'file': PATH}}{fallback}"
+        f"pretrained_cfg_overlay={{'file': PATH}} (on the command line: `edsr-lib convert PATH DIR`, then "
+        f"`--model DIR`){fallback}"
     )
 
 

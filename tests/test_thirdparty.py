@@ -326,3 +326,15 @@ def test_timm_loads_a_div2k_tag_with_an_overlay(caches: Path, tmp_path: Path) ->
     model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=_own_sha(file), cache_dir=caches)
     _check_equal(model, file, 4)
     assert "div2k" in timm.list_pretrained("edsr_x4*")[0]
+
+
+def test_paths_that_read_only_the_librarys_format_refuse_a_third_party_tag_clearly(
+    caches: Path, tmp_path: Path
+) -> None:
+    """``train --init-from`` and other readers of safetensors get one line saying how to load these weights."""
+    from edsr_lib.hub import resolve_weights
+
+    name = "edsr_baseline_x2.div2k"
+    _cached(name, caches, tmp_path)
+    with pytest.raises(InvalidWeightsError, match=r"third-party file .* edsr_lib\.create_model\('edsr_baseline_x2"):
+        resolve_weights(name).state_dict()
