@@ -284,9 +284,13 @@ def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:
             "converted_sha256": sha256sum(staging / WEIGHTS_NAME),
         }
         atomic_write(staging / SOURCE_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
-        if final.exists():  # an earlier, broken conversion (a valid one is found before converting)
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        if final.exists() and not _valid(final):  # an earlier, broken conversion
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(staging, final)
+        except OSError:
+            if not _valid(final):  # not another process that converted the same file meanwhile
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("%s: converted %s into %s", cfg.name, _where(cfg), final)
