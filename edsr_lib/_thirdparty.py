@@ -123,7 +123,8 @@ def find_converted(cfg: PretrainedCfg) -> Path | None:
     """The converted copy of ``cfg``'s file, if one is cached and intact, found without reading the original.
 
     It can be found this way when the config pins the file's sha256, or pins a commit for
-    which an earlier conversion recorded the file's sha256.
+    which an earlier conversion recorded the file's sha256; never for a local ``file``,
+    which is hashed each time, so that the copy loaded is the file given.
 
     Args:
         cfg: A pretrained config with a ``layout``.
@@ -131,6 +132,8 @@ def find_converted(cfg: PretrainedCfg) -> Path | None:
     Returns:
         The folder (``model.safetensors``, ``config.json``, ``README.md``, ``source.json``), or ``None``.
     """
+    if cfg.file:
+        return None
     digest = str(cfg.sha256).lower() if cfg.sha256 else None
     ref = _ref(cfg)
     if digest is None and ref is not None and ref.is_file():

@@ -215,6 +215,11 @@ def test_overlay_a_local_copy_is_checked_against_the_pinned_sha256(caches: Path,
     local.write_bytes(file.data)
     with pytest.raises(InvalidWeightsError, match=f"{local} has sha256 {file.sha256}"):
         _load(name, caches, pretrained_cfg_overlay={"file": str(local)})
+    # even once the pinned file's conversion is cached, a local copy is what it is: hashed, never assumed
+    pinned = _cached(name, caches, tmp_path, seed=1)
+    _load(name, caches, pretrained_cfg_overlay=_own_sha(pinned))
+    with pytest.raises(InvalidWeightsError, match=f"{local} has sha256 {file.sha256}"):
+        _load(name, caches, pretrained_cfg_overlay={"file": str(local), "sha256": pinned.sha256})
     model = _load(name, caches, pretrained_cfg_overlay={"file": str(local), "sha256": file.sha256})
     _check_equal(model, file, 2)
     assert model.pretrained_cfg.file == str(local)
