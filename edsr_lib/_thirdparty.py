@@ -75,14 +75,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 # ----------------------------------------------------------------------------------- where
-def _where(cfg: PretrainedCfg) -> str:
-    """The file a config names, in words: a local copy, or ``org/name/file at revision``."""
-    if cfg.file:
-        return str(cfg.file)
-    revision = f" at revision {cfg.revision}" if cfg.revision else ""
-    return f"{cfg.hf_hub_id}/{cfg.filename}{revision}"
-
-
 def _size(cfg: PretrainedCfg) -> str:
     return f"{cfg.download_size / 1e6:,.1f} MB" if cfg.download_size else "size unknown"
 
@@ -164,7 +156,7 @@ def _offline_message(cfg: PretrainedCfg, cache_dir: str | Path | None, why: str)
     offline = offline_alternatives(cfg)
     fallback = f"; {offline[0]} is shipped inside the package and works offline" if offline else ""
     return (
-        f"{cfg.name} needs {_where(cfg)} ({_size(cfg)}), which is not in the Hugging Face cache "
+        f"{cfg.name} needs {cfg.source} ({_size(cfg)}), which is not in the Hugging Face cache "
         f"{cache_dir or constants.HF_HUB_CACHE} and {why}: fetch it where the Hub is reachable with "
         f"`hf download {cfg.hf_hub_id} {cfg.filename}{revision}` and copy that cache here, or pass the file with "
         f"pretrained_cfg_overlay={{'file': PATH}} (on the command line: `edsr-lib convert PATH DIR`, then "
@@ -204,7 +196,7 @@ def _checked_digest(cfg: PretrainedCfg, path: Path) -> str:
     if cfg.sha256:
         if digest != str(cfg.sha256).lower():
             raise InvalidWeightsError(
-                f"{cfg.name}: {_where(cfg)} has sha256 {digest}, but {cfg.sha256} is pinned for it: a corrupted "
+                f"{cfg.name}: {cfg.source} has sha256 {digest}, but {cfg.sha256} is pinned for it: a corrupted "
                 f"or different file, not read; delete {path} (and its blob) and download it again, or pin the file "
                 "you trust with pretrained_cfg_overlay={'sha256': ...}"
             )
@@ -212,7 +204,7 @@ def _checked_digest(cfg: PretrainedCfg, path: Path) -> str:
     blob = path.resolve().name  # huggingface_hub names an LFS file's blob by the sha256 the Hub sent for it
     if not cfg.file and _SHA256.fullmatch(blob) and blob != digest:
         raise InvalidWeightsError(
-            f"{cfg.name}: {_where(cfg)} in the Hugging Face cache has sha256 {digest}, but the Hub sent it as "
+            f"{cfg.name}: {cfg.source} in the Hugging Face cache has sha256 {digest}, but the Hub sent it as "
             f"{blob}: a corrupted download, not read; delete {path.resolve()} and download it again"
         )
     return digest
@@ -229,7 +221,7 @@ def _check_variant(cfg: PretrainedCfg, config: dict[str, Any]) -> None:
     ]
     if diffs:
         raise InvalidWeightsError(
-            f"{cfg.name}: {_where(cfg)} does not hold {cfg.architecture}: {'; '.join(diffs)}; name a file of that "
+            f"{cfg.name}: {cfg.source} does not hold {cfg.architecture}: {'; '.join(diffs)}; name a file of that "
             "variant, or the tag of the variant this file is"
         )
 
@@ -251,7 +243,7 @@ def _implied_note(cfg: PretrainedCfg, config: dict[str, Any]) -> str | None:
 
 def _sections(cfg: PretrainedCfg, digest: str, notes: tuple[str, ...], config: dict[str, Any]) -> dict[str, str]:
     """The card's Conversion section: the file converted, the converter's notes, what the file implies."""
-    conversion = [f"Converted by edsr-lib's converter from `{_where(cfg)}` (sha256 `{digest}`) on first use:", ""]
+    conversion = [f"Converted by edsr-lib's converter from `{cfg.source}` (sha256 `{digest}`) on first use:", ""]
     conversion += [f"- {note}" for note in notes]
     if implied := _implied_note(cfg, config):
         conversion += ["", implied]
@@ -268,7 +260,7 @@ def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:
     except (ValueError, OSError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InvalidWeightsError(
-            f"{cfg.name}: cannot convert {_where(cfg)}: {reason} (`edsr-lib convert FILE OUT_DIR` shows what the "
+            f"{cfg.name}: cannot convert {cfg.source}: {reason} (`edsr-lib convert FILE OUT_DIR` shows what the "
             "converter reads; pretrained_cfg_overlay={'layout': ...} names the layout)"
         ) from None
     config = model.config
@@ -281,7 +273,7 @@ def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:
     try:
         save_pretrained(model, staging, model_card=card)
         record = {
-            "source": _where(cfg),
+            "source": cfg.source,
             "layout": cfg.layout,
             "sha256": digest,
             "converted_sha256": sha256sum(staging / WEIGHTS_NAME),
@@ -296,7 +288,7 @@ def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("%s: converted %s into %s", cfg.name, _where(cfg), final)
+    logger.info("%s: converted %s into %s", cfg.name, cfg.source, final)
     return final
 
 
