@@ -343,3 +343,32 @@ def test_paths_that_read_only_the_librarys_format_refuse_a_third_party_tag_clear
     _cached(name, caches, tmp_path)
     with pytest.raises(InvalidWeightsError, match=r"third-party file .* edsr_lib\.create_model\('edsr_baseline_x2"):
         resolve_weights(name).state_dict()
+
+
+def test_overlay_a_mirror_is_checked_against_the_pinned_sha256(caches: Path, tmp_path: Path) -> None:
+    name = "edsr_baseline_x3.div2k"
+    cfg = get_pretrained_cfg(name)
+    file = edsr_file(cfg.hf_hub_id, 3, tmp_path / "w")
+    populate(caches, "mirror/edsr-base", cfg.revision, {cfg.filename: file.data})
+    model = _load(name, caches, pretrained_cfg_overlay={"hf_hub_id": "mirror/edsr-base", "sha256": file.sha256})
+    _check_equal(model, file, 3)
+    assert model.pretrained_cfg.hf_hub_id == "mirror/edsr-base"
+    with pytest.raises(InvalidWeightsError, match=f"mirror/edsr-base/{cfg.filename}@{cfg.revision} has sha256"):
+        _load(name, caches, pretrained_cfg_overlay={"hf_hub_id": "mirror/edsr-base"})  # the pinned sha256 stays
+
+
+def test_a_bare_file_of_ambiguous_layout_says_how_to_name_it(caches: Path, tmp_path: Path) -> None:
+    """EDSR-PyTorch's key names are also super-image's: with no config.json beside, the layout must be named."""
+    file = edsr_file("eugenesiow/edsr-base", 2, tmp_path / "w")
+    bare = tmp_path / "bare" / "weights.pt"
+    bare.parent.mkdir()
+    bare.write_bytes(file.data)
+    with pytest.raises(InvalidWeightsError, match=r"fit 3 layouts .*pretrained_cfg_overlay=\{'layout': \.\.\.\}"):
+        edsr_lib.create_model("edsr_baseline_x2", weights=bare)
+    # named, on a tag of the library's own weights: the overlay's file and layout replace the shipped copy
+    model = edsr_lib.create_model(
+        "edsr_baseline_x2.t528",
+        pretrained=True,
+        pretrained_cfg_overlay={"file": str(bare), "layout": "super-image", "sha256": None},
+    )
+    _check_equal(model, file, 2)
