@@ -16,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from PIL import Image, ImageCms
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: Everything that would reach the network off: Gradio's analytics and version check, the Hub.
@@ -84,3 +86,26 @@ def serve(
 def cli_demo(*args: str) -> list[str]:
     """The ``edsr-lib demo`` command line (host and port come from the environment)."""
     return [sys.executable, "-m", "edsr_lib", "demo", *args]
+
+
+def make_photo(path: Path, size: tuple[int, int] = (60, 44)) -> Path:
+    """A JPEG as a camera writes one: rotated by its EXIF orientation, with an sRGB profile and a DPI.
+
+    The picture is the package's sample image (drawn from formulas), resized.
+    """
+    sample = REPO_ROOT / "examples" / "data" / "sample.png"
+    picture = Image.open(sample).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the viewer turns it 90 degrees clockwise
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    picture.save(path, "JPEG", quality=92, exif=exif.tobytes(), icc_profile=icc, dpi=(180, 180))
+    return path
+
+
+def cli_upscale(photo: Path, out: Path, *args: str) -> Path:
+    """What ``edsr-lib upscale PHOTO -o OUT ARGS`` writes (run in this process)."""
+    from edsr_lib.cli import main
+
+    assert main(["upscale", str(photo), "-o", str(out), *args]) == 0
+    (written,) = out.iterdir()
+    return written

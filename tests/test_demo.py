@@ -12,31 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import Image
 
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 
-from demo_server import REPO_ROOT, serve
+from demo_server import REPO_ROOT, cli_upscale, make_photo, serve
 
 from edsr_lib import demo
-from edsr_lib.cli import main
 from edsr_lib.registry import get_pretrained_cfg, list_pretrained
-
-
-def make_photo(path: Path, size: tuple[int, int] = (60, 44)) -> Path:
-    """A JPEG as a camera writes one: rotated by its EXIF orientation, with an sRGB profile and a DPI."""
-    sample = Image.open(demo.SAMPLE_IMAGE).convert("RGB").resize(size, Image.Resampling.BICUBIC)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # the viewer turns it 90 degrees clockwise
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    sample.save(path, "JPEG", quality=92, exif=exif.tobytes(), icc_profile=icc, dpi=(180, 180))
-    return path
-
-
-def cli_upscale(photo: Path, out: Path, *args: str) -> Path:
-    assert main(["upscale", str(photo), "-o", str(out), *args]) == 0
-    (written,) = out.iterdir()
-    return written
 
 
 @pytest.fixture
