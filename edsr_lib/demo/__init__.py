@@ -44,19 +44,20 @@ from PIL import Image
 from .._device import resolve_device, resolve_half
 from ..inference import load_model, upscale
 from ..io import ImageReadError, array_to_image, carry_metadata, image_to_array, load_image, write_image
+from ..jobs import expand_suffix, make_job
 from ..registry import create_model, list_pretrained
 
 __all__ = ["FORMATS", "SAMPLE_IMAGE", "Limits", "build_demo", "launch", "model_choices", "run_upscale"]
 
 #: The package's sample image, offered as the page's example.
 SAMPLE_IMAGE = Path(__file__).resolve().parent / "sample.png"
-#: Output format label -> (suffix, 16 bits per channel). All lossless.
+#: Output format label -> (format of :data:`edsr_lib.io.OUTPUT_FORMATS`, 16 bits per channel). All lossless.
 FORMATS: dict[str, tuple[str, bool]] = {
-    "PNG": (".png", False),
-    "PNG, 16 bits per channel": (".png", True),
-    "TIFF": (".tif", False),
+    "PNG": ("png", False),
+    "PNG, 16 bits per channel": ("png", True),
+    "TIFF": ("tif", False),
 }
-#: The CLI's default suffix, ``_x{scale}``, so the download has the name ``edsr-lib upscale`` gives it.
+#: The command line's default suffix, so that the download has the name ``edsr-lib upscale`` gives it.
 _SUFFIX = "_x{scale}"
 #: Results older than this are deleted from the demo's work folder (seconds).
 _KEEP_RESULTS = 3600.0
@@ -183,7 +184,7 @@ def run_upscale(
         bf16: Run in bfloat16 (where the device runs it natively).
         output_format: One of :data:`FORMATS`.
         device: Where the model runs; default the accelerator, else the CPU.
-        out_dir: The folder to write ``<stem>_x<scale>.<suffix>`` in.
+        out_dir: The folder to write ``<stem>_x<scale>.<format>`` in (the name ``edsr-lib upscale`` gives).
         limits: What is refused.
         progress: Show a tqdm bar over the tiles (the page follows it).
 
@@ -199,17 +200,18 @@ def run_upscale(
     source = Path(path)
     limits.check(source)
     image = load_image(source)
-    suffix, sixteen = FORMATS[output_format]
+    file_format, sixteen = FORMATS[output_format]
     sixteen = sixteen and image.mode not in ("I", "F")  # 32-bit and float images keep their own precision
     pixels = _to_16_bits(image) if sixteen else image  # refused here, before the work, if it cannot be written
     net = _load(f"{model}.{tag}")
     factor = net.resolve_scale(scale if len(net.scales) > 1 else None)
-    target = Path(out_dir) / f"{source.stem}{_SUFFIX.format(scale=factor)}{suffix}"
+    job = make_job(source, out_dir, suffix=expand_suffix(_SUFFIX, factor), format=file_format)  # the CLI's name
     options: dict[str, Any] = {"self_ensemble": self_ensemble, "half": "bf16" if bf16 else False, "progress": progress}
     result = upscale(net, pixels, factor, device=resolve_device(device), **options)
     if sixteen:
         result = carry_metadata(image, array_to_image(result), factor)
-    if suffix == ".png" and result.mode in ("I", "F"):
+    target = job.target
+    if file_format == "png" and result.mode in ("I", "F"):
         target = target.with_suffix(".tif")  # PNG holds neither 32-bit integers nor floats: as the CLI does
     write_image(target, result)
     return image, result, target
