@@ -81,6 +81,7 @@ def serve(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        print(f"--- the demo's log ---\n{log.read_text()[-5000:]}")  # shown by pytest when a test failed
 
 
 def cli_demo(*args: str) -> list[str]:

@@ -88,7 +88,7 @@ def upload(page: playwright.Page, path: Path) -> None:
     if clear.count():
         clear.click()
     page.locator("#input-image input[type=file]").set_input_files(str(path))
-    playwright.expect(page.locator("#input-image")).to_contain_text(path.name)
+    playwright.expect(page.locator(f'#input-image [aria-label="{path.name}"]')).to_be_visible()  # uploaded
 
 
 def test_upload_run_download_equals_the_command_line(browser, url: str, work: Path) -> None:

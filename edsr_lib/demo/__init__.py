@@ -43,7 +43,15 @@ from PIL import Image
 
 from .._device import resolve_device, resolve_half
 from ..inference import load_model, upscale
-from ..io import ImageReadError, array_to_image, carry_metadata, image_to_array, load_image, write_image
+from ..io import (
+    ImageReadError,
+    array_to_image,
+    carry_metadata,
+    image_to_array,
+    load_image,
+    read_image,
+    write_image,
+)
 from ..jobs import expand_suffix, make_job
 from ..registry import create_model, list_pretrained
 
@@ -131,12 +139,9 @@ def _bf16_runs(device: torch.device) -> bool:
     return True
 
 
-def _display(image: Image.Image) -> Image.Image:
-    """An 8-bit copy of an image for the slider (the download keeps the full precision)."""
-    array = image_to_array(image)
-    if array.dtype != np.uint8:
-        peak = 65535.0 if array.dtype == np.uint16 else 1.0
-        array = np.clip(np.floor(array.astype(np.float64) * (255.0 / peak) + 0.5), 0, 255).astype(np.uint8)
+def _display(path: str | os.PathLike[str]) -> Image.Image:
+    """An 8-bit copy of an image file for the slider, read as the library reads files (the download keeps all bits)."""
+    array = read_image(path)
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
@@ -270,9 +275,9 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
             return None
         try:
             limits.check(Path(path))
-            before = _display(load_image(path))
+            before = _display(path)
         except (ValueError, OSError) as exc:
-            raise gr.Error(_one_line(exc), print_exception=False) from None
+            raise gr.Error(_one_line(exc), duration=None, print_exception=False) from None
         return (before, before)
 
     def on_run(
@@ -286,7 +291,7 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
         progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's way to ask for a bar)
     ) -> tuple[Any, str, str]:
         if not path:
-            raise gr.Error("drop or pick an image first", print_exception=False)
+            raise gr.Error("drop or pick an image first", duration=None, print_exception=False)
         _prune(work, _KEEP_RESULTS)
         out_dir = Path(tempfile.mkdtemp(dir=work))
         start = time.perf_counter()
@@ -306,9 +311,9 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
                 progress=True,
             )
         except Exception as exc:  # every failure is one line on the page, never a traceback
-            raise gr.Error(_one_line(exc), print_exception=False) from None
-        after = _display(result)
-        before = _display(source).resize(after.size, Image.Resampling.BICUBIC)
+            raise gr.Error(_one_line(exc), duration=None, print_exception=False) from None
+        after = _display(target)  # the file written: what the download holds
+        before = _display(path).resize(after.size, Image.Resampling.BICUBIC)
         seconds = time.perf_counter() - start
         info = (
             f"{source.width}x{source.height} → {result.width}x{result.height} with `{name}.{tag}` on {device} "
