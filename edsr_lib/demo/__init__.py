@@ -208,7 +208,7 @@ def run_upscale(
     file_format, sixteen = FORMATS[output_format]
     sixteen = sixteen and image.mode not in ("I", "F")  # 32-bit and float images keep their own precision
     pixels = _to_16_bits(image) if sixteen else image  # refused here, before the work, if it cannot be written
-    net = _load(f"{model}.{tag}")
+    net = load_model(f"{model}.{tag}", cache=True)  # kept between runs
     factor = net.resolve_scale(scale if len(net.scales) > 1 else None)
     job = make_job(source, out_dir, suffix=expand_suffix(_SUFFIX, factor), format=file_format)  # the CLI's name
     options: dict[str, Any] = {"self_ensemble": self_ensemble, "half": "bf16" if bf16 else False, "progress": progress}
@@ -220,17 +220,6 @@ def run_upscale(
         target = target.with_suffix(".tif")  # PNG holds neither 32-bit integers nor floats: as the CLI does
     write_image(target, result)
     return image, result, target
-
-
-_models: dict[str, Any] = {}
-
-
-def _load(name: str) -> Any:
-    """The model, loaded once per process (one job runs at a time, so no lock)."""
-    if name not in _models:
-        _models.clear()  # one model in memory at a time
-        _models[name] = load_model(name)
-    return _models[name]
 
 
 def _prune(folder: Path, older_than: float) -> None:
