@@ -7,6 +7,7 @@ of them. Re-exported by :mod:`edsr_lib.registry`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +20,25 @@ from ._registry import get_pretrained_cfg
 __all__ = ["build_model"]
 
 M = TypeVar("M", bound=nn.Module)
+
+
+def _check_arguments(model_cls: Callable[..., nn.Module], variant: str, kwargs: dict[str, Any]) -> None:
+    """Refuse, in one line, keyword arguments the model's constructor does not take."""
+    parameters = inspect.signature(model_cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [key for key in kwargs if key not in parameters]
+    if not unknown:
+        return
+    hint = ""
+    if unknown == ["scale"] and "scales" in parameters:
+        hint = (
+            f" (it serves the scales {tuple(kwargs.get('scales', ()))}: pick one when running it, "
+            "upscale(..., scale=2) or model(x, scale=2), or build fewer branches with scales=(2,))"
+        )
+    raise ValueError(
+        f"{variant} takes no argument {', '.join(map(repr, unknown))}{hint}; its arguments: {', '.join(parameters)}"
+    )
 
 
 def build_model(
@@ -36,6 +56,7 @@ def build_model(
     Entrypoints call this with the variant's numbers; see :func:`~edsr_lib.registry.create_model` for the
     meaning of the weight arguments.
     """
+    _check_arguments(model_cls, variant, kwargs)
     model = model_cls(**kwargs)
     model.variant = variant
     model.pretrained_cfg = None
