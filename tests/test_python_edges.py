@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,13 @@ _ORIENTATION = 0x0112
 def tiny() -> edsr_lib.SRModel:
     torch.manual_seed(0)
     return edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()
+
+
+@pytest.fixture
+def meta() -> Iterator[None]:
+    """Models built on the meta device: no weights are needed to see their shape."""
+    with torch.device("meta"):
+        yield
 
 
 def _photo(path: Path, orientation: int) -> Path:
@@ -68,8 +76,7 @@ def test_premultiplied_gray_alpha_is_read_as_gray_alpha(tiny: edsr_lib.SRModel) 
     np.testing.assert_array_equal(np.asarray(out), np.asarray(edsr_lib.upscale(tiny, la)))
 
 
-@torch.device("meta")  # no weights are needed to see the model's shape
-def test_a_variant_keeps_the_scale_its_name_says() -> None:
+def test_a_variant_keeps_the_scale_its_name_says(meta: None) -> None:
     for name in list_models():
         fixed = name.rpartition("_x")[2]
         if not fixed.isdigit():
@@ -80,8 +87,7 @@ def test_a_variant_keeps_the_scale_its_name_says() -> None:
         assert edsr_lib.create_model(name, scale=int(fixed)).scales == (int(fixed),)
 
 
-@torch.device("meta")
-def test_a_multi_scale_model_explains_scale() -> None:
+def test_a_multi_scale_model_explains_scale(meta: None) -> None:
     multi = [name for name in list_models() if len(edsr_lib.create_model(name).scales) > 1]
     assert multi
     for name in multi:
