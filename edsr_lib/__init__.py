@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         list_pretrained,
         register_model,
     )
+    from .video import upscale_video
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ _LAZY: dict[str, str] = {
     "list_models": ".registry",
     "list_pretrained": ".registry",
     "register_model": ".registry",
+    "upscale_video": ".video",
 }
 
 
@@ -158,4 +160,5 @@ __all__ = [
     "models",
     "register_model",
     "upscale",
+    "upscale_video",
 ]
