@@ -229,6 +229,20 @@ def _chroma(fmt: Any, width: int = 64, height: int = 64) -> tuple[int, int]:
     return (width // fmt.chroma_width(width), height // fmt.chroma_height(height))
 
 
+def _stream_seconds(container: Any, stream: Any) -> float | None:
+    """The video stream's own duration: from its header, Matroska's ``DURATION`` tag, or the file's if it is alone."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:
+        with contextlib.suppress(ValueError):
+            hours, minutes, seconds = tag.split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if len(container.streams) == 1 and container.duration:
+        return container.duration / av.time_base
+    return None
+
+
 def _probe(path: Path) -> _Source:
     """Open ``path`` and decode its first frame: the stream's layout, colours and timing, or a :class:`VideoError`."""
     _require_av()
@@ -242,7 +256,7 @@ def _probe(path: Path) -> _Source:
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         if ctx is None or not getattr(ctx, "name", None):
-            raise _fail(path, f"the bundled FFmpeg cannot decode this video codec ({stream.codec_tag or 'unknown'})")
+            raise _fail(path, "the bundled FFmpeg has no decoder for its video codec")
         first = None
         try:
             for frame in container.decode(stream):
@@ -269,7 +283,7 @@ def _probe(path: Path) -> _Source:
             trc=first.color_trc or ctx.color_trc or _UNSPECIFIED,
         )
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
-        duration = float(stream.duration * stream.time_base) if stream.duration else None
+        duration = _stream_seconds(container, stream)
         sar = stream.sample_aspect_ratio
         return _Source(
             path=path,
@@ -662,21 +676,19 @@ def _join(source: _Source, dst: Path, muxer: str, parts: Path, records: list[dic
             video.set_display_rotation(source.rotation)
         copied: dict[int, Any] = {}
         for stream in src.streams:
-            if stream.index == source.index or stream.type not in ("audio", "subtitle", "attachment"):
-                if stream.index != source.index:
-                    lost.append(f"{stream.type} stream {stream.index} is not copied")
+            if stream.index == source.index:
                 continue
-            try:
-                if stream.type == "attachment":
-                    out.add_stream_from_template(stream)
-                    continue
-                copy = out.add_stream_from_template(stream)
-            except (ValueError, av.error.FFmpegError) as exc:
-                lost.append(
-                    f"{stream.type} stream {stream.index} ({stream.codec_context.name}) cannot go in a "
-                    f"{muxer} file ({_av_reason(exc)})"
-                )
+            codec = stream.codec_context.name if stream.codec_context is not None else None
+            if stream.type == "attachment" and muxer == "matroska":  # fonts for the subtitles
+                out.add_stream_from_template(stream)
                 continue
+            if stream.type not in ("audio", "subtitle"):
+                lost.append(f"{stream.type} stream {stream.index} ({codec or 'no codec'}) is not copied")
+                continue
+            if codec not in out.supported_codecs:
+                lost.append(f"{stream.type} stream {stream.index} ({codec}) cannot go in a {muxer} file; not copied")
+                continue
+            copy = out.add_stream_from_template(stream)
             copy.metadata.update({k: v for k, v in stream.metadata.items() if k.lower() not in _STALE_TAGS})
             copy.disposition = stream.disposition
             copied[stream.index] = copy

@@ -288,6 +288,10 @@ def test_subtitles_chapters_and_tags_are_kept(model: edsr_lib.SRModel, tmp_path:
         assert [c["metadata"]["title"] for c in out.chapters()] == ["One", "Two"]
         assert out.metadata["title"] == "a test clip"
     check_same_timing_and_colours(src, dst)
+    with pytest.warns(UserWarning, match=r"subtitle stream 2 \(srt\) cannot go in a mp4 file; not copied"):
+        result = upscale_video(model, src, tmp_path / "subtitled_x2.mp4")
+    assert packets_of(tmp_path / "subtitled_x2.mp4", "audio") == packets_of(src, "audio")
+    assert len(result.warnings) == 1
 
 
 def test_a_rotated_phone_clip_keeps_its_rotation(model: edsr_lib.SRModel, tmp_path: Path) -> None:
