@@ -31,6 +31,7 @@ import time
 import numpy as np
 import torch
 
+from edsr_lib._device import resolve_device, uses_tf32
 from edsr_lib.train import TrainConfig, Trainer
 from edsr_lib.train.data import PatchSampler, make_lr_images
 
@@ -82,8 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.batch_size, args.patch, args.steps, args.repeats = 2, 16, 1, 1
 
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     half = "bf16" if device.type != "cuda" or torch.cuda.is_bf16_supported() else "fp16"
     settings = [("none", False), ("none", True), (half, False), (half, True)]
     sampler = _sampler(args.scale, args.patch, device)  # one set of images for every setting
@@ -109,10 +109,13 @@ def main(argv: list[str] | None = None) -> None:
         cpu = platform.processor() or platform.machine()
         where = f"{cpu}, {torch.get_num_threads()} threads, native bf16: {native}"
     print(f"{args.model} x{args.scale}, batch {args.batch_size}, LR patch {args.patch}, {device.type} ({where})")
-    print(f"{'precision':<10} {'layout':<14} {'s/step':>8} {'steps/s':>8} {'samples/s':>10} {'vs fp32 NCHW':>13}")
+    fp32 = "tf32" if uses_tf32(device) else "float32"
+    if fp32 == "tf32":
+        print("tf32: float32 settings, whose convolutions run in TF32 (cuDNN's default on this GPU)")
+    print(f"{'precision':<10} {'layout':<14} {'s/step':>8} {'steps/s':>8} {'samples/s':>10} {f'vs {fp32} NCHW':>13}")
     base = best[settings[0]]
     for (amp, cl), dt in best.items():
-        name = "float32" if amp == "none" else amp
+        name = fp32 if amp == "none" else amp
         layout = "channels_last" if cl else "NCHW"
         print(f"{name:<10} {layout:<14} {dt:>8.3f} {1 / dt:>8.2f} {args.batch_size / dt:>10.1f} {base / dt:>12.2f}x")
 

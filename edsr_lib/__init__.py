@@ -19,6 +19,8 @@ import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
 if TYPE_CHECKING:
     import importlib.machinery
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from .evaluate import evaluate
     from .hub import from_pretrained
     from .inference import upscale
+    from .jobs import upscale_folder
     from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
     from .models import EDSR, MDSR, SRModel
     from .ops import imresize, modcrop
@@ -40,8 +43,6 @@ if TYPE_CHECKING:
     )
     from .video import upscale_video
 
-__version__ = "0.1.0"
-
 #: Public submodules (``timm_bridge`` imports timm: it is imported on first use, or when timm is).
 _SUBMODULES = ("layers", "metrics", "models", "timm_bridge")
 #: Public name -> module that defines it.
@@ -49,6 +50,7 @@ _LAZY: dict[str, str] = {
     "evaluate": ".evaluate",
     "from_pretrained": ".hub",
     "upscale": ".inference",
+    "upscale_folder": ".jobs",
     "MeanShift": ".layers",
     "ResBlock": ".layers",
     "ScalePreprocess": ".layers",
@@ -160,5 +162,6 @@ __all__ = [
     "models",
     "register_model",
     "upscale",
+    "upscale_folder",
     "upscale_video",
 ]

@@ -10,9 +10,21 @@ the same everywhere and are refused with the same message where they cannot run.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-__all__ = ["AMP_CHOICES", "amp_dtype", "cpu_has_native_bf16", "resolve_amp", "resolve_device", "resolve_half"]
+__all__ = [
+    "AMP_CHOICES",
+    "amp_dtype",
+    "cpu_has_native_bf16",
+    "full_float32",
+    "resolve_amp",
+    "resolve_device",
+    "resolve_half",
+    "uses_tf32",
+]
 
 #: The precision settings of training (``TrainConfig.amp``, ``edsr-lib train --amp``).
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
@@ -128,3 +140,28 @@ def amp_dtype(amp: str) -> torch.dtype | None:
     if amp == "none":
         return None
     return _HALF_DTYPES[amp]
+
+
+def uses_tf32(device: torch.device | str) -> bool:
+    """Whether float32 convolutions on ``device`` run in TF32 (10-bit mantissa) rather than full float32.
+
+    True on CUDA while cuDNN's TF32 is allowed (PyTorch's default, used by the GPUs that
+    have it: Ampere and later); a float32 result there differs from a CPU one by about 1e-3.
+    """
+    return torch.device(device).type == "cuda" and bool(torch.backends.cudnn.allow_tf32)
+
+
+@contextlib.contextmanager
+def full_float32() -> Iterator[None]:
+    """TF32 off for CUDA convolutions and matrix products inside the block (the settings are restored after).
+
+    For checks that compare two float32 computations (a CPU and a CUDA one, PyTorch and
+    ONNX): under TF32 they differ by about 1e-3, which would hide or fake a real difference.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

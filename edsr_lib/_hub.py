@@ -1,9 +1,10 @@
 """Weights I/O: the library's own format, and where pretrained weights come from.
 
-Use it through :mod:`edsr_lib.hub`, which re-exports every public name here once the
-library's models are imported (so that ``config.json`` files naming them can be read).
-This module reaches the model classes only through the registry's table of
-architectures, which the models fill in, so that the models can import it.
+Use it through :mod:`edsr_lib.hub`. This module knows no model class and no registry: it
+reads a model only through what :class:`WeightsModel` names, and a pretrained config only
+as data (:class:`~edsr_lib.PretrainedCfg`), so that the models can import it to save
+themselves. What needs the model classes (rebuilding a model from its ``config.json``,
+telling a name from a folder or a file) lives above the models, in ``edsr_lib._loading``.
 
 A model folder holds ``model.safetensors`` (the state dict) and ``config.json`` (the
 architecture name and the constructor arguments that rebuild the model), the layout of
@@ -22,41 +23,36 @@ import tempfile
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import safetensors
 import torch
-from huggingface_hub import EvalResult, HfApi, ModelCardData, constants, hf_hub_download
+from huggingface_hub import HfApi, constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from safetensors.torch import save
 
-from . import __version__
+from ._card import CardModel
+from ._card import model_card as _default_model_card
 from ._files import atomic_write, sha256sum
 from ._pretrained import PretrainedCfg
-from ._registry import architectures, create_model, get_pretrained_cfg, is_model
-from .metrics import format_score
+from ._version import LIBRARY_NAME, __version__
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-    from .models import SRModel
-
 __all__ = [
     "CONFIG_NAME",
+    "LIBRARY_NAME",
+    "MODEL_CARD_NAME",
     "WEIGHTS_NAME",
     "InvalidWeightsError",
     "StateDictDiff",
+    "WeightsModel",
     "WeightsNotFoundError",
-    "WeightsSource",
     "atomic_write",
     "diff_state_dicts",
-    "from_pretrained",
-    "load_config",
     "load_pretrained",
-    "model_card",
-    "model_card_data",
     "push_to_hub",
-    "resolve_weights",
     "save_pretrained",
     "sha256sum",
 ]
@@ -65,22 +61,35 @@ __all__ = [
 WEIGHTS_NAME: str = constants.SAFETENSORS_SINGLE_FILE
 CONFIG_NAME: str = constants.CONFIG_NAME
 MODEL_CARD_NAME = "README.md"
-LIBRARY_NAME = "edsr-lib"
 
-#: Training sets a model card lists under ``datasets`` when its training data names them.
-_KNOWN_DATASETS = ("DIV2K", "Flickr2K", "T91", "BSD200", "General100")
 
-#: The paper, on arXiv: the Hub links a model to a paper through an ``arxiv:<id>`` tag.
-PAPER_ARXIV_ID = "1707.02921"
-PAPER_URL = f"https://arxiv.org/abs/{PAPER_ARXIV_ID}"
+@runtime_checkable
+class WeightsModel(Protocol):
+    """What weights I/O reads of a model: its architecture name, its config, its state dict, whether it is fused.
 
-_CITATION = """\
-@inproceedings{lim2017enhanced,
-  title={Enhanced Deep Residual Networks for Single Image Super-Resolution},
-  author={Lim, Bee and Son, Sanghyun and Kim, Heewon and Nah, Seungjun and Lee, Kyoung Mu},
-  booktitle={The IEEE Conference on Computer Vision and Pattern Recognition (CVPR) Workshops},
-  year={2017}
-}"""
+    Every model of the library (:class:`~edsr_lib.SRModel`) has it; ``variant`` (the
+    registered name) is read where present.
+    """
+
+    architecture: str
+    fused: bool
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The architecture name and the constructor's keyword arguments, which rebuild the model."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """The model's tensors by name."""
+        ...
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
+        """Copy ``state_dict`` into the model."""
+        ...
+
+
+class PublishableModel(WeightsModel, CardModel, Protocol):
+    """A model that can be saved and described by a model card: what :func:`push_to_hub` reads."""
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -108,14 +117,14 @@ def _reason(err: BaseException) -> str:
     return (text[0] if text else type(err).__name__)[:200]
 
 
-def _describe(model: SRModel) -> str:
+def _describe(model: WeightsModel) -> str:
     config = model.config
     numbers = ", ".join(f"{k}={config[k]}" for k in ("scale", "scales", "n_resblocks", "n_feats") if k in config)
     return f"{getattr(model, 'variant', None) or type(model).__name__} ({numbers})"
 
 
-def _check_saveable(model: SRModel) -> None:
-    if not isinstance(model, tuple(architectures().values())):
+def _check_saveable(model: WeightsModel) -> None:
+    if not isinstance(model, torch.nn.Module) or not isinstance(model, WeightsModel) or not model.architecture:
         raise TypeError(f"expected an edsr_lib model (SRModel), got {type(model).__name__}")
     if model.fused:
         raise ValueError(
@@ -126,28 +135,17 @@ def _check_saveable(model: SRModel) -> None:
 
 # ------------------------------------------------------------------ reading and checking
 def _read_config(path: Path) -> dict[str, Any]:
+    """A ``config.json``: a JSON object with an ``"architecture"`` name (which models exist is not known here)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InvalidWeightsError(f"{path} is not valid JSON: {err}") from None
-    known = architectures()
-    if not isinstance(config, dict) or "architecture" not in config:
-        raise InvalidWeightsError(f'{path} has no "architecture" entry (one of {", ".join(known)})')
-    if config["architecture"] not in known:
-        raise InvalidWeightsError(f"{path} names architecture {config['architecture']!r}; known: {', '.join(known)}")
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        raise InvalidWeightsError(f'{path} has no "architecture" entry naming the model family')
     return config
 
 
-def _build(config: Mapping[str, Any], source: Path) -> SRModel:
-    cls = architectures()[config["architecture"]]
-    kwargs = {k: v for k, v in config.items() if k != "architecture"}
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise InvalidWeightsError(f"{source} does not describe a {cls.__name__}: {err}") from None
-
-
-def _check_config(model: SRModel, config: Mapping[str, Any], source: Path) -> None:
+def _check_config(model: WeightsModel, config: Mapping[str, Any], source: Path) -> None:
     own = json.loads(json.dumps(model.config))  # the form config.json stores (tuples become lists)
     diffs = [
         f"{k}={config[k]!r} in the file but {own[k]!r} in the model" for k in own if k in config and config[k] != own[k]
@@ -212,7 +210,7 @@ def diff_state_dicts(
     )
 
 
-def _load_into(model: SRModel, path: Path) -> None:
+def _load_into(model: WeightsModel, path: Path) -> None:
     """Load the safetensors file ``path`` into ``model`` strictly, with a clear error on any mismatch."""
     tensors, metadata = _read_weights(path)
     arch = metadata.get("architecture")
@@ -345,7 +343,7 @@ def _verified_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None
     return path
 
 
-def _explicit_weights(model: SRModel, path: Path) -> Path:
+def _explicit_weights(model: WeightsModel, path: Path) -> Path:
     """The weights file a caller named (a file, or a model folder whose config must match ``model``)."""
     if path.is_dir():
         weights = path / WEIGHTS_NAME
@@ -365,7 +363,7 @@ def _explicit_weights(model: SRModel, path: Path) -> Path:
 
 # --------------------------------------------------------------------------- public API
 def save_pretrained(
-    model: SRModel,
+    model: WeightsModel,
     save_directory: str | Path,
     *,
     model_card: str | None = None,
@@ -406,68 +404,8 @@ def save_pretrained(
     return directory
 
 
-def load_config(
-    path_or_repo: str | Path,
-    *,
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    local_files_only: bool | None = None,
-) -> dict[str, Any]:
-    """Read and check the ``config.json`` of a model folder or Hub repository.
-
-    Args:
-        path_or_repo: A local folder or a Hub repository id (``"org/name"``).
-        revision: Hub branch, tag or commit.
-        cache_dir: Hugging Face cache directory to use instead of the default.
-        local_files_only: Only use the Hugging Face cache (always so when ``HF_HUB_OFFLINE=1``).
-
-    Returns:
-        The config: ``"architecture"`` plus the constructor's keyword arguments.
-
-    Raises:
-        WeightsNotFoundError: If there is no such file.
-        InvalidWeightsError: If it is not JSON or names no known architecture.
-    """
-    path = _model_file(
-        path_or_repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
-    )
-    return _read_config(path)
-
-
-def from_pretrained(
-    path_or_repo_id: str | Path,
-    *,
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    local_files_only: bool | None = None,
-    map_location: str | torch.device = "cpu",
-) -> SRModel:
-    """Rebuild a model from a folder or Hub repository holding ``config.json`` and ``model.safetensors``.
-
-    Args:
-        path_or_repo_id: A local folder (as :func:`save_pretrained` writes it) or a Hub
-            repository id (``"org/name"``), downloaded or read from the Hugging Face cache.
-        revision: Hub branch, tag or commit.
-        cache_dir: Hugging Face cache directory to use instead of the default.
-        local_files_only: Only use the Hugging Face cache (always so when ``HF_HUB_OFFLINE=1``).
-        map_location: Device of the returned model.
-
-    Returns:
-        The model with its weights loaded, in eval mode.
-
-    Raises:
-        WeightsNotFoundError: If the folder or repository lacks the files.
-        InvalidWeightsError: If the config or the weights cannot be used.
-    """
-    where = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only}
-    config_path = _model_file(path_or_repo_id, CONFIG_NAME, **where)
-    model = _build(_read_config(config_path), config_path)
-    _load_into(model, _model_file(path_or_repo_id, WEIGHTS_NAME, **where))
-    return model.to(map_location).eval()
-
-
 def load_pretrained(
-    model: SRModel,
+    model: WeightsModel,
     cfg: PretrainedCfg | None,
     *,
     weights: str | Path | None = None,
@@ -505,301 +443,8 @@ def load_pretrained(
         _load_into(model, path)
 
 
-@dataclasses.dataclass(frozen=True)
-class WeightsSource:
-    """What a user's name for weights stands for: a registered model's pretrained weights, a model folder, or a file.
-
-    :func:`resolve_weights` makes one; everything that takes "a name, a folder or a file"
-    (``edsr-lib upscale --model``, ``convert``, ``train --init-from``, the release tool)
-    reads it through this class, so that the three are told apart by one rule.
-
-    Attributes:
-        source: What the user gave.
-        cfg: The pretrained config, when ``source`` names a registered model.
-        path: The folder (``save_pretrained`` layout) or the weights file, otherwise.
-    """
-
-    source: str
-    cfg: PretrainedCfg | None = None
-    path: Path | None = None
-
-    @property
-    def kind(self) -> str:
-        """``"pretrained"``, ``"folder"`` or ``"file"``."""
-        if self.cfg is not None:
-            return "pretrained"
-        return "folder" if self.path is not None and self.path.is_dir() else "file"
-
-    @property
-    def weights_file(self) -> Path | None:
-        """The local weights file: a folder's ``model.safetensors``, or the file; ``None`` for pretrained weights."""
-        if self.path is None:
-            return None
-        return self.path / WEIGHTS_NAME if self.path.is_dir() else self.path
-
-    @property
-    def folder(self) -> Path | None:
-        """The model folder this source stands for: the folder, or that of a ``model.safetensors`` beside its config."""
-        if self.path is None:
-            return None
-        if self.path.is_dir():
-            return self.path
-        beside = self.path.parent / CONFIG_NAME
-        return self.path.parent if self.path.name == WEIGHTS_NAME and beside.is_file() else None
-
-    def sha256(self) -> str:
-        """The sha256 of the weights file (for pretrained weights, the digest their config pins, else the file's)."""
-        if self.cfg is not None:
-            if self.cfg.sha256:
-                return str(self.cfg.sha256).lower()
-            with contextlib.ExitStack() as stack:
-                return sha256sum(_find_pretrained(self.cfg, None, stack))
-        return sha256sum(self.weights_file)
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors of a safetensors source (pretrained weights are found and sha256-checked first).
-
-        Raises:
-            InvalidWeightsError: If the file is not safetensors (``.pt`` files are read by
-                whoever knows their layout: ``edsr-lib convert``, the trainer).
-        """
-        with contextlib.ExitStack() as stack:
-            if self.cfg is not None:
-                path = _verified_pretrained(self.cfg, None, stack)
-            else:
-                path = self.weights_file
-                if path.suffix != ".safetensors":
-                    raise InvalidWeightsError(f"{path} is not a .safetensors file")
-            return _read_weights(path)[0]
-
-    def load_model(self) -> SRModel:
-        """The model with these weights: ``create_model(name, pretrained=True)``, or a folder's :func:`from_pretrained`.
-
-        A ``model.safetensors`` beside its ``config.json`` stands for its folder.
-
-        Raises:
-            ValueError: If the source is a lone weights file, which does not say what model it is.
-        """
-        if self.cfg is not None:
-            return create_model(self.source, pretrained=True)
-        if self.folder is not None:
-            return from_pretrained(self.folder)
-        raise ValueError(
-            f"{self.source} is a file, which does not say what model it holds: pass a registered model name or a "
-            f"folder written by save_pretrained (a {WEIGHTS_NAME} with its {CONFIG_NAME}); load a lone weights file "
-            "with edsr_lib.create_model(name, weights=FILE), and read a third-party checkpoint with `edsr-lib convert`"
-        )
-
-
-def resolve_weights(source: str | os.PathLike[str]) -> WeightsSource:
-    """What ``source`` names: an existing folder or file, else a registered model name (``"arch"`` or ``"arch.tag"``).
-
-    A path that exists wins over a model name, so a folder called ``edsr_baseline_x2`` in
-    the current directory is that folder.
-
-    Raises:
-        ValueError: If ``source`` is neither an existing path nor a registered model name.
-        WeightsNotFoundError: If a folder has no ``model.safetensors``, or a registered
-            model has no pretrained weights (or no such tag).
-    """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        _folder_file(path, WEIGHTS_NAME)
-        return WeightsSource(str(source), path=path)
-    if path.is_file():
-        return WeightsSource(str(source), path=path)
-    if isinstance(source, str) and is_model(source):
-        try:
-            return WeightsSource(source, cfg=get_pretrained_cfg(source))
-        except ValueError as err:
-            raise WeightsNotFoundError(str(err)) from None
-    raise ValueError(
-        f"{str(source)!r} is neither a registered model name nor a folder written by save_pretrained "
-        f"({CONFIG_NAME} and {WEIGHTS_NAME}); `edsr-lib models` lists the names"
-    )
-
-
-def model_card_data(model: SRModel, cfg: PretrainedCfg | None = None, **extra: Any) -> ModelCardData:
-    """The YAML front matter of a model card, as huggingface_hub's :class:`~huggingface_hub.ModelCardData`.
-
-    It holds the licence, ``library_name``, ``pipeline_tag: image-to-image``, tags (with
-    ``arxiv:1707.02921``, the Hub's link to the paper), the training sets it can name, and
-    the scores of ``cfg.metrics`` as structured results (``model-index``): one
-    :class:`~huggingface_hub.EvalResult` per set, scale and metric, on the benchmark
-    protocol (Y channel, ``crop_border = scale``); self-ensemble scores (sets named with a
-    ``+``) carry ``self_ensemble: true`` in their ``metric_args``.
-
-    Args:
-        model: The model the card describes.
-        cfg: Its pretrained config; defaults to ``model.pretrained_cfg``.
-        **extra: Further front matter (e.g. ``base_model=...``), or replacements for the
-            defaults (``license``, ``tags``, ``datasets``, ``pipeline_tag``, ``eval_results``).
-
-    Returns:
-        The card data; ``ModelCard(text).data`` reads the same back from a card.
-    """
-    cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
-    training_data = cfg.training_data if cfg else None
-    tags = ["super-resolution", "edsr", model.architecture, "pytorch", "safetensors", f"arxiv:{PAPER_ARXIV_ID}"]
-    front: dict[str, Any] = {
-        "license": (cfg.license if cfg else None) or "unknown",
-        "library_name": LIBRARY_NAME,
-        "tags": list(dict.fromkeys(tags)),
-        "datasets": [d for d in _KNOWN_DATASETS if training_data and d.lower() in training_data.lower()] or None,
-        "pipeline_tag": "image-to-image",
-        "model_name": cfg.name if cfg else None,
-        "eval_results": _eval_results(cfg.metrics) if cfg and cfg.metrics else None,
-        **extra,
-    }
-    if front["eval_results"] and not front["model_name"]:
-        front["model_name"] = getattr(model, "variant", None) or model.architecture  # model-index needs a name
-    return ModelCardData(**front)
-
-
-_METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
-
-
-def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[EvalResult]:
-    """``cfg.metrics`` as the Hub's structured results, in the order of the table."""
-    results = []
-    for set_name, per_scale in metrics.items():
-        dataset = set_name.removesuffix("+")
-        ensemble = set_name.endswith("+")
-        for scale_name in sorted(per_scale, key=_scale_order):
-            scale = int(scale_name.lstrip("x")) if scale_name.lstrip("x").isdigit() else None
-            for metric, value in per_scale[scale_name].items():
-                results.append(
-                    EvalResult(
-                        task_type="image-to-image",
-                        task_name="Image Super-Resolution",
-                        dataset_type=dataset,
-                        dataset_name=f"{dataset} {scale_name}",
-                        dataset_config=f"bicubic_{scale_name}",
-                        dataset_split="test",
-                        metric_type=metric,
-                        metric_name=_METRIC_NAMES.get(metric, metric) + (", self-ensemble" if ensemble else ""),
-                        metric_value=round(float(value), 4),
-                        metric_args={"crop_border": scale, "test_y_channel": True, "self_ensemble": ensemble},
-                    )
-                )
-    return results
-
-
-def _scale_order(key: str) -> tuple[int, str]:
-    digits = key.lstrip("x")
-    return (int(digits), key) if digits.isdigit() else (1 << 30, key)
-
-
-def model_card(
-    model: SRModel,
-    cfg: PretrainedCfg | None = None,
-    *,
-    repo_id: str | None = None,
-    sections: Mapping[str, str] | None = None,
-    **extra: Any,
-) -> str:
-    """A Hugging Face model card (``README.md``) for ``model`` and its pretrained config.
-
-    The card is built from named sections in a fixed order: Usage, Training, Results,
-    then any further sections of ``sections``, then License and Citation.
-
-    Args:
-        model: The model the card describes.
-        cfg: Its pretrained config (training data, command, steps, licence, metrics);
-            defaults to ``model.pretrained_cfg`` when the model was built with weights.
-        repo_id: Hub repository the card will live in, for the usage snippet.
-        sections: Further sections by title, in order, as Markdown without the heading.
-            The text of a title the card already has (``"Training"``, ``"Results"``) is
-            added at the end of that section; other titles become sections of their own
-            after the results. ``"License"`` and ``"Citation"`` are the card's own.
-        **extra: Further YAML front matter (e.g. ``base_model=...``), or replacements
-            for the defaults; see :func:`model_card_data`.
-
-    Returns:
-        The card: YAML front matter (:func:`model_card_data`), description, then the sections.
-
-    Raises:
-        ValueError: If ``sections`` names License or Citation.
-    """
-    cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
-    family = type(model).__name__
-    name = cfg.name if cfg else getattr(model, "variant", None) or model.architecture
-    training_data = cfg.training_data if cfg else None
-    config = model.config
-    scales = ", ".join(f"x{s}" for s in model.scales)
-    head = [
-        "---",
-        model_card_data(model, cfg, **extra).to_yaml(),
-        "---",
-        "",
-        f"# {name}",
-        "",
-        *([cfg.description, ""] if cfg and cfg.description else []),
-        f"{family} ({config.get('n_resblocks')} residual blocks, {config.get('n_feats')} features, "
-        f"res_scale {config.get('res_scale')}; scales {scales}; {model.num_parameters():,} parameters) "
-        f'from "Enhanced Deep Residual Networks for Single Image Super-Resolution" (Lim et al., CVPR 2017 '
-        f"workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL})), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) "
-        "format: `model.safetensors` with the `config.json` that rebuilds the model.",
-        "",
-    ]
-    usage = ["```python", "import edsr_lib", ""]
-    hub_id = repo_id or (cfg.hf_hub_id if cfg else None)
-    if cfg:
-        usage.append(f'model = edsr_lib.create_model("{cfg.name}", pretrained=True)')
-        if hub_id:
-            pin = f', revision="{cfg.revision}"' if cfg.revision and not repo_id else ""
-            usage.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}"{pin})')
-    else:
-        usage.append(f'model = edsr_lib.from_pretrained("{hub_id or "path/to/this/folder"}")')
-    scale = model.scales[0]
-    usage += [f"sr = model(lr, scale={scale})  # lr: float RGB NCHW in [0, 1]; sr is {scale}x larger", "```"]
-    training = [
-        *([f"- Data: {training_data}"] if training_data else []),
-        *([f"- Steps: {cfg.steps:,}"] if cfg and cfg.steps else []),
-        *([f"- Command: `{cfg.training_command}`"] if cfg and cfg.training_command else []),
-    ]
-    body: dict[str, list[str]] = {
-        "Usage": usage,
-        "Training": training,
-        "Results": _metrics_table(cfg.metrics) if cfg and cfg.metrics else [],
-    }
-    for title, text in (sections or {}).items():
-        if title in ("License", "Citation"):
-            raise ValueError(f"the {title} section is the card's own; it cannot be given")
-        part = text.strip("\n").splitlines()
-        body[title] = [*body[title], "", *part] if body.get(title) else part
-    if cfg and cfg.license:
-        body["License"] = [f"The weights are released under the `{cfg.license}` licence (Hugging Face licence id)."]
-    body["Citation"] = ["```bibtex", _CITATION, "```"]
-    lines = head
-    for title, part in body.items():
-        if part:
-            lines += [f"## {title}", "", *part, ""]
-    return "\n".join(lines)
-
-
-def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
-    scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=_scale_order)
-
-    def cell(scores: Mapping[str, float] | None) -> str:
-        return format_score(scores.get("psnr"), scores.get("ssim")) if scores else "-"
-
-    return [
-        "PSNR (dB) / SSIM on the Y channel, ignoring `scale` pixels at every border; LR made with "
-        "MATLAB-style bicubic downsampling.",
-        "",
-        "| set | " + " | ".join(scales) + " |",
-        "|---|" + "---|" * len(scales),
-        *(f"| {name} | " + " | ".join(cell(per.get(s)) for s in scales) + " |" for name, per in metrics.items()),
-    ]
-
-
-# push_to_hub's ``model_card`` argument shadows the function of that name
-_default_model_card = model_card
-
-
 def push_to_hub(
-    model: SRModel,
+    model: PublishableModel,
     repo_id: str,
     *,
     commit_message: str = "Upload edsr-lib model",

@@ -21,8 +21,6 @@ from .weights import shipped as shipped_weights
 if TYPE_CHECKING:
     from torch import nn
 
-    from .models import SRModel
-
 __all__ = [
     "PretrainedCfg",
     "architectures",
@@ -42,7 +40,7 @@ M = TypeVar("M", bound="nn.Module")
 
 _model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
 _pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # variant -> tag -> cfg (first tag is the default)
-_architectures: dict[str, type[SRModel]] = {}  # config["architecture"] -> model class
+_architectures: dict[str, type[nn.Module]] = {}  # config["architecture"] -> model class
 _listeners: list[Callable[[str, list[PretrainedCfg]], None]] = []
 
 
@@ -88,7 +86,7 @@ def on_register(listener: Callable[[str, list[PretrainedCfg]], None]) -> None:
         _listeners.append(listener)
 
 
-def register_architecture(cls: type[SRModel]) -> type[SRModel]:
+def register_architecture(cls: type[M]) -> type[M]:
     """Make ``cls`` the class that rebuilds a ``config.json`` naming ``cls.architecture``.
 
     :class:`~edsr_lib.models.SRModel` calls this for each subclass that declares its own
@@ -100,7 +98,7 @@ def register_architecture(cls: type[SRModel]) -> type[SRModel]:
     return cls
 
 
-def architectures() -> dict[str, type[SRModel]]:
+def architectures() -> dict[str, type[nn.Module]]:
     """``config["architecture"]`` -> model class, for every model family imported so far (a copy)."""
     return dict(_architectures)
 

@@ -1,4 +1,4 @@
-"""Weights I/O: the library's own format, and where pretrained weights come from.
+"""Weights I/O: the library's own format, pretrained weights, model folders and model cards.
 
 A model folder holds ``model.safetensors`` (the state dict) and ``config.json`` (the
 architecture name and the constructor arguments that rebuild the model), the layout of
@@ -6,37 +6,32 @@ huggingface_hub's ``ModelHubMixin``; an optional ``README.md`` is its model card
 Everything that touches the Hub, its cache or offline mode goes through huggingface_hub,
 and every tensor file through safetensors.
 
-The functions are defined in ``edsr_lib._hub``, which the models import to save themselves;
-this module imports the library's models first, so that :func:`from_pretrained` knows every
-architecture a ``config.json`` can name.
+The names are defined in three private modules, each with one job: ``edsr_lib._hub`` (the
+file format and where pretrained weights come from; the models import it to save
+themselves, so it knows no model), ``edsr_lib._card`` (the model card) and
+``edsr_lib._loading`` (rebuilding a model from a folder, a Hub repository or a name, which
+needs the model classes). This module is their public home.
 """
 
 from __future__ import annotations
 
-from . import models  # noqa: F401  (each model family adds its architecture as it is imported)
+from ._card import PAPER_ARXIV_ID, PAPER_URL, model_card, model_card_data  # noqa: F401  (the paper constants too)
 from ._hub import (
     CONFIG_NAME,
     LIBRARY_NAME,  # noqa: F401  (constants importable from here, as before, though not in __all__)
     MODEL_CARD_NAME,  # noqa: F401
-    PAPER_ARXIV_ID,  # noqa: F401
-    PAPER_URL,  # noqa: F401
     WEIGHTS_NAME,
     InvalidWeightsError,
     StateDictDiff,
     WeightsNotFoundError,
-    WeightsSource,
     atomic_write,
     diff_state_dicts,
-    from_pretrained,
-    load_config,
     load_pretrained,
-    model_card,
-    model_card_data,
     push_to_hub,
-    resolve_weights,
     save_pretrained,
     sha256sum,
 )
+from ._loading import WeightsSource, from_pretrained, load_config, resolve_weights
 
 __all__ = [
     "CONFIG_NAME",

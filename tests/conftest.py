@@ -1,4 +1,4 @@
-"""Shared fixtures: the real image sets, when present, and determinism."""
+"""Shared fixtures: the real image sets, when present, determinism, and which device tests see."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The benchmark and training images live beside the repository, never inside it.
 DATASETS_DIR = Path(os.environ.get("EDSR_LIB_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+
+#: Whether this machine really has CUDA, asked before ``--fake-cuda`` can change the answer.
+HAS_CUDA = torch.cuda.is_available()
 
 
 @pytest.fixture(scope="session")
@@ -26,11 +29,77 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def report_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch report one CUDA device (``torch.cuda`` and ``torch.accelerator``) on a machine without one.
+
+    Nothing can run there: this only shows which code asks for the default device.
+    """
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda check_available=False: torch.device("cuda"))
+
+
+def hide_accelerators(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make torch report no accelerator, in this process and (``CUDA_VISIBLE_DEVICES``) in the ones it starts."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    monkeypatch.setattr(torch.accelerator, "device_count", lambda: 0)
+    # without the check, torch names the accelerator its build is for, available or not (torch.optim asks with it)
+    built_for = torch.accelerator.current_accelerator
+    monkeypatch.setattr(
+        torch.accelerator, "current_accelerator", lambda check_available=False: None if check_available else built_for()
+    )
+    # this process asked CUDA for its devices at collection (HAS_CUDA), so only child processes read this
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch reports one CUDA device during the test (see :func:`report_cuda`), even in a test not marked ``gpu``."""
+    report_cuda(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_gpu(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests not marked ``gpu`` run on the CPU whatever the host has.
+
+    They compare with CPU results (byte for byte, or to 1e-6), which CUDA under TF32 or
+    bf16 would not match, so every default device (``device="auto"``, the command line's,
+    Ray's) must resolve to the CPU. Run with ``--fake-cuda`` to see it on a machine
+    without CUDA.
+    """
+    # markers, not keywords: a folder named "gpu" on the path is a keyword too
+    if request.node.get_closest_marker("gpu") is None:
+        hide_accelerators(monkeypatch)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fake-cuda",
+        action="store_true",
+        help="report a CUDA device (torch.cuda, torch.accelerator) on a machine without one, to check that the "
+        "tests not marked gpu keep to the CPU; the gpu tests are then skipped",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--fake-cuda"):
+        patch = pytest.MonkeyPatch()
+        report_cuda(patch)
+        config.add_cleanup(patch.undo)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``gpu`` on a machine without CUDA (CI has none)."""
-    if torch.cuda.is_available():
+    """Skip tests marked ``gpu`` on a machine without CUDA (CI has none), or when CUDA is faked."""
+    if HAS_CUDA and not config.getoption("--fake-cuda"):
         return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
+    reason = "CUDA is faked (--fake-cuda)" if config.getoption("--fake-cuda") else "needs a CUDA device"
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)

@@ -20,13 +20,20 @@ def _load(name: str):
 
 
 @pytest.mark.slow
-def test_bench_train_times_every_precision_and_layout(capsys: pytest.CaptureFixture[str]) -> None:
-    _load("bench_train").main(["--quick", "--device", "cpu", "--threads", "1"])
+@pytest.mark.parametrize("tf32", [False, True])
+def test_bench_train_times_every_precision_and_layout(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tf32: bool
+) -> None:
+    bench = _load("bench_train")
+    monkeypatch.setattr(bench, "uses_tf32", lambda device: tf32)  # as on a CUDA GPU with cuDNN's default
+    bench.main(["--quick", "--device", "cpu", "--threads", "1"])
     out = capsys.readouterr().out.splitlines()
-    rows = [line.split() for line in out[2:]]
+    fp32 = "tf32" if tf32 else "float32"
+    assert out[1].startswith("tf32: float32 settings") == tf32
+    rows = [line.split() for line in out[2 + tf32 :]]
     assert [r[:2] for r in rows] == [
-        ["float32", "NCHW"],
-        ["float32", "channels_last"],
+        [fp32, "NCHW"],
+        [fp32, "channels_last"],
         ["bf16", "NCHW"],
         ["bf16", "channels_last"],
     ]

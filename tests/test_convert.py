@@ -358,7 +358,7 @@ def _register_as_official(monkeypatch: pytest.MonkeyPatch, path: Path, variant: 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     key = digest[:8] if prefix_only else digest
     entry = OfficialCheckpoint(f"{variant}-{digest[:8]}.pt", variant, key)
-    monkeypatch.setattr("edsr_lib.convert.OFFICIAL_CHECKPOINTS", {key: entry})
+    monkeypatch.setattr("edsr_lib.convert.official.OFFICIAL_CHECKPOINTS", {key: entry})
     return entry
 
 

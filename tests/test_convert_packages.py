@@ -226,7 +226,7 @@ def test_float16_checkpoint_matches_its_variant(
     # recognised as official by its digest, the variant it must hold is checked the same way
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     entry = OfficialCheckpoint(f"edsr_baseline_x2-{digest[:8]}.pt", "edsr_baseline_x2", digest)
-    monkeypatch.setattr("edsr_lib.convert.OFFICIAL_CHECKPOINTS", {digest: entry})
+    monkeypatch.setattr("edsr_lib.convert.official.OFFICIAL_CHECKPOINTS", {digest: entry})
     assert convert(path).variant == "edsr_baseline_x2"
 
 

@@ -165,7 +165,7 @@ def test_a_model_as_object_folder_or_name(small_set: Path, tmp_path: Path, monke
         return model
 
     # a name becomes a model in edsr_lib.hub.resolve_weights(...).load_model()
-    monkeypatch.setattr(edsr_lib._hub, "create_model", fake_create_model)
+    monkeypatch.setattr(edsr_lib._loading, "create_model", fake_create_model)
     by_name = evaluate("edsr_baseline_x2", small_set, 2)
     assert made == [("edsr_baseline_x2", True)]  # a name means its pretrained weights
     assert by_name["model"] == "edsr_baseline_x2"

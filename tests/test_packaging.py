@@ -117,3 +117,16 @@ def test_wheel_installs_and_runs_in_a_fresh_venv(built: tuple[Path, Path, list[s
     console = venv / "bin" / "edsr-lib"
     assert "usage: edsr-lib" in _run(console, "--help", cwd=elsewhere, env=env)
     assert _run(console, "--version", cwd=elsewhere, env=env).strip() == f"edsr-lib {edsr_lib.__version__}"
+
+
+def test_the_torch_floor_is_the_same_in_pyproject_and_the_docs() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    floor = re.search(r'"torch>=([\d.]+)"', (root / "pyproject.toml").read_text()).group(1)
+    import torch
+
+    assert hasattr(torch, "accelerator") and hasattr(torch, "OutOfMemoryError")  # what the floor is for
+    assert f"Any PyTorch from {floor} works" in (root / "README.md").read_text()
+    assert f"PyTorch {floor} or newer" in (root / "docs" / "installation.md").read_text()
+    assert tuple(int(p) for p in floor.split(".")) >= (2, 6)  # torch.accelerator is new in 2.6

@@ -29,6 +29,7 @@ from edsr_lib.train import (
     make_lr_images,
     read_run,
 )
+from edsr_lib.train.trainer import _seed_for, _tuned_convolutions
 
 TINY = {"n_resblocks": 1, "n_feats": 8}
 
@@ -481,3 +482,146 @@ def test_deeper_model_starts_from_a_shallower_one(tmp_path: Path) -> None:
     deep.save_pretrained(tmp_path / "deep")
     with pytest.raises(ValueError, match="cannot start from a deeper one"):
         load_init_weights(edsr_lib.create_model("mdsr_baseline", **TINY), tmp_path / "deep")
+
+
+# ------------------------------------------------------- devices and stops
+def test_a_run_resumes_on_another_device_with_a_fresh_patch_stream(tmp_path: Path, capsys) -> None:
+    """A CPU checkpoint says where its sampler drew; one from another device (faked: CUDA's 16-byte state) reseeds."""
+    first = Trainer(_config(tmp_path, steps=2), sampler=_sampler())
+    first.train()
+    ckpt = Path(first.output_dir) / CHECKPOINT_NAME
+    state = torch.load(ckpt, weights_only=True)
+    assert state["rng"]["data_device"] == "cpu"
+
+    state["rng"]["data_device"] = "cuda"
+    state["rng"]["data"] = [torch.zeros(16, dtype=torch.uint8)]  # a CUDA generator's state: seed and offset
+    torch.save(state, ckpt)
+    resumed = Trainer(_config(tmp_path, steps=4), sampler=_sampler(), resume=True)
+    assert "a run whose data sampler drew on cuda: the patch stream starts afresh" in capsys.readouterr().err
+    fresh = torch.Generator().manual_seed(_seed_for(0, 1, 0, 2))
+    assert torch.equal(resumed.data_generator.get_state(), fresh.get_state())
+    assert resumed.step == 2
+    resumed.train()
+
+    # a checkpoint older than "data_device" is told by the size of its state
+    del state["rng"]["data_device"]
+    torch.save(state, ckpt)
+    older = Trainer(_config(tmp_path, steps=4), sampler=_sampler(), resume=True)
+    assert torch.equal(older.data_generator.get_state(), fresh.get_state())
+
+
+def test_a_time_limited_run_leaves_its_best_and_final_weights(tmp_path: Path, data_dirs, monkeypatch) -> None:
+    train_dir, val_dir = data_dirs
+    cfg = _config(tmp_path, train_dirs=[str(train_dir)], val_dir=str(val_dir), steps=1000, save_every=500)
+    trainer = Trainer(cfg)
+    clock = iter(range(10**6))
+    monkeypatch.setattr(sys.modules["edsr_lib.train.trainer"].time, "monotonic", lambda: float(next(clock)))
+    summary = trainer.train(time_limit=3)  # the clock ticks once a step here
+    run = Path(cfg.output_dir)
+    assert summary["step"] == trainer.step < 1000
+    for name in ("best", "best_ema", "final", "final_ema"):
+        assert (run / name / "model.safetensors").is_file(), name
+    logged = read_run(run)
+    assert logged.end is None and logged.last_stop["reason"] == "time_limit"
+    assert logged.pick_weights("final") == ("final", trainer.step)
+    assert torch.load(run / CHECKPOINT_NAME, weights_only=True)["step"] == trainer.step
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(edsr_lib.from_pretrained(run / "final")(x), trainer.model(x))
+
+
+def test_the_time_limit_costs_no_device_sync_per_step(tmp_path: Path, monkeypatch) -> None:
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: reads.append(1) or item(t))
+    counts = []
+    for limit in (None, 1e6):
+        reads.clear()
+        cfg = _config(tmp_path / str(limit), steps=8, log_every=8, save_every=8, ema=False)
+        Trainer(cfg, sampler=_sampler()).train(time_limit=limit)
+        counts.append(len(reads))
+    assert counts[0] == counts[1]  # .item() waits for the device: the clock adds none
+
+
+def test_cudnn_benchmark_is_on_while_training_on_cuda_only() -> None:
+    before = torch.backends.cudnn.benchmark
+    with _tuned_convolutions(torch.device("cuda")):
+        assert torch.backends.cudnn.benchmark
+    assert torch.backends.cudnn.benchmark == before
+    with _tuned_convolutions(torch.device("cpu")):
+        assert torch.backends.cudnn.benchmark == before
+
+
+def test_the_checkpoint_is_saved_before_a_failing_validation_and_the_best_survives(tmp_path: Path, data_dirs) -> None:
+    train_dir, val_dir = data_dirs
+    cfg = _config(tmp_path, train_dirs=[str(train_dir)], val_dir=str(val_dir), steps=4)
+    trainer = Trainer(cfg)
+    trainer.validate = lambda: (_ for _ in ()).throw(RuntimeError("validation failed"))
+    with pytest.raises(RuntimeError, match="validation failed"):
+        trainer.train()
+    assert torch.load(Path(cfg.output_dir) / CHECKPOINT_NAME, weights_only=True)["step"] == 2
+
+    # validation comes after its step's checkpoint: on resume the log tells the best the checkpoint missed
+    Trainer(cfg, resume=True).train()
+    logged_best = read_run(Path(cfg.output_dir)).val_events[-1]["best"]
+    assert logged_best and torch.load(Path(cfg.output_dir) / CHECKPOINT_NAME, weights_only=True)["best"] == {}
+    again = Trainer(dataclasses.replace(cfg, steps=6), resume=True)
+    assert again.step == 4 and again.best == logged_best
+
+
+def test_the_checkpoint_is_streamed_to_its_file(tmp_path: Path) -> None:
+    import tracemalloc
+
+    trainer = Trainer(_config(tmp_path, model_kwargs={"n_resblocks": 2, "n_feats": 64}), sampler=_sampler())
+    trainer.train_step()
+    tracemalloc.start()
+    try:
+        path = trainer.save_checkpoint()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert path.stat().st_size > 4e6 and peak < path.stat().st_size / 4, (peak, path.stat().st_size)
+
+
+def test_the_sampler_puts_no_float64_on_its_device() -> None:
+    from torch.overrides import TorchFunctionMode
+
+    class Float64Watch(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.dtype == torch.float64:
+                self.seen.append(getattr(func, "__name__", str(func)))
+            return out
+
+    hr = _images(4, sizes=((40, 36), (36, 44)))
+    lr = {s: make_lr_images(hr, s) for s in (2, 3)}  # made once on the host (MATLAB's bicubic is float64)
+    with Float64Watch() as watch:
+        sampler = PatchSampler(hr, lr, 8)
+        for scale in (2, 3):
+            sampler.sample(8, scale, torch.Generator().manual_seed(0))
+    assert watch.seen == []
+
+
+def test_under_torchrun_the_cli_binds_the_local_gpu_first(tmp_path: Path, monkeypatch, fake_cuda) -> None:
+    events: list[object] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: events.append(("set_device", index)))
+
+    class Recorder:
+        def __init__(self, config, **kwargs):
+            events.append("trainer")
+
+        def train(self, **kwargs):
+            return {}
+
+    monkeypatch.setattr(edsr_lib.train, "Trainer", Recorder)
+    assert main(["train", "--train-dir", str(tmp_path), "--output-dir", str(tmp_path / "run")]) == 0
+    assert events == [("set_device", 1), "trainer"]
+    events.clear()
+    assert main(["train", "--train-dir", str(tmp_path), "--device", "cpu"]) == 0
+    assert events == ["trainer"]

@@ -10,10 +10,13 @@ library's :class:`~edsr_lib.EDSR` or :class:`~edsr_lib.MDSR`:
   default ``img_range`` 255 and DIV2K mean, which its state dicts do not store;
 - edsr-lib's own ``model.safetensors``.
 
-Foreign layouts are read by :func:`edsr_lib.convert.detect`, always told the layout
-(EDSR-PyTorch's key names mean EDSR-PyTorch here). super-image checkpoints share those
-names but skip the mean shifts and work on [0, 1], which no tensor tells: convert them
-first (``edsr-lib convert --layout super-image``) and load the result.
+Files are identified through the converter: a foreign state dict by the layouts of
+:mod:`edsr_lib.convert` (the first of :data:`~edsr_lib.convert.LAYOUTS` whose key names it
+has, then :func:`edsr_lib.convert.detect`, told that layout: EDSR-PyTorch's key names mean
+EDSR-PyTorch here), the library's own by the names its model classes declare
+(:mod:`edsr_lib.convert.library`). super-image checkpoints share EDSR-PyTorch's names but
+skip the mean shifts and work on [0, 1], which no tensor tells: convert them first
+(``edsr-lib convert --layout super-image``) and load the result.
 
 Spandrel sees only the tensors, never the ``config.json`` beside edsr-lib's weights, and
 edsr-lib's state dict holds no ``rgb_range``, ``rgb_mean`` or ``res_scale``: a file
@@ -46,21 +49,16 @@ import spandrel
 import torch
 from spandrel import Architecture, ImageModelDescriptor, ModelTiling
 
-from ..convert import detect
+from ..convert import LAYOUTS, detect, get_layout
+from ..convert.library import library_numbers
 from ..hub import CONFIG_NAME, WEIGHTS_NAME, from_pretrained
 from ..models import EDSR, MDSR, SRModel, architectures
-from ..models.mdsr import scale_key
 from ..registry import create_model, list_models
 
 __all__ = ["EDSRArch", "MDSRArch", "at_scale", "install", "load", "read_state_dict", "tile_overlap"]
 
 logger = logging.getLogger(__name__)
 
-#: Key that only BasicSR's EDSR has, and key that EDSR-PyTorch (and torchSR, super-image) has.
-_BASICSR_KEY = "conv_first.weight"
-_OFFICIAL_KEY = "head.0.weight"
-#: Keys of edsr-lib's own layout (its head and tail are single convolutions).
-_OWN_KEYS = ("head.weight", "tail.weight")
 #: What reading an odd state dict can raise (a refusal, a missing key, an impossible size).
 _NOT_OURS = (ValueError, KeyError, IndexError, TypeError, RuntimeError)
 
@@ -87,70 +85,35 @@ def read_state_dict(state_dict: Mapping[str, torch.Tensor]) -> tuple[SRModel, st
 def _identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str, Callable[[], SRModel]] | None:
     """``(architecture, layout, builder)`` from key names and shapes alone; the builder loads the weights."""
     keys = set(state_dict)
-    if _BASICSR_KEY in keys or _OFFICIAL_KEY in keys:
-        layout = "basicsr" if _BASICSR_KEY in keys else "edsr-pytorch"
+    layout = next((name for name in LAYOUTS if get_layout(name).architecture(keys) is not None), None)
+    if layout is not None:
         try:
             spec = detect(state_dict, layout=layout)
         except _NOT_OURS as err:  # spandrel asks every architecture: a refusal is an answer, not an error
             logger.debug("not an EDSR/MDSR %s state dict: %s", layout, err)
             return None
         return spec.architecture, layout, lambda: spec.load(state_dict)
-    if all(k in keys for k in _OWN_KEYS):
-        try:
-            config = _own_layout(state_dict)
-        except _NOT_OURS as err:
-            logger.debug("not an EDSR/MDSR edsr-lib state dict: %s", err)
-            return None
-        if config is None:
-            return None
-
-        def build() -> SRModel:
-            model = architectures()[config["architecture"]](**{k: v for k, v in config.items() if k != "architecture"})
-            model.load_state_dict(dict(state_dict), strict=True)
-            return model.eval()
-
-        return config["architecture"], "edsr-lib", build
-    return None
-
-
-def _numbers(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
-    """The hyperparameters that edsr-lib's key names and shapes fix (the family's own ``config`` names)."""
-    head = state_dict["head.weight"]
-    if head.dim() != 4:
+    try:
+        config = _own_layout(state_dict)
+    except _NOT_OURS as err:
+        logger.debug("not an EDSR/MDSR edsr-lib state dict: %s", err)
         return None
-    numbers: dict[str, Any] = {
-        "n_feats": int(head.shape[0]),
-        "n_colors": int(head.shape[1]),
-        "kernel_size": int(head.shape[-1]),
-        "n_resblocks": sum(1 for k in state_dict if k.startswith("body.") and k.endswith(".body.0.weight")),
-    }
-    branches = {k.split(".")[1] for k in state_dict if k.startswith("upsample.")}
-    if branches:  # MDSR: one upsampler per scale, under "x2", "x3", ...
-        if not all(b.startswith("x") and b[1:].isdigit() for b in branches):
-            return None
-        numbers["scales"] = sorted(int(b[1:]) for b in branches)
-        pre = state_dict.get(f"pre_process.{scale_key(numbers['scales'][0])}.0.body.0.weight")
-        if pre is None or pre.dim() != 4:
-            return None
-        numbers["preprocess_kernel_size"] = int(pre.shape[-1])
-    return numbers
+    if config is None:
+        return None
+
+    def build() -> SRModel:
+        model = architectures()[config["architecture"]](**{k: v for k, v in config.items() if k != "architecture"})
+        model.load_state_dict(dict(state_dict), strict=True)
+        return model.eval()
+
+    return config["architecture"], "edsr-lib", build
 
 
 def _own_layout(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
     """The config of a state dict in edsr-lib's own layout, if its keys and shapes are exactly one model's."""
-    numbers = _numbers(state_dict)
-    if numbers is None:
-        return None
-    if "scales" in numbers:
-        candidates = [{"architecture": "mdsr", **numbers}]
-    else:
-        # the upsampler's convolutions fix the scale: one for x2 or x3, n for x2^n
-        n_convs = sum(1 for k in state_dict if k.startswith("upsampler.") and k.endswith(".weight"))
-        scales = (2, 3) if n_convs == 1 else (2**n_convs,)
-        candidates = [{"architecture": "edsr", "scale": s, **numbers} for s in scales]
     shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
-    for wanted in candidates:
-        config = _settings(wanted)
+    for numbers in library_numbers(state_dict):
+        config = _settings(numbers)
         cls = architectures()[config["architecture"]]
         with torch.device("meta"):  # shapes only
             reference = cls(**{k: v for k, v in config.items() if k != "architecture"}).state_dict()

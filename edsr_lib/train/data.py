@@ -267,7 +267,8 @@ class PatchSampler:
             self._lr[scale] = _FlatImages(lrs, self.device)
             area = self._lr[scale].height * self._lr[scale].width
             weights = area[self._images[scale]] if sample_by == "area" else torch.ones(len(keep), device=self.device)
-            self._weights[scale] = weights.double()
+            # float32 (no float64 on the device: MPS has none); exact for any image under 16 Mpixel of LR
+            self._weights[scale] = weights.float()
 
     def num_images(self, scale: int) -> int:
         """How many images serve patches at ``scale``."""
@@ -285,14 +286,17 @@ class PatchSampler:
         pick = torch.multinomial(self._weights[scale], batch_size, replacement=True, generator=generator)
         image = self._images[scale][pick]
         p = self.lr_patch_size
-        span_y = (lr.height[image] - p + 1).double()
-        span_x = (lr.width[image] - p + 1).double()
-        y = (torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64) * span_y).long()
-        x = (torch.rand(batch_size, generator=generator, device=self.device, dtype=torch.float64) * span_x).long()
+        # uniform integers below each image's own bound, in integers only (a 62-bit draw's modulo bias is nil)
+        y = self._below(lr.height[image] - p + 1, generator)
+        x = self._below(lr.width[image] - p + 1, generator)
         flips = None
         if self.augment:
             flips = torch.randint(0, 2, (batch_size, 3), generator=generator, device=self.device).bool()
         return PatchDraw(scale=scale, image=image, y=y, x=x, flips=flips)
+
+    def _below(self, bound: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        draws = torch.randint(0, 2**62, bound.shape, generator=generator, device=self.device)
+        return draws % bound
 
     def crop(self, draw: PatchDraw) -> tuple[torch.Tensor, torch.Tensor]:
         """The LR and HR patches of a draw as uint8 NCHW tensors (channels-last memory)."""

@@ -10,9 +10,11 @@
   (the first start and every resume: ``world_size``, ``device``, ``threads``, ``images``
   per scale, ``command``, ``amp``: the autocast precision chosen), ``val`` (``val``:
   ``{"raw"|"ema": {"x2": {"psnr", "ssim"}}}``, ``best``: the best mean PSNR and its step
-  per kind, ``{"raw", "raw_step", "ema", "ema_step"}``), ``checkpoint`` and ``end``;
+  per kind, ``{"raw", "raw_step", "ema", "ema_step"}``), ``checkpoint``, ``end`` (the
+  schedule's last step) and ``stop`` (an early stop, ``reason``: ``"until"`` or
+  ``"time_limit"``; the run can resume);
 - ``best/`` and ``best_ema/``: the raw and EMA weights of the best validation so far,
-  ``final/`` and ``final_ema/``: those of the last step (``save_pretrained`` folders);
+  ``final/`` and ``final_ema/``: those of the last stop (``save_pretrained`` folders);
 - ``checkpoint.pt``: the (single, rolling) training checkpoint, whose contents the trainer owns.
 """
 
@@ -101,6 +103,23 @@ class Run:
         return ends[-1] if ends else None
 
     @property
+    def last_stop(self) -> dict[str, Any] | None:
+        """The last ``end`` or ``stop`` record: the step the ``final/`` weights are from."""
+        stops = [r for r in self.records if r.get("event") in ("end", "stop")]
+        return stops[-1] if stops else None
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The best validation so far of the latest training (``{"raw", "raw_step", "ema", "ema_step"}``), or ``{}``.
+
+        From the last ``val`` record since the last ``start`` at step 0, so that an
+        earlier run in the same folder does not count.
+        """
+        fresh = [i for i, r in enumerate(self.records) if r.get("event") == "start" and r.get("step", 0) == 0]
+        vals = [r for r in self.records[fresh[-1] if fresh else 0 :] if r.get("event") == "val"]
+        return dict(vals[-1].get("best", {})) if vals else {}
+
+    @property
     def commands(self) -> list[str]:
         """The distinct commands that started or resumed the run, in order."""
         return list(dict.fromkeys(s.get("command") or "(not recorded)" for s in self.starts))
@@ -160,9 +179,12 @@ class Run:
                     f"the log of {self.path} records no {step_key!r}: cannot tell which step {which}/ is from"
                 )
             return which, int(best[step_key])
-        if self.end is None:
-            raise ValueError(f"the log of {self.path} has no 'end' record: {which}/ is from an unfinished run")
-        return which, int(self.end["step"])
+        stop = self.last_stop
+        if stop is None:
+            raise ValueError(
+                f"the log of {self.path} has no 'end' record, nor a 'stop' one: {which}/ is from an unfinished run"
+            )
+        return which, int(stop["step"])
 
 
 def read_run(path: str | Path) -> Run:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,23 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .._device import amp_dtype, resolve_amp, resolve_device
+from .._files import atomic_path
 from ..evaluate import evaluate, set_name
-from ..hub import atomic_write, model_card, save_pretrained
+from ..hub import model_card, save_pretrained
 from ..models import SRModel
 from ..registry import PretrainedCfg, create_model
 from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
 from .distributed import DistInfo, all_gather_object, init_distributed
 from .init_weights import load_init_weights
-from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, weights_folder
+from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, read_run, weights_folder
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters"]
 
 _CHECKPOINT_FORMAT = "edsr_lib.train/1"
 _SCHEDULE_SETTINGS = ("steps", "sched", "lr", "decay_steps", "decay_rate", "min_lr", "warmup_steps", "warmup_lr")
+#: Under DDP, steps between two looks at rank 0's clock (each look is a collective that waits for the device).
+_CLOCK_EVERY = 10
 
 
 def branch_parameters(model: SRModel, scale: int) -> list[nn.Parameter]:
@@ -58,6 +62,23 @@ def _seed_for(seed: int, *stream: int) -> int:
     return int(np.random.SeedSequence([seed, *stream]).generate_state(1, np.uint64)[0] >> 1)
 
 
+@contextlib.contextmanager
+def _tuned_convolutions(device: torch.device) -> Iterator[None]:
+    """cuDNN benchmark mode on CUDA for the block: training shapes are fixed, so timing the algorithms pays once.
+
+    The setting is put back afterwards (validation images come in many shapes).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
 class Trainer:
     """Train an edsr-lib model on random patches of HR image folders.
 
@@ -68,10 +89,15 @@ class Trainer:
     and writes files.
 
     The run folder (``config.output_dir``) receives ``config.json``, ``log.jsonl``,
-    ``checkpoint.pt`` (every ``save_every`` steps and at the end, written atomically),
-    ``best/`` and ``best_ema/`` (the weights with the best validation PSNR so far) and
-    ``final/`` and ``final_ema/`` (``save_pretrained`` folders written at the end), in the
-    format :mod:`edsr_lib.train.runlog` owns and reads back.
+    ``checkpoint.pt`` (every ``save_every`` steps and at the end, written atomically, and
+    before the validation of that step), ``best/`` and ``best_ema/`` (the weights with the
+    best validation PSNR so far) and ``final/`` and ``final_ema/`` (``save_pretrained``
+    folders written whenever training stops: at the end, or early through ``until`` or
+    ``time_limit``), in the format :mod:`edsr_lib.train.runlog` owns and reads back.
+
+    A checkpoint resumes on another device (a run started on the CPU continues on a GPU,
+    and back): the weights and optimiser state move, and the data sampler's random stream,
+    whose state is device-specific, starts afresh from the seed and the step.
 
     Args:
         config: The settings.
@@ -172,6 +198,7 @@ class Trainer:
             path = self.output_dir / CHECKPOINT_NAME if resume is True else Path(resume)
             if path.is_file():
                 self.load_checkpoint(path)
+                self._recall_logged_best()
             elif resume is not True:
                 raise FileNotFoundError(f"no checkpoint to resume from at {path}")
 
@@ -253,14 +280,23 @@ class Trainer:
         """Train until ``config.steps``, checkpointing, validating and logging on the way.
 
         Args:
-            until: Stop (with a checkpoint) at this step instead, to continue later with
-                ``resume``; the schedule still runs to ``config.steps``.
-            time_limit: Stop (with a checkpoint) after this many seconds, for time-sliced
-                machines; under DDP rank 0's clock decides for every rank.
+            until: Stop at this step instead, to continue later with ``resume``; the
+                schedule still runs to ``config.steps``.
+            time_limit: Stop after this many seconds of this call, for time-sliced
+                machines. The clock is the host's, read after every step (under DDP,
+                rank 0's, every few steps), so no step waits for the device.
+
+        Every stop writes a checkpoint, validates (with ``val_dir``) and writes the
+        ``final/`` (and ``final_ema/``) weights; an early stop is logged as a ``stop``
+        event, the end of the schedule as ``end``.
 
         Returns:
             The last log record, with the last validation and the best scores.
         """
+        with _tuned_convolutions(self.device):
+            return self._train(until, time_limit)
+
+    def _train(self, until: int | None, time_limit: float | None) -> dict[str, Any]:
         c = self.config
         main = self.dist.is_main
         per_rank = all_gather_object({f"x{s}": self.sampler.num_images(s) for s in self.scales}, self.dist)
@@ -289,13 +325,15 @@ class Trainer:
         window, busy = 0, 0.0
         stop = min(c.steps, until if until is not None else c.steps)
         deadline = time.monotonic() + time_limit if time_limit is not None else math.inf
+        out_of_time = False
         while self.step < stop:
             tick = time.perf_counter()
             loss, mse = self.train_step()
             loss_sum += loss
             mse_sum += mse
             window += 1
-            done = self.step == stop or self._out_of_time(deadline)
+            out_of_time = self._out_of_time(deadline)
+            done = self.step == stop or out_of_time
             log_due = self.step % c.log_every == 0 or done
             if log_due:
                 loss_mean, mse_mean = loss_sum.item() / window, mse_sum.item() / window  # waits for the device
@@ -317,28 +355,40 @@ class Trainer:
                 loss_sum.zero_()
                 mse_sum.zero_()
                 window, busy = 0, 0.0
-            if main and c.val_dir and (self.step % c.validate_every == 0 or done):
-                summary["val"] = self.validate_and_keep_best()
+            # the checkpoint first, so that a validation that fails loses no training
             if self.step % c.save_every == 0 or done:
                 self.save_checkpoint()
+            if main and c.val_dir and (self.step % c.validate_every == 0 or done):
+                summary["val"] = self.validate_and_keep_best()
             if done:
                 break
         bar.close()
-        if main and self.step == c.steps:
+        if main:
+            # every stop leaves usable weights, not only a checkpoint: a time-sliced run is worth something
             val = summary.get("val", {})
             self.export(self.output_dir / weights_folder(best=False, ema=False), ema=False, scores=val.get("raw"))
             if self.ema is not None:
                 self.export(self.output_dir / weights_folder(best=False, ema=True), ema=True, scores=val.get("ema"))
             summary["best"] = dict(self.best)
-            self._log("end", **summary, echo=not c.progress)
+            if self.step == c.steps:
+                self._log("end", **summary, echo=not c.progress)
+            else:
+                reason = "time_limit" if out_of_time else "until"
+                self._log("stop", reason=reason, **summary, echo=not c.progress)
         return summary
 
     def _out_of_time(self, deadline: float) -> bool:
+        """Whether the time is up, from the host's clock: no step waits for the device to ask."""
         if deadline == math.inf:
             return False
-        late = torch.tensor([time.monotonic() >= deadline], dtype=torch.uint8, device=self.device)
-        if self.dist.enabled:
-            torch.distributed.broadcast(late, src=0)
+        if not self.dist.enabled:
+            return time.monotonic() >= deadline
+        # every rank must stop at the same step: rank 0's clock decides, every few steps
+        if self.step % _CLOCK_EVERY:
+            return False
+        late = torch.tensor([time.monotonic() >= deadline], dtype=torch.uint8)
+        late = late.to(self.device) if self.device.type == "cuda" else late  # NCCL sends device tensors only
+        torch.distributed.broadcast(late, src=0)
         return bool(late.item())
 
     # ------------------------------------------------------------- validation
@@ -418,6 +468,7 @@ class Trainer:
         Collective under DDP (every rank's data-sampler state is gathered): call it on all ranks.
         """
         data_states = all_gather_object(self.data_generator.get_state(), self.dist)
+        on_cuda = self.device.type == "cuda"
         state: dict[str, Any] = {
             "format": _CHECKPOINT_FORMAT,
             "step": self.step,
@@ -431,9 +482,11 @@ class Trainer:
             "grad_scaler": self.grad_scaler.state_dict() if self.grad_scaler else None,
             "rng": {
                 "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "cuda": torch.cuda.get_rng_state_all() if on_cuda else None,
                 "scale": self.scale_generator.get_state(),
                 "data": data_states,
+                # a generator's state is device-specific (a CPU one is 5 kB, a CUDA one 16 bytes)
+                "data_device": self.data_generator.device.type,
             },
         }
         return state
@@ -466,20 +519,46 @@ class Trainer:
             self.grad_scaler.load_state_dict(state["grad_scaler"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
-        if rng["cuda"] is not None and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        if rng["cuda"] is not None and self.device.type == "cuda" and len(rng["cuda"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.scale_generator.set_state(rng["scale"])
-        if len(rng["data"]) == self.dist.world_size:
+        here = self.data_generator.device.type
+        # checkpoints older than "data_device" tell the device by the size of the state
+        same_size = rng["data"][0].numel() == self.data_generator.get_state().numel()
+        there = rng.get("data_device") or (here if same_size else "another device")
+        if len(rng["data"]) == self.dist.world_size and there == here:
             self.data_generator.set_state(rng["data"][self.dist.rank])
         else:
-            # another number of processes: the sample streams cannot continue; start fresh ones
+            # another number of processes, or another device: the sample streams cannot continue; start fresh ones
             self.data_generator.manual_seed(_seed_for(self.config.seed, 1, self.dist.rank, state["step"]))
+            if self.dist.is_main and there != here:
+                print(
+                    f"resuming on {here} a run whose data sampler drew on {there}: the patch stream starts afresh",
+                    file=sys.stderr,
+                )
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed"])
         self.best = dict(state["best"])
 
+    def _recall_logged_best(self) -> None:
+        """Take the best scores the log knows beyond the checkpoint's (the weights in ``best/`` are theirs).
+
+        A checkpoint is written before its step's validation, so a validation that found a
+        new best after the last checkpoint is known only to the log.
+        """
+        try:
+            logged = read_run(self.output_dir).best
+        except (FileNotFoundError, ValueError):
+            return
+        for kind in ("raw", "ema"):
+            if kind in logged and logged[kind] > self.best.get(kind, -math.inf):
+                self.best[kind] = logged[kind]
+                self.best[f"{kind}_step"] = logged[f"{kind}_step"]
+
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
         """Write :meth:`state_dict` atomically (rank 0 writes; collective under DDP).
+
+        The tensors are streamed to the file: no in-memory copy of the checkpoint is made.
 
         Args:
             path: Destination; ``<output_dir>/checkpoint.pt`` by default.
@@ -488,9 +567,8 @@ class Trainer:
         state = self.state_dict()
         if self.dist.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            atomic_write(path, buffer.getvalue())
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
             self._log("checkpoint", step=self.step, path=str(path))
         return path
 

@@ -1,0 +1,229 @@
+"""The model card: the ``README.md`` of a model folder, with the Hub's YAML front matter.
+
+:func:`model_card` builds it from named sections in one order; :func:`model_card_data` is its
+front matter (licence, tags, the paper, structured results). It reads a model only through
+what :class:`CardModel` names and the pretrained config, so it knows no model class; use it
+through :mod:`edsr_lib.hub`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from huggingface_hub import EvalResult, ModelCardData
+
+from ._pretrained import PretrainedCfg
+from ._version import LIBRARY_NAME
+from .metrics import format_score
+
+__all__ = ["PAPER_ARXIV_ID", "PAPER_URL", "CardModel", "model_card", "model_card_data"]
+
+#: Training sets a model card lists under ``datasets`` when its training data names them.
+_KNOWN_DATASETS = ("DIV2K", "Flickr2K", "T91", "BSD200", "General100")
+
+#: The paper, on arXiv: the Hub links a model to a paper through an ``arxiv:<id>`` tag.
+PAPER_ARXIV_ID = "1707.02921"
+PAPER_URL = f"https://arxiv.org/abs/{PAPER_ARXIV_ID}"
+
+_CITATION = """\
+@inproceedings{lim2017enhanced,
+  title={Enhanced Deep Residual Networks for Single Image Super-Resolution},
+  author={Lim, Bee and Son, Sanghyun and Kim, Heewon and Nah, Seungjun and Lee, Kyoung Mu},
+  booktitle={The IEEE Conference on Computer Vision and Pattern Recognition (CVPR) Workshops},
+  year={2017}
+}"""
+
+
+class CardModel(Protocol):
+    """What a model card reads of a model (every model of the library has it).
+
+    ``variant`` (the registered name) and ``pretrained_cfg`` are read where present.
+    """
+
+    architecture: str
+    scales: Sequence[int]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The architecture name and the constructor's keyword arguments."""
+        ...
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        ...
+
+
+def model_card_data(model: CardModel, cfg: PretrainedCfg | None = None, **extra: Any) -> ModelCardData:
+    """The YAML front matter of a model card, as huggingface_hub's :class:`~huggingface_hub.ModelCardData`.
+
+    It holds the licence, ``library_name``, ``pipeline_tag: image-to-image``, tags (with
+    ``arxiv:1707.02921``, the Hub's link to the paper), the training sets it can name, and
+    the scores of ``cfg.metrics`` as structured results (``model-index``): one
+    :class:`~huggingface_hub.EvalResult` per set, scale and metric, on the benchmark
+    protocol (Y channel, ``crop_border = scale``); self-ensemble scores (sets named with a
+    ``+``) carry ``self_ensemble: true`` in their ``metric_args``.
+
+    Args:
+        model: The model the card describes.
+        cfg: Its pretrained config; defaults to ``model.pretrained_cfg``.
+        **extra: Further front matter (e.g. ``base_model=...``), or replacements for the
+            defaults (``license``, ``tags``, ``datasets``, ``pipeline_tag``, ``eval_results``).
+
+    Returns:
+        The card data; ``ModelCard(text).data`` reads the same back from a card.
+    """
+    cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
+    training_data = cfg.training_data if cfg else None
+    tags = ["super-resolution", "edsr", model.architecture, "pytorch", "safetensors", f"arxiv:{PAPER_ARXIV_ID}"]
+    front: dict[str, Any] = {
+        "license": (cfg.license if cfg else None) or "unknown",
+        "library_name": LIBRARY_NAME,
+        "tags": list(dict.fromkeys(tags)),
+        "datasets": [d for d in _KNOWN_DATASETS if training_data and d.lower() in training_data.lower()] or None,
+        "pipeline_tag": "image-to-image",
+        "model_name": cfg.name if cfg else None,
+        "eval_results": _eval_results(cfg.metrics) if cfg and cfg.metrics else None,
+        **extra,
+    }
+    if front["eval_results"] and not front["model_name"]:
+        front["model_name"] = getattr(model, "variant", None) or model.architecture  # model-index needs a name
+    return ModelCardData(**front)
+
+
+_METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
+
+
+def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[EvalResult]:
+    """``cfg.metrics`` as the Hub's structured results, in the order of the table."""
+    results = []
+    for set_name, per_scale in metrics.items():
+        dataset = set_name.removesuffix("+")
+        ensemble = set_name.endswith("+")
+        for scale_name in sorted(per_scale, key=_scale_order):
+            scale = int(scale_name.lstrip("x")) if scale_name.lstrip("x").isdigit() else None
+            for metric, value in per_scale[scale_name].items():
+                results.append(
+                    EvalResult(
+                        task_type="image-to-image",
+                        task_name="Image Super-Resolution",
+                        dataset_type=dataset,
+                        dataset_name=f"{dataset} {scale_name}",
+                        dataset_config=f"bicubic_{scale_name}",
+                        dataset_split="test",
+                        metric_type=metric,
+                        metric_name=_METRIC_NAMES.get(metric, metric) + (", self-ensemble" if ensemble else ""),
+                        metric_value=round(float(value), 4),
+                        metric_args={"crop_border": scale, "test_y_channel": True, "self_ensemble": ensemble},
+                    )
+                )
+    return results
+
+
+def _scale_order(key: str) -> tuple[int, str]:
+    digits = key.lstrip("x")
+    return (int(digits), key) if digits.isdigit() else (1 << 30, key)
+
+
+def model_card(
+    model: CardModel,
+    cfg: PretrainedCfg | None = None,
+    *,
+    repo_id: str | None = None,
+    sections: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> str:
+    """A Hugging Face model card (``README.md``) for ``model`` and its pretrained config.
+
+    The card is built from named sections in a fixed order: Usage, Training, Results,
+    then any further sections of ``sections``, then License and Citation.
+
+    Args:
+        model: The model the card describes.
+        cfg: Its pretrained config (training data, command, steps, licence, metrics);
+            defaults to ``model.pretrained_cfg`` when the model was built with weights.
+        repo_id: Hub repository the card will live in, for the usage snippet.
+        sections: Further sections by title, in order, as Markdown without the heading.
+            The text of a title the card already has (``"Training"``, ``"Results"``) is
+            added at the end of that section; other titles become sections of their own
+            after the results. ``"License"`` and ``"Citation"`` are the card's own.
+        **extra: Further YAML front matter (e.g. ``base_model=...``), or replacements
+            for the defaults; see :func:`model_card_data`.
+
+    Returns:
+        The card: YAML front matter (:func:`model_card_data`), description, then the sections.
+
+    Raises:
+        ValueError: If ``sections`` names License or Citation.
+    """
+    cfg = cfg if cfg is not None else getattr(model, "pretrained_cfg", None)
+    family = type(model).__name__
+    name = cfg.name if cfg else getattr(model, "variant", None) or model.architecture
+    training_data = cfg.training_data if cfg else None
+    config = model.config
+    scales = ", ".join(f"x{s}" for s in model.scales)
+    head = [
+        "---",
+        model_card_data(model, cfg, **extra).to_yaml(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        *([cfg.description, ""] if cfg and cfg.description else []),
+        f"{family} ({config.get('n_resblocks')} residual blocks, {config.get('n_feats')} features, "
+        f"res_scale {config.get('res_scale')}; scales {scales}; {model.num_parameters():,} parameters) "
+        f'from "Enhanced Deep Residual Networks for Single Image Super-Resolution" (Lim et al., CVPR 2017 '
+        f"workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL})), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) "
+        "format: `model.safetensors` with the `config.json` that rebuilds the model.",
+        "",
+    ]
+    usage = ["```python", "import edsr_lib", ""]
+    hub_id = repo_id or (cfg.hf_hub_id if cfg else None)
+    if cfg:
+        usage.append(f'model = edsr_lib.create_model("{cfg.name}", pretrained=True)')
+        if hub_id:
+            pin = f', revision="{cfg.revision}"' if cfg.revision and not repo_id else ""
+            usage.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}"{pin})')
+    else:
+        usage.append(f'model = edsr_lib.from_pretrained("{hub_id or "path/to/this/folder"}")')
+    scale = model.scales[0]
+    usage += [f"sr = model(lr, scale={scale})  # lr: float RGB NCHW in [0, 1]; sr is {scale}x larger", "```"]
+    training = [
+        *([f"- Data: {training_data}"] if training_data else []),
+        *([f"- Steps: {cfg.steps:,}"] if cfg and cfg.steps else []),
+        *([f"- Command: `{cfg.training_command}`"] if cfg and cfg.training_command else []),
+    ]
+    body: dict[str, list[str]] = {
+        "Usage": usage,
+        "Training": training,
+        "Results": _metrics_table(cfg.metrics) if cfg and cfg.metrics else [],
+    }
+    for title, text in (sections or {}).items():
+        if title in ("License", "Citation"):
+            raise ValueError(f"the {title} section is the card's own; it cannot be given")
+        part = text.strip("\n").splitlines()
+        body[title] = [*body[title], "", *part] if body.get(title) else part
+    if cfg and cfg.license:
+        body["License"] = [f"The weights are released under the `{cfg.license}` licence (Hugging Face licence id)."]
+    body["Citation"] = ["```bibtex", _CITATION, "```"]
+    lines = head
+    for title, part in body.items():
+        if part:
+            lines += [f"## {title}", "", *part, ""]
+    return "\n".join(lines)
+
+
+def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
+    scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=_scale_order)
+
+    def cell(scores: Mapping[str, float] | None) -> str:
+        return format_score(scores.get("psnr"), scores.get("ssim")) if scores else "-"
+
+    return [
+        "PSNR (dB) / SSIM on the Y channel, ignoring `scale` pixels at every border; LR made with "
+        "MATLAB-style bicubic downsampling.",
+        "",
+        "| set | " + " | ".join(scales) + " |",
+        "|---|" + "---|" * len(scales),
+        *(f"| {name} | " + " | ".join(cell(per.get(s)) for s in scales) + " |" for name, per in metrics.items()),
+    ]
