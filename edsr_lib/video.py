@@ -45,8 +45,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._files import atomic_path, atomic_write
+from ._files import atomic_path, atomic_write, stale_temporary_files
 from .inference import load_model, upscale
+from .jobs import register_kind
 from .models import SRModel
 
 try:
@@ -56,7 +57,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the installed extras
     av = None
 
-__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoResult", "is_video", "upscale_video"]
+__all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoKind", "VideoResult", "is_video", "upscale_video"]
 
 #: File suffixes read as videos, and the FFmpeg muxer that writes each.
 VIDEO_SUFFIXES: dict[str, str] = {
@@ -434,9 +435,11 @@ def _prepare_parts(parts: Path, fingerprint: dict[str, Any]) -> list[dict[str, A
         except (OSError, ValueError):
             same = False
         if same:
-            for stale in parts.glob(".*.tmp"):  # a killed run's unfinished segment
+            done = _done_segments(parts)
+            unfinished = [_segment_path(parts, len(done), suffix) for suffix in (".nut", ".json")]
+            for stale in stale_temporary_files(unfinished):  # a killed run's unfinished segment
                 stale.unlink(missing_ok=True)
-            return _done_segments(parts)
+            return done
         shutil.rmtree(parts)
     parts.mkdir(parents=True)
     atomic_write(job, json.dumps(fingerprint, indent=1).encode())
@@ -852,6 +855,8 @@ def upscale_video(
     }
     parts = _parts_dir(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    for stale in stale_temporary_files([dst]):  # a run killed while it joined the segments
+        stale.unlink(missing_ok=True)
     records = _prepare_parts(parts, _fingerprint(model, source, encoding, settings))
     resumed = sum(r["frames"] for r in records)
     options = {
@@ -935,3 +940,64 @@ def upscale_video(
         pix_fmt=chosen_fmt,
         warnings=tuple(lost),
     )
+
+
+# ---------------------------------------------------------------------------- folder jobs
+#: Containers whose usual codecs exclude the default encoders: their videos are written as Matroska.
+_REWRAPPED = {".ogv", ".wmv", ".avi", ".mpg", ".mpeg", ".flv"}
+
+
+class VideoKind:
+    """Videos as a kind of input of the folder engine (:mod:`edsr_lib.jobs`): one :func:`upscale_video` per file.
+
+    Registered with :func:`edsr_lib.jobs.register_kind` (default settings) when this module is
+    imported, so :func:`edsr_lib.upscale_folder` and ``edsr-lib upscale`` take the files of
+    :data:`VIDEO_SUFFIXES` beside images; pass ``kinds=[VideoKind(...)]`` for other encoder
+    settings. A video is written with its own suffix (``clip.mp4`` -> ``clip_x2.mp4``), or
+    as ``.mkv`` where its container does not hold the default encoders (``.avi``, ``.wmv``...).
+
+    Args:
+        vcodec: Video encoder, as :func:`upscale_video` takes it.
+        crf: Constant rate factor.
+        preset: Encoder speed preset.
+        pix_fmt: Encoded pixel format.
+        segment_seconds: Seconds of video per resumable segment.
+        log: Called with each video's one-line summary (default: no summary).
+    """
+
+    name = "video"
+    suffixes = tuple(VIDEO_SUFFIXES)
+
+    def __init__(
+        self,
+        vcodec: str | None = None,
+        crf: int | None = None,
+        preset: str | None = None,
+        pix_fmt: str | None = None,
+        segment_seconds: float = _SEGMENT_SECONDS,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = {
+            "vcodec": vcodec,
+            "crf": crf,
+            "preset": preset,
+            "pix_fmt": pix_fmt,
+            "segment_seconds": segment_seconds,
+        }
+        self.log = log
+
+    def output_suffix(self, source: Path) -> str:
+        """``source``'s own suffix, or ``.mkv`` for containers that do not hold H.264 well."""
+        suffix = source.suffix.lower()
+        return ".mkv" if suffix in _REWRAPPED else suffix
+
+    def process(self, model: SRModel, source: Path, target: Path, options: dict[str, Any]) -> None:
+        """Upscale the video ``source`` into ``target`` (see :func:`upscale_video`); raises on failure."""
+        known = ("scale", "outscale", "tile", "batch_size", "self_ensemble", "device", "half", "progress")
+        kwargs = {k: v for k, v in options.items() if k in known and v is not None}
+        result = upscale_video(model, source, target, **kwargs, **self.settings)
+        if self.log is not None:
+            self.log(f"{source}: {result.summary()}")
+
+
+register_kind(VideoKind())

@@ -427,3 +427,66 @@ def test_odd_sizes_for_4_2_0_are_refused_before_any_work(model: edsr_lib.SRModel
     assert not list(tmp_path.glob(".out.mp4*")) and not (tmp_path / "out.mp4").exists()
     upscale_video(model, src, tmp_path / "out.mkv", outscale=1.5, pix_fmt="yuv444p")  # 4:4:4 holds odd sizes
     assert frames_of(tmp_path / "out.mkv")[0][1].shape == (33, 48, 3)
+
+
+# ---------------------------------------------------------------------------- the command line
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return identity_x2().save_pretrained(tmp_path_factory.mktemp("model") / "identity_x2")
+
+
+def _cli(model_dir: Path, *args: str | Path) -> int:
+    from edsr_lib.cli import main
+
+    return main(["upscale", *map(str, args), "--model", str(model_dir)])
+
+
+def test_the_command_upscales_a_clip(model_dir: Path, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4")
+    assert _cli(model_dir, src, "-o", tmp_path / "out") == 0
+    dst = tmp_path / "out" / "clip_x2.mp4"
+    check_same_timing_and_colours(src, dst)
+    assert packets_of(dst, "audio") == packets_of(src, "audio")
+    assert colour_tags(dst) == (1, 1, 1, 1, "yuv420p")
+    args = ("--vcodec", "libx265", "--crf", "30", "--preset", "ultrafast", "--pix-fmt", "yuv444p", "--suffix", "_hevc")
+    assert _cli(model_dir, src, "-o", tmp_path / "out", *args) == 0
+    with av.open(str(tmp_path / "out" / "clip_hevc.mp4")) as clip:
+        ctx = clip.streams.video[0].codec_context
+        assert (ctx.name, ctx.format.name) == ("hevc", "yuv444p")
+
+
+def test_a_folder_of_images_and_videos_with_bad_ones(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    (folder / "deeper").mkdir(parents=True)
+    good = [make_clip(folder / "a.mp4", frames=4, audio=False), make_clip(folder / "deeper" / "b.mkv", frames=4)]
+    Image.fromarray(np.full((12, 16, 3), 90, np.uint8)).save(folder / "photo.png")
+    (folder / "broken.mp4").write_text("not a video\n")
+    (folder / "deeper" / "old.avi").write_bytes(good[0].read_bytes()[:2000])
+    out = tmp_path / "out"
+    assert _cli(model_dir, folder, "-o", out, "--recursive") == 1
+    err = capsys.readouterr().err
+    for bad in ("broken.mp4", "old.avi"):
+        lines = [line for line in err.splitlines() if "error:" in line and bad in line]
+        assert len(lines) == 1, err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a_x2.mp4", "deeper/b_x2.mkv", "photo_x2.png"]
+    assert not [p for p in out.rglob(".*")]  # no parts folder, no temporary file
+    check_same_timing_and_colours(good[1], out / "deeper" / "b_x2.mkv")
+
+    stamp = (out / "a_x2.mp4").stat().st_mtime_ns
+    assert _cli(model_dir, folder, "-o", out, "--recursive", "--skip-existing") == 1  # the bad ones fail again
+    assert (out / "a_x2.mp4").stat().st_mtime_ns == stamp
+
+
+def test_shards_split_the_videos(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for name in "abcd":
+        make_clip(tmp_path / "in" / f"{name}.mkv", frames=2, audio=False)
+    for i in range(2):
+        assert _cli(model_dir, tmp_path / "in", "-o", tmp_path / f"out{i}", "--shard", f"{i}/2") == 0
+    shares = [sorted(p.name for p in (tmp_path / f"out{i}").iterdir()) for i in range(2)]
+    assert sorted(shares[0] + shares[1]) == [f"{n}_x2.mkv" for n in "abcd"] and all(len(s) == 2 for s in shares)
