@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -321,24 +322,24 @@ class _Encoding:
 
 
 def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
-    fmt = av.format.ContainerFormat(muxer, "w")
+    with av.open(io.BytesIO(), "w", format=muxer) as probe:  # asks FFmpeg what the container holds
+        holds = probe.supported_codecs
+
+    def muxable(encoder: str) -> bool:
+        codec = av.Codec(encoder, "w")
+        return codec.name in holds or codec.canonical_name in holds
+
     if vcodec is not None:
         if vcodec not in av.codecs_available or not av.Codec(vcodec, "w").is_encoder:
             raise ValueError(f"the bundled FFmpeg has no video encoder {vcodec!r}")
+        if not muxable(vcodec):
+            raise ValueError(f"a {muxer} file cannot hold {vcodec} video; choose another encoder or suffix")
         return vcodec
     family = _FAMILY_ENCODERS.get(source.codec)
     for name in (family, *_DEFAULT_ENCODERS):
-        if name and name in av.codecs_available and _muxable(fmt, name):
+        if name and name in av.codecs_available and muxable(name):
             return name
     raise ValueError(f"no default encoder for a {muxer} file; pass vcodec")
-
-
-def _muxable(fmt: Any, encoder: str) -> bool:
-    codec = av.Codec(encoder, "w")
-    try:
-        return codec.canonical_name in fmt.supported_codecs or codec.name in fmt.supported_codecs
-    except AttributeError:  # older PyAV: ask FFmpeg by trying
-        return True
 
 
 def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
@@ -422,8 +423,13 @@ def _done_segments(parts: Path) -> list[dict[str, Any]]:
     while (record := _segment_path(parts, len(done), ".json")).is_file():
         if not _segment_path(parts, len(done), ".nut").is_file():
             break
-        done.append(json.loads(record.read_text()))
+        done.append(_summary(json.loads(record.read_text())))
     return done
+
+
+def _summary(record: dict[str, Any]) -> dict[str, Any]:
+    """A segment's record without its packet list (read again when the segments are joined: memory stays flat)."""
+    return {k: v for k, v in record.items() if k != "packets"}
 
 
 def _prepare_parts(parts: Path, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
@@ -514,7 +520,7 @@ class _SegmentWriter:
             "packets": self.packets,
         }
         atomic_write(_segment_path(self.parts, self.index, ".json"), json.dumps(record).encode())
-        return record
+        return _summary(record)
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
@@ -659,19 +665,18 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 # ---------------------------------------------------------------------------- joining
-def _join(source: _Source, dst: Path, muxer: str, parts: Path, records: list[dict]) -> list[str]:
+def _join(source: _Source, dst: Path, muxer: str, parts: Path, count: int) -> list[str]:
     """Mux the segments' video with the input's other streams, metadata and chapters into ``dst`` (atomically)."""
     lost: list[str] = []
     with (
         av.open(str(source.path), metadata_errors="replace") as src,
         atomic_path(dst) as tmp,
         av.open(str(tmp), "w", format=muxer) as out,
-        contextlib.ExitStack() as segments,
+        av.open(str(_segment_path(parts, 0, ".nut"))) as first,
     ):
-        opened = [segments.enter_context(av.open(str(_segment_path(parts, i, ".nut")))) for i in range(len(records))]
         out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in _STALE_TAGS})
         vin = src.streams[source.index]
-        video = out.add_stream_from_template(opened[0].streams.video[0])
+        video = out.add_stream_from_template(first.streams.video[0])
         video.time_base = source.time_base
         video.metadata.update({k: v for k, v in vin.metadata.items() if k.lower() not in _STALE_TAGS})
         video.disposition = vin.disposition
@@ -702,17 +707,19 @@ def _join(source: _Source, dst: Path, muxer: str, parts: Path, records: list[dic
 
         def video_packets() -> Iterator[Any]:
             last_dts = None
-            for container, record in zip(opened, records, strict=True):
-                packets = (p for p in container.demux(container.streams.video[0]) if p.size)
-                for packet, (pts, dts, duration) in zip(packets, record["packets"], strict=True):
-                    packet.time_base, packet.pts, packet.dts, packet.duration = source.time_base, pts, dts, duration
-                    # Each segment is its own encode: its first decode timestamps may reach back
-                    # before the previous segment's last; nudge them forward (never past pts).
-                    if last_dts is not None and dts <= last_dts:
-                        packet.dts = min(last_dts + 1, pts)
-                    last_dts = packet.dts
-                    packet.stream = video
-                    yield packet
+            for index in range(count):  # one segment open at a time, whatever the clip's length
+                record = json.loads(_segment_path(parts, index, ".json").read_text())
+                with av.open(str(_segment_path(parts, index, ".nut"))) as container:
+                    packets = (p for p in container.demux(container.streams.video[0]) if p.size)
+                    for packet, (pts, dts, duration) in zip(packets, record["packets"], strict=True):
+                        packet.time_base, packet.pts, packet.dts, packet.duration = source.time_base, pts, dts, duration
+                        # Each segment is its own encode: its first decode timestamps may reach back
+                        # before the previous segment's last; nudge them forward (never past pts).
+                        if last_dts is not None and dts <= last_dts:
+                            packet.dts = min(last_dts + 1, pts)
+                        last_dts = packet.dts
+                        packet.stream = video
+                        yield packet
 
         def other_packets() -> Iterator[Any]:
             if not copied:
@@ -918,8 +925,7 @@ def upscale_video(
             for stage in stages:
                 if stage.error is not None:
                     raise stage.error
-            records.sort(key=lambda r: r["first_pts"])
-            lost = (*lost, *_join(source, dst, muxer, parts, records))
+            lost = (*lost, *_join(source, dst, muxer, parts, len(records)))
     except VideoError:
         shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing half-written stays behind
         raise

@@ -241,6 +241,12 @@ def test_codec_crf_preset_and_pixel_format(model: edsr_lib.SRModel, tmp_path: Pa
     check_same_timing_and_colours(src, tmp_path / "hevc.mkv")
     with pytest.raises(ValueError, match="no video encoder 'nope'"):
         upscale_video(model, src, tmp_path / "x.mkv", vcodec="nope")
+    # by default the input's codec family, where the container holds it; else H.264, else VP9
+    assert upscale_video(model, tmp_path / "hevc.mkv", tmp_path / "again.mkv", preset="ultrafast").codec == "libx265"
+    assert upscale_video(model, tmp_path / "hevc.mkv", tmp_path / "again.avi").codec == "libx264"
+    assert upscale_video(model, src, tmp_path / "clip.webm", preset="8").codec == "libvpx-vp9"
+    with pytest.raises(ValueError, match="a webm file cannot hold libx264 video"):
+        upscale_video(model, src, tmp_path / "x.webm", vcodec="libx264")
 
 
 def test_frames_go_through_upscale_in_batches_within_a_segment(
