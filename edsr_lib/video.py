@@ -60,7 +60,6 @@ except ImportError:  # pragma: no cover - depends on the installed extras
 
 __all__ = ["VIDEO_SUFFIXES", "VideoError", "VideoKind", "VideoResult", "is_video", "upscale_video"]
 
-#: File suffixes read as videos, and the FFmpeg muxer that writes each.
 VIDEO_SUFFIXES: dict[str, str] = {
     ".mp4": "mp4",
     ".m4v": "mp4",
@@ -78,6 +77,7 @@ VIDEO_SUFFIXES: dict[str, str] = {
     ".3gp": "3gp",
     ".ogv": "ogg",
 }
+"""File suffixes read as videos (by :func:`is_video` and folder jobs), and the FFmpeg muxer that writes each."""
 
 #: Encoder for each codec family the input may be in (the default keeps the family when the
 #: bundled FFmpeg can encode it and the container can hold it); anything else gets H.264.
