@@ -496,3 +496,53 @@ def test_shards_split_the_videos(model_dir: Path, tmp_path: Path) -> None:
         assert _cli(model_dir, tmp_path / "in", "-o", tmp_path / f"out{i}", "--shard", f"{i}/2") == 0
     shares = [sorted(p.name for p in (tmp_path / f"out{i}").iterdir()) for i in range(2)]
     assert sorted(shares[0] + shares[1]) == [f"{n}_x2.mkv" for n in "abcd"] and all(len(s) == 2 for s in shares)
+
+
+_SLOW_CLI = textwrap.dedent(
+    """
+    import sys, time
+    import edsr_lib.video as video
+    from edsr_lib.cli import main
+    real = video.upscale
+    def slow(*args, **kwargs):
+        time.sleep(0.15)
+        return real(*args, **kwargs)
+    video.upscale = slow
+    sys.exit(main(["upscale", *sys.argv[1:]]))
+    """
+)
+
+
+@pytest.mark.slow
+def test_the_command_interrupted_by_sigterm_resumes(model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    src = make_clip(tmp_path / "in" / "clip.mkv", frames=24)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "in"), "-o", str(out), "--model", str(model_dir), "--batch-size", "1"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    parts = out / ".clip_x2.mkv.parts"
+    run = subprocess.Popen([sys.executable, "-c", _SLOW_CLI, *args], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("segment_*.json"))) < 1:
+        assert run.poll() is None, run.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130 and "interrupted" in err, err
+    assert not (out / "clip_x2.mkv").exists()
+    logged: list[str] = []
+    from edsr_lib.jobs import upscale_folder
+    from edsr_lib.video import VideoKind
+
+    summary = upscale_folder(
+        tmp_path / "in",
+        out,
+        model=model_dir,
+        skip_existing=True,
+        log=logged.append,
+        kinds=[VideoKind(log=logged.append)],
+    )
+    assert summary.ok and [p.name for p in summary.written] == ["clip_x2.mkv"]
+    assert any("resumed" in line for line in logged), logged
+    check_same_timing_and_colours(src, out / "clip_x2.mkv")
