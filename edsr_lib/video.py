@@ -98,7 +98,6 @@ _PARTS_VERSION = 1
 
 # FFmpeg's AVColorSpace values -> the matrices swscale converts with (SWS_CS_*).
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
-_MATRIX_NAMES = {1: "BT.709", 4: "FCC", 5: "BT.601", 6: "BT.601", 7: "SMPTE 240M", 9: "BT.2020", 10: "BT.2020"}
 _RANGE_MPEG, _RANGE_JPEG = 1, 2
 _UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
 
