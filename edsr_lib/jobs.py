@@ -35,6 +35,7 @@ import errno
 import itertools
 import math
 import os
+import re
 import string
 import sys
 import tempfile
@@ -43,7 +44,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -55,7 +56,18 @@ from tqdm.auto import tqdm
 from ._device import resolve_device, resolve_half
 from ._files import stale_temporary_files
 from .inference import check_finite_weights, load_model, upscale
-from .io import IMAGE_SUFFIXES, OUTPUT_FORMATS, check_writable, list_images, load_image, write_image
+from .io import (
+    IMAGE_SUFFIXES,
+    OUTPUT_FORMATS,
+    ImageReadError,
+    array_to_image,
+    check_writable,
+    fit_format,
+    image_to_array,
+    list_images,
+    load_image,
+    write_image,
+)
 from .models import SRModel
 
 __all__ = [
@@ -67,6 +79,7 @@ __all__ = [
     "Summary",
     "check_output_dir",
     "expand_suffix",
+    "job_device",
     "launcher_shard",
     "make_job",
     "plan_jobs",
@@ -178,7 +191,8 @@ class Plan:
     Attributes:
         jobs: The jobs, in input order.
         left_out: Inputs left out because they are outputs of this run.
-        clashes: Inputs left out because their output would overwrite them.
+        clashes: Inputs refused because their output would overwrite an input: themselves
+            (``suffix=""`` in place), or another input that would be its own output.
         errors: One line for each input that named nothing (a missing file, a pattern
             matching nothing).
     """
@@ -314,19 +328,22 @@ def _name(
     seen: dict[Path, Path] = {}
     jobs: list[Job] = []
     for path, root in found.items():
-        job = make_job(path, out_dir, suffix=suffix, format=format, root=root, kinds=kinds)
-        key = job.target.resolve()
-        if key in seen:
-            raise ValueError(f"{seen[key]} and {path} would both be written to {job.target}; upscale them separately")
-        seen[key] = path
-        jobs.append(job)
+        jobs.append(make_job(path, out_dir, suffix=suffix, format=format, root=root, kinds=kinds))
 
     own = {p.resolve() for j in jobs for p in j.outputs(format)}
+    # an input that would be its own output is the user's (``--suffix ''`` in place): neither it nor
+    # another input may be written over it
+    kept = {j.source.resolve() for j in jobs if any(j.source.resolve() == p.resolve() for p in j.outputs(format))}
     for job in jobs:
         source = job.source.resolve()
-        if source == job.target.resolve():
+        if source in kept or any(p.resolve() in kept for p in job.outputs(format)):
             plan.clashes.append(job.source)
-        elif source in own:
+            continue
+        key = job.target.resolve()
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {job.source} would both be written to {job.target}; upscale them apart")
+        seen[key] = job.source
+        if source in own:
             plan.left_out.append(job.source)
         else:
             plan.jobs.append(job)
@@ -479,7 +496,7 @@ class Summary:
         skipped = len(self.skipped) + len(self.left_out)
         line = f"wrote {n} {noun}{'s' * (n != 1)} to {self.output_dir} ({failed} failed, {skipped} skipped)"
         if self.left:
-            line += f"; {len(self.left)} left to do (rerun with skip_existing to finish)"
+            line += f"; {len(self.left)} not started"
         return line
 
 
@@ -535,9 +552,8 @@ class _Progress:
         self.bar.update(n)
         before, self.done = self.done, self.done + n
         now = time.monotonic()
-        if self.lines and (
-            self.done // self.every > before // self.every or now - self.last > 60 or self.done == self.total
-        ):
+        due = self.done // self.every > before // self.every or now - self.last > 30
+        if self.lines and due and self.done < self.total:  # the summary says the rest
             self.last = now
             rate = (now - self.start) / self.done if self.done else 0.0
             left = rate * (self.total - self.done)
@@ -653,18 +669,29 @@ def run_jobs(
             image = load_image(job.source)
             _check_writable_mode(image, job, format)
             return image
+        except ImageReadError as exc:
+            return _bomb_hint(exc) if isinstance(exc.__cause__, Image.DecompressionBombError) else exc
         except Exception as exc:  # reported per file; the run goes on
             return exc
         finally:
             warns.about(None)
 
-    def write(index: int, image: Image.Image) -> Path:
+    notes: set[str] = set()
+    notes_lock = threading.Lock()
+
+    def write(index: int, image: Image.Image, source: Image.Image | None) -> Path:
         job = jobs[index]
         target = job.target
         if format is None and image.mode in _TIFF_ONLY_MODES:
             target = target.with_suffix(".tif")  # PNG holds neither 32-bit integers nor floats
         warns.about(job.source)
         try:
+            if format is not None:  # asked for: convert to what it holds, and say so once
+                image, note = fit_format(image, target, source)
+                with notes_lock:
+                    if note and note not in notes:
+                        notes.add(note)
+                        log(f"note: {note}")
             write_image(target, image, quality=quality)
         finally:
             warns.about(None)
@@ -705,12 +732,15 @@ def run_jobs(
                 elif jobs[first].kind is not None:
                     _process(model, jobs[first], options, warns, results, fail, first)
                 else:
-                    pending.extend((i, writers.submit(write, i, image)) for i, image in run_group(group))
+                    sources = {i: image for i, image in group if image.mode in _TIFF_ONLY_MODES}  # their value range
+                    pending.extend((i, writers.submit(write, i, out, sources.get(i))) for i, out in run_group(group))
                 bar.update(len(group))
                 while pending and (len(pending) > workers or pending[0][1].done()):
-                    settle(*pending.popleft())  # bound the (possibly huge) results waiting to be encoded
+                    settle(*pending[0])  # bound the (possibly huge) results waiting to be encoded
+                    pending.popleft()  # only once settled: an interruption in between leaves it to the end
             while pending:
-                settle(*pending.popleft())
+                settle(*pending[0])
+                pending.popleft()
         except _DiskFull as exc:
             summary.stopped = f"the disk is full ({exc})"
         except KeyboardInterrupt:
@@ -719,7 +749,8 @@ def run_jobs(
             if summary.stopped:
                 readers.shutdown(wait=True, cancel_futures=True)
                 for index, future in pending:  # writes in flight finish: no temporary file stays behind
-                    if not future.cancel():
+                    if index not in results and not future.cancel():
+                        _finish_despite_interrupts(future)
                         try:
                             results[index] = Result(jobs[index], "written", future.result())
                         except Exception as exc:  # reported per file
@@ -729,6 +760,16 @@ def run_jobs(
     if summary.stopped == "interrupted":
         raise Interrupted(summary)
     return summary
+
+
+def _finish_despite_interrupts(future: Future[Any]) -> None:
+    """Wait for ``future`` even through another Ctrl-C: a write in flight is short, and cut it would leave a part."""
+    while True:
+        try:
+            wait([future])
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _process(
@@ -754,11 +795,28 @@ def _process(
         warns.about(None)
 
 
+def _bomb_hint(exc: ImageReadError) -> ImageReadError:
+    """The decompression-bomb refusal, with the way to allow a trusted file (not a Pillow setting to edit)."""
+    cause = str(exc.__cause__)
+    pixels = re.search(r"\((\d+) pixels\)", cause)
+    limit = re.search(r"limit of (\d+) pixels", cause)
+    path = str(exc).split(" is too large")[0]
+    if not pixels or not limit:
+        return exc
+    return ImageReadError(
+        f"{path} is too large to decode safely: {int(pixels[1]):,} pixels, over the limit of {int(limit[1]):,} "
+        f"(a guard against decompression bombs); if you trust it, allow it with --max-pixels {pixels[1]} "
+        "(max_pixels= in Python)"
+    )
+
+
 def _check_writable_mode(image: Image.Image, job: Job, format: str | None) -> None:
     """Refuse, before computing, an image whose result the output format cannot hold."""
     if format is None and image.mode in _TIFF_ONLY_MODES:
         return
-    check_writable(job.target, image.mode)
+    # the mode of the result: the one an upscaled image of this one comes back in
+    result_mode = array_to_image(image_to_array(image.crop((0, 0, 1, 1))), like=image).mode
+    check_writable(job.target, result_mode)
 
 
 def _batches(
@@ -813,6 +871,7 @@ def upscale_folder(
     batch_size: int = 4,
     device: torch.device | str | None = None,
     half: bool | str = False,
+    max_pixels: int | None = None,
     progress: bool = True,
     log: Log | None = None,
     kinds: Sequence[JobKind] | None = None,
@@ -846,8 +905,12 @@ def upscale_folder(
         device: Any torch device; default the accelerator (under ``torchrun``, the one of
             ``LOCAL_RANK``).
         half: ``"fp16"`` or ``"bf16"`` autocast, or ``False``.
+        max_pixels: The most pixels an image may have before it is refused as a possible
+            decompression bomb (``PIL.Image.MAX_IMAGE_PIXELS`` for this run); ``0`` for no
+            limit; default Pillow's (about 89 million).
         progress: A progress bar on a terminal, a line every few files elsewhere.
-        log: Where the lines for failures, warnings and progress go; default standard error.
+        log: Where the lines for failures, warnings and progress go (Python warnings
+            during the run too, one line each); default standard error.
         kinds: Other kinds of input to take (default those of :func:`register_kind`).
         **options: More keyword arguments of :func:`edsr_lib.upscale` (``tile``,
             ``self_ensemble``, ...).
@@ -860,6 +923,61 @@ def upscale_folder(
         OSError: If ``output_dir`` cannot be written.
         Interrupted: On Ctrl-C, once the writes in flight are done.
     """
+    if max_pixels is not None and max_pixels < 0:
+        raise ValueError(f"max_pixels must be positive (or 0 for no limit), got {max_pixels}")
+    log = log or _stderr
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        if max_pixels is not None:
+            Image.MAX_IMAGE_PIXELS = max_pixels or None
+        with _WarningsAsLines(log):
+            return _upscale_folder(
+                inputs,
+                output_dir,
+                model=model,
+                scale=scale,
+                outscale=outscale,
+                format=format,
+                quality=quality,
+                suffix=suffix,
+                recursive=recursive,
+                skip_existing=skip_existing,
+                shard=shard,
+                workers=workers,
+                batch_size=batch_size,
+                device=device,
+                half=half,
+                progress=progress,
+                log=log,
+                kinds=kinds,
+                **options,
+            )
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _upscale_folder(
+    inputs: PathLike | Iterable[PathLike],
+    output_dir: PathLike,
+    *,
+    model: SRModel | PathLike,
+    scale: int | None,
+    outscale: float | None,
+    format: str | None,
+    quality: int | None,
+    suffix: str,
+    recursive: bool,
+    skip_existing: bool,
+    shard: tuple[int, int] | None,
+    workers: int,
+    batch_size: int,
+    device: torch.device | str | None,
+    half: bool | str,
+    progress: bool,
+    log: Log,
+    kinds: Sequence[JobKind] | None,
+    **options: Any,
+) -> Summary:
     check_suffix(suffix)
     if scale is not None and outscale is not None:
         raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
@@ -872,7 +990,6 @@ def upscale_folder(
     if format is not None and format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {format!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
     kinds = list(_KINDS if kinds is None else kinds)
-    log = log or _stderr
     found, errors = _find(inputs, recursive, kinds)  # bad inputs and an empty job cost no model loading
     for line in errors:
         log(f"error: {line}")
@@ -880,7 +997,7 @@ def upscale_folder(
         raise ValueError("nothing to upscale")
     check_output_dir(output_dir)
 
-    device = _job_device(device)
+    device = job_device(device)
     resolve_half(half, device)
     net = load_model(model).to(device)
     check_finite_weights(net)  # once, before any file: every output would be garbage
@@ -891,7 +1008,7 @@ def upscale_folder(
     if plan.left_out:
         log(f"left out {len(plan.left_out)} file(s) that are outputs of this command")
     for path in plan.clashes:
-        log(f"error: {path}: its output would overwrite it (give another suffix, format or output folder)")
+        log(f"error: {path}: its output would overwrite an input (give another suffix, format or output folder)")
 
     jobs = plan.jobs
     shard = shard if shard is not None else launcher_shard()
@@ -935,8 +1052,15 @@ def _complete(summary: Summary, plan: Plan, skipped: list[Job], shard: tuple[int
     return summary
 
 
-def _job_device(device: torch.device | str | None) -> torch.device:
-    """``device``, or the accelerator; under a launcher, the accelerator of this process's ``LOCAL_RANK``."""
+def job_device(device: torch.device | str | None = None) -> torch.device:
+    """The device a folder job runs on: ``device``, or the accelerator; under a launcher, the one of ``LOCAL_RANK``.
+
+    On CUDA under ``torchrun`` this process's GPU is made current first, before anything
+    opens a CUDA context (which would land on GPU 0 for every process).
+
+    Raises:
+        ValueError: For a device that is not a torch device or does not exist.
+    """
     local_rank = os.environ.get("LOCAL_RANK")
     under_launcher = local_rank is not None and launcher_shard() is not None
     if under_launcher and str(device or "cuda") == "cuda" and torch.cuda.is_available():

@@ -648,8 +648,15 @@ class _Stage(threading.Thread):
 
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so a terminated run cleans up and can resume."""
-    if threading.current_thread() is not threading.main_thread():
+    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so a terminated run cleans up and can resume.
+
+    Only where SIGTERM still has its default action (it ends the process at once): a caller
+    that handles it already (``edsr-lib upscale`` does) keeps its handler.
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield
         return
 
