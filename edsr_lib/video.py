@@ -770,7 +770,7 @@ def upscale_video(
     self_ensemble: bool = False,
     device: torch.device | str | None = None,
     half: bool | str | torch.dtype = False,
-    segment_seconds: float = _SEGMENT_SECONDS,
+    segment_seconds: float | None = None,
     progress: bool = False,
 ) -> VideoResult:
     """Upscale a video file: every frame with :func:`edsr_lib.upscale`, the sound, timing and colours kept.
@@ -811,7 +811,8 @@ def upscale_video(
         self_ensemble: Average over the eight flips and rotations (eight times the work).
         device: Where the model runs (default: the device of its weights).
         half: ``"bf16"`` or ``"fp16"`` as for :func:`edsr_lib.upscale`.
-        segment_seconds: Seconds of video per segment, the most work an interruption can lose.
+        segment_seconds: Seconds of video per segment, the most work an interruption can
+            lose (default 10).
         progress: Show a progress bar (frames, frames per second, time left).
 
     Returns:
@@ -834,6 +835,7 @@ def upscale_video(
         raise ValueError(f"{dst}: unknown video suffix; use one of {', '.join(VIDEO_SUFFIXES)}")
     if outscale is not None and scale is not None:
         raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
+    segment_seconds = _SEGMENT_SECONDS if segment_seconds is None else segment_seconds
     if not segment_seconds > 0:
         raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
     model = load_model(model)
@@ -973,7 +975,7 @@ class VideoKind:
         crf: Constant rate factor.
         preset: Encoder speed preset.
         pix_fmt: Encoded pixel format.
-        segment_seconds: Seconds of video per resumable segment.
+        segment_seconds: Seconds of video per resumable segment (default 10).
         log: Called with each video's one-line summary (default: no summary).
     """
 
@@ -986,7 +988,7 @@ class VideoKind:
         crf: int | None = None,
         preset: str | None = None,
         pix_fmt: str | None = None,
-        segment_seconds: float = _SEGMENT_SECONDS,
+        segment_seconds: float | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = {
@@ -996,6 +998,7 @@ class VideoKind:
             "pix_fmt": pix_fmt,
             "segment_seconds": segment_seconds,
         }
+        self.settings = {k: v for k, v in self.settings.items() if v is not None}
         self.log = log
 
     def output_suffix(self, source: Path) -> str:

@@ -503,6 +503,7 @@ _SLOW_CLI = textwrap.dedent(
     import sys, time
     import edsr_lib.video as video
     from edsr_lib.cli import main
+    video._SEGMENT_SECONDS = 0.125  # 3 frames a segment
     real = video.upscale
     def slow(*args, **kwargs):
         time.sleep(0.15)
@@ -535,13 +536,14 @@ def test_the_command_interrupted_by_sigterm_resumes(model_dir: Path, tmp_path: P
     from edsr_lib.jobs import upscale_folder
     from edsr_lib.video import VideoKind
 
+    kind = VideoKind(log=logged.append, segment_seconds=0.125)
     summary = upscale_folder(
         tmp_path / "in",
         out,
         model=model_dir,
         skip_existing=True,
         log=logged.append,
-        kinds=[VideoKind(log=logged.append)],
+        kinds=[kind],
     )
     assert summary.ok and [p.name for p in summary.written] == ["clip_x2.mkv"]
     assert any("resumed" in line for line in logged), logged
