@@ -305,6 +305,11 @@ def _find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, st
     """The weights file of ``cfg``: shipped in the package, else in the HF cache, else downloaded."""
     if cfg is None:
         raise WeightsNotFoundError("no weights file given and no pretrained config to look weights up with")
+    if cfg.third_party:  # this function finds files of the library's own format
+        raise InvalidWeightsError(
+            f"{cfg.name}'s weights are a third-party file ({cfg.source}), converted on load, with the pixel "
+            f"convention it implies: load them with edsr_lib.create_model({cfg.name!r}, pretrained=True)"
+        )
     tried: list[str] = []
     if cfg.package_file:
         shipped = _shipped_weights().joinpath(cfg.package_file)

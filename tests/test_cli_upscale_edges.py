@@ -18,6 +18,7 @@ import edsr_lib
 from edsr_lib import jobs
 from edsr_lib.cli import main
 from edsr_lib.io import load_image
+from edsr_lib.jobs import running
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_an_unwritable_output_is_found_before_the_model_loads(
 def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     folder = _folder(tmp_path / "in", 8)
     out = tmp_path / "out"
-    real_write, real_upscale = jobs.write_image, jobs.upscale
+    real_write, real_upscale = running.write_image, running.upscale
     calls = {"write": 0, "upscale": 0}
 
     def write(path, image, **kwargs):
@@ -101,8 +102,8 @@ def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch,
         calls["upscale"] += 1
         return real_upscale(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "write_image", write)
-    monkeypatch.setattr(jobs, "upscale", upscale)
+    monkeypatch.setattr(running, "write_image", write)
+    monkeypatch.setattr(running, "upscale", upscale)
     status = _upscale(model_dir, str(folder), "-o", str(out), "--batch-size", "1", "--workers", "1")
     err = capsys.readouterr().err
     assert status == 1
@@ -110,7 +111,7 @@ def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch,
     assert calls["upscale"] <= 4  # not all 8: the run stopped at the first full write
     assert [p.name for p in out.iterdir()] == ["00_x2.png"]  # what was written is complete and kept
 
-    monkeypatch.setattr(jobs, "write_image", real_write)
+    monkeypatch.setattr(running, "write_image", real_write)
     assert _upscale(model_dir, str(folder), "-o", str(out), "--skip-existing") == 0
     assert len(list(out.iterdir())) == 8
 
@@ -152,13 +153,13 @@ def test_an_explicit_format_converts_and_says_so_once(model_dir: Path, tmp_path:
 
     # alpha in JPEG cannot be written: refused before computing, the others converted to 8 bits
     computed: list[tuple[int, ...]] = []
-    real = jobs.upscale
+    real = running.upscale
 
     def spy(net, image, **kwargs):
         computed.append(getattr(image, "size", None) or image[0].size)
         return real(net, image, **kwargs)
 
-    monkeypatch.setattr(jobs, "upscale", spy)
+    monkeypatch.setattr(running, "upscale", spy)
     capsys.readouterr()
     assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "jpg"), "--format", "jpg") == 1
     assert (6, 5) not in computed  # la.png (6 wide, 5 high) never reached the model
@@ -198,16 +199,16 @@ def test_in_place_runs_process_what_does_not_clash(model_dir: Path, tmp_path: Pa
 # ------------------------------------------------------------------ 9. signals leave nothing behind
 _SIGTERM_AFTER_ONE_WRITE = """
 import os, signal, sys
-from edsr_lib import jobs
 from edsr_lib.cli import main
-real = jobs.write_image
+from edsr_lib.jobs import running
+real = running.write_image
 def write(path, image, **kwargs):
     real(path, image, **kwargs)
     if not write.sent:
         write.sent = True
         os.kill(os.getpid(), signal.SIGTERM)
 write.sent = False
-jobs.write_image = write
+running.write_image = write
 sys.exit(main(["upscale", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3], "--batch-size", "1",
                "--workers", "1"]))
 """

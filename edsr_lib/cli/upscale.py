@@ -18,7 +18,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import CLIError
@@ -28,16 +28,26 @@ from . import CLIError
 FORMATS = ("png", "jpg", "webp", "tif")
 
 
-def _tile(value: str) -> int | str | None:
-    if value in ("auto", "none"):
-        return None if value == "none" else value
-    try:
-        tile = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels, 'auto' or 'none', got {value!r}") from None
-    if tile < 1:
-        raise argparse.ArgumentTypeError(f"the tile size must be positive, got {tile}")
-    return tile
+def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
+    """An argparse type: a positive number of ``what``, or one of ``words`` (word -> value)."""
+    choices = " or ".join(repr(word) for word in words)
+
+    def parse(value: str) -> Any:
+        if value in words:
+            return words[value]
+        try:
+            count = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {what}, {choices}, got {value!r}") from None
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"the number of {what} must be positive, got {count}")
+        return count
+
+    return parse
+
+
+_tile = _count_or({"auto": "auto", "none": None}, "pixels")
+_max_pixels = _count_or({"none": 0}, "pixels")
 
 
 def _outscale(value: str) -> float:
@@ -48,18 +58,6 @@ def _outscale(value: str) -> float:
     if not factor > 1 or factor == float("inf"):
         raise argparse.ArgumentTypeError(f"the output scale must be a finite number above 1, got {value}")
     return factor
-
-
-def _max_pixels(value: str) -> int:
-    if value == "none":
-        return 0
-    try:
-        pixels = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'none', got {value!r}") from None
-    if pixels < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of pixels or 'none', got {value}")
-    return pixels
 
 
 def _shard(value: str) -> tuple[int, int]:
