@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,23 +33,12 @@ RATE = 24
 
 
 def cpu_description() -> str:
-    """The CPU's model name, and whether it has AVX-512 and native bf16 (the speed of the model depends on both)."""
+    """The CPU (model name and the instruction sets the model's speed depends on), torch's threads, the CPUs."""
     import torch
 
-    from edsr_lib.inference import cpu_has_native_bf16
+    from edsr_lib.backends import cpu_info
 
-    name, flags = platform.processor() or platform.machine(), set()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    avx = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
-    return f"{name} ({avx}, {bf16}), {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs"
+    return f"{cpu_info()}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs"
 
 
 def make_clip(path: Path, seconds: float, size: tuple[int, int]) -> Path:
