@@ -770,6 +770,7 @@ def upscale_video(
     self_ensemble: bool = False,
     device: torch.device | str | None = None,
     half: bool | str | torch.dtype = False,
+    backend: str = "torch",
     segment_seconds: float | None = None,
     progress: bool = False,
 ) -> VideoResult:
@@ -811,6 +812,8 @@ def upscale_video(
         self_ensemble: Average over the eight flips and rotations (eight times the work).
         device: Where the model runs (default: the device of its weights).
         half: ``"bf16"`` or ``"fp16"`` as for :func:`edsr_lib.upscale`.
+        backend: The runtime the model runs in (``"torch"``, ``"openvino"``, ``"onnxruntime"``,
+            ``"auto"``), as for :func:`edsr_lib.upscale`.
         segment_seconds: Seconds of video per segment, the most work an interruption can
             lose (default 10).
         progress: Show a progress bar (frames, frames per second, time left).
@@ -867,6 +870,7 @@ def upscale_video(
         "outscale": outscale,
         "self_ensemble": self_ensemble,
         "half": str(half),
+        "backend": backend,
     }
     parts = _parts_dir(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -880,6 +884,7 @@ def upscale_video(
         "self_ensemble": self_ensemble,
         "device": device,
         "half": half,
+        "backend": backend,
     }
     if outscale is not None:
         options["outscale"] = outscale
@@ -1008,7 +1013,7 @@ class VideoKind:
 
     def process(self, model: SRModel, source: Path, target: Path, options: dict[str, Any]) -> None:
         """Upscale the video ``source`` into ``target`` (see :func:`upscale_video`); raises on failure."""
-        known = ("scale", "outscale", "tile", "batch_size", "self_ensemble", "device", "half", "progress")
+        known = ("scale", "outscale", "tile", "batch_size", "self_ensemble", "device", "half", "backend", "progress")
         kwargs = {k: v for k, v in options.items() if k in known and v is not None}
         result = upscale_video(model, source, target, **kwargs, **self.settings)
         if self.log is not None:

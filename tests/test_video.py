@@ -548,3 +548,13 @@ def test_the_command_interrupted_by_sigterm_resumes(model_dir: Path, tmp_path: P
     assert summary.ok and [p.name for p in summary.written] == ["clip_x2.mkv"]
     assert any("resumed" in line for line in logged), logged
     check_same_timing_and_colours(src, out / "clip_x2.mkv")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_frames_run_on_another_backend(model: edsr_lib.SRModel, tmp_path: Path, backend: str) -> None:
+    pytest.importorskip(backend, reason=f"needs {backend} (the dev extra installs it)")
+    src = make_clip(tmp_path / "clip.mkv", frames=4)
+    dst = tmp_path / "clip_x2.mkv"
+    upscale_video(model, src, dst, backend=backend)
+    check_same_timing_and_colours(src, dst)
+    assert packets_of(dst, "audio") == packets_of(src, "audio")
