@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 
 from .._device import resolve_device, resolve_half
+from ..backends import resolve_backend
 from ..inference import check_finite_weights, load_model
 from ..io import OUTPUT_FORMATS
 from ..models import SRModel
@@ -145,7 +146,7 @@ def upscale_folder(
             during the run too, one line each); default standard error.
         kinds: Other kinds of input to take (default those of :func:`register_kind`).
         **options: More keyword arguments of :func:`edsr_lib.upscale` (``tile``,
-            ``self_ensemble``, ...).
+            ``self_ensemble``, ``backend="openvino"``, ...).
 
     Returns:
         The :class:`Summary`; ``summary.ok`` is False if anything failed.
@@ -179,7 +180,9 @@ def upscale_folder(
         check_output_dir(output_dir)
 
         device = job_device(device)
-        resolve_half(half, device)
+        half_dtype = resolve_half(half, device)
+        # a runtime that cannot run here fails the job once, not each file
+        resolve_backend(options.get("backend", "torch"), "bf16" if half_dtype == torch.bfloat16 else "fp32", device)
         net = load_model(model).to(device)
         check_finite_weights(net)  # once, before any file: every output would be garbage
         factor = outscale if outscale is not None else net.resolve_scale(scale)
