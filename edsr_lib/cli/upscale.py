@@ -24,6 +24,9 @@ from . import CLIError
 #: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
 #: :data:`edsr_lib.io.OUTPUT_FORMATS`.
 FORMATS = ("png", "jpg", "webp", "tif")
+#: ``--backend``'s choices, spelled here so that ``--help`` needs no torch (a test keeps them equal to
+#: :data:`edsr_lib.backends.BACKENDS`).
+BACKENDS = ("torch", "openvino", "onnxruntime", "auto")
 
 
 def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
@@ -122,6 +125,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="bfloat16 autocast (accelerators, and CPUs with native bf16)",
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what computes the network: torch (default, any device); openvino or onnxruntime (CPU, their "
+        "extras; the model is exported once and cached); auto: the fastest here, measured once",
+    )
+    parser.add_argument(
         "--format", choices=FORMATS, help="output format (default png; tif for float and 32-bit images)"
     )
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default 95)")
@@ -191,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=device,
                 half=args.half or False,
+                backend=args.backend,
                 max_pixels=args.max_pixels,
                 tile=args.tile,
                 self_ensemble=args.self_ensemble,
