@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         list_pretrained,
         register_model,
     )
+    from .video import upscale_video
 
 #: Public submodules (``timm_bridge`` imports timm: it is imported on first use, or when timm is).
 _SUBMODULES = ("layers", "metrics", "models", "timm_bridge")
@@ -66,6 +67,7 @@ _LAZY: dict[str, str] = {
     "list_models": ".registry",
     "list_pretrained": ".registry",
     "register_model": ".registry",
+    "upscale_video": ".video",
 }
 
 
@@ -161,4 +163,5 @@ __all__ = [
     "register_model",
     "upscale",
     "upscale_folder",
+    "upscale_video",
 ]
