@@ -176,7 +176,8 @@ def _fast_model(
 
     Under float16 ``autocast`` the tail convolution stays in float32 (see :class:`_Float32`).
     """
-    fp32_tail = autocast == torch.float16 and isinstance(getattr(model, "tail", None), nn.Conv2d)
+    tail = getattr(model, "tail_module", None)  # the last convolution, where the model declares one
+    fp32_tail = autocast == torch.float16 and tail is not None and isinstance(getattr(model, tail, None), nn.Conv2d)
     key = (device, channels_last, compile, dtype, fp32_tail)
     state = _weights_state(model)
     cached = _fast_copies.setdefault(model, {}).get(key)
@@ -186,7 +187,7 @@ def _fast_model(
     fast = copy.deepcopy(model).eval().requires_grad_(False)
     fast.fuse()
     if fp32_tail:
-        fast.tail = _Float32(fast.tail)
+        setattr(fast, tail, _Float32(getattr(fast, tail)))
     fast.to(device, dtype)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
