@@ -66,7 +66,7 @@ def shallow() -> Callable[[str], SRModel]:
         if name not in cache:
             try:
                 model = edsr_lib.create_model(name, n_resblocks=1)
-            except TypeError:  # a family without residual blocks to count
+            except (TypeError, ValueError):  # a family without residual blocks to count
                 model = edsr_lib.create_model(name)
             cache[name] = _seeded(model, seed=1)
         return cache[name]

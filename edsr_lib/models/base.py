@@ -257,28 +257,31 @@ class TrunkModel(SRModel):
 
     def _build_trunk(
         self,
-        *,
-        n_colors: int,
-        n_feats: int,
-        kernel_size: int,
         n_resblocks: int,
+        n_feats: int,
         res_scale: float,
         rgb_range: float,
         rgb_mean: Sequence[float],
+        n_colors: int,
+        kernel_size: int,
         block: str,
+        *,
         upsampler: Callable[[], nn.Module],
         preprocess: Callable[[], nn.Module] | None = None,
     ) -> None:
         """Build the trunk in the order it runs (the state dict's order; the seeded initialisation's too).
 
+        The positional arguments are the families' constructor arguments of those names, in
+        their order.
+
         Args:
-            n_colors: Image channels.
-            n_feats: Feature channels ``F``.
-            kernel_size: Kernel size of head, body and tail.
             n_resblocks: Residual blocks in the body.
+            n_feats: Feature channels ``F``.
             res_scale: Residual scaling of the body's blocks.
             rgb_range: Pixel range the network works in.
             rgb_mean: Per-channel mean in [0, 1] units (``n_colors`` values).
+            n_colors: Image channels.
+            kernel_size: Kernel size of head, body and tail.
             block: Registered name of the body block.
             upsampler: Builds what :attr:`upsampler_module` holds (after the body).
             preprocess: Builds the per-scale pre-processing between head and body, kept as

@@ -53,15 +53,9 @@ class EDSR(TrunkModel):
         super().__init__()
         self.scale = int(scale)
         self.scales = (self.scale,)
+        trunk = (n_resblocks, n_feats, res_scale, rgb_range, rgb_mean, n_colors, kernel_size, block)
         self._build_trunk(
-            n_colors=n_colors,
-            n_feats=n_feats,
-            kernel_size=kernel_size,
-            n_resblocks=n_resblocks,
-            res_scale=res_scale,
-            rgb_range=rgb_range,
-            rgb_mean=rgb_mean,
-            block=block,
+            *trunk,
             upsampler=lambda: create_block(upsampler, scale=self.scale, n_feats=n_feats, kernel_size=kernel_size),
         )
 

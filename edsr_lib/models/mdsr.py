@@ -62,15 +62,9 @@ class MDSR(TrunkModel):
         if not scales or len(set(scales)) != len(scales):
             raise ValueError(f"scales must be distinct and non-empty, got {scales}")
         self.scales = scales
+        trunk = (n_resblocks, n_feats, res_scale, rgb_range, rgb_mean, n_colors, kernel_size, block)
         self._build_trunk(
-            n_colors=n_colors,
-            n_feats=n_feats,
-            kernel_size=kernel_size,
-            n_resblocks=n_resblocks,
-            res_scale=res_scale,
-            rgb_range=rgb_range,
-            rgb_mean=rgb_mean,
-            block=block,
+            *trunk,
             preprocess=lambda: nn.ModuleDict(
                 {
                     scale_key(s): create_block(preprocess, n_feats=n_feats, kernel_size=preprocess_kernel_size)
