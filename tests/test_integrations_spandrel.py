@@ -132,7 +132,8 @@ def test_edsr_lib_shipped_safetensors(name: str, x: torch.Tensor) -> None:
     for scale in model.scales:
         with torch.no_grad():
             _close(edsr_spandrel.at_scale(d, scale)(x), model(x, scale=scale))
-    _check_descriptor(d, type(model).__name__, max(model.scales), ["16nb", "64nf", "edsr-lib"])
+    numbers = [f"{model.config['n_resblocks']}nb", f"{model.config['n_feats']}nf"]
+    _check_descriptor(d, type(model).__name__, max(model.scales), [*numbers, "edsr-lib"])
 
 
 def test_edsr_lib_large_edsr_gets_the_registered_res_scale(tmp_path: Path) -> None:
