@@ -11,7 +11,7 @@ import torch
 
 import edsr_lib
 from edsr_lib import metrics
-from edsr_lib.evaluate import evaluate, set_name
+from edsr_lib.evaluation import evaluate, set_name
 from edsr_lib.io import read_image, to_tensor, write_image
 from edsr_lib.ops import imresize, modcrop
 
