@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .evaluation import evaluate
     from .hub import from_pretrained
     from .inference import upscale
+    from .jobs import upscale_folder
     from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
     from .models import EDSR, MDSR, SRModel
     from .ops import imresize, modcrop
@@ -43,6 +44,7 @@ _LAZY: dict[str, str] = {
     "evaluate": ".evaluation",
     "from_pretrained": ".hub",
     "upscale": ".inference",
+    "upscale_folder": ".jobs",
     "MeanShift": ".layers",
     "ResBlock": ".layers",
     "ScalePreprocess": ".layers",
@@ -116,4 +118,5 @@ __all__ = [
     "models",
     "register_model",
     "upscale",
+    "upscale_folder",
 ]

@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "sha256sum"]
+__all__ = ["atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
 
 
 def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
@@ -42,6 +43,36 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+_TOKEN_BYTES = 6
+
+
+def _temporary_name(path: Path, token: str) -> Path:
+    return path.with_name(f".{path.name}.{token}.tmp")
+
+
+def stale_temporary_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The temporary files that :func:`atomic_path` made for ``paths`` and a killed process left behind.
+
+    Each folder is listed once. Call it only where no other process is writing ``paths``
+    (a job sweeps its own targets before it starts).
+
+    Args:
+        paths: Destination files.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        wanted.setdefault(path.parent, set()).add(path.name)
+    pattern = re.compile(rf"\.(.+)\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}\.tmp")
+    found = []
+    for folder, names in wanted.items():
+        try:
+            entries = list(folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        found += [p for p in entries if (m := pattern.fullmatch(p.name)) and m[1] in names]
+    return sorted(found)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterator[Path]:
     """A temporary path to write ``path``'s new contents to; it replaces ``path`` when the block ends.
@@ -64,7 +95,7 @@ def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterato
         FileNotFoundError: If the block wrote nothing at the temporary path.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    tmp = _temporary_name(path, secrets.token_hex(_TOKEN_BYTES))
     if create:
         # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))

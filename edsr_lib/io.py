@@ -37,6 +37,10 @@ WRITE_FORMATS: dict[str, str] = {
     ".tif": "TIFF",
     ".tiff": "TIFF",
 }
+#: The output formats, by their usual suffix (``edsr-lib upscale --format``): one per format of :data:`WRITE_FORMATS`.
+OUTPUT_FORMATS: tuple[str, ...] = tuple(
+    next(suffix[1:] for suffix, f in WRITE_FORMATS.items() if f == fmt) for fmt in dict.fromkeys(WRITE_FORMATS.values())
+)
 #: Modes each format stores as they are (anything else is refused, never converted in silence).
 _FORMAT_MODES = {
     "PNG": {"L", "LA", "RGB", "RGBA", "I;16"},
@@ -288,9 +292,9 @@ def write_image(
         ValueError: If the suffix or the shape is not supported, or the format cannot hold the mode.
     """
     path = Path(path)
-    fmt = WRITE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"cannot write {path}: the suffix must be one of {', '.join(WRITE_FORMATS)}")
+    fmt = _write_format(path)
+    if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
+        raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
     if isinstance(image, np.ndarray):
         if image.dtype not in (np.uint8, np.uint16):
             raise TypeError(
@@ -304,12 +308,7 @@ def write_image(
         image = array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"expected a uint8 NumPy array (H, W, C) or a PIL image, got {type(image).__name__}")
-    if image.mode not in _FORMAT_MODES[fmt]:
-        what = "alpha channel" if "A" in image.mode else f"{image.mode} pixels"
-        hint = "; drop it or use .png" if fmt == "JPEG" and "A" in image.mode else ""
-        raise ValueError(
-            f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
-        )
+    check_writable(path, image.mode)
     if fmt in ("JPEG", "WEBP"):
         save_kwargs.setdefault("quality", 95 if quality is None else quality)
     for key in ("icc_profile", "exif", "dpi"):
@@ -319,6 +318,34 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         image.save(f, format=fmt, **save_kwargs)
+
+
+def _write_format(path: Path) -> str:
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"cannot write {path}: the suffix must be one of {', '.join(WRITE_FORMATS)}")
+    return fmt
+
+
+def check_writable(path: PathLike, mode: str) -> None:
+    """Check that an image of PIL ``mode`` can be written to ``path`` as it is, before computing it.
+
+    Args:
+        path: The file to write; its suffix gives the format.
+        mode: The PIL mode of the image (``"RGBA"``, ``"I;16"``, ...).
+
+    Raises:
+        ValueError: If the suffix is not a format :func:`write_image` writes, or the format
+            cannot hold the mode (alpha in JPEG, 16-bit in WebP, ...).
+    """
+    path = Path(path)
+    fmt = _write_format(path)
+    if mode not in _FORMAT_MODES[fmt]:
+        what = "alpha channel" if "A" in mode else f"{mode} pixels"
+        hint = "; drop it or use .png" if fmt == "JPEG" and "A" in mode else ""
+        raise ValueError(
+            f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
+        )
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -383,45 +410,74 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- listing
-def _is_image_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+class SkippedInputWarning(UserWarning):
+    """A path a folder walk or a glob found but passed over: a broken link, a folder named like an image."""
 
 
-def list_images(sources: PathLike | Iterable[PathLike], *, recursive: bool = False) -> list[Path]:
+def _hidden(path: Path, top: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(top).parts)
+
+
+def _take(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """Whether a path found by a walk or a glob is an input; a near miss is reported, never dropped in silence."""
+    if path.suffix.lower() not in suffixes:
+        return False
+    if path.is_file():
+        return True
+    if path.is_symlink() and not path.exists():
+        warnings.warn(f"{path} is a broken link (to {os.readlink(path)}): passed over", SkippedInputWarning, 3)
+    elif path.is_dir():
+        warnings.warn(f"{path} is a folder, not an image: passed over", SkippedInputWarning, 3)
+    else:
+        warnings.warn(f"{path} is not a regular file: passed over", SkippedInputWarning, 3)
+    return False
+
+
+def list_images(
+    sources: PathLike | Iterable[PathLike], *, recursive: bool = False, suffixes: Iterable[str] = IMAGE_SUFFIXES
+) -> list[Path]:
     """Expand files, folders and glob patterns into a list of image files.
 
     A file is taken as given; a folder contributes its image files (by suffix), sorted by
     name, and with ``recursive`` those of its subfolders too; a glob pattern (``*``, ``?``,
     ``[``; ``**`` recurses) contributes its matching image files, sorted. Duplicates are
-    dropped, order kept.
+    dropped, order kept. Folder walks and globs follow one rule for hidden names: files and
+    folders whose name starts with ``.`` are passed over (name them, or a pattern starting
+    with ``.``, to take them). A broken link or a folder with an image suffix that a walk or
+    a glob finds is passed over with a :class:`SkippedInputWarning`.
 
     Args:
         sources: One path or pattern, or several.
         recursive: Walk folders into their subfolders.
+        suffixes: The file suffixes to take, lower case (default :data:`IMAGE_SUFFIXES`).
 
     Returns:
         The image files, in order.
 
     Raises:
-        FileNotFoundError: If a path does not exist (and is not a pattern).
+        FileNotFoundError: If a path does not exist (and is not a pattern), or is a broken link.
         ValueError: If nothing at all matches.
     """
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
     sources = [os.fspath(s) for s in sources]
+    suffixes = tuple(s.lower() for s in suffixes)
     found: dict[Path, None] = {}
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            matches = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _is_image_file(p))
+            walk = path.rglob("*") if recursive else path.iterdir()
+            matches = sorted(p for p in walk if not _hidden(p, path) and _take(p, suffixes))
         elif path.is_file():
             matches = [path]
+        elif path.is_symlink():
+            raise FileNotFoundError(f"{source} is a broken link (to {os.readlink(path)})")
         elif any(c in source for c in "*?["):
-            matches = sorted(p for p in map(Path, glob.glob(source, recursive=True)) if _is_image_file(p))
+            matches = sorted(p for p in map(Path, glob.glob(source, recursive=True)) if _take(p, suffixes))
         else:
             raise FileNotFoundError(f"no such file or folder: {source}")
         found.update(dict.fromkeys(matches))
     if not found:
         where = ", ".join(sources) or "an empty list"
-        raise ValueError(f"no images found in {where} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"no images found in {where} (looked for {', '.join(suffixes)})")
     return list(found)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import filecmp
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +17,8 @@ pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install '
 
 import edsr_lib  # noqa: E402
 from edsr_lib.cli import main  # noqa: E402
-from edsr_lib.integrations.ray import Upscaler, output_path, upscale_folder  # noqa: E402
+from edsr_lib.integrations.ray import Upscaler, actor_resources, output_path, upscale_folder  # noqa: E402
 from edsr_lib.io import read_image  # noqa: E402
-
-pytestmark = pytest.mark.slow  # starting Ray takes seconds
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,9 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return model.save_pretrained(tmp_path_factory.mktemp("model") / "tiny_x2")
 
 
+ICC = b"\x00\x00\x02\x0cnot a real profile, but bytes to carry"
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
@@ -45,11 +48,20 @@ def photos(tmp_path: Path) -> Path:
     Image.fromarray(rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)).save(folder / "rgb.png")
     Image.fromarray(rng.integers(0, 256, (12, 9), dtype=np.uint8)).save(folder / "gray.png")
     Image.fromarray(rng.integers(0, 256, (10, 14, 4), dtype=np.uint8)).save(folder / "alpha.png")
-    Image.fromarray(rng.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(folder / "photo.jpg", quality=90)
+    Image.fromarray(rng.integers(0, 256, (7, 8, 2), dtype=np.uint8), mode="LA").save(folder / "gray_alpha.png")
+    Image.fromarray(rng.integers(0, 65536, (9, 7)).astype(np.uint16)).save(folder / "gray16.png")
+    Image.fromarray(rng.random((6, 5), dtype=np.float32), mode="F").save(folder / "float.tif")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated: the output is upright, tagged 1
+    exif[0x0110] = "edsr-lib test camera"
+    Image.fromarray(rng.integers(0, 256, (20, 16, 3), dtype=np.uint8)).save(
+        folder / "photo.jpg", quality=90, exif=exif.tobytes(), icc_profile=ICC, dpi=(300, 300)
+    )
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return folder
 
 
+@pytest.mark.slow  # starting Ray takes seconds
 def test_ray_recipe_writes_what_the_cli_writes(local_ray: None, model_dir: Path, photos: Path, tmp_path: Path) -> None:
     cli_out, ray_out = tmp_path / "cli", tmp_path / "ray"
     assert main(["upscale", str(photos), "-o", str(cli_out), "--model", str(model_dir)]) == 1  # broken.png fails
@@ -57,10 +69,18 @@ def test_ray_recipe_writes_what_the_cli_writes(local_ray: None, model_dir: Path,
     rows = upscale_folder(photos, ray_out, model=str(model_dir), workers=2, batch_size=2)
     status = {Path(r["path"]).name: r["status"] for r in rows}
     assert status.pop("broken.png").startswith("error: ")
-    assert status == dict.fromkeys(["alpha.png", "gray.png", "photo.jpg", "rgb.png"], "written")
+    names = ["alpha.png", "float.tif", "gray.png", "gray16.png", "gray_alpha.png", "photo.jpg", "rgb.png"]
+    assert status == dict.fromkeys(names, "written")
+    assert {Path(r["output"]).name for r in rows if r["status"] == "written"} == {p.name for p in cli_out.iterdir()}
     assert sorted(p.name for p in ray_out.iterdir()) == sorted(p.name for p in cli_out.iterdir())
-    for written in cli_out.iterdir():
-        np.testing.assert_array_equal(read_image(ray_out / written.name), read_image(written))
+    for written in cli_out.iterdir():  # byte for byte: pixels, bit depth, mode, ICC, EXIF, DPI
+        assert filecmp.cmp(ray_out / written.name, written, shallow=False), written.name
+    with Image.open(ray_out / "photo_x2.png") as img:
+        assert img.info["icc_profile"] == ICC and img.getexif()[0x0110] == "edsr-lib test camera"
+    with Image.open(ray_out / "gray16_x2.png") as img:
+        assert img.mode == "I;16"
+    with Image.open(ray_out / "float_x2.tif") as img:
+        assert img.mode == "F"
     assert not [p for p in ray_out.iterdir() if p.name.startswith(".")]  # no temporary files left
 
     # a rerun skips what exists and rewrites nothing; a deleted output is made again
@@ -69,13 +89,14 @@ def test_ray_recipe_writes_what_the_cli_writes(local_ray: None, model_dir: Path,
     again = upscale_folder(photos, ray_out, model=str(model_dir), workers=2)
     status = {Path(r["path"]).name: r["status"] for r in again}
     assert status.pop("broken.png").startswith("error: ")
-    assert status == {"alpha.png": "skipped", "gray.png": "skipped", "photo.jpg": "skipped", "rgb.png": "written"}
+    assert status == {**dict.fromkeys(names, "skipped"), "rgb.png": "written"}
     for name, stamp in stamps.items():
         if name != "rgb_x2.png":
             assert (ray_out / name).stat().st_mtime_ns == stamp
     np.testing.assert_array_equal(read_image(ray_out / "rgb_x2.png"), read_image(cli_out / "rgb_x2.png"))
 
 
+@pytest.mark.slow  # starting Ray takes seconds
 def test_one_model_per_actor(local_ray: None, model_dir: Path, photos: Path, tmp_path: Path) -> None:
     """Each actor builds its Upscaler once, however many batches it runs."""
 
@@ -110,10 +131,76 @@ def test_one_model_per_actor(local_ray: None, model_dir: Path, photos: Path, tmp
         )
         .take_all()
     )
-    assert len(rows) == 9 and {r["status"] for r in rows} == {"written"}
+    assert len(rows) == len(files) and {r["status"] for r in rows} == {"written"}
     pids = ray.get(counter.get.remote())
     assert len(pids) == len(set(pids)) <= 2  # one model per actor process, at most two actors
 
 
 def test_output_path_is_the_cli_name(tmp_path: Path) -> None:
     assert output_path("/x/photo.final.jpg", tmp_path, 3, "webp") == tmp_path / "photo.final_x3.webp"
+    assert output_path("/x/photo.jpg", tmp_path, 1.5) == tmp_path / "photo_x1.5.png"
+
+
+def test_never_more_actors_than_gpus() -> None:
+    with pytest.warns(UserWarning, match="1 GPU"):
+        assert actor_resources(2, {"GPU": 1.0, "CPU": 16.0}) == (1, {"num_gpus": 1})
+    assert actor_resources(None, {"GPU": 4.0, "CPU": 16.0}) == (4, {"num_gpus": 1})
+    assert actor_resources(3, {"GPU": 4.0}) == (3, {"num_gpus": 1})
+    assert actor_resources(None, {"CPU": 8.0}) == (8, {"num_cpus": 1})
+    assert actor_resources(2, {"CPU": 8.0}) == (2, {"num_cpus": 1})
+
+
+def test_out_of_memory_costs_one_row(model_dir: Path, photos: Path, tmp_path: Path, monkeypatch) -> None:
+    from edsr_lib import inference
+
+    real = inference._upscale
+
+    def short_of_memory(model, image, scale, **kwargs):
+        height = image.shape[-3] if image.ndim == 4 else image.shape[0]
+        if height == 17:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        if height == 12:
+            raise MemoryError()
+        return real(model, image, scale, **kwargs)
+
+    monkeypatch.setattr(inference, "_upscale", short_of_memory)
+    upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False)
+    paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
+    rows = upscaler({"path": np.asarray(paths)})
+    status = dict(zip([Path(p).name for p in rows["path"]], rows["status"], strict=True))
+    assert status["rgb.png"].startswith("error: out of memory") and "20.00 GiB" in status["rgb.png"]
+    assert status["gray.png"] == "error: out of memory"
+    assert status["alpha.png"] == status["photo.jpg"] == "written"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alpha_x2.png", "photo_x2.png"]
+
+
+def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Path, monkeypatch) -> None:
+    """While the model runs on one image, the next is decoded (each model call waits to see it)."""
+    from edsr_lib import jobs
+
+    decoded: list[str] = []
+    overlapped: list[bool] = []
+    real_load, real_upscale = jobs.load_image, jobs.upscale
+
+    def load(path):
+        image = real_load(path)
+        decoded.append(Path(path).name)
+        return image
+
+    def upscale(model, image, **kwargs):
+        seen = len(decoded)
+        waited = threading.Event()
+        for _ in range(200):  # up to 2 s for a reader thread to decode the next file
+            if len(decoded) > seen or len(decoded) == 4:
+                break
+            waited.wait(0.01)
+        overlapped.append(len(decoded) > seen or len(decoded) == 4)
+        return real_upscale(model, image, **kwargs)
+
+    monkeypatch.setattr(jobs, "load_image", load)
+    monkeypatch.setattr(jobs, "upscale", upscale)
+    upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False, workers=1)
+    paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
+    rows = upscaler({"path": np.asarray(paths)})
+    assert list(rows["status"]) == ["written"] * 4
+    assert all(overlapped) and len(overlapped) == 4

@@ -47,6 +47,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name, module_name in COMMANDS.items():
         if argv is None or name == chosen:
             importlib.import_module(module_name).add_parser(subparsers)
+            command = subparsers.choices[name]
+            command.set_defaults(command_parser=command)  # its own usage for arguments it does not know
         else:  # only listed: its help line matters only when no command is named
             subparsers.add_parser(name, help=_summary(module_name) if chosen is None else None, add_help=False)
     return parser
@@ -68,7 +70,9 @@ def _summary(module_name: str) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    args, unknown = build_parser(argv).parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError, FileNotFoundError, OSError) as exc:

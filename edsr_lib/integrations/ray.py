@@ -1,15 +1,16 @@
 """Upscale folders of images on a `Ray <https://www.ray.io>`_ cluster with Ray Data.
 
-The recipe: a dataset of file paths (``ray.data.from_items``), ``map_batches`` with
-:class:`Upscaler`, a callable class, so that each actor loads the model once and keeps
-it; one GPU per actor when the cluster has GPUs, else a CPU worker each. Every actor
-reads, upscales and writes its images itself (only paths travel through the object
-store) with the functions ``edsr-lib upscale`` uses, so the files are the same as the
-command line's: :func:`edsr_lib.io.read_image` (EXIF orientation applied; grayscale and
-alpha kept), :func:`edsr_lib.upscale`, and :func:`edsr_lib.io.write_image`, which writes
-atomically (a crashed or pre-empted worker never leaves a partial file). Existing outputs
-are skipped, so a job that died halfway is restarted with the same call. A file that
-cannot be read is reported in its row and costs no other file.
+The recipe: a dataset of file paths and their outputs (``ray.data.from_items``),
+``map_batches`` with :class:`Upscaler`, a callable class, so that each actor loads the
+model once and keeps it; one GPU per actor when the cluster has GPUs (never more actors
+than GPUs), else a CPU worker each. Only paths travel through the object store: each actor
+reads, upscales and writes its images with the engine of ``edsr-lib upscale``
+(:func:`edsr_lib.jobs.run_jobs`), so the files are byte for byte the command line's
+(names, 16-bit, gray, alpha, ICC profile, EXIF, DPI, the ``.tif`` of float images), the
+next images are decoded and the last ones encoded while the model runs, writes are
+atomic, and a file that fails (unreadable, out of memory on the GPU or the host) is
+reported in its row and costs no other file. Existing outputs are skipped, so a job that
+died halfway is restarted with the same call.
 
 The inputs and the output folder must be on storage every node sees (NFS, a mounted
 bucket); :func:`upscale_folder` is the whole recipe for the common case, and
@@ -25,89 +26,151 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import ray
 
-from ..inference import load_model, resolve_device, upscale
-from ..io import ImageReadError, list_images, read_image, write_image
+from ..inference import load_model, resolve_device
+from ..jobs import Job, expand_suffix, make_job, plan_jobs, run_jobs
 
-__all__ = ["Upscaler", "output_path", "upscale_folder"]
+__all__ = ["Upscaler", "actor_resources", "output_path", "upscale_folder"]
 
 PathLike = str | os.PathLike[str]
 
 
-def output_path(source: PathLike, output_dir: PathLike, scale: int, format: str = "png") -> Path:
+def output_path(
+    source: PathLike, output_dir: PathLike, scale: float, format: str | None = None, suffix: str = "_x{scale}"
+) -> Path:
     """Where ``edsr-lib upscale`` writes the result of ``source``: ``OUT/<stem>_x<scale>.<format>``.
 
     Args:
         source: The input image file.
         output_dir: The output folder.
-        scale: The scale.
-        format: ``"png"``, ``"jpg"`` or ``"webp"``.
+        scale: The scale (or output factor).
+        format: ``"png"`` (the default), ``"jpg"``, ``"webp"`` or ``"tif"``.
+        suffix: The suffix, as ``--suffix`` takes it.
     """
-    return Path(output_dir) / f"{Path(source).stem}_x{scale}.{format}"
+    return make_job(source, output_dir, suffix=expand_suffix(suffix, scale), format=format, kinds=()).target
 
 
 class Upscaler:
-    """A ``map_batches`` callable class: one model per actor, each batch of paths read, upscaled and written.
+    """A ``map_batches`` callable class: one model per actor; each batch of paths read, upscaled and written.
 
     Args:
         model: A registered name (with its pretrained weights) or a ``save_pretrained``
             folder, as for ``edsr-lib upscale --model``.
-        output_dir: Folder of the results (created if needed).
+        output_dir: Folder of the results, for rows without an ``"output"`` column (named
+            as :func:`output_path` names them).
         scale: The scale (needed for multi-scale models).
-        tile: Tile size in LR pixels, ``"auto"`` (from free memory) or ``None`` (one pass, the
-            command line's default), as for :func:`edsr_lib.upscale`.
-        format: ``"png"``, ``"jpg"`` or ``"webp"``.
+        outscale: Instead of ``scale``, any output factor above 1.
+        tile: Tile size in LR pixels, ``"auto"`` (the default: from free memory) or ``None``
+            (one pass), as for :func:`edsr_lib.upscale`.
+        format: ``"png"``, ``"jpg"``, ``"webp"`` or ``"tif"``; default PNG (TIFF for float
+            images), as the command line.
+        quality: JPEG and WebP quality, 1-100 (default 95).
+        suffix: Added to each output's stem, as ``--suffix``.
         device: Any torch device (``"cuda"``, ``"cpu"``, ...); default the accelerator when the
             actor has one, else the CPU.
-        half: ``"fp16"`` or ``"bf16"`` autocast (CUDA only), or ``False``.
-        skip_existing: Leave outputs that exist as they are.
+        half: ``"fp16"`` or ``"bf16"`` autocast, or ``False``.
+        skip_existing: Leave outputs that exist (and are not empty) as they are.
+        workers: Threads decoding, and threads encoding, beside the model in each actor.
+        **options: More keyword arguments of :func:`edsr_lib.upscale`.
 
-    Each batch is a dict with a ``"path"`` column; the result has ``"path"``,
-    ``"output"`` and ``"status"`` (``"written"``, ``"skipped"`` or ``"error: ..."``).
+    Each batch is a dict with a ``"path"`` column and optionally an ``"output"`` column
+    (the file to write, as :func:`upscale_folder` plans it); the result has ``"path"``,
+    ``"output"`` (the file written) and ``"status"`` (``"written"``, ``"skipped"`` or
+    ``"error: ..."``).
     """
 
     def __init__(
         self,
         model: str,
-        output_dir: PathLike,
+        output_dir: PathLike | None = None,
         *,
         scale: int | None = None,
-        tile: int | Literal["auto"] | None = None,
-        format: str = "png",
+        outscale: float | None = None,
+        tile: int | Literal["auto"] | None = "auto",
+        format: str | None = None,
+        quality: int | None = None,
+        suffix: str = "_x{scale}",
         device: str | None = None,
         half: str | bool = False,
         skip_existing: bool = True,
+        workers: int = 2,
+        **options: Any,
     ) -> None:
         self.device = resolve_device(device)
         self.model = load_model(model).to(self.device)
-        self.scale = self.model.resolve_scale(scale)
-        self.output_dir = Path(output_dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.tile, self.format, self.half, self.skip_existing = tile, format, half, skip_existing
+        factor = outscale if outscale is not None else self.model.resolve_scale(scale)
+        self.suffix = expand_suffix(suffix, factor, Path(model).name)
+        self.output_dir = None if output_dir is None else Path(output_dir)
+        self.format, self.quality, self.skip_existing, self.workers = format, quality, skip_existing, workers
+        self.options = {"scale": scale if outscale is None else None, "outscale": outscale, "tile": tile, **options}
+        self.options.update(device=self.device, half=half)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _job(self, source: str, output: str | None) -> Job:
+        if output:
+            return Job(Path(source), Path(output))
+        if self.output_dir is None:
+            raise ValueError("give output_dir, or an 'output' column with the file to write")
+        return make_job(source, self.output_dir, suffix=self.suffix, format=self.format, kinds=())
+
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Upscale the images of ``batch["path"]``; see the class for the columns."""
-        outputs, statuses = [], []
-        for source in batch["path"]:
-            target = output_path(str(source), self.output_dir, self.scale, self.format)
-            outputs.append(str(target))
-            if self.skip_existing and target.exists():
-                statuses.append("skipped")
-                continue
-            try:
-                image = read_image(str(source))
-                result = upscale(self.model, image, self.scale, tile=self.tile, device=self.device, half=self.half)
-                write_image(target, result)
-                statuses.append("written")
-            except (ImageReadError, ValueError, OSError) as exc:
-                statuses.append(f"error: {exc}")
-        return {"path": np.asarray(batch["path"]), "output": np.asarray(outputs), "status": np.asarray(statuses)}
+        paths = [str(p) for p in batch["path"]]
+        outputs = [str(o) for o in batch["output"]] if "output" in batch else [""] * len(paths)
+        jobs = [self._job(p, o) for p, o in zip(paths, outputs, strict=True)]
+        rows: dict[int, tuple[str, str]] = {}
+        todo = []
+        for i, job in enumerate(jobs):
+            if self.skip_existing and job.done(self.format):
+                rows[i] = (str(next(p for p in job.outputs(self.format) if p.exists())), "skipped")
+            else:
+                todo.append(i)
+        summary = run_jobs(
+            self.model,
+            [jobs[i] for i in todo],
+            format=self.format,
+            quality=self.quality,
+            workers=self.workers,
+            progress=False,
+            log=lambda line: None,  # the rows carry every failure
+            **self.options,
+        )
+        for i, result in zip(todo, summary.results, strict=True):
+            written = result.status == "written"
+            rows[i] = (str(result.output or result.job.target), "written" if written else f"error: {result.reason}")
+        return {
+            "path": np.asarray(paths),
+            "output": np.asarray([rows[i][0] for i in range(len(jobs))]),
+            "status": np.asarray([rows[i][1] for i in range(len(jobs))]),
+        }
+
+
+def actor_resources(workers: int | None, cluster: Mapping[str, float]) -> tuple[int, dict[str, float]]:
+    """How many actors to start, and what each asks for, on a cluster with ``cluster`` resources.
+
+    With GPUs, one GPU per actor and never more actors than GPUs (an actor waiting for a
+    GPU that does not exist would stall the job); without, one CPU per actor, one per CPU
+    by default.
+
+    Args:
+        workers: The actors asked for; default one per GPU, or one per CPU.
+        cluster: ``ray.cluster_resources()``.
+
+    Returns:
+        ``(concurrency, resources)`` for ``map_batches``.
+    """
+    gpus = int(cluster.get("GPU", 0))
+    if gpus:
+        if workers is not None and workers > gpus:
+            warnings.warn(f"{workers} workers asked for, but the cluster has {gpus} GPU(s): using {gpus}", stacklevel=2)
+        return min(workers or gpus, gpus), {"num_gpus": 1}
+    return max(1, workers or int(cluster.get("CPU", 1))), {"num_cpus": 1}
 
 
 def upscale_folder(
@@ -116,72 +179,96 @@ def upscale_folder(
     *,
     model: str = "edsr_baseline_x2",
     scale: int | None = None,
+    outscale: float | None = None,
     workers: int | None = None,
-    tile: int | Literal["auto"] | None = None,
-    format: str = "png",
+    tile: int | Literal["auto"] | None = "auto",
+    format: str | None = None,
+    quality: int | None = None,
+    suffix: str = "_x{scale}",
+    recursive: bool = False,
     half: str | bool = False,
     skip_existing: bool = True,
-    batch_size: int = 4,
+    batch_size: int = 8,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Upscale every image of ``inputs`` into ``output_dir`` on the Ray cluster this process is connected to.
 
-    Outputs that exist are skipped here already (and again by the workers, for jobs that
-    overlap). With GPUs in the cluster each actor takes one, otherwise one CPU; the model
-    is loaded once per actor.
+    The files are planned as ``edsr-lib upscale`` plans them (:func:`edsr_lib.jobs.plan_jobs`:
+    the same names, the same mirrored tree with ``recursive``, this run's outputs never read
+    back); outputs that exist are skipped here already. With GPUs in the cluster each actor
+    takes one (at most one actor per GPU), otherwise one CPU; the model is loaded once per
+    actor.
 
     Args:
-        inputs: Image files, folders (their images, not recursive) or glob patterns, as
-            for ``edsr-lib upscale``.
-        output_dir: Folder of the results, ``<stem>_x<scale>.<format>`` as the command line
-            names them; it must be visible to every node.
+        inputs: Image files, folders or glob patterns, as for ``edsr-lib upscale``.
+        output_dir: Folder of the results; it must be visible to every node.
         model: A registered name or a ``save_pretrained`` folder.
         scale: The scale (needed for multi-scale models).
+        outscale: Instead of ``scale``, any output factor above 1.
         workers: Number of actors; default one per GPU, or one per CPU when there are none.
-        tile: Tile size in LR pixels, ``"auto"`` (for large photos) or ``None`` (one pass, as
-            ``edsr-lib upscale`` by default).
-        format: ``"png"``, ``"jpg"`` or ``"webp"``.
+        tile: Tile size in LR pixels, ``"auto"`` (the default) or ``None`` (one pass).
+        format: ``"png"``, ``"jpg"``, ``"webp"`` or ``"tif"``; default as the command line.
+        quality: JPEG and WebP quality, 1-100 (default 95).
+        suffix: Added to each output's stem, as ``--suffix``.
+        recursive: Walk folders into subfolders; the output mirrors the input tree.
         half: ``"fp16"`` or ``"bf16"`` autocast on GPUs, or ``False``.
         skip_existing: Leave outputs that exist as they are.
-        batch_size: Images per ``map_batches`` call.
+        batch_size: Images per ``map_batches`` call (decoding and encoding overlap the model
+            within a batch).
+        **options: More keyword arguments of :func:`edsr_lib.upscale`.
 
     Returns:
-        One row per input image: ``path``, ``output`` and ``status`` (``"written"``,
+        One row per input file: ``path``, ``output`` and ``status`` (``"written"``,
         ``"skipped"`` or ``"error: ..."``), in input order.
 
     Raises:
-        FileNotFoundError: If ``inputs`` hold no images.
+        ValueError: If ``inputs`` hold no images.
     """
     if not ray.is_initialized():
         ray.init()
-    files = [str(p) for p in list_images(inputs)]
-    scale = load_model(model).resolve_scale(scale) if scale is None else scale
+    factor = outscale if outscale is not None else load_model(model).resolve_scale(scale)
+    plan = plan_jobs(
+        inputs,
+        output_dir,
+        suffix=expand_suffix(suffix, factor, Path(model).name),
+        format=format,
+        recursive=recursive,
+        kinds=(),
+    )
+    if not plan.jobs and not plan.clashes:
+        raise ValueError("no images to upscale" + (f": {'; '.join(plan.errors)}" if plan.errors else ""))
     rows: dict[str, dict[str, Any]] = {}
+    for path in plan.clashes:
+        rows[str(path)] = {"path": str(path), "output": str(path), "status": "error: its output would overwrite it"}
     todo = []
-    for path in files:
-        target = output_path(path, output_dir, scale, format)
-        if skip_existing and target.exists():
-            rows[path] = {"path": path, "output": str(target), "status": "skipped"}
+    for job in plan.jobs:
+        if skip_existing and job.done(format):
+            found = next(p for p in job.outputs(format) if p.exists())
+            rows[str(job.source)] = {"path": str(job.source), "output": str(found), "status": "skipped"}
         else:
-            todo.append({"path": path})
+            todo.append({"path": str(job.source), "output": str(job.target)})
     if todo:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        workers = workers or gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+        concurrency, resources = actor_resources(workers, ray.cluster_resources())
         dataset = ray.data.from_items(todo).map_batches(
             Upscaler,
             fn_constructor_args=(model, output_dir),
             fn_constructor_kwargs={
                 "scale": scale,
+                "outscale": outscale,
                 "tile": tile,
                 "format": format,
-                "device": "cuda" if gpus else "cpu",
+                "quality": quality,
+                "suffix": suffix,
+                "device": "cuda" if "num_gpus" in resources else "cpu",
                 "half": half,
                 "skip_existing": skip_existing,
+                **options,
             },
             batch_size=batch_size,
-            concurrency=min(workers, len(todo)),
+            concurrency=min(concurrency, len(todo)),
             **resources,
         )
         for row in dataset.take_all():
             rows[str(row["path"])] = {k: str(row[k]) for k in ("path", "output", "status")}
-    return [rows[path] for path in files]
+    order = [str(j.source) for j in plan.jobs] + [str(p) for p in plan.clashes]
+    return [rows[path] for path in order]
