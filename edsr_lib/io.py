@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ._files import atomic_path
-from .ops.color import quantize
+from .ops.color import to_levels
 
 #: File suffixes that :func:`list_images` picks up in folders and globs (lower case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -96,7 +96,9 @@ def load_image(path: PathLike) -> Image.Image:
                     stacklevel=2,
                 )
             img.load()  # decode now: a truncated file must fail here, not later
-            upright = ImageOps.exif_transpose(img)  # a copy, upright, orientation tag removed
+            image = upright(img)
+            if image is img:  # a copy that outlives the file
+                image = img.copy()
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -107,7 +109,26 @@ def load_image(path: PathLike) -> Image.Image:
         raise ImageReadError(f"cannot read image {path}: out of memory while decoding") from exc
     except Exception as exc:  # whatever a decoder raises, it is this file that cannot be read
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    return upright
+    return image
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """``image`` as a viewer shows it: turned by its EXIF orientation, the tag then reset.
+
+    :func:`load_image` applies it to every file, and :func:`edsr_lib.upscale` to every PIL
+    image it is given, so that a photo taken sideways comes out upright either way.
+
+    Args:
+        image: A PIL image.
+
+    Returns:
+        A turned copy with the orientation tag removed, or ``image`` itself when it is
+        already upright.
+    """
+    orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    if orientation in (None, 1):
+        return image
+    return ImageOps.exif_transpose(image)
 
 
 def _raw_mode(img: Image.Image) -> str:
@@ -122,6 +143,7 @@ def image_to_array(image: Image.Image) -> np.ndarray:
     * ``L``, ``LA``, ``RGB``, ``RGBA``: uint8 with 1, 2, 3 or 4 channels; palette, bilevel,
       CMYK and other 8-bit modes are converted to the nearest of those.
     * 16-bit gray (``I;16`` and its variants, as 16-bit PNG and TIFF open): uint16.
+    * premultiplied alpha (``La``, ``RGBa``): un-premultiplied, as ``LA`` and ``RGBA``.
     * 32-bit integer (``I``): read by the values it holds: uint8 if they are all in
       0..255, uint16 if in 0..65535.
     * float (``F``): float32 in [0, 1], taken from values in [0, 1], or divided by 255 or
@@ -151,7 +173,9 @@ def image_to_array(image: Image.Image) -> np.ndarray:
         array = values / np.float32(_float_peak(values))
     elif mode == "1":
         array = np.asarray(image.convert("L"))
-    elif mode in ("La", "PA") or (mode == "P" and "transparency" in image.info) or mode == "RGBa":
+    elif mode == "La":  # gray with premultiplied alpha: Pillow converts it to LA only
+        array = np.asarray(image.convert("LA"))
+    elif mode == "PA" or (mode == "P" and "transparency" in image.info) or mode == "RGBa":
         array = np.asarray(image.convert("RGBA"))
     else:
         array = np.asarray(image.convert("RGB"))
@@ -214,7 +238,7 @@ def array_to_image(array: np.ndarray, like: Image.Image | None = None) -> Image.
 
 
 def carry_metadata(source: Image.Image, result: Image.Image, factor: float) -> Image.Image:
-    """Copy the ICC profile, EXIF (orientation reset to upright) and DPI (times ``factor``) to ``result``.
+    """Copy the ICC profile, EXIF (orientation set to upright) and DPI (times ``factor``) to ``result``.
 
     Args:
         source: The image that was upscaled.
@@ -228,8 +252,7 @@ def carry_metadata(source: Image.Image, result: Image.Image, factor: float) -> I
         result.info["icc_profile"] = source.info["icc_profile"]
     exif = source.getexif()
     if len(exif):
-        if _EXIF_ORIENTATION in exif:
-            exif[_EXIF_ORIENTATION] = 1
+        exif[_EXIF_ORIENTATION] = 1  # the pixels are upright (load_image and upscale turn them)
         result.info["exif"] = exif.tobytes()
     if "dpi" in source.info:
         result.info["dpi"] = tuple(float(d) * factor for d in source.info["dpi"])
@@ -262,8 +285,8 @@ def read_image(path: PathLike) -> np.ndarray:
             raise ImageReadError(f"cannot read image {path}: {exc}") from None
     if array.dtype == np.uint8:
         return array
-    peak = 65535.0 if array.dtype == np.uint16 else 1.0
-    return np.clip(np.floor(array.astype(np.float64) * (255.0 / peak) + 0.5), 0, 255).astype(np.uint8)
+    values = torch.from_numpy(array.astype(np.float32) / np.float32(65535 if array.dtype == np.uint16 else 1))
+    return to_levels(values, 255).numpy().astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------- writing
@@ -405,7 +428,7 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
         tensor = tensor[0]
     if tensor.dim() != 3:
         raise ValueError(f"expected one image (C, H, W) or (1, C, H, W), got shape {tuple(tensor.shape)}")
-    levels = quantize(tensor.detach()).to(torch.uint8)
+    levels = to_levels(tensor.detach(), 255).to(torch.uint8)
     return np.ascontiguousarray(levels.permute(1, 2, 0).cpu().numpy())
 
 

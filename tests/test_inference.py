@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import edsr_lib
-from edsr_lib import inference
+from edsr_lib import inference, memory
 from edsr_lib.inference import activation_bytes_per_pixel, auto_tile_size, load_model, upscale
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.ops import imresize, quantize
@@ -211,7 +211,7 @@ def test_auto_tile_uses_available_memory(
 ) -> None:
     model = tiny_models["edsr_baseline_x2"]
     per_px = activation_bytes_per_pixel(model)
-    monkeypatch.setattr(inference, "available_memory", lambda device="cpu": 2 * per_px * 40**2)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 2 * per_px * 40**2)
     tile = auto_tile_size(model)
     assert tile == 40 - 2 * model.receptive_radius()
     x = _image(40, 33)
@@ -232,20 +232,20 @@ def test_auto_tile_uses_available_memory(
 
 
 def test_cpu_budget_grows_for_models_with_a_large_receptive_field(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(inference, "available_memory", lambda device="cpu": 64 << 30)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 64 << 30)
     baseline = edsr_lib.create_model("edsr_baseline_x4")
-    assert inference.memory_budget(baseline) == 1 << 30
+    assert memory.memory_budget(baseline) == 1 << 30
     with torch.device("meta"):
         large = edsr_lib.create_model("edsr_x4")
     radius = large.receptive_radius()
-    assert inference.memory_budget(large) == (6 * radius) ** 2 * activation_bytes_per_pixel(large)
+    assert memory.memory_budget(large) == (6 * radius) ** 2 * activation_bytes_per_pixel(large)
     assert auto_tile_size(large) == 4 * radius
-    monkeypatch.setattr(inference, "available_memory", lambda device="cpu": 4 << 30)
-    assert inference.memory_budget(large) == 2 << 30  # never more than half of what is free
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 4 << 30)
+    assert memory.memory_budget(large) == 2 << 30  # never more than half of what is free
 
 
 def test_available_memory_is_plausible() -> None:
-    assert 1 << 26 < inference.available_memory("cpu") < 1 << 50
+    assert 1 << 26 < memory.available_memory("cpu") < 1 << 50
 
 
 # ------------------------------------------------------------------ models and errors

@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import format_score, psnr, ssim
-from edsr_lib.ops import imresize, modcrop, quantize, rgb_to_y, rgb_to_ycbcr, round_half_away
+from edsr_lib.ops import imresize, modcrop, quantize, rgb_to_y, rgb_to_ycbcr, round_half_away, to_levels
 
 
 # ------------------------------------------------------------------ reference
@@ -225,3 +225,34 @@ def test_format_score_is_the_tables_cell() -> None:
     assert format_score(37.6049, 0.95871) == "37.60 / 0.9587"
     assert format_score(31.2) == "31.20"
     assert format_score(None, 0.9) == "- / 0.9000"
+
+
+# ------------------------------------------------------------------ integer levels
+@pytest.mark.parametrize("peak", [255, 65535])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_to_levels_is_exact_without_float64(peak: int, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(0)
+    halves = ((torch.randint(0, peak, (200_000,), generator=g).double() + 0.5) / peak).float()
+    up, down = torch.nextafter(halves, torch.tensor(2.0)), torch.nextafter(halves, torch.tensor(-1.0))
+    x = torch.cat([halves, up, down, torch.rand(200_000, generator=g), torch.tensor([0.0, 1.0, 0.5, -0.25, 1.5])])
+    x = x.to(dtype)
+    expected = round_half_away(x.double().clamp(0, 1) * peak)  # the exact product, rounded
+    real_to = torch.Tensor.to
+
+    def no_float64(self, *args, **kwargs):
+        assert torch.float64 not in args and kwargs.get("dtype") != torch.float64, "float64 on the device"
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", no_float64)
+    levels = to_levels(x, peak)
+    monkeypatch.undo()
+    assert levels.dtype == torch.float32
+    assert torch.equal(levels.double(), expected)
+    assert torch.equal(to_levels(x.double(), peak), expected)  # float64 input: computed in float64
+
+
+def test_to_levels_rejects_what_it_cannot_round() -> None:
+    with pytest.raises(TypeError, match="floating-point"):
+        to_levels(torch.zeros(3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="peak"):
+        to_levels(torch.zeros(3), 70000)

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import edsr_lib
-from edsr_lib import _device, inference
+from edsr_lib import _device, inference, memory
 from edsr_lib.inference import NonFiniteError, plan_passes, resolve_device, resolve_half, upscale
 from edsr_lib.io import ImageReadError, image_to_array
 from edsr_lib.ops import imresize
@@ -134,7 +134,7 @@ def test_tensors_outside_zero_one_are_refused(tiny: edsr_lib.SRModel) -> None:
 # ------------------------------------------------------------------ memory
 def test_the_default_tiles_an_image_over_the_budget(tiny: edsr_lib.SRModel, monkeypatch: pytest.MonkeyPatch) -> None:
     per_px = inference.activation_bytes_per_pixel(tiny)
-    monkeypatch.setattr(inference, "memory_budget", lambda *a, **k: per_px * 40**2)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 2 * per_px * 40**2)
     tiles: list[int | None] = []
     real = inference.tiled_apply
 
@@ -152,7 +152,7 @@ def test_the_default_tiles_an_image_over_the_budget(tiny: edsr_lib.SRModel, monk
 
 _PEAK_PROBE = """
 import torch, edsr_lib
-from edsr_lib import inference
+from edsr_lib import inference, memory
 
 def peak_mb(**kwargs):
     with open("/proc/self/clear_refs", "w") as f:
@@ -168,7 +168,7 @@ def _kib(field):
 torch.set_num_threads(1)
 model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()
 image = torch.rand(1, 3, 700, 700)
-inference._CPU_BUDGET_CAP = 16 << 20  # the real cap is 1 GiB; a small one keeps the test small
+memory._CPU_BUDGET_CAP = 16 << 20  # the real cap is 1 GiB; a small one keeps the test small
 inference.upscale(model, image[..., :64, :64])  # warm up: fused copy, kernels
 print(peak_mb(tile=None), peak_mb())
 """

@@ -1,6 +1,6 @@
 """Image operations: MATLAB-exact bicubic resize, pixel-value conversions, seamless tiling, self-ensemble."""
 
-from .color import quantize, rgb_to_y, rgb_to_ycbcr, round_half_away
+from .color import quantize, rgb_to_y, rgb_to_ycbcr, round_half_away, to_levels
 from .ensemble import self_ensemble
 from .imresize import imresize, modcrop
 from .tiling import tile_spans, tiled_apply
@@ -15,4 +15,5 @@ __all__ = [
     "self_ensemble",
     "tile_spans",
     "tiled_apply",
+    "to_levels",
 ]

@@ -1,8 +1,13 @@
-"""Pixel-value conversions: MATLAB's rounding, 8-bit quantisation and BT.601 YCbCr.
+"""Pixel-value conversions: MATLAB's rounding, integer levels and BT.601 YCbCr.
 
 Published super-resolution numbers are computed in MATLAB, so these follow MATLAB exactly:
 ``round`` sends halves away from zero (``torch.round`` sends them to even), and
 ``rgb2ycbcr`` uses the ITU-R BT.601 studio-swing matrix.
+
+:func:`to_levels` is the one owner of "a float in [0, 1] to integer levels, halves away
+from zero": 8-bit and 16-bit outputs of :func:`edsr_lib.upscale`, :func:`quantize` (the
+metrics), :func:`edsr_lib.io.to_uint8` and the 16-to-8-bit reduction of
+:func:`edsr_lib.io.read_image` all go through it.
 """
 
 from __future__ import annotations
@@ -34,12 +39,61 @@ def round_half_away(x: torch.Tensor) -> torch.Tensor:
     return torch.where(is_half, truncated + torch.sign(x), rounded)
 
 
+def _veltkamp_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x == hi + lo`` exactly, each with at most 12 significant bits (float32)."""
+    t = x * 4097.0  # 2**12 + 1
+    hi = t - (t - x)
+    return hi, x - hi
+
+
+def to_levels(x: torch.Tensor, peak: int = 255) -> torch.Tensor:
+    """Integer levels of an image in [0, 1]: clamp, multiply by ``peak``, round halves away from zero.
+
+    This is MATLAB's ``im2uint8`` (``peak=255``) and ``im2uint16`` (``peak=65535``). The
+    result is exact for every input, whatever its precision or device: a float64 tensor is
+    computed in float64; float32, float16 and bfloat16 are computed in float32 with an
+    error-free product (Dekker's), so no float64 is ever needed on the device (MPS has
+    none) and the levels equal those of the product taken in exact arithmetic.
+
+    Args:
+        x: A floating-point tensor with values nominally in [0, 1] (NaN is not allowed).
+        peak: The top level, at most 65535 (255 for 8 bits, 65535 for 16).
+
+    Returns:
+        A tensor of the same shape and device holding integers in ``0..peak``: float64 for a
+        float64 input, else float32 (exact up to 2**24). Cast it to the integer type you need.
+
+    Raises:
+        TypeError: If ``x`` is not a floating-point tensor.
+        ValueError: If ``peak`` is not an integer in 1..65535.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        kind = f"dtype {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise TypeError(f"expected a floating-point tensor in [0, 1], got {kind}")
+    if isinstance(peak, bool) or not isinstance(peak, int) or not 1 <= peak <= 65535:
+        raise ValueError(f"peak must be an integer level in 1..65535, got {peak!r}")
+    if x.dtype == torch.float64:
+        return round_half_away(x.clamp(0.0, 1.0) * float(peak))
+    x = x.to(torch.float32).clamp(0.0, 1.0)
+    scale = torch.tensor(float(peak), dtype=torch.float32, device=x.device)
+    product = x * scale
+    # The exact product is product + error: Dekker's TwoProduct, both factors split into 12-bit halves.
+    x_hi, x_lo = _veltkamp_split(x)
+    p_hi, p_lo = _veltkamp_split(scale)
+    error = ((x_hi * p_hi - product) + x_hi * p_lo + x_lo * p_hi) + x_lo * p_lo
+    whole = torch.floor(product)
+    fraction = product - whole  # exact: both share the binade's spacing
+    # fraction is a multiple of the product's spacing and |error| is at most half of it, so only an exact
+    # half needs the error's sign to decide.
+    return whole + ((fraction > 0.5) | ((fraction == 0.5) & (error >= 0))).to(torch.float32)
+
+
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Quantise an image in [0, 1] to 8-bit levels, as saving it to a PNG does.
 
-    Clamps to [0, 1] and rounds ``x * 255`` half away from zero (MATLAB's ``im2uint8``).
-    The product is taken in float64, where it is exact for float32 and float16 inputs, so
-    the result never depends on the input's precision.
+    Clamps to [0, 1] and rounds ``x * 255`` half away from zero (MATLAB's ``im2uint8``),
+    exactly, through :func:`to_levels`, so the result never depends on the input's
+    precision. The metrics compute in float64, so the levels come back in float64.
 
     Args:
         x: A floating-point tensor with values nominally in [0, 1].
@@ -47,9 +101,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     Returns:
         A float64 tensor of the same shape with integer values in 0..255.
     """
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point tensor in [0, 1], got dtype {x.dtype}")
-    return round_half_away(x.to(torch.float64).clamp(0.0, 1.0) * 255.0)
+    return to_levels(x, 255).to(torch.float64)
 
 
 def _check_rgb(x: torch.Tensor) -> None:
