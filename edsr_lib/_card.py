@@ -83,7 +83,7 @@ def model_card_data(model: CardModel, cfg: PretrainedCfg | None = None, **extra:
         "datasets": [d for d in _KNOWN_DATASETS if training_data and d.lower() in training_data.lower()] or None,
         "pipeline_tag": "image-to-image",
         "model_name": cfg.name if cfg else None,
-        "eval_results": _eval_results(cfg.metrics) if cfg and cfg.metrics else None,
+        "eval_results": _eval_results(cfg.metrics, cfg) if cfg and cfg.metrics else None,
         **extra,
     }
     if front["eval_results"] and not front["model_name"]:
@@ -94,8 +94,22 @@ def model_card_data(model: CardModel, cfg: PretrainedCfg | None = None, **extra:
 _METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM"}
 
 
-def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[EvalResult]:
-    """``cfg.metrics`` as the Hub's structured results, in the order of the table."""
+def _source_url(cfg: PretrainedCfg) -> str | None:
+    """The Hub page of a third-party file at its pinned commit."""
+    if not cfg.hf_hub_id or cfg.file:
+        return None
+    return f"https://huggingface.co/{cfg.hf_hub_id}/blob/{cfg.revision or 'main'}/{cfg.filename}"
+
+
+def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], cfg: PretrainedCfg) -> list[EvalResult]:
+    """``cfg.metrics`` as the Hub's structured results, in the order of the table.
+
+    Scores measured by someone else (``cfg.metrics_source``) name their source and claim no
+    protocol of this library's.
+    """
+    theirs = bool(cfg.metrics_source)
+    url = _source_url(cfg)  # the Hub needs a page for a named source
+    source = {"source_name": f"Publisher ({cfg.metrics_source})", "source_url": url} if theirs and url else {}
     results = []
     for set_name, per_scale in metrics.items():
         dataset = set_name.removesuffix("+")
@@ -114,7 +128,12 @@ def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> l
                         metric_type=metric,
                         metric_name=_METRIC_NAMES.get(metric, metric) + (", self-ensemble" if ensemble else ""),
                         metric_value=round(float(value), 4),
-                        metric_args={"crop_border": scale, "test_y_channel": True, "self_ensemble": ensemble},
+                        metric_args=(
+                            {"self_ensemble": ensemble}
+                            if theirs
+                            else {"crop_border": scale, "test_y_channel": True, "self_ensemble": ensemble}
+                        ),
+                        **source,
                     )
                 )
     return results
@@ -136,7 +155,9 @@ def model_card(
     """A Hugging Face model card (``README.md``) for ``model`` and its pretrained config.
 
     The card is built from named sections in a fixed order: Usage, Training, Results,
-    then any further sections of ``sections``, then License and Citation.
+    Source (for a third-party file: repository, commit, file, sha256, layout),
+    then any further sections of ``sections``, then License (with ``cfg.attribution``) and Citation. Scores that
+    ``cfg.metrics_source`` says someone else measured are marked as theirs.
 
     Args:
         model: The model the card describes.
@@ -181,7 +202,7 @@ def model_card(
     hub_id = repo_id or (cfg.hf_hub_id if cfg else None)
     if cfg:
         usage.append(f'model = edsr_lib.create_model("{cfg.name}", pretrained=True)')
-        if hub_id:
+        if hub_id and not (cfg.third_party and not repo_id):  # a third-party repository is not in this format
             pin = f', revision="{cfg.revision}"' if cfg.revision and not repo_id else ""
             usage.append(f'# or: model = edsr_lib.from_pretrained("{hub_id}"{pin})')
     else:
@@ -196,7 +217,8 @@ def model_card(
     body: dict[str, list[str]] = {
         "Usage": usage,
         "Training": training,
-        "Results": _metrics_table(cfg.metrics) if cfg and cfg.metrics else [],
+        "Results": _metrics_table(cfg.metrics, cfg.metrics_source) if cfg and cfg.metrics else [],
+        "Source": _source(cfg) if cfg and cfg.third_party else [],
     }
     for title, text in (sections or {}).items():
         if title in ("License", "Citation"):
@@ -205,6 +227,8 @@ def model_card(
         body[title] = [*body[title], "", *part] if body.get(title) else part
     if cfg and cfg.license:
         body["License"] = [f"The weights are released under the `{cfg.license}` licence (Hugging Face licence id)."]
+        if cfg.attribution:
+            body["License"] += ["", f"{cfg.attribution}."]
     body["Citation"] = ["```bibtex", _CITATION, "```"]
     lines = head
     for title, part in body.items():
@@ -213,14 +237,37 @@ def model_card(
     return "\n".join(lines)
 
 
-def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[str]:
+def _source(cfg: PretrainedCfg) -> list[str]:
+    """Where a third-party file comes from: repository, commit, file, sha256, size and layout."""
+    if cfg.file:
+        lines = [f"- File: a local copy, `{cfg.file}`"]
+    else:
+        commit = cfg.revision or "main (not pinned)"
+        lines = [
+            f"- Repository: [{cfg.hf_hub_id}](https://huggingface.co/{cfg.hf_hub_id}), commit `{commit}`",
+            f"- File: [`{cfg.filename}`]({_source_url(cfg)})"
+            + (f", about {cfg.download_size / 1e6:,.1f} MB" if cfg.download_size else ""),
+        ]
+    lines.append(
+        f"- sha256: `{cfg.sha256}`, checked before the file is read"
+        if cfg.sha256
+        else "- sha256: not published on the file's Hub page; the pinned commit identifies the file"
+    )
+    lines.append(f"- Layout: `{cfg.layout or 'told from the file'}`, converted on first use by edsr-lib's converter")
+    return lines
+
+
+def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], source: str | None = None) -> list[str]:
     scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=_scale_order)
 
     def cell(scores: Mapping[str, float] | None) -> str:
         return format_score(scores.get("psnr"), scores.get("ssim")) if scores else "-"
 
     return [
-        "PSNR (dB) / SSIM on the Y channel, ignoring `scale` pixels at every border; LR made with "
+        f"PSNR (dB) / SSIM: {source}; edsr-lib has not measured them (`edsr-lib evaluate` does, under its "
+        "benchmark protocol)."
+        if source
+        else "PSNR (dB) / SSIM on the Y channel, ignoring `scale` pixels at every border; LR made with "
         "MATLAB-style bicubic downsampling.",
         "",
         "| set | " + " | ".join(scales) + " |",

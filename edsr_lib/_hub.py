@@ -46,10 +46,12 @@ __all__ = [
     "MODEL_CARD_NAME",
     "WEIGHTS_NAME",
     "InvalidWeightsError",
+    "NonFiniteError",
     "StateDictDiff",
     "WeightsModel",
     "WeightsNotFoundError",
     "atomic_write",
+    "check_finite_weights",
     "diff_state_dicts",
     "load_pretrained",
     "push_to_hub",
@@ -134,6 +136,28 @@ def _check_saveable(model: WeightsModel) -> None:
 
 
 # ------------------------------------------------------------------ reading and checking
+class NonFiniteError(ValueError):
+    """A model's weights or output hold NaN or infinite values: nothing is written from them."""
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Refuse a model whose weights hold NaN or infinity (its output would be garbage).
+
+    Upscaling refuses such a model, and the converter writes none.
+
+    Raises:
+        NonFiniteError: Naming the tensors (the first five, and how many more).
+    """
+    bad = [
+        name
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     """A ``config.json``: a JSON object with an ``"architecture"`` name (which models exist is not known here)."""
     try:
@@ -305,6 +329,11 @@ def _find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, st
     """The weights file of ``cfg``: shipped in the package, else in the HF cache, else downloaded."""
     if cfg is None:
         raise WeightsNotFoundError("no weights file given and no pretrained config to look weights up with")
+    if cfg.third_party:  # this function finds files of the library's own format
+        raise InvalidWeightsError(
+            f"{cfg.name}'s weights are a third-party file ({cfg.source}), converted on load, with the pixel "
+            f"convention it implies: load them with edsr_lib.create_model({cfg.name!r}, pretrained=True)"
+        )
     tried: list[str] = []
     if cfg.package_file:
         shipped = _shipped_weights().joinpath(cfg.package_file)

@@ -21,6 +21,13 @@ class PretrainedCfg:
     package's ``edsr_lib/weights/<arch.tag>/`` adds ``package_file`` and, from its
     ``pretrained.json``, the training data, command, steps and metrics.
 
+    Weights published by someone else in another code base's format (a *third-party file*)
+    are named by their Hub repository, file, revision (a full commit hash) and sha256, with
+    the converter's ``layout`` they are in: ``pretrained=True`` downloads the file, checks
+    its sha256 before reading it, converts it and keeps the result in the library's own
+    format, so that later loads never read the original again. Their ``license``,
+    ``attribution`` and ``metrics_source`` say whose they are and whose the scores are.
+
     Attributes:
         hf_hub_id: Hugging Face Hub repository id (``"org/name"``); an id ending in ``/``
             is completed with ``arch.tag`` at registration.
@@ -39,6 +46,16 @@ class PretrainedCfg:
         package_file: Path relative to ``edsr_lib/weights/`` of a copy shipped inside the
             package, if any (found at registration).
         description: One line for the model zoo.
+        layout: The converter layout (:data:`edsr_lib.convert.LAYOUTS`) of a third-party
+            ``filename``, converted on load; ``None`` for a file in the library's own format.
+        file: A local copy of the weights file, used instead of the Hub (set for one call
+            with ``create_model(..., pretrained_cfg_overlay={"file": PATH})``).
+        download_size: Size in bytes of the file ``pretrained=True`` downloads (where
+            known), for listings and the offline message.
+        attribution: Who made the weights and what they build on (code base, data set,
+            architecture's authors), for model cards and listings.
+        metrics_source: Whose scores ``metrics`` are and how they were measured, when not
+            edsr-lib's own benchmark protocol (``edsr-lib evaluate``); ``None`` for edsr-lib's.
         architecture: Variant name, filled in at registration.
         tag: Tag name, filled in at registration.
     """
@@ -54,6 +71,11 @@ class PretrainedCfg:
     metrics: dict[str, Any] = field(default_factory=dict)
     package_file: str | None = None
     description: str | None = None
+    layout: str | None = None
+    file: str | None = None
+    download_size: int | None = None
+    attribution: str | None = None
+    metrics_source: str | None = None
     architecture: str | None = None
     tag: str | None = None
 
@@ -65,4 +87,24 @@ class PretrainedCfg:
     @property
     def has_weights(self) -> bool:
         """True when the config says where weights can be found."""
-        return bool(self.hf_hub_id or self.package_file)
+        return bool(self.hf_hub_id or self.package_file or self.file)
+
+    @property
+    def third_party(self) -> bool:
+        """True when the weights file is in another code base's format, converted on load.
+
+        That is a config with a ``layout``, or a local ``file`` that is not safetensors
+        (whose layout the converter then tells from the file).
+        """
+        return self.layout is not None or bool(self.file and not str(self.file).endswith(".safetensors"))
+
+    @property
+    def source(self) -> str:
+        """Where the weights file lives, in words: the package, a local file, or ``org/name/file@revision``."""
+        if self.file:
+            return str(self.file)
+        if self.package_file:
+            return f"package (edsr_lib/weights/{self.package_file})"
+        if self.hf_hub_id:
+            return f"{self.hf_hub_id}/{self.filename}" + (f"@{self.revision}" if self.revision else "")
+        return "nowhere"

@@ -189,6 +189,7 @@ def create_model(
     model_name: str,
     pretrained: bool = False,
     *,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
     weights: str | Path | None = None,
     cache_dir: str | Path | None = None,
     **overrides: Any,
@@ -202,8 +203,15 @@ def create_model(
         pretrained: Load the pretrained weights of the default (or named) tag. They are
             looked for, in order: ``weights`` if given; the copy shipped inside the package;
             the Hugging Face cache; a download from the Hub (unless ``HF_HUB_OFFLINE=1``).
-        weights: An explicit weights file (``.safetensors``) or directory
-            (``model.safetensors`` + ``config.json``) to load; implies ``pretrained``.
+            A tag whose weights are a third-party file (``edsr_x2.div2k``: super-image's
+            file on the Hub) is downloaded, checked against its sha256 before it is read,
+            converted once and kept in the library's format, so later loads read only that.
+        pretrained_cfg_overlay: Fields of the tag's :class:`PretrainedCfg` to replace for this
+            call, as in timm: a mirror (``{"hf_hub_id": ...}``), another ``revision`` or
+            ``filename``, a local copy (``{"file": PATH}``), its ``sha256``.
+        weights: An explicit weights file or directory to load; implies ``pretrained``: a
+            ``.safetensors`` file or a folder (``model.safetensors`` + ``config.json``) as it
+            is, a third-party checkpoint (``.pt``, ``.pth``) converted like a tag's.
         cache_dir: Hugging Face cache directory to use instead of the default.
         **overrides: Keyword arguments for the model constructor (``res_scale=...``).
 
@@ -227,6 +235,7 @@ def create_model(
     return _model_entrypoints[arch](
         pretrained=bool(pretrained) or weights is not None,
         pretrained_tag=tag,
+        pretrained_cfg_overlay=pretrained_cfg_overlay,
         weights=weights,
         cache_dir=cache_dir,
         **overrides,

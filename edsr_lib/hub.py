@@ -15,6 +15,7 @@ needs the model classes). This module is their public home.
 
 from __future__ import annotations
 
+from . import _thirdparty  # noqa: F401  (hands the builder the converter of third-party pretrained files)
 from ._card import PAPER_ARXIV_ID, PAPER_URL, model_card, model_card_data  # noqa: F401  (the paper constants too)
 from ._hub import (
     CONFIG_NAME,

@@ -6,7 +6,9 @@ pixels as a uint8, uint16 or float32 ``H x W x C`` array and :func:`array_to_ima
 a result back into an image of the same mode; :func:`read_image` is the short way to an
 8-bit array. :func:`to_tensor` turns an array into the float NCHW tensor in [0, 1] that
 the rest of the library uses, :func:`to_uint8` quantises a result back, and
-:func:`write_image` saves an array or an image atomically.
+:func:`write_image` saves an array or an image atomically (:func:`fit_format` first
+converts an image to what an asked-for format holds). :func:`list_images` says which
+files a folder or a glob pattern holds.
 """
 
 from __future__ import annotations
@@ -300,19 +302,21 @@ def write_image(
     file in the same folder and moved into place, so a reader never sees a half-written
     file. A PIL image is saved with its ICC profile, EXIF and DPI (see
     :func:`carry_metadata`). A mode the format cannot store (16-bit or float in JPEG, alpha
-    in JPEG, ...) is refused, never converted in silence.
+    in JPEG, ...) is refused, never converted in silence (:func:`fit_format` converts on
+    purpose).
 
     Args:
         path: Where to write.
         image: A PIL image, or an array: uint8 ``(H, W)`` or ``(H, W, C)`` with ``C`` in
             {1, 2, 3, 4}, or uint16 gray. Use :func:`to_uint8` to
             get one from a tensor.
-        quality: JPEG and WebP quality (1-100); default 95.
+        quality: JPEG and WebP quality, an integer in 1..100 (as ``--quality``); default 95.
         **save_kwargs: Passed to ``PIL.Image.save``.
 
     Raises:
         TypeError: If ``image`` is neither a PIL image nor a uint8 or uint16 NumPy array.
-        ValueError: If the suffix or the shape is not supported, or the format cannot hold the mode.
+        ValueError: If the suffix or the shape is not supported, the format cannot hold the
+            mode, or ``quality`` is out of range.
     """
     path = Path(path)
     fmt = _write_format(path)
@@ -331,7 +335,7 @@ def write_image(
         image = array_to_image(image)
     elif not isinstance(image, Image.Image):
         raise TypeError(f"expected a uint8 NumPy array (H, W, C) or a PIL image, got {type(image).__name__}")
-    check_writable(path, image.mode)
+    _refuse_mode(path, fmt, image.mode, _FORMAT_MODES[fmt])
     if fmt in ("JPEG", "WEBP"):
         save_kwargs.setdefault("quality", 95 if quality is None else quality)
     for key in ("icc_profile", "exif", "dpi"):
@@ -350,8 +354,25 @@ def _write_format(path: Path) -> str:
     return fmt
 
 
+#: What an explicit format writes for a mode it does not hold, for :func:`fit_format`: format -> {mode: mode}.
+#: ``I`` and ``F`` go to 8 bits, or to 16 bits where the format has them and the data needs them;
+#: alpha is never dropped (JPEG has none: refused).
+_NEAREST_MODES = {
+    "PNG": {"I": "I;16", "F": "I;16"},
+    "JPEG": {"I;16": "L", "I": "L", "F": "L"},
+    "WEBP": {"L": "RGB", "LA": "RGBA", "I;16": "RGB", "I": "RGB", "F": "RGB"},
+    "TIFF": {},
+}
+
+
+def _fitted_mode(mode: str, fmt: str) -> str | None:
+    if mode in _FORMAT_MODES[fmt]:
+        return mode
+    return _NEAREST_MODES[fmt].get("I;16" if mode.startswith("I;16") else mode)
+
+
 def check_writable(path: PathLike, mode: str) -> None:
-    """Check that an image of PIL ``mode`` can be written to ``path`` as it is, before computing it.
+    """Check, before computing it, that an image of PIL ``mode`` can be written to ``path`` (by :func:`fit_format`).
 
     Args:
         path: The file to write; its suffix gives the format.
@@ -359,16 +380,76 @@ def check_writable(path: PathLike, mode: str) -> None:
 
     Raises:
         ValueError: If the suffix is not a format :func:`write_image` writes, or the format
-            cannot hold the mode (alpha in JPEG, 16-bit in WebP, ...).
+            holds neither the mode nor a faithful conversion of it (alpha in JPEG).
     """
     path = Path(path)
     fmt = _write_format(path)
-    if mode not in _FORMAT_MODES[fmt]:
-        what = "alpha channel" if "A" in mode else f"{mode} pixels"
-        hint = "; drop it or use .png" if fmt == "JPEG" and "A" in mode else ""
-        raise ValueError(
-            f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
-        )
+    _refuse_mode(path, fmt, mode, {mode} if _fitted_mode(mode, fmt) else set())
+
+
+def _refuse_mode(path: Path, fmt: str, mode: str, allowed: set[str]) -> None:
+    if mode in allowed:
+        return
+    what = "alpha channel" if "A" in mode else f"{mode} pixels"
+    hint = "; drop it or use .png or .webp" if fmt == "JPEG" and "A" in mode else ""
+    if _fitted_mode(mode, fmt) is not None:
+        hint = f"; fit_format() converts to {_fitted_mode(mode, fmt)}"
+    raise ValueError(
+        f"cannot write {path}: {fmt} has no {what}{hint} (it stores {', '.join(sorted(_FORMAT_MODES[fmt]))})"
+    )
+
+
+def fit_format(image: Image.Image, path: PathLike, source: Image.Image | None = None) -> tuple[Image.Image, str]:
+    """Convert ``image`` to what the format of ``path`` holds, and say what changed.
+
+    :func:`write_image` refuses a mode its format lacks; this is the explicit step before
+    it, for a caller that asked for that format (``edsr-lib upscale --format jpg``) and
+    tells the user. 16-bit and float pixels become 8-bit in JPEG and WebP, rounded as
+    everywhere in the library (:func:`~edsr_lib.ops.color.to_levels`), or 16-bit in PNG; gray
+    becomes RGB in WebP, gray with alpha RGBA. Metadata (``info``) is kept.
+
+    Args:
+        image: The image to write (an upscaled one).
+        path: Where it goes; its suffix gives the format.
+        source: The image ``image`` was upscaled from: a 32-bit or float result is read in
+            the value range its source was read in (:func:`image_to_array`).
+
+    Returns:
+        The image to write (``image`` itself when nothing changes) and a note for the user,
+        such as ``"I;16 images are written as 8-bit L in JPEG"`` (``""`` when nothing changes).
+
+    Raises:
+        ValueError: As :func:`check_writable`.
+    """
+    check_writable(path, image.mode)
+    fmt = _write_format(Path(path))
+    target = _fitted_mode(image.mode, fmt)
+    if target == image.mode:
+        return image, ""
+    mode = image.mode
+    if mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        like = np.asarray(source if source is not None else image)
+        peak = float(_integer_peak(like) if mode == "I" else _float_peak(like.astype(np.float32)))
+        if target == "I;16" and peak == 255:
+            target = "L"  # 8-bit data: a 16-bit file of levels 0..255 would look black
+        unit = torch.from_numpy(values / peak)
+    elif mode.startswith("I;16"):
+        unit = torch.from_numpy(np.asarray(image).astype(np.float64) / 65535.0)
+    else:
+        unit = None
+    if unit is not None:
+        if target == "I;16":
+            levels = to_levels(unit, 65535).numpy().astype(np.uint16)
+        else:
+            levels = to_levels(unit, 255).numpy().astype(np.uint8)
+        converted = Image.fromarray(levels)
+        converted = converted.convert(target) if converted.mode != target else converted
+    else:
+        converted = image.convert(target)
+    converted.info.update(image.info)
+    bits = {"L": "8-bit L", "RGB": "8-bit RGB", "RGBA": "8-bit RGBA", "I;16": "16-bit I;16"}[target]
+    return converted, f"{mode} images are written as {bits} in {fmt}"
 
 
 # ---------------------------------------------------------------------------- tensors

@@ -48,7 +48,13 @@ def register_in_timm(name: str, cfgs: list[PretrainedCfg]) -> None:
     ) -> nn.Module:
         tag = getattr(pretrained_cfg, "tag", None) or (pretrained_cfg if isinstance(pretrained_cfg, str) else None)
         model_name = f"{name}.{tag}" if tag else name
-        return registry.create_model(model_name, pretrained=pretrained, cache_dir=cache_dir, **kwargs)
+        return registry.create_model(
+            model_name,
+            pretrained=pretrained,
+            pretrained_cfg_overlay=pretrained_cfg_overlay,
+            cache_dir=cache_dir,
+            **kwargs,
+        )
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__module__ = __name__

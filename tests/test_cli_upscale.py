@@ -153,11 +153,12 @@ def test_bad_tile_is_rejected_by_the_parser(model_dir: Path, tmp_path: Path) -> 
 
 def test_models_lists_names_scales_and_sizes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.split("\n\n")[0].splitlines()  # the models; the weights table follows
     assert lines[0].split()[:3] == ["model", "scales", "parameters"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert set(rows) == set(edsr_lib.list_models())
     assert "x2, x3, x4" in rows["mdsr_baseline"] and "3.23 M" in rows["mdsr_baseline"]
     assert "1.37 M" in rows["edsr_baseline_x2"] and "40.73 M" in rows["edsr_x2"]
     assert main(["models", "mdsr*"]) == 0
-    assert {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]} == {"mdsr", "mdsr_baseline"}
+    models = capsys.readouterr().out.split("\n\n")[0].splitlines()
+    assert {line.split()[0] for line in models[1:]} == {"mdsr", "mdsr_baseline"}

@@ -223,16 +223,39 @@ def test_model_zoo_row() -> None:
         architecture="mdsr_baseline",
         tag="demo",
     )
+    third = edsr_lib.PretrainedCfg(
+        hf_hub_id="org/edsr",
+        revision="ab" * 20,
+        filename="w_2x.pt",
+        layout="super-image",
+        download_size=163_000_000,
+        license="apache-2.0",
+        metrics={"Urban100": {"x2": {"psnr": 32.68, "ssim": 0.9331}}},
+        metrics_source="the publisher's, with their code",
+        architecture="edsr_x2",
+        tag="pub",
+    )
     no_weights = edsr_lib.PretrainedCfg(architecture="edsr_x2", tag="none")
-    lines = zoo.zoo_markdown([cfg, no_weights]).splitlines()
-    assert lines[0] == "| Weights | Scale | Parameters | Training data | Set5 | Set14 | B100 | Hub id |"
+    lines = zoo.zoo_markdown([cfg, third, no_weights]).splitlines()
+    assert lines[0] == (
+        "| Weights | Scale | Parameters | Where | Size | Licence | Training data | Set5 | Set14 | B100 | Urban100 "
+        "| Scores by |"
+    )
     assert lines[2:] == [
-        "| `mdsr_baseline.demo` | x2 | 3,227,203 | T91 + BSD200 | 37.60 / 0.9587<br>+ 37.70 / 0.9590 | — | — "
-        "| `org/mdsr` |",
-        "| `mdsr_baseline.demo` | x3 | 3,227,203 | T91 + BSD200 | — | — | — | `org/mdsr` |",
-        "| `mdsr_baseline.demo` | x4 | 3,227,203 | T91 + BSD200 | 31.20 | — | — | `org/mdsr` |",
+        "| `mdsr_baseline.demo` | x2 | 3,227,203 | Hub `org/mdsr` | — | — | T91 + BSD200 "
+        "| 37.60 / 0.9587<br>+ 37.70 / 0.9590 | — | — | — | edsr-lib |",
+        "| `mdsr_baseline.demo` | x3 | 3,227,203 | Hub `org/mdsr` | — | — | T91 + BSD200 | — | — | — | — | edsr-lib |",
+        "| `mdsr_baseline.demo` | x4 | 3,227,203 | Hub `org/mdsr` | — | — | T91 + BSD200 | 31.20 | — | — | — "
+        "| edsr-lib |",
+        "| `edsr_x2.pub` | x2 | 40,729,603 | Hub `org/edsr` @ `abababa` | 163.0 MB | apache-2.0 | — | — | — | — "
+        "| 32.68 / 0.9331 | publisher¹ |",
+        "",
+        "¹ The publisher's, with their code.",
     ]
     assert zoo.zoo_markdown([no_weights]) == zoo.NO_WEIGHTS
+    shipped = next(c for c in edsr_lib.list_pretrained() if c.package_file)
+    place, size = zoo.where(shipped)
+    assert place == "package" and size.endswith(" MB")
 
 
 def test_readme_links_exist() -> None:

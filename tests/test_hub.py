@@ -617,11 +617,12 @@ def test_resolve_weights_tells_a_name_a_folder_and_a_file_apart(
     assert hub.resolve_weights("edsr_baseline_x2").kind == "folder"
 
 
-def test_resolve_weights_errors_name_the_problem(tmp_path: Path) -> None:
+def test_resolve_weights_errors_name_the_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="'no_such_model' is neither a registered model name nor a folder"):
         hub.resolve_weights("no_such_model")
     with pytest.raises(WeightsNotFoundError, match=r"has no model\.safetensors"):
         hub.resolve_weights(tmp_path)
+    monkeypatch.setitem(registry._pretrained_cfgs, "edsr_x2", {})
     with pytest.raises(WeightsNotFoundError, match="edsr_x2 has no pretrained weights"):
         hub.resolve_weights("edsr_x2")
     with pytest.raises(WeightsNotFoundError, match="no pretrained tag 'nope'"):

@@ -176,11 +176,11 @@ def test_out_of_memory_costs_one_row(model_dir: Path, photos: Path, tmp_path: Pa
 
 def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Path, monkeypatch) -> None:
     """While the model runs on one image, the next is decoded (each model call waits to see it)."""
-    from edsr_lib import jobs
+    from edsr_lib.jobs import running
 
     decoded: list[str] = []
     overlapped: list[bool] = []
-    real_load, real_upscale = jobs.load_image, jobs.upscale
+    real_load, real_upscale = running.load_image, running.upscale
 
     def load(path):
         image = real_load(path)
@@ -197,8 +197,8 @@ def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Pa
         overlapped.append(len(decoded) > seen or len(decoded) == 4)
         return real_upscale(model, image, **kwargs)
 
-    monkeypatch.setattr(jobs, "load_image", load)
-    monkeypatch.setattr(jobs, "upscale", upscale)
+    monkeypatch.setattr(running, "load_image", load)
+    monkeypatch.setattr(running, "upscale", upscale)
     upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False, workers=1)
     paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
     rows = upscaler({"path": np.asarray(paths)})

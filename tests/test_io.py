@@ -13,6 +13,8 @@ from PIL import Image
 from edsr_lib.io import (
     ImageNotFoundError,
     ImageReadError,
+    SkippedInputWarning,
+    fit_format,
     list_images,
     read_image,
     to_tensor,
@@ -144,6 +146,31 @@ def test_write_errors(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("quality", [0, 101, 500, -5, 9.5])
+def test_a_quality_out_of_range_is_refused_as_the_command_line_does(tmp_path, quality):
+    with pytest.raises(ValueError, match=r"quality must be an integer in 1\.\.100"):
+        write_image(tmp_path / "a.jpg", _random((4, 4, 3)), quality=quality)
+    assert not any(tmp_path.iterdir())
+
+
+def test_fit_format_converts_what_a_format_lacks_and_says_so():
+    levels = np.array([[0, 128, 257, 65535]], dtype=np.uint16)  # 128/257 levels: 0.498 and 1.0 of 8-bit
+    gray16 = Image.fromarray(levels)
+    gray16.info["icc_profile"] = b"profile"
+    eight, note = fit_format(gray16, "a.jpg")
+    assert eight.mode == "L" and np.asarray(eight).tolist() == [[0, 0, 1, 255]]
+    assert note == "I;16 images are written as 8-bit L in JPEG" and eight.info["icc_profile"] == b"profile"
+    assert fit_format(gray16, "a.png") == (gray16, "")
+    la = Image.fromarray(_random((3, 4, 2)), mode="LA")
+    assert fit_format(la, "a.webp")[0].mode == "RGBA"  # WebP stores alpha
+    with pytest.raises(ValueError, match="JPEG has no alpha"):
+        fit_format(la, "a.jpg")
+    unit = Image.fromarray(np.array([[0.0, 0.25, 1.0]], dtype=np.float32), mode="F")
+    assert np.asarray(fit_format(unit, "a.png")[0]).tolist() == [[0, 16384, 65535]]  # float: 16 bits, rounded
+    byte = Image.fromarray(np.array([[0, 7, 255]], dtype=np.int32), mode="I")
+    assert fit_format(byte, "a.png")[0].mode == "L"  # 8-bit data in a 32-bit image: 8 bits, not a dark 16-bit PNG
+
+
 # ------------------------------------------------------------------- tensors
 def test_to_tensor_and_back_is_exact_for_every_level():
     image = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
@@ -185,6 +212,26 @@ def test_list_images(tmp_path):
     # several sources, duplicates dropped, order kept
     both = list_images([folder / "c.webp", folder])
     assert [p.name for p in both] == ["c.webp", "a.JPG", "b.png"]
+
+
+def test_list_images_passes_over_hidden_names_and_reports_near_misses(tmp_path):
+    write_image(tmp_path / "a.png", _random((2, 2, 3)))
+    write_image(tmp_path / ".cache" / "b.png", _random((2, 2, 3)))
+    write_image(tmp_path / "sub" / ".c.png", _random((2, 2, 3)))
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(SkippedInputWarning) as caught:
+        walked = list_images(tmp_path, recursive=True)
+    assert walked == [tmp_path / "a.png"]
+    assert sorted(str(w.message).split(" is ")[0] for w in caught) == [
+        str(tmp_path / "folder.png"),
+        str(tmp_path / "gone.png"),
+    ]
+    with pytest.warns(SkippedInputWarning):
+        assert list_images(str(tmp_path / "**" / "*.png")) == walked  # one rule for walks and globs
+    assert list_images(tmp_path / ".cache") == [tmp_path / ".cache" / "b.png"]  # named: taken
+    with pytest.raises(FileNotFoundError, match="broken link"):
+        list_images(tmp_path / "gone.png")
 
 
 def test_list_images_errors(tmp_path):

@@ -13,9 +13,8 @@ import torch
 from PIL import Image
 
 import edsr_lib
-from edsr_lib import jobs
 from edsr_lib.cli import main
-from edsr_lib.jobs import Job, JobKind, plan_jobs, register_kind, upscale_folder
+from edsr_lib.jobs import Job, JobKind, plan_jobs, planning, register_kind, upscale_folder
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +93,13 @@ def test_another_kind_of_input_plugs_in_by_suffix(model_dir: Path, tmp_path: Pat
 
 
 def test_a_kind_is_registered_once_for_every_run(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(jobs, "_KINDS", [])
+    monkeypatch.setattr(planning, "_KINDS", [])
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "clip.txt").write_text("x")
     with pytest.raises(ValueError, match="nothing to upscale"):
         upscale_folder(tmp_path / "in", tmp_path / "out", model=model_dir)
     register_kind(Doubler())
-    assert isinstance(jobs._KINDS[0], JobKind)
+    assert isinstance(planning._KINDS[0], JobKind)
     upscale_folder(tmp_path / "in", tmp_path / "out", model=model_dir, progress=False)
     assert (tmp_path / "out" / "clip_x2.txt").read_text() == "xx"
     with pytest.raises(ValueError, match="image files are the engine's own"):

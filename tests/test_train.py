@@ -29,7 +29,7 @@ from edsr_lib.train import (
     make_lr_images,
     read_run,
 )
-from edsr_lib.train.trainer import _seed_for, _tuned_convolutions
+from edsr_lib.train.trainer import _seed_for, tuned_convolutions
 
 TINY = {"n_resblocks": 1, "n_feats": 8}
 
@@ -571,10 +571,10 @@ def test_the_time_limit_costs_no_device_sync_per_step(tmp_path: Path, monkeypatc
 
 def test_cudnn_benchmark_is_on_while_training_on_cuda_only() -> None:
     before = torch.backends.cudnn.benchmark
-    with _tuned_convolutions(torch.device("cuda")):
+    with tuned_convolutions(torch.device("cuda")):
         assert torch.backends.cudnn.benchmark
     assert torch.backends.cudnn.benchmark == before
-    with _tuned_convolutions(torch.device("cpu")):
+    with tuned_convolutions(torch.device("cpu")):
         assert torch.backends.cudnn.benchmark == before
 
 

@@ -2,9 +2,11 @@
 
 The table is generated at build time from the registry's pretrained configs
 (:func:`edsr_lib.list_pretrained`), so it cannot drift from the code: one row per set of
-weights and scale, with the parameter count, the training data, the benchmark scores
-recorded in ``PretrainedCfg.metrics`` and the Hub id. ``tests/test_docs.py`` checks the
-generated text.
+weights and scale, with the parameter count, where the weights live (inside the package,
+or a Hub repository at a pinned commit) and the file's size, the licence, the training
+data, the benchmark scores recorded in ``PretrainedCfg.metrics`` and whose scores they are
+(edsr-lib's own, or the publisher's, explained under the table). ``tests/test_docs.py``
+checks the generated text.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import torch
 
 import edsr_lib
 from edsr_lib.metrics import format_score
+from edsr_lib.weights import shipped_size
 
 MARKER = "<!-- model-zoo -->"
 #: The benchmark sets shown, in this order; a missing score shows as a dash.
-SETS = ("Set5", "Set14", "B100")
+SETS = ("Set5", "Set14", "B100", "Urban100")
 NO_WEIGHTS = (
     "No pretrained weights are registered yet: `create_model(name, pretrained=True)` raises a "
     "`ValueError` that says so."
@@ -36,6 +39,22 @@ def _score(metrics: dict[str, Any], set_name: str, scale: str) -> str:
     return "<br>".join(cells) or "—"
 
 
+def where(cfg: Any) -> tuple[str, str]:
+    """Where ``cfg``'s weights live, and the size of the file: the package's copy, or the Hub's at its commit."""
+    if cfg.package_file:
+        size = shipped_size(cfg.package_file)
+        return "package", f"{size / 1e6:.1f} MB" if size else "—"
+    if not cfg.hf_hub_id:
+        return "—", "—"
+    pin = f" @ `{cfg.revision[:7]}`" if cfg.revision else ""
+    return f"Hub `{cfg.hf_hub_id}`{pin}", f"{cfg.download_size / 1e6:.1f} MB" if cfg.download_size else "—"
+
+
+def whose(cfg: Any) -> str:
+    """Whose scores: ``edsr-lib`` (measured with ``edsr-lib evaluate``) or the publisher's (footnoted)."""
+    return "publisher¹" if cfg.metrics_source else "edsr-lib" if cfg.metrics else "—"
+
+
 def zoo_markdown(cfgs: Iterable[Any] | None = None) -> str:
     """The model-zoo table for ``cfgs`` (default: every registered config that has weights).
 
@@ -48,19 +67,24 @@ def zoo_markdown(cfgs: Iterable[Any] | None = None) -> str:
     if not cfgs:
         return NO_WEIGHTS
     lines = [
-        "| Weights | Scale | Parameters | Training data | " + " | ".join(SETS) + " | Hub id |",
-        "| --- | --- | ---: | --- | " + " | ".join("---" for _ in SETS) + " | --- |",
+        "| Weights | Scale | Parameters | Where | Size | Licence | Training data | "
+        + " | ".join(SETS)
+        + " | Scores by |",
+        "| --- | --- | ---: | --- | ---: | --- | --- | " + " | ".join("---" for _ in SETS) + " | --- |",
     ]
     for cfg in cfgs:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
             model = edsr_lib.create_model(cfg.architecture)
+        place, size = where(cfg)
         for scale in model.scales:
             scores = [_score(cfg.metrics, set_name, f"x{scale}") for set_name in SETS]
             lines.append(
-                f"| `{cfg.name}` | x{scale} | {model.num_parameters():,} | {cfg.training_data or '—'} | "
-                + " | ".join(scores)
-                + f" | {f'`{cfg.hf_hub_id}`' if cfg.hf_hub_id else '—'} |"
+                f"| `{cfg.name}` | x{scale} | {model.num_parameters():,} | {place} | {size} | "
+                f"{cfg.license or '—'} | {cfg.training_data or '—'} | " + " | ".join(scores) + f" | {whose(cfg)} |"
             )
+    sources = list(dict.fromkeys(cfg.metrics_source for cfg in cfgs if cfg.metrics_source))
+    if sources:
+        lines += ["", *(f"¹ {source[0].upper()}{source[1:]}." for source in sources)]
     return "\n".join(lines)
 
 

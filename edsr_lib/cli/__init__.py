@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "export-onnx": "edsr_lib.cli.export_onnx",
     "make-lr": "edsr_lib.cli.make_lr",
     "evaluate": "edsr_lib.cli.evaluate",
+    "demo": "edsr_lib.cli.demo",
 }
 
 

@@ -1,17 +1,33 @@
-"""``edsr-lib models [PATTERN]``: list the registered models, their scales, sizes and pretrained tags."""
+"""``edsr-lib models [PATTERN]``: list the registered models, then every set of pretrained weights.
+
+The first table has one row per model (scales, parameter count, pretrained tags); the
+second one row per ``arch.tag``: where the weights live (inside the package, or a Hub
+repository at a pinned commit), the size of the file, its licence, the Set5 scores and
+whose scores they are (edsr-lib's own, or the publisher's).
+"""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+#: The benchmark set whose scores the weights table shows.
+SCORE_SET = "Set5"
+PUBLISHER_NOTE = (
+    "* the publisher's scores, measured with their own code; after the first download, "
+    "`edsr-lib evaluate --model NAME` measures them here"
+)
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``models`` subcommand."""
     parser = subparsers.add_parser(
         "models",
-        help="list models, scales, parameter counts and pretrained tags",
-        description="List the registered models with their scales, parameter counts and pretrained weight tags.",
+        help="list models, scales, parameter counts and pretrained weights",
+        description=(
+            "List the registered models with their scales, parameter counts and pretrained weight tags, then every "
+            "set of pretrained weights: where it lives (package or Hub), its size, licence and scores."
+        ),
     )
     parser.add_argument("pattern", nargs="?", default="", help="shell-style filter such as 'edsr*'")
     parser.add_argument("--pretrained", action="store_true", help="only models that have pretrained weights")
@@ -45,12 +61,59 @@ def model_table(pattern: str = "", pretrained: bool = False) -> list[tuple[str, 
     return rows
 
 
-def run(args: argparse.Namespace) -> int:
-    """Print the table of models."""
-    rows = [("model", "scales", "parameters", "pretrained tags"), *model_table(args.pattern, args.pretrained)]
+def _megabytes(size: int | None) -> str:
+    return f"{size / 1e6:.1f} MB" if size else "?"
+
+
+def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str]]:
+    """Rows ``(arch.tag, where, size, licence, Set5 scores, whose scores)`` for every set of weights.
+
+    A tag's weights live inside the package (``package``), or in a Hub repository at a
+    pinned commit (``hub org/name@commit``); the size is the shipped file's or the
+    download's (as the Hub rounds it). Scores the publisher measured with their own code
+    are marked ``publisher*``.
+    """
+    from ..metrics import format_score
+    from ..registry import list_pretrained
+    from ..weights import shipped_size
+
+    rows = []
+    for cfg in list_pretrained(pattern):
+        if not cfg.has_weights:
+            continue
+        if cfg.package_file:
+            where, size = "package", shipped_size(cfg.package_file)
+        else:
+            where = f"hub {cfg.hf_hub_id}" + (f"@{cfg.revision[:7]}" if cfg.revision else "")
+            size = cfg.download_size
+        per_scale = cfg.metrics.get(SCORE_SET, {})
+        scores = ", ".join(
+            f"{scale} {format_score(values['psnr'], values.get('ssim'))}"
+            for scale, values in sorted(per_scale.items())
+            if "psnr" in values
+        )
+        whose = ("publisher*" if cfg.metrics_source else "edsr-lib") if scores else "-"
+        rows.append((cfg.name, where, _megabytes(size), cfg.license or "?", scores or "-", whose))
+    return rows
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
-    if len(rows) == 1:
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the table of models, then the table of pretrained weights."""
+    models = model_table(args.pattern, args.pretrained)
+    if not models:
         print(f"(no model matches {args.pattern!r})")
+        return 0
+    _print_table([("model", "scales", "parameters", "pretrained tags"), *models])
+    weights = weights_table(args.pattern)
+    if weights:
+        print()
+        _print_table([("weights", "where", "size", "licence", f"{SCORE_SET} PSNR / SSIM", "scores by"), *weights])
+        if any(row[-1] == "publisher*" for row in weights):
+            print(PUBLISHER_NOTE)
     return 0

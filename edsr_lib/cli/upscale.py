@@ -1,13 +1,10 @@
 """``edsr-lib upscale INPUT... -o OUT``: upscale image files with a model.
 
-A thin shell over :func:`edsr_lib.upscale` on PIL images: each file is decoded by
-:func:`edsr_lib.io.load_image` (EXIF orientation applied, mode and metadata kept),
-upscaled (gray stays gray, alpha is resized with MATLAB bicubic, 16-bit stays 16-bit,
-memory bounded by automatic tiling) and written to ``<stem><suffix>.<format>`` in the
-output folder, atomically. Decoding and encoding run in worker threads beside the
-model, and images of one size and mode are batched. Any failure on one file is one line
-naming the file and the reason; the run goes on, ends with a summary and exits 1 if
-anything failed.
+A thin shell over :func:`edsr_lib.jobs.upscale_folder`, the folder engine Python and Ray
+use too: this module turns options into its arguments, its messages into lines of
+``edsr-lib upscale: ...`` on standard error, its summary into the last line and the exit
+status (0; 1 if any input failed or the run stopped early; 130 after Ctrl-C and 143 after
+SIGTERM, once the writes in flight are done).
 
 This module imports nothing heavy at import time, so ``--help`` does not load torch.
 """
@@ -15,24 +12,40 @@ This module imports nothing heavy at import time, so ``--help`` does not load to
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import CLIError
 
+#: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
+#: :data:`edsr_lib.io.OUTPUT_FORMATS`.
 FORMATS = ("png", "jpg", "webp", "tif")
 
 
-def _tile(value: str) -> int | str | None:
-    if value in ("auto", "none"):
-        return None if value == "none" else value
-    try:
-        tile = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels, 'auto' or 'none', got {value!r}") from None
-    if tile < 1:
-        raise argparse.ArgumentTypeError(f"the tile size must be positive, got {tile}")
-    return tile
+def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
+    """An argparse type: a positive number of ``what``, or one of ``words`` (word -> value)."""
+    choices = " or ".join(repr(word) for word in words)
+
+    def parse(value: str) -> Any:
+        if value in words:
+            return words[value]
+        try:
+            count = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of {what}, {choices}, got {value!r}") from None
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"the number of {what} must be positive, got {count}")
+        return count
+
+    return parse
+
+
+_tile = _count_or({"auto": "auto", "none": None}, "pixels")
+_max_pixels = _count_or({"none": 0}, "pixels")
 
 
 def _outscale(value: str) -> float:
@@ -115,7 +128,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--suffix",
         default="_x{scale}",
-        help="added to each output's stem; {scale} is the factor (default _x{scale})",
+        help="added to each output's stem (a name, no '/' or '..'); {scale} is the factor, {model} the model's "
+        "name (default _x{scale})",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_max_pixels,
+        metavar="N|none",
+        help="refuse images with more pixels, as possible decompression bombs (default: Pillow's limit, "
+        "89,478,485); 'none' for no limit",
     )
     parser.add_argument("--batch-size", type=int, default=4, help="tiles, or same-size images, per pass (default 4)")
     parser.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
@@ -133,8 +154,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Upscale every input with :func:`edsr_lib.jobs.upscale_folder`; returns 0, or 1 if some input failed."""
-    from ..jobs import Interrupted, upscale_folder
+    """Upscale every input with :func:`edsr_lib.jobs.upscale_folder`; returns the exit status."""
+    from .._device import resolve_half
+    from ..jobs import Interrupted, job_device, upscale_folder
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
@@ -142,46 +164,95 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
+    device = job_device(args.device)
+    try:
+        resolve_half(args.half or False, device)
+    except ValueError:
+        raise CLIError(_PRECISION_ERRORS[args.half].format(device=device)) from None
 
     def log(line: str) -> None:
-        tqdm_write(f"edsr-lib upscale: {line}")
+        _write(f"edsr-lib upscale: {line}")
 
-    try:
-        summary = upscale_folder(
-            args.inputs,
-            args.output,
-            model=args.model,
-            scale=args.scale,
-            outscale=args.outscale,
-            format=args.format,
-            quality=args.quality,
-            suffix=args.suffix,
-            recursive=args.recursive,
-            skip_existing=args.skip_existing,
-            shard=args.shard,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            device=args.device,
-            half=args.half or False,
-            tile=args.tile,
-            self_ensemble=args.self_ensemble,
-            log=log,
-        )
-    except Interrupted as exc:
-        print(exc.summary)
-        print("edsr-lib upscale: interrupted; rerun with --skip-existing to finish", file=sys.stderr)
-        return 130
+    with _sigterm_as_interrupt() as signals:
+        try:
+            summary = upscale_folder(
+                args.inputs,
+                args.output,
+                model=args.model,
+                scale=args.scale,
+                outscale=args.outscale,
+                format=args.format,
+                quality=args.quality,
+                suffix=args.suffix,
+                recursive=args.recursive,
+                skip_existing=args.skip_existing,
+                shard=args.shard,
+                workers=args.workers,
+                batch_size=args.batch_size,
+                device=device,
+                half=args.half or False,
+                max_pixels=args.max_pixels,
+                tile=args.tile,
+                self_ensemble=args.self_ensemble,
+                log=log,
+            )
+        except Interrupted as exc:
+            print(exc.summary)
+            left = len(exc.summary.left)
+            print(
+                f"edsr-lib upscale: {signals.name or 'interrupted'}: {left} file{'s' * (left != 1)} left; "
+                "rerun with --skip-existing to finish",
+                file=sys.stderr,
+            )
+            return 143 if signals.name == "SIGTERM" else 130
     print(summary)
     failed = [str(r.job.source) for r in summary.failed] + [str(p) for p in summary.clashes]
     if failed or summary.errors:
         count = len(failed) + len(summary.errors)
         print(f"edsr-lib upscale: {count} input(s) failed: {', '.join(failed + summary.errors)}", file=sys.stderr)
     if summary.stopped:
-        print(f"edsr-lib upscale: error: stopped: {summary.stopped}", file=sys.stderr)
+        left = len(summary.left)
+        print(
+            f"edsr-lib upscale: error: stopped: {summary.stopped}; {left} file{'s' * (left != 1)} left "
+            "(the files written are complete; free space and rerun with --skip-existing)",
+            file=sys.stderr,
+        )
     return 0 if summary.ok else 1
 
 
-def tqdm_write(line: str) -> None:
+#: What the precision flags need, in the command line's words (``_device.resolve_half`` owns the rule).
+_PRECISION_ERRORS = {
+    "fp16": "--half (float16) runs on CUDA and other accelerators, not on {device}; on a CPU use --bf16 "
+    "(where the CPU has native bf16) or neither flag",
+    "bf16": "--bf16 on {device} needs native bf16 (AVX-512 BF16 or AMX), which this CPU lacks; leave it out "
+    "(float32), or run on a GPU with --device cuda",
+}
+
+
+class _Signals:
+    name = ""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[_Signals]:
+    """SIGTERM ends the run as Ctrl-C does: the writes in flight finish, a summary says what is left."""
+    signals = _Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals  # signal handlers belong to the main thread
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signals.name = signal.Signals(signum).name
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield signals
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write(line: str) -> None:
     """Print a line to standard error without breaking a progress bar."""
     from tqdm.auto import tqdm
 

@@ -62,11 +62,13 @@ from .layouts import LAYOUTS, WRITABLE_LAYOUTS, get_layout
 from .official import OFFICIAL_CHECKPOINTS, OfficialCheckpoint, identify_file
 from .reading import convert, load_state_dict
 from .spec import ConvertedSpec
+from .super_image import SUPER_IMAGE_MDSR
 from .writing import ExportedCheckpoint, export_checkpoint, export_state_dict
 
 __all__ = [
     "LAYOUTS",
     "OFFICIAL_CHECKPOINTS",
+    "SUPER_IMAGE_MDSR",
     "WRITABLE_LAYOUTS",
     "AmbiguousLayoutError",
     "ConvertedSpec",

@@ -33,6 +33,7 @@ from .base import (
 from .layouts import _REGISTRY, get_layout
 from .library import is_library_state_dict, library_names
 from .spec import ConvertedSpec
+from .super_image import SUPER_IMAGE_MDSR, is_super_image_mdsr
 
 __all__ = ["AmbiguousLayoutError", "ConvertedSpec", "convert_state_dict", "detect"]
 
@@ -120,6 +121,8 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
             names the missing, unexpected and wrongly shaped keys).
     """
     keys = set(state_dict)
+    if is_super_image_mdsr(keys):
+        raise ValueError(SUPER_IMAGE_MDSR)
     if layout is not None:
         chosen = get_layout(layout)
         if chosen.architecture(keys) is None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from ..inference import NonFiniteError, check_finite_weights
+from .._hub import NonFiniteError, check_finite_weights
 from ..models import SRModel
 from .base import _WRITTEN_BY, _fmt, _some
 from .detection import AmbiguousLayoutError, _load, detect

@@ -3,6 +3,10 @@
 Its ``forward`` never applies ``sub_mean``/``add_mean``, so the converted model gets
 ``rgb_range=1`` and a zero mean. The package writes a ``config.json`` beside its weights
 and names a file saved for one scale ``pytorch_model_<S>x.pt``; both are read.
+
+super-image's ``MdsrModel`` (``eugenesiow/mdsr``, ``eugenesiow/mdsr-bam``) is not the
+paper's MDSR, and no model of the library holds it: its files are refused with
+:data:`SUPER_IMAGE_MDSR`, recognised by their key names or by their ``config.json``.
 """
 
 from __future__ import annotations
@@ -10,11 +14,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterable
 
 from .base import _MEAN_SHIFTS, Layout
 from .edsr_pytorch import _OFFICIAL_EDSR
 
-__all__ = ["SuperImageLayout"]
+__all__ = ["SUPER_IMAGE_MDSR", "SuperImageLayout", "is_super_image_mdsr"]
+
+#: Why super-image's MDSR files are refused, whatever reads them (the converter, ``weights=``, a pretrained config).
+SUPER_IMAGE_MDSR = (
+    "this is a super-image MdsrModel file (eugenesiow/mdsr or eugenesiow/mdsr-bam), which is not the paper's MDSR: "
+    "one scale per file, 3x3 pre-processing with residual scaling 0.1; edsr-lib has no such model and does not "
+    "convert it (edsr_lib's mdsr and mdsr_baseline are the paper's, with their own weights)"
+)
+#: A key only super-image's MdsrModel has: its convolutions are wrapped in a Sequential (``....body.0.0.weight``).
+_MDSR_KEY = re.compile(r"pre_process\.\d+\.\d+\.body\.\d+\.0\.weight")
+
+
+def is_super_image_mdsr(keys: Iterable[str]) -> bool:
+    """True for the key names of super-image's MdsrModel (``head.0.0``, ``pre_process.<scale>.<i>.body.<j>.0``)."""
+    keys = set(keys)
+    return "head.0.0.weight" in keys and any(_MDSR_KEY.fullmatch(k) for k in keys)
 
 
 class SuperImageLayout(Layout):
@@ -44,8 +64,8 @@ class SuperImageLayout(Layout):
         if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
             return None
         model_type = config["model_type"].upper()
-        if model_type == "MDSR" and layout is None:
-            raise ValueError(f"{config_path} describes a super-image MdsrModel, whose layout edsr-lib does not support")
+        if model_type == "MDSR" and layout in (None, self.name):
+            raise ValueError(f"{config_path} says {SUPER_IMAGE_MDSR}")
         return config if model_type == "EDSR" else None
 
     def sidecar_overrides(self, config, given, notes):

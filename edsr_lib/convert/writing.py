@@ -11,8 +11,8 @@ from typing import Any
 import torch
 
 from .._files import atomic_write
+from .._hub import check_finite_weights
 from .._loading import resolve_weights
-from ..inference import check_finite_weights
 from ..models import SRModel
 from ..models.base import scale_key
 from .base import _WRITTEN_BY, _conv_names, _upsampler_convs

@@ -128,7 +128,7 @@ class Upscaler:
         todo = []
         for i, job in enumerate(jobs):
             if self.skip_existing and job.done(self.format):
-                rows[i] = (str(next(p for p in job.outputs(self.format) if p.exists())), "skipped")
+                rows[i] = (str(job.existing(self.format)), "skipped")
             else:
                 todo.append(i)
         summary = run_jobs(
@@ -243,8 +243,7 @@ def upscale_folder(
     todo = []
     for job in plan.jobs:
         if skip_existing and job.done(format):
-            found = next(p for p in job.outputs(format) if p.exists())
-            rows[str(job.source)] = {"path": str(job.source), "output": str(found), "status": "skipped"}
+            rows[str(job.source)] = {"path": str(job.source), "output": str(job.existing(format)), "status": "skipped"}
         else:
             todo.append({"path": str(job.source), "output": str(job.target)})
     if todo:

@@ -93,9 +93,53 @@ def _create_edsr(variant: str, pretrained: bool = False, **kwargs: Any) -> EDSR:
     return build_model(EDSR, variant, pretrained=pretrained, **kwargs)
 
 
+#: What super-image says of its EDSR weights (the model cards of ``eugenesiow/edsr-base`` and
+#: ``eugenesiow/edsr``), and who made them.
+_SUPER_IMAGE_DATA = "DIV2K train (800 images, augmented to 4,000 by five-crop), validated on DIV2K 801-900"
+_SUPER_IMAGE_ATTRIBUTION = (
+    "Trained and published by Eugene Siow with super-image (https://github.com/eugenesiow/super-image, "
+    "Apache-2.0) on DIV2K (Agustsson & Timofte, NTIRE 2017); EDSR by Lim, Son, Kim, Nah and Lee (CVPR 2017 "
+    "workshops; reference code https://github.com/sanghyun-son/EDSR-PyTorch)"
+)
+_SUPER_IMAGE_METRICS = (
+    "the publisher's scores, from super-image's model cards and README leaderboard, measured with super-image's own "
+    "evaluation code on its Hub copies of the sets (its BSD100 is B100), not with edsr-lib evaluate"
+)
+
+
+def _super_image(
+    repo: str, revision: str, scale: int, sha256: str | None, size: int, scores: dict[str, tuple[float, float]]
+) -> PretrainedCfg:
+    """A super-image ``pytorch_model_<scale>x.pt`` of ``repo``, pinned to ``revision``, converted on load."""
+    return PretrainedCfg(
+        hf_hub_id=repo,
+        filename=f"pytorch_model_{scale}x.pt",
+        revision=revision,
+        sha256=sha256,
+        layout="super-image",
+        download_size=size,
+        license="apache-2.0",
+        attribution=_SUPER_IMAGE_ATTRIBUTION,
+        training_data=_SUPER_IMAGE_DATA,
+        metrics={name: {f"x{scale}": {"psnr": psnr, "ssim": ssim}} for name, (psnr, ssim) in scores.items()},
+        metrics_source=_SUPER_IMAGE_METRICS,
+        description=(
+            f"{repo} x{scale} by super-image, trained on DIV2K, converted from its pytorch_model_{scale}x.pt on "
+            f"first use; Set5 x{scale}: {scores['Set5'][0]:.2f} dB (publisher's score)"
+        ),
+    )
+
+
+#: The Hub commits pinned (each repository's head when read): a later push cannot change what loads.
+_EDSR_BASE = "eugenesiow/edsr-base", "d622f68a86f11af7c1c6add1a8fa3790a1173d97"
+_EDSR_LARGE = "eugenesiow/edsr", "8f214a52f8160f7024a2ae73e3122b14bc36b9e8"
+
 #: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default). The Hub id
 #: (``"edsr-lib/" + arch.tag``) and the shipped file are derived from the name; how the weights were
 #: trained and what they score is data beside them, ``edsr_lib/weights/<arch.tag>/pretrained.json``.
+#: The ``div2k`` tags are super-image's files on the Hub, named by commit and sha256 as the Hub's file
+#: pages publish them (sizes as those pages round them); the Hub page of ``eugenesiow/edsr`` gives no
+#: sha256 for its x3 and x4 files, which the pinned commit alone identifies.
 default_cfgs: dict[str, PretrainedCfg] = {
     "edsr_baseline_x2.t528": PretrainedCfg(
         hf_hub_id="edsr-lib/",
@@ -150,6 +194,48 @@ default_cfgs: dict[str, PretrainedCfg] = {
             "edsr_baseline_x3 fine-tuned by edsr-lib from EDSR-baseline x2 (edsr_baseline_x2.t291) on T91 + BSD200, "
             "1,500 steps (raw weights); Set5 x3: 33.90 dB"
         ),
+    ),
+    "edsr_baseline_x2.div2k": _super_image(
+        *_EDSR_BASE,
+        2,
+        "b709bea0d3e3a7a1c84eb1eaa6e5e777f176edcfca00b3b5acde5320eb630211",
+        5_510_000,
+        {"Set5": (38.02, 0.9607), "Set14": (33.66, 0.9180), "B100": (33.77, 0.9254), "Urban100": (32.04, 0.9276)},
+    ),
+    "edsr_baseline_x3.div2k": _super_image(
+        *_EDSR_BASE,
+        3,
+        "27a09b477d3b9531e2a0e6747a103a8c619c0daac9f4ee704828e335bdb034cd",
+        6_250_000,
+        {"Set5": (35.01, 0.9402), "Set14": (31.01, 0.8583), "B100": (29.63, 0.8190), "Urban100": (29.19, 0.8722)},
+    ),
+    "edsr_baseline_x4.div2k": _super_image(
+        *_EDSR_BASE,
+        4,
+        "9302a679cf3e656a8aefd4ae7cfae4dd86ca60b2e1c50fbe9e06dde9767d32ad",
+        6_100_000,
+        {"Set5": (32.12, 0.8947), "Set14": (28.72, 0.7845), "B100": (28.50, 0.7644), "Urban100": (26.02, 0.7832)},
+    ),
+    "edsr_x2.div2k": _super_image(
+        *_EDSR_LARGE,
+        2,
+        "1d2a734b033e4119598ab4308058d2d09f994ab9ce442c81888bd0d318e6abc9",
+        163_000_000,
+        {"Set5": (38.19, 0.9612), "Set14": (33.99, 0.9215), "B100": (33.89, 0.9266), "Urban100": (32.68, 0.9331)},
+    ),
+    "edsr_x3.div2k": _super_image(
+        *_EDSR_LARGE,
+        3,
+        None,
+        175_000_000,
+        {"Set5": (35.31, 0.9421), "Set14": (31.18, 0.8620), "B100": (29.77, 0.8224), "Urban100": (29.75, 0.8825)},
+    ),
+    "edsr_x4.div2k": _super_image(
+        *_EDSR_LARGE,
+        4,
+        None,
+        172_000_000,
+        {"Set5": (32.50, 0.8986), "Set14": (28.92, 0.7899), "B100": (28.62, 0.7689), "Urban100": (26.53, 0.7995)},
     ),
 }
 

@@ -32,7 +32,7 @@ from .distributed import DistInfo, all_gather_object, init_distributed
 from .init_weights import load_init_weights
 from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, read_run, weights_folder
 
-__all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters"]
+__all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters", "tuned_convolutions"]
 
 _CHECKPOINT_FORMAT = "edsr_lib.train/1"
 _SCHEDULE_SETTINGS = ("steps", "sched", "lr", "decay_steps", "decay_rate", "min_lr", "warmup_steps", "warmup_lr")
@@ -63,10 +63,14 @@ def _seed_for(seed: int, *stream: int) -> int:
 
 
 @contextlib.contextmanager
-def _tuned_convolutions(device: torch.device) -> Iterator[None]:
+def tuned_convolutions(device: torch.device) -> Iterator[None]:
     """cuDNN benchmark mode on CUDA for the block: training shapes are fixed, so timing the algorithms pays once.
 
-    The setting is put back afterwards (validation images come in many shapes).
+    :meth:`Trainer.train` runs its steps inside it; so do benchmarks that call
+    :meth:`Trainer.train_step` themselves. The setting is put back afterwards.
+
+    Args:
+        device: The training device (nothing changes off CUDA).
     """
     if device.type != "cuda":
         yield
@@ -293,7 +297,7 @@ class Trainer:
         Returns:
             The last log record, with the last validation and the best scores.
         """
-        with _tuned_convolutions(self.device):
+        with tuned_convolutions(self.device):
             return self._train(until, time_limit)
 
     def _train(self, until: int | None, time_limit: float | None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["PROVENANCE_FIELDS", "PROVENANCE_NAME", "shipped"]
+__all__ = ["PROVENANCE_FIELDS", "PROVENANCE_NAME", "shipped", "shipped_size"]
 
 #: The file beside the weights that records their provenance and scores.
 PROVENANCE_NAME = "pretrained.json"
@@ -62,3 +62,12 @@ def shipped(name: str, filename: str = "model.safetensors", root: Traversable | 
             )
         found.update(data)
     return found
+
+
+def shipped_size(package_file: str) -> int | None:
+    """Size in bytes of a file the package ships (``"edsr_baseline_x2.t291/model.safetensors"``), if installed."""
+    file = resources.files(__name__).joinpath(package_file)
+    if not file.is_file():
+        return None
+    with resources.as_file(file) as path:
+        return Path(path).stat().st_size
