@@ -11,6 +11,15 @@ machine; the GFLOP/s column is also shown as a fraction of it. On a CPU with nat
 bfloat16 (:func:`edsr_lib.inference.cpu_has_native_bf16`), ``upscale(half="bf16")`` is timed
 too and its speed-up over the fp32 fast path printed.
 
+On a CPU, each installed runtime (:mod:`edsr_lib.backends`: OpenVINO, ONNX Runtime) gets two
+rows per precision it runs here (fp32; bf16 on OpenVINO where the CPU has native bf16):
+``upscale(backend=...)``, the library with its tiling and checks around the runtime, and
+"standalone", the runtime alone on the file that ``edsr-lib export-onnx`` writes (the
+fastest a user could get by exporting the model and calling the runtime directly). The
+header names the CPU, its flags (AVX2, AVX-512, AVX-512 BF16, VNNI, AMX) and the versions
+of the runtimes; the largest difference of each row's output from the fp32 fast path is
+printed under the table.
+
 The plain implementation is written out below, independent of the library: the
 reference code's structure (mean shifts as 1x1 convolutions, ``res_scale`` multiplied at
 run time), NCHW, a plain forward under ``torch.no_grad``. It loads the library model's
@@ -19,7 +28,7 @@ weights, and its output is checked against the library's.
 Usage::
 
     python benchmarks/bench_inference.py                     # the table, on CUDA if present
-    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain vs fast (vs bf16)
+    python benchmarks/bench_inference.py --quick             # EDSR-baseline x2 only: plain, fast, bf16, runtimes
     python benchmarks/bench_inference.py --device cpu --size 256 --repeats 3
 """
 
@@ -28,18 +37,22 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
-import platform
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 import edsr_lib
+from edsr_lib import backends
 from edsr_lib._device import full_float32, uses_tf32
+from edsr_lib.export import INPUT_NAME, export_onnx
 from edsr_lib.inference import cpu_has_native_bf16
 
+PLAIN = "plain (NCHW, unfused)"
 FAST = "upscale (fused, channels_last)"
 BF16_CPU = "upscale bf16 (CPU)"
 
@@ -180,8 +193,59 @@ def sgemm_gflops(device: torch.device, n: int = 4096, repeats: int = 3) -> float
     return 2 * n**3 / best / 1e9
 
 
+def cpu_precisions(backend: str) -> list[str]:
+    """The precisions ``backend`` runs on this CPU: fp32, and bf16 where the CPU has it natively."""
+    return [
+        p for p in backends.PRECISIONS if backend in backends.PRECISIONS[p] and (p == "fp32" or cpu_has_native_bf16())
+    ]
+
+
+def standalone(backend: str, onnx_path: Path, precision: str) -> Callable[[np.ndarray], object]:
+    """The runtime alone on the exported file, set up as its documentation says (threads as PyTorch's)."""
+    if backend == "onnxruntime":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {INPUT_NAME: x})
+    import openvino as ov
+
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+    config["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
+    compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
+    return lambda x: compiled(x)
+
+
+def runtime_variants(
+    model: edsr_lib.SRModel, scale: int, x: torch.Tensor, folder: Path
+) -> dict[str, Callable[[], object]]:
+    """Per installed runtime and precision: upscale(backend=...) and the runtime alone on the exported file."""
+    out: dict[str, Callable[[], object]] = {}
+    installed = backends.installed_runtimes()
+    if not installed:
+        return out
+    onnx_path = export_onnx(model, folder / f"{model.architecture}_x{scale}.onnx", scale, check=False)
+    x_np = x.numpy()
+    for backend in installed:
+        for precision in cpu_precisions(backend):
+            half = "bf16" if precision == "bf16" else False
+            out[f"upscale {backend} {precision}"] = lambda b=backend, h=half: edsr_lib.upscale(
+                model, x, scale, backend=b, half=h
+            )
+            run = standalone(backend, onnx_path, precision)
+            out[f"standalone {backend} {precision}"] = lambda run=run: run(x_np)
+    return out
+
+
 def variants(
-    model: edsr_lib.SRModel, scale: int, x: torch.Tensor, device: torch.device, tile: int, quick: bool
+    model: edsr_lib.SRModel,
+    scale: int,
+    x: torch.Tensor,
+    device: torch.device,
+    tile: int,
+    quick: bool,
+    folder: Path,
 ) -> dict[str, Callable[[], object]]:
     plain = plain_copy(model).to(device)
     unfused_cl = copy.deepcopy(model).to(device, memory_format=torch.channels_last).eval()
@@ -199,11 +263,13 @@ def variants(
             return unfused_cl(x_cl, scale=scale)
 
     out: dict[str, Callable[[], object]] = {
-        "plain (NCHW, unfused)": run_plain,
+        PLAIN: run_plain,
         FAST: lambda: edsr_lib.upscale(model, x, scale),
     }
     if device.type == "cpu" and cpu_has_native_bf16():
         out[BF16_CPU] = lambda: edsr_lib.upscale(model, x, scale, half="bf16")
+    if device.type == "cpu":
+        out |= runtime_variants(model, scale, x, folder)
     if quick:
         return out
     out |= {
@@ -290,19 +356,19 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     names = ["edsr_baseline_x2"] if args.quick else args.models.split(",")
 
-    cpu = platform.processor() or platform.machine()
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    cpu = backends.cpu_info()
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
-    print(f"device: {where}; torch {torch.__version__}; input {args.size}x{args.size}; best of {args.repeats} rounds")
+    versions = ", ".join(f"{name} {version}" for name, version in backends.runtime_versions().items())
+    print(f"device: {where}; {versions}; input {args.size}x{args.size}; best of {args.repeats} rounds")
     if uses_tf32(device):
         print("float32 rows marked (TF32) run their convolutions in TF32, cuDNN's default on this GPU")
 
     sgemm = [sgemm_gflops(device, args.sgemm_size)]
     ratios: list[str] = []
+    agreement: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="bench_inference_"))
     header = (
-        f"| {'model':<17}| {'scale':<6}| {'variant':<31}| {'MP/s out':>9}| {'GFLOP/s':>8}| {'% sgemm':>8}"
+        f"| {'model':<17}| {'scale':<6}| {'variant':<32}| {'MP/s out':>9}| {'GFLOP/s':>8}| {'% sgemm':>8}"
         f"| {'peak MB':>8}| {'vs plain':>9}|"
     )
     print(header)
@@ -312,9 +378,13 @@ def main(argv: list[str] | None = None) -> None:
         for scale in model.scales:
             x = torch.rand(1, 3, args.size, args.size, device=device)
             flops = conv_flops(model, x, scale)
-            runs = variants(model, scale, x, device, args.tile, args.quick)
-            for fn in runs.values():  # warm-up: caches, oneDNN kernels, compilation
-                fn()
+            runs = variants(model, scale, x, device, args.tile, args.quick, folder)
+            reference = edsr_lib.upscale(model, x, scale)
+            for label, fn in runs.items():  # warm-up: caches, oneDNN kernels, compilation, exports
+                y = fn()
+                y = y[0] if isinstance(y, list | tuple) or type(y).__name__ == "OVDict" else y
+                y = torch.as_tensor(np.asarray(y)) if not isinstance(y, torch.Tensor) else y
+                agreement.append(f"{name} x{scale} {label}: {(y.to(reference) - reference).abs().max().item():.1e}")
             times: dict[str, list[float]] = {k: [] for k in runs}
             peaks: dict[str, float] = dict.fromkeys(runs, 0.0)
             for _ in range(args.repeats):
@@ -324,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
                     peaks[label] = max(peaks[label], peak)
                 sgemm.append(sgemm_gflops(device, args.sgemm_size, repeats=1))
             limit = max(sgemm)
-            plain_time = min(times["plain (NCHW, unfused)"])
+            plain_time = min(times[PLAIN])
             if BF16_CPU in times:
                 ratios.append(f"{name} x{scale}: {min(times[FAST]) / min(times[BF16_CPU]):.2f}x")
             for label in runs:
@@ -333,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
                 gflops = flops / t / 1e9
                 mp_out = (args.size * scale) ** 2 / t / 1e6
                 print(
-                    f"| {name:<17}| x{scale:<5}| {shown:<31}| {mp_out:>9.3f}| {gflops:>8.1f}| {gflops / limit:>8.0%}"
+                    f"| {name:<17}| x{scale:<5}| {shown:<32}| {mp_out:>9.3f}| {gflops:>8.1f}| {gflops / limit:>8.0%}"
                     f"| {peaks[label]:>8.0f}| {plain_time / t:>8.2f}x|"
                 )
     n = args.sgemm_size
@@ -342,6 +412,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bf16 (CPU) vs the fp32 fast path: {', '.join(ratios)}")
     elif device.type == "cpu":
         print("bf16 (CPU): not run, this CPU has no native bf16")
+    if agreement:
+        print("largest difference from the fp32 fast path (bf16 rows: rounded inside):")
+        print("\n".join(f"  {line}" for line in agreement))
 
 
 if __name__ == "__main__":

@@ -387,7 +387,7 @@ def compare_and_export(w: Window, run_dir: Path) -> None:
         f"{w.results['fine_tune']['steps']} steps ({w.results['fine_tune']['planned_steps']} planned after "
         f"{w.calibration} steps at {w.results['fine_tune']['calibration']['seconds_per_step']:.3f} s each), "
         f"{w.batch}x{w.results['fine_tune']['lr_patch']}px LR patches; PSNR (dB, Y channel, scale pixels "
-        "shaved) on the held-out crops (which chose the step) and Set5:",
+        "shaved, float32 without TF32) on the held-out crops (which chose the step) and Set5:",
         "",
         "| weights | set | x2 | x3 | x4 |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -395,7 +395,8 @@ def compare_and_export(w: Window, run_dir: Path) -> None:
     scores: dict[str, dict[str, dict[str, float]]] = {}
     for label, model in candidates.items():
         for set_label, folder in sets.items():
-            per = {f"x{s}": edsr_lib.evaluate(model, folder, s, device=w.device)["psnr"] for s in (2, 3, 4)}
+            with full_float32():  # comparable with the CPU-measured tables of the docs
+                per = {f"x{s}": edsr_lib.evaluate(model, folder, s, device=w.device)["psnr"] for s in (2, 3, 4)}
             scores.setdefault(label, {})[set_label] = per
             w.say(f"| {label} | {set_label} | {per['x2']:.3f} | {per['x3']:.3f} | {per['x4']:.3f} |")
     tuned_val = scores[next(iter(candidates))]["held-out crops"]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         list_pretrained,
         register_model,
     )
+    from .video import upscale_video
 
 #: Public submodules (``timm_bridge`` imports timm and registers the models in it: imported on first use).
 _SUBMODULES = ("layers", "metrics", "models", "timm_bridge")
@@ -61,6 +62,7 @@ _LAZY: dict[str, str] = {
     "list_models": ".registry",
     "list_pretrained": ".registry",
     "register_model": ".registry",
+    "upscale_video": ".video",
 }
 
 
@@ -119,4 +121,5 @@ __all__ = [
     "register_model",
     "upscale",
     "upscale_folder",
+    "upscale_video",
 ]

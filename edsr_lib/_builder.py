@@ -14,6 +14,7 @@ the registry (:mod:`edsr_lib.registry` imports it, so every public path has it).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,6 +103,25 @@ def _implied(cfg: PretrainedCfg, folder: Path, kwargs: dict[str, Any]) -> dict[s
     return {**kwargs, **config}
 
 
+def _check_arguments(model_cls: Callable[..., nn.Module], variant: str, kwargs: dict[str, Any]) -> None:
+    """Refuse, in one line, keyword arguments the model's constructor does not take."""
+    parameters = inspect.signature(model_cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = [key for key in kwargs if key not in parameters]
+    if not unknown:
+        return
+    hint = ""
+    if unknown == ["scale"] and "scales" in parameters:
+        hint = (
+            f" (it serves the scales {tuple(kwargs.get('scales', ()))}: pick one when running it, "
+            "upscale(..., scale=2) or model(x, scale=2), or build fewer branches with scales=(2,))"
+        )
+    raise ValueError(
+        f"{variant} takes no argument {', '.join(map(repr, unknown))}{hint}; its arguments: {', '.join(parameters)}"
+    )
+
+
 def build_model(
     model_cls: Callable[..., M],
     variant: str,
@@ -118,6 +138,7 @@ def build_model(
     Entrypoints call this with the variant's numbers; see :func:`~edsr_lib.registry.create_model` for the
     meaning of the weight arguments.
     """
+    _check_arguments(model_cls, variant, kwargs)
     if not (pretrained or weights is not None):
         model = model_cls(**kwargs)
         model.variant, model.pretrained_cfg = variant, None

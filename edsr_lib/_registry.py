@@ -232,6 +232,13 @@ def create_model(
             raise ValueError(f"{arch} has no variant for scale {overrides['scale']!r}; its scales: {tuple(have)}")
     if arch not in _model_entrypoints:
         raise ValueError(_unknown_model_message(arch))
+    family, _, fixed = arch.rpartition("_x")
+    if "scale" in overrides and fixed.isdigit() and overrides["scale"] != int(fixed):
+        scale = overrides["scale"]
+        raise ValueError(
+            f"{arch} is the x{fixed} variant; scale={scale!r} would build another model under its name: "
+            f"create_model('{family}_x{scale}') or create_model('{family}', scale={scale!r})"
+        )
     return _model_entrypoints[arch](
         pretrained=bool(pretrained) or weights is not None,
         pretrained_tag=tag,

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from . import metrics
 from .inference import load_model, upscale
 from .io import list_images, read_image, to_tensor
+from .memory import is_out_of_memory
 from .models import SRModel
 from .ops.imresize import imresize, modcrop
 
@@ -117,7 +118,7 @@ def evaluate(
     scale: int,
     *,
     self_ensemble: bool = False,
-    tile: int | Literal["auto"] | None = None,
+    tile: int | Literal["auto"] | None = "auto",
     protocol: Literal["benchmark", "div2k"] = "benchmark",
     device: torch.device | str | None = None,
     progress: bool = False,
@@ -144,12 +145,14 @@ def evaluate(
         scale: The upscaling factor; the model must serve it.
         self_ensemble: Average the model over the eight flips and rotations (the paper's
             "+" results); passed to :func:`~edsr_lib.upscale`.
-        tile: Tile size in LR pixels (or ``"auto"``) for big images; exact, so it changes
-            memory use and not the scores.
+        tile: Tile size in LR pixels, ``"auto"`` (the default, as for
+            :func:`~edsr_lib.upscale`: big images in tiles that fit the memory budget) or
+            ``None`` (one pass); exact, so it changes memory use and not the scores.
         protocol: ``"benchmark"`` (Set5, Set14, B100, Urban100: Y channel of BT.601,
             ``scale`` pixels ignored at each border) or ``"div2k"`` (DIV2K validation:
             RGB, ``scale + 6`` pixels ignored).
-        device: Where the model runs; default the device of its weights.
+        device: Where the model runs; by default as :func:`~edsr_lib.upscale` picks it: the
+            accelerator for a model given by name or folder, else the device of its weights.
         progress: Show a progress bar over the images.
 
     Returns:
@@ -176,15 +179,16 @@ def evaluate(
     data = Path(data).expanduser()
     is_bicubic = isinstance(model, str) and model == BICUBIC_MODEL
     if is_bicubic:
-        if self_ensemble or tile is not None:
+        if self_ensemble or tile not in (None, "auto"):
             raise ValueError("self_ensemble and tile apply to a model; the bicubic baseline takes neither")
         description = BICUBIC_MODEL
     else:
         # a name or folder describes itself; an object by its registered variant, if any
         description = os.fspath(model) if isinstance(model, str | os.PathLike) else None
-        model = load_model(model)
-        description = description or getattr(model, "variant", None) or type(model).__name__
-        model.resolve_scale(scale)
+        # loaded once here and kept (upscale finds the same model by the name, and picks its device as for names)
+        loaded = load_model(model, cache=True)
+        description = description or getattr(loaded, "variant", None) or type(loaded).__name__
+        loaded.resolve_scale(scale)
     hr_files = _hr_files(data)
     y_channel, extra_crop = PROTOCOLS[protocol]
     crop_border = scale + extra_crop
@@ -195,18 +199,25 @@ def evaluate(
     bar = tqdm(hr_files, desc=f"{data.name} x{scale}", unit="image", leave=False, disable=not progress)
     for hr_path in bar:
         hr, lr = _load_pair(hr_path, lr_dir, scale)
-        if is_bicubic:
-            sr = _bicubic(lr, scale)
-        else:
-            sr = upscale(model, to_tensor(lr), scale, tile=tile, self_ensemble=self_ensemble, device=device)
-        hr_tensor = to_tensor(hr)
         try:
+            if is_bicubic:
+                sr = _bicubic(lr, scale)
+            else:
+                sr = upscale(model, to_tensor(lr), scale, tile=tile, self_ensemble=self_ensemble, device=device)
+            hr_tensor = to_tensor(hr)
             scores = [
                 float(metric(sr, hr_tensor, crop_border=crop_border, test_y_channel=y_channel)[0])
                 for metric in (metrics.psnr, metrics.ssim)
             ]
         except ValueError as exc:
             raise ValueError(f"{hr_path}: {exc}") from None
+        except Exception as exc:  # out of memory: one line naming the image, as upscale gives
+            if not is_out_of_memory(exc):
+                raise
+            raise MemoryError(
+                f"{hr_path}: out of memory scoring a {hr.shape[1]}x{hr.shape[0]} image ({exc}); "
+                "a smaller tile uses less"
+            ) from None
         images.append(
             {"name": hr_path.stem, "psnr": scores[0], "ssim": scores[1], "height": hr.shape[0], "width": hr.shape[1]}
         )

@@ -1,11 +1,12 @@
-"""Export a model to ONNX, with dynamic batch, height and width, and check it with onnxruntime.
+"""Export a model to ONNX (dynamic batch, height and width) or to NCNN (for upscayl and the NCNN-Vulkan programs).
 
-An ONNX graph takes only tensors, so a model is exported at one scale: :class:`FixedScale`
+A graph takes only tensors, so a model is exported at one scale: :class:`FixedScale`
 wraps it (for MDSR, one file per scale). The exported graph is the fused model
 (:meth:`~edsr_lib.SRModel.fuse`), which equals the unfused one to float rounding.
 
-Needs the optional extra ``onnx`` (``pip install "edsr-lib[onnx]"``: onnx, onnxscript for
-PyTorch's exporter, onnxruntime for the check).
+ONNX needs the optional extra ``onnx`` (``pip install "edsr-lib[onnx]"``: onnx, onnxscript
+for PyTorch's exporter, onnxruntime for the check). NCNN needs the extra ``ncnn``
+(``pip install "edsr-lib[ncnn]"``: pnnx converts, the ncnn package checks the files).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import contextlib
 import copy
 import io
 import os
+import re
+import subprocess
+import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +29,16 @@ from ._device import full_float32
 from ._files import atomic_path
 from .models import SRModel
 
-__all__ = ["FixedScale", "export_onnx", "max_onnx_error"]
+__all__ = ["FixedScale", "export_ncnn", "export_onnx", "max_ncnn_error", "max_onnx_error", "ncnn_name"]
 
 #: Name of the graph's input (float32 ``N x C x H x W`` in [0, 1]) and output.
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+#: Blob names of an NCNN file: realesrgan-ncnn-vulkan looks up ``data`` and ``output``; upscayl
+#: prefers them (and falls back to pnnx's ``in0``/``out0``).
+NCNN_INPUT, NCNN_OUTPUT = "data", "output"
+#: How upscayl reads a model's scale from its file name: the first of these factors whose
+#: ``x<n>`` or ``<n>x`` occurs in the name, else 4.
+_UPSCAYL_SCALES = (1, 2, 3, 4, 8, 16)
 
 
 class FixedScale(nn.Module):
@@ -48,11 +59,16 @@ class FixedScale(nn.Module):
         return self.model(x, scale=self.scale)
 
 
-def _require(module: str) -> None:
+def _require(module: str, extra: str = "onnx") -> None:
     try:
         __import__(module)
     except ImportError:
-        raise ImportError(f'ONNX export needs {module}: pip install "edsr-lib[onnx]"') from None
+        raise ImportError(f'{extra.upper()} export needs {module}: pip install "edsr-lib[{extra}]"') from None
+
+
+def _export_copy(model: SRModel, scale: int | None) -> FixedScale:
+    """A fused CPU copy of ``model`` bound to ``scale``, for the exporters."""
+    return FixedScale(copy.deepcopy(model).cpu().requires_grad_(False).fuse(), model.resolve_scale(scale)).eval()
 
 
 def export_onnx(
@@ -86,7 +102,7 @@ def export_onnx(
     """
     _require("onnxscript")
     scale = model.resolve_scale(scale)
-    wrapper = FixedScale(copy.deepcopy(model).cpu().requires_grad_(False).fuse(), scale).eval()
+    wrapper = _export_copy(model, scale)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, model.n_colors, 32, 32)
@@ -142,4 +158,173 @@ def max_onnx_error(
         if onnx_out.shape != expected.shape:
             return float("inf")
         error = max(error, float(np.abs(onnx_out - expected).max()))
+    return error
+
+
+def _upscayl_scale(name: str) -> int:
+    return next((s for s in _UPSCAYL_SCALES if f"x{s}" in name or f"{s}x" in name), 4)
+
+
+def ncnn_name(name: str, scale: int) -> str:
+    """The file stem for an NCNN model: ``name`` with ``_x<scale>`` added unless it already says its scale.
+
+    upscayl reads a custom model's scale from its file name (the first of x1/1x, x2/2x,
+    x3/3x, x4/4x, x8/8x, x16/16x in it, else 4), so the stem must make that rule give
+    ``scale``.
+
+    Raises:
+        ValueError: If ``name`` holds another scale's mark that upscayl would read first.
+    """
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+    if _upscayl_scale(stem) != scale or (scale == 4 and f"x{scale}" not in stem and f"{scale}x" not in stem):
+        stem = f"{stem}_x{scale}"
+    if _upscayl_scale(stem) != scale:
+        raise ValueError(
+            f"upscayl would read scale {_upscayl_scale(stem)} from the name {stem!r} (it looks for x1, x2, x3, x4, "
+            f"x8, x16 in that order); choose a name without that mark"
+        )
+    return stem
+
+
+def _rename_blobs(param: str) -> str:
+    """Rename pnnx's blobs ``in0`` and ``out0`` to :data:`NCNN_INPUT` and :data:`NCNN_OUTPUT`."""
+    names = {"in0": NCNN_INPUT, "out0": NCNN_OUTPUT}
+    lines = param.splitlines()
+    # line 0 is the magic number, line 1 the layer and blob counts; then one layer a line:
+    # type, name, input count, output count, inputs, outputs, then key=value parameters
+    for i in range(2, len(lines)):
+        fields = lines[i].split()
+        if len(fields) < 4:
+            continue
+        n_blobs = int(fields[2]) + int(fields[3])
+        blobs = [names.get(b, b) for b in fields[4 : 4 + n_blobs]]
+        lines[i] = " ".join([fields[0], fields[1], *fields[2:4], *blobs, *fields[4 + n_blobs :]])
+    return "\n".join(lines) + "\n"
+
+
+def export_ncnn(
+    model: SRModel,
+    output: str | os.PathLike[str],
+    scale: int | None = None,
+    *,
+    name: str | None = None,
+    check: bool = True,
+) -> tuple[Path, Path]:
+    """Write ``model`` at ``scale`` as an NCNN model (``<name>.param`` and ``<name>.bin``) for upscayl and its kin.
+
+    The files follow what upscayl and realesrgan-ncnn-vulkan expect of an upscaling model:
+    input blob ``data`` and output blob ``output`` (:data:`NCNN_INPUT`, :data:`NCNN_OUTPUT`),
+    RGB float in [0, 1] in and out, any image size; the file name carries the scale the way
+    upscayl reads it (:func:`ncnn_name`). pnnx converts a trace of the fused model; both files
+    are written atomically (the ``.bin`` first). The weights are stored in float32; the
+    Vulkan programs convert them to fp16 when they load them.
+
+    Args:
+        model: The model (not modified: a fused copy is exported).
+        output: A folder (created if needed) or a ``.param`` path whose stem names the files.
+        scale: The scale to export; required for a multi-scale model.
+        name: The file stem in a folder; default the model's variant name (for a registered
+            model with weights) or its architecture, with ``_x<scale>`` added when needed.
+        check: Run the files with the ``ncnn`` package on two input sizes and raise unless they
+            match PyTorch within 1e-3 on [0, 1] (see :func:`max_ncnn_error`).
+
+    Returns:
+        The ``.param`` and ``.bin`` paths written.
+
+    Raises:
+        ImportError: If the ``ncnn`` extra is not installed.
+        ValueError: If ``scale`` is not one of the model's scales, or the name would tell upscayl another scale.
+        RuntimeError: If pnnx fails or the check fails (nothing is written then).
+    """
+    _require("pnnx", "ncnn")
+    import pnnx
+
+    scale = model.resolve_scale(scale)
+    output = Path(output)
+    if output.suffix == ".param":
+        folder, stem = output.parent, ncnn_name(output.stem, scale)
+    else:
+        cfg = model.pretrained_cfg
+        folder = output
+        stem = ncnn_name(name or (cfg.architecture if cfg and cfg.architecture else model.architecture), scale)
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = _export_copy(model, scale)
+    n = model.n_colors
+    with tempfile.TemporaryDirectory(prefix=".ncnn-", dir=folder) as tmp:
+        work = Path(tmp)
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            # the trace is of one fixed graph (no data-dependent branches): its warnings are noise
+            warnings.simplefilter("ignore")
+            torch.jit.trace(wrapper, torch.rand(1, n, 32, 32)).save(str(work / "model.pt"))
+        outputs = {key: work / f"model.{key}" for key in ("pnnxparam", "pnnxbin", "pnnxpy", "pnnxonnx", "ncnnpy")}
+        outputs |= {"ncnnparam": work / "model.param", "ncnnbin": work / "model.bin"}
+        command = [
+            pnnx.EXEC_PATH,
+            str(work / "model.pt"),
+            f"inputshape=[1,{n},32,32]f32",
+            f"inputshape2=[1,{n},48,40]f32",  # a second size: height and width stay free
+            "fp16=0",
+            *(f"{key}={path}" for key, path in outputs.items()),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not outputs["ncnnparam"].is_file():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"pnnx could not convert the model (exit {done.returncode}): {' / '.join(tail)}")
+        param = outputs["ncnnparam"]
+        param.write_text(_rename_blobs(param.read_text()))
+        if check:
+            error = max_ncnn_error(param, model, scale)
+            if not error <= 1e-3:
+                raise RuntimeError(f"the NCNN files differ from PyTorch by up to {error:.3g} (more than 1e-3)")
+        written = folder / f"{stem}.param", folder / f"{stem}.bin"
+        for source, target in ((outputs["ncnnbin"], written[1]), (param, written[0])):
+            with atomic_path(target, create=False) as out:
+                os.replace(source, out)
+    return written
+
+
+def max_ncnn_error(
+    param: str | os.PathLike[str],
+    model: SRModel,
+    scale: int | None = None,
+    shapes: tuple[tuple[int, int], ...] = ((32, 32), (19, 45)),
+) -> float:
+    """Largest absolute difference between the ``ncnn`` package's output and PyTorch's, on random inputs.
+
+    NCNN runs on the CPU in float32 (no Vulkan, no fp16 or bf16 storage), through the
+    blobs ``data`` and ``output``; the ``.bin`` is the file beside ``param``.
+
+    Args:
+        param: The ``.param`` file.
+        model: The PyTorch model it was exported from.
+        scale: The exported scale.
+        shapes: Input heights and widths to try.
+    """
+    _require("ncnn", "ncnn")
+    import ncnn
+
+    scale = model.resolve_scale(scale)
+    param = Path(param)
+    net = ncnn.Net()
+    for option in ("use_vulkan_compute", "use_fp16_storage", "use_fp16_packed", "use_fp16_arithmetic"):
+        setattr(net.opt, option, False)
+    net.opt.use_bf16_storage = False
+    if net.load_param(str(param)) != 0 or net.load_model(str(param.with_suffix(".bin"))) != 0:
+        return float("inf")
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    error = 0.0
+    for height, width in shapes:
+        x = torch.rand(1, model.n_colors, height, width, generator=generator)
+        extractor = net.create_extractor()
+        pixels = np.ascontiguousarray(x[0].numpy())  # ncnn.Mat borrows this memory: it must outlive the extraction
+        extractor.input(NCNN_INPUT, ncnn.Mat(pixels))
+        status, out = extractor.extract(NCNN_OUTPUT)
+        got = np.array(out)
+        del pixels
+        with torch.inference_mode():
+            expected = model(x.to(device), scale=scale)[0].cpu().numpy()
+        if status != 0 or got.shape != expected.shape:
+            return float("inf")
+        error = max(error, float(np.abs(got - expected).max()))
     return error

@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from . import adapters
+from . import adapters, backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
 from ._hub import NonFiniteError, check_finite_weights  # weights I/O owns the rule; re-exported here
 from .hub import WeightsSource, resolve_weights
@@ -68,6 +68,7 @@ __all__ = [
     "plan_passes",
     "resolve_device",
     "resolve_half",
+    "runner",
     "torch_runner",
     "upscale",
 ]
@@ -239,6 +240,70 @@ def torch_runner(
     return run
 
 
+def _runtime_model(model: SRModel, scale: int, backend: str, precision: str) -> backends.RuntimeModel:
+    """:func:`edsr_lib.backends.load_runtime`, kept per model like the fast copies until its weights change."""
+    key = ("runtime", backend, scale, precision)
+    state = _weights_state(model)
+    cached = _fast_copies.setdefault(model, {}).get(key)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    check_finite_weights(model)
+    runtime = backends.load_runtime(model, scale, backend, precision)
+    _fast_copies[model][key] = (state, runtime)
+    return runtime
+
+
+def runner(
+    model: SRModel,
+    scale: int,
+    backend: str = "torch",
+    *,
+    device: torch.device,
+    half: torch.dtype | None = None,
+    channels_last: bool = True,
+    compile: bool = False,
+) -> Runner:
+    """The :data:`Runner` of ``backend``: PyTorch's (:func:`torch_runner`) or a runtime's (:mod:`edsr_lib.backends`).
+
+    Args:
+        model: The model (not modified).
+        scale: A scale the model serves (not checked again).
+        backend: ``"torch"``, ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` (the fastest of
+            them on this CPU, :func:`edsr_lib.backends.fastest_backend`; PyTorch on an accelerator
+            or with ``compile``).
+        device: Where the model runs (the runtimes run on the CPU).
+        half: ``torch.bfloat16`` for bf16 (OpenVINO on a CPU with native bf16, or PyTorch), or
+            ``None`` for float32; float16 runs in PyTorch only.
+        channels_last: PyTorch's memory format.
+        compile: Run a :func:`torch.compile` d PyTorch copy.
+
+    Raises:
+        edsr_lib.backends.BackendError: If ``backend`` cannot run here (see
+            :func:`edsr_lib.backends.resolve_backend`).
+        ValueError: For ``compile`` with a runtime.
+    """
+    precision = "bf16" if half == torch.bfloat16 else "fp32"
+    if half == torch.float16 and backend not in ("torch", "auto"):
+        raise backends.BackendError(f"float16 runs with backend='torch' only, not {backend!r}")
+    backend = backends.resolve_backend(backend, precision, device)
+
+    def pytorch() -> Runner:
+        return torch_runner(model, scale, device=device, half=half, channels_last=channels_last, compile=compile)
+
+    if backend == "auto":
+        if device.type != "cpu" or compile or half == torch.float16:
+            return pytorch()  # the runtimes run on the CPU, and compile asks for PyTorch
+        fast = pytorch()
+        backend = backends.fastest_backend(model, scale, precision, fast)
+        if backend == "torch":
+            return fast
+    if backend == "torch":
+        return pytorch()
+    if compile:
+        raise ValueError(f"compile=True compiles the PyTorch model; it does not apply to backend={backend!r}")
+    return _runtime_model(model, scale, backend, precision)
+
+
 # ---------------------------------------------------------------------------- errors
 def _check_finite_output(core: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(core).all()):
@@ -286,6 +351,7 @@ def upscale(
     half: bool | str | torch.dtype = False,
     channels_last: bool = True,
     compile: bool = False,
+    backend: str = "torch",
     progress: bool = False,
 ) -> ImageT:
     """Upscale an image (or a batch) with a super-resolution model.
@@ -338,6 +404,13 @@ def upscale(
             :func:`cpu_has_native_bf16`).
         channels_last: Run in ``channels_last`` memory format (1.4-1.5x faster on CPU).
         compile: Run a :func:`torch.compile` d copy (first call compiles).
+        backend: What computes the network: ``"torch"`` (the default: PyTorch, any device);
+            ``"openvino"`` or ``"onnxruntime"`` (on the CPU, with their extras; the model is
+            exported once and cached on disk, see :mod:`edsr_lib.backends`); or ``"auto"``,
+            the fastest of PyTorch and the installed runtimes on this CPU, measured once and
+            remembered (:func:`~edsr_lib.backends.fastest_backend`; PyTorch on an
+            accelerator). Tiling, batching, alpha, gray and 16-bit are the same with each;
+            ``half="bf16"`` runs OpenVINO in bf16 on a CPU with native bf16.
         progress: Show a progress bar over tiles when there are several batches.
 
     Returns:
@@ -377,6 +450,7 @@ def upscale(
         "half": half,
         "channels_last": channels_last,
         "compile": compile,
+        "backend": backend,
         "progress": progress,
     }
     if adapters.is_pil(image):
@@ -432,6 +506,7 @@ def _upscale(
     half: bool | str | torch.dtype,
     channels_last: bool,
     compile: bool,
+    backend: str,
     progress: bool,
 ) -> ImageT:
     """One model pass at ``scale``, a scale the model serves (see :func:`upscale`)."""
@@ -459,7 +534,7 @@ def _upscale(
             stacklevel=3,
         )
 
-    run = torch_runner(model, scale, device=device, half=amp_dtype, channels_last=channels_last, compile=compile)
+    run = runner(model, scale, backend, device=device, half=amp_dtype, channels_last=channels_last, compile=compile)
 
     def convert(core: torch.Tensor) -> torch.Tensor:
         return adapted.convert(_check_finite_output(core))

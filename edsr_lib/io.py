@@ -320,7 +320,7 @@ def write_image(
     """
     path = Path(path)
     fmt = _write_format(path)
-    if quality is not None and not (isinstance(quality, int) and 1 <= quality <= 100):
+    if quality is not None and (isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100):
         raise ValueError(f"quality must be an integer in 1..100, got {quality!r}")
     if isinstance(image, np.ndarray):
         if image.dtype not in (np.uint8, np.uint16):

@@ -42,7 +42,12 @@ def test_bench_train_times_every_precision_and_layout(
 
 
 @pytest.mark.slow
-def test_bench_inference_times_plain_fast_and_bf16_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_inference_times_plain_fast_and_bf16_on_cpu(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edsr_lib import backends
+
+    monkeypatch.setenv("EDSR_LIB_CACHE", str(tmp_path))  # the runtime rows' exports stay out of the user's cache
     from edsr_lib.inference import cpu_has_native_bf16
 
     _load("bench_inference").main(
@@ -56,4 +61,22 @@ def test_bench_inference_times_plain_fast_and_bf16_on_cpu(capsys: pytest.Capture
         assert "bf16 (CPU) vs the fp32 fast path: edsr_baseline_x2 x2:" in out
     else:
         assert "this CPU has no native bf16" in out
+    for backend in backends.installed_runtimes():  # the library and the runtime alone, per precision it runs here
+        for precision in ["fp32", "bf16"] if backend == "openvino" and cpu_has_native_bf16() else ["fp32"]:
+            expected += [f"upscale {backend} {precision}", f"standalone {backend} {precision}"]
     assert rows == expected
+    header = out.splitlines()[0]
+    assert str(backends.cpu_info()) in header and all(v in header for v in backends.runtime_versions().values())
+    assert "largest difference from the fp32 fast path" in out
+
+
+@pytest.mark.slow
+def test_bench_video_prints_speed_model_share_and_rss(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("av", reason="the video benchmark needs PyAV (pip install 'edsr-lib[video]')")
+    _load("bench_video").main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.startswith("CPU: ")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| tiny")]
+    assert [r[2] for r in rows] == ["12", "12", "48"]
+    assert all(float(r[3]) > 0 and 0 < float(r[4].rstrip("%")) <= 100 and float(r[5]) > 0 for r in rows)
+    assert "peak RSS, 2 s clip / 0.5 s clip (tiny model): " in out

@@ -125,3 +125,19 @@ def test_cuda_without_cuda(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     argv = ["evaluate", "--model", "bicubic", "--data", str(_make_set(tmp_path / "S")), "--scale", "2"]
     assert main([*argv, "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_one_line(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edsr_lib import metrics
+
+    def exhausted(*args, **kwargs):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 5331648000 bytes.")
+
+    monkeypatch.setattr(metrics, "ssim", exhausted)
+    data = _make_set(tmp_path / "S")
+    assert main(["evaluate", "--model", str(model_dir), "--data", str(data), "--scale", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "img0.png: out of memory scoring a 28x32 image" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
 
@@ -242,3 +243,22 @@ def test_set_name_of_a_folder() -> None:
         "Set5",
         "T91",
     ]
+
+
+def test_out_of_memory_is_one_line_naming_the_image(small_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(metrics, "ssim", exhausted)
+    with pytest.raises(MemoryError, match=r"HR/\w+\.png: out of memory scoring a \d+x\d+ image") as caught:
+        evaluate(_tiny(), small_set, 2)
+    assert "\n" not in str(caught.value)
+
+
+def test_by_default_big_images_run_in_tiles_as_upscale_does(small_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluate_module = importlib.import_module("edsr_lib.evaluate")  # the module (edsr_lib.evaluate is the function)
+    tiles: list[object] = []
+    real = evaluate_module.upscale
+    monkeypatch.setattr(evaluate_module, "upscale", lambda *a, **k: tiles.append(k["tile"]) or real(*a, **k))
+    evaluate(_tiny(), small_set, 2)
+    assert tiles and set(tiles) == {"auto"}

@@ -1,15 +1,16 @@
-"""ONNX export: onnxruntime matches PyTorch, with dynamic shapes, for EDSR and each MDSR scale."""
+"""ONNX and NCNN export: onnxruntime and ncnn match PyTorch, with dynamic shapes, for EDSR and each MDSR scale."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import edsr_lib
 from edsr_lib.cli import main
-from edsr_lib.export import FixedScale, export_onnx, max_onnx_error
+from edsr_lib.export import FixedScale, export_ncnn, export_onnx, max_ncnn_error, max_onnx_error, ncnn_name
 
 onnxruntime = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -63,3 +64,65 @@ def test_cli_needs_a_scale_for_mdsr(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["export-onnx", str(tmp_path / "m"), str(tmp_path / "m.onnx")]) == 2
     assert "scale" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ---------------------------------------------------------------------------- NCNN (upscayl, realesrgan-ncnn-vulkan)
+def _ncnn_run(param: Path, x: torch.Tensor) -> torch.Tensor:
+    """Run the files with the real ncnn package, through the blob names the NCNN-Vulkan programs use."""
+    ncnn = pytest.importorskip("ncnn")
+    net = ncnn.Net()
+    net.opt.use_vulkan_compute = False
+    net.opt.use_fp16_storage = net.opt.use_fp16_packed = net.opt.use_fp16_arithmetic = False
+    net.opt.use_bf16_storage = False
+    assert net.load_param(str(param)) == 0
+    assert net.load_model(str(param.with_suffix(".bin"))) == 0
+    assert list(net.input_names()) == ["data"] and list(net.output_names()) == ["output"]
+    extractor = net.create_extractor()
+    pixels = np.ascontiguousarray(x[0].numpy())  # ncnn.Mat borrows this memory: it must outlive the extraction
+    extractor.input("data", ncnn.Mat(pixels))
+    status, out = extractor.extract("output")
+    assert status == 0
+    return torch.from_numpy(np.array(out))[None]
+
+
+@pytest.mark.slow
+def test_ncnn_files_run_in_ncnn_like_pytorch(tiny_mdsr: edsr_lib.MDSR, tmp_path: Path) -> None:
+    pytest.importorskip("pnnx")
+    param, weights = export_ncnn(tiny_mdsr, tmp_path / "models", 3)
+    assert (param.name, weights.name) == ("mdsr_x3.param", "mdsr_x3.bin")  # no weights: the architecture names it
+    assert sorted(p.name for p in param.parent.iterdir()) == [weights.name, param.name]  # nothing else left
+    for shape in ((1, 3, 21, 34), (1, 3, 40, 17)):  # any size, not only the traced one
+        x = torch.rand(shape)
+        with torch.no_grad():
+            expected = tiny_mdsr(x, scale=3)
+        assert (_ncnn_run(param, x) - expected).abs().max().item() <= 1e-3
+    assert max_ncnn_error(param, tiny_mdsr, 3) <= 1e-3
+    other = edsr_lib.create_model("mdsr_baseline", n_resblocks=2, n_feats=8)
+    assert max_ncnn_error(param, other, 3) > 1e-2
+
+
+def test_ncnn_names_carry_the_scale_as_upscayl_reads_it() -> None:
+    assert ncnn_name("edsr_baseline_x2", 2) == "edsr_baseline_x2"
+    assert ncnn_name("mdsr_baseline", 3) == "mdsr_baseline_x3"
+    assert ncnn_name("mdsr_baseline", 4) == "mdsr_baseline_x4"  # 4 is upscayl's default, said anyway
+    assert ncnn_name("my photos/model", 2) == "my_photos_model_x2"
+    with pytest.raises(ValueError, match="upscayl would read scale 2"):
+        ncnn_name("model_x2", 3)  # upscayl looks for x2 before x3
+
+
+@pytest.mark.slow
+def test_cli_exports_ncnn_to_a_param_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pnnx")
+    pytest.importorskip("ncnn")
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8)
+    model.save_pretrained(tmp_path / "m")
+    assert main(["export", "--format", "ncnn", str(tmp_path / "m"), str(tmp_path / "models" / "mine.param")]) == 0
+    assert "blobs data/output" in capsys.readouterr().out
+    assert max_ncnn_error(tmp_path / "models" / "mine_x2.param", model, 2) <= 1e-3
+
+
+def test_cli_export_onnx_is_export_with_format_onnx(tmp_path: Path) -> None:
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8)
+    model.save_pretrained(tmp_path / "m")
+    assert main(["export", str(tmp_path / "m"), str(tmp_path / "a.onnx"), "--no-check"]) == 0
+    assert max_onnx_error(tmp_path / "a.onnx", model, 2) <= 1e-4

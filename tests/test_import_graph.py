@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[1] / "edsr_lib"
 
 #: Third-party modules a function may import, because the package must not pay for them on import.
 LAZY_THIRD_PARTY = {
-    "onnxruntime": "optional extra [onnx]; only the ONNX check after an export needs it",
+    "onnxruntime": "optional extra [onnx]; the ONNX check after an export and backend='onnxruntime' need it",
+    "openvino": "optional extra [openvino]; only backend='openvino' needs it",
+    "pnnx": "optional extra [ncnn]; only the NCNN export needs it",
+    "ncnn": "optional extra [ncnn]; only the check of an NCNN export needs it",
     "torch.utils.tensorboard": "optional (tensorboard); seconds to import, and only runs that log to it need it",
 }
 

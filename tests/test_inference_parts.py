@@ -111,3 +111,91 @@ def test_another_runner_plugs_in_with_tiling_alpha_and_16_bits_around_it(monkeyp
     np.testing.assert_array_equal(out[:, :, :3], image[:, :, :3].repeat(2, axis=0).repeat(2, axis=1))
     alpha = imresize(torch.from_numpy(image[:, :, 3].astype(np.float32) / 65535)[None, None], 2).clamp(0, 1)
     np.testing.assert_array_equal(out[:, :, 3], to_levels(alpha, 65535)[0, 0].numpy().astype(np.uint16))
+
+
+# ------------------------------------------------------------------ the device, CUDA and half precision
+class _Chosen(Exception):
+    """Raised by a runner that only records where it was asked to run."""
+
+
+def test_a_model_by_name_runs_on_the_accelerator(
+    fake_cuda: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    devices: list[torch.device] = []
+
+    def recording_runner(model, scale, *, device, **kwargs):
+        devices.append(device)
+        raise _Chosen
+
+    monkeypatch.setattr(inference, "torch_runner", recording_runner)
+    image = _pixels((12, 12, 3))
+    with pytest.raises(_Chosen):
+        upscale("edsr_baseline_x2", image, tile=None)
+    assert devices[-1].type == "cuda"
+    with pytest.raises(_Chosen):  # a model object stays where its weights are
+        upscale(inference.load_model("edsr_baseline_x2"), image, tile=None)
+    assert devices[-1].type == "cpu"
+    (tmp_path / "set" / "HR").mkdir(parents=True)
+    edsr_lib.io.write_image(tmp_path / "set" / "HR" / "a.png", _pixels((40, 40, 3)))
+    with pytest.raises(_Chosen):
+        edsr_lib.evaluate("edsr_baseline_x2", tmp_path / "set", 2, tile=None)
+    assert devices[-1].type == "cuda"
+
+
+def test_cuda_windows_stay_below_2_31_elements(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edsr_lib import memory
+
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 140 << 30)  # an H200
+    cuda = torch.device("cuda", 0)
+    binding = 0
+    for name in edsr_lib.list_models():
+        with torch.device("meta"):
+            model = edsr_lib.create_model(name)
+        n_feats = model.config["n_feats"]
+        for scale in model.scales:
+            overlap = model.receptive_radius(scale)
+            tile, batch = memory.plan_tiles(
+                model, scale, 20000, 20000, device=cuda, dtype=torch.float16, overlap=overlap, batch_size=64
+            )
+            widest = batch * (tile + 2 * overlap) ** 2 * scale * scale * n_feats
+            assert widest < 2**31, (name, scale, tile, batch)
+            assert memory.auto_tile_size(model, scale, device=cuda) == tile
+            cpu_tile = memory.auto_tile_size(model, scale, device="cpu", budget=70 << 30)
+            binding += cpu_tile > tile  # the cap, not the budget, set the CUDA tile
+    assert binding  # the rule is seen at work for the large models
+
+
+def test_fp16_keeps_the_fused_tail_in_float32() -> None:
+    """The fused tail's weights carry 1/255: 39% of them are below float16's smallest normal number."""
+    model = edsr_lib.create_model("edsr_baseline_x2", pretrained=True).eval()
+    cpu = torch.device("cpu")
+    fast = inference._fast_model(model, cpu, False, False, torch.float32, torch.float16)
+    exact = inference._fast_model(model, cpu, False, False)
+    assert (exact.tail.weight.abs() < 2**-14).float().mean() > 0.3
+    features = torch.rand(1, model.config["n_feats"], 6, 6, generator=torch.Generator().manual_seed(1)).half()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        out = fast.tail(features)
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(out, exact.tail(features.float()), rtol=0, atol=1e-6)
+    # the rest of the network does run in float16
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        assert fast.upsampler(features.float()).dtype == torch.float16
+
+
+def test_integer_outputs_need_no_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MPS has no float64: rounding to 8 or 16-bit levels stays in float32."""
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()
+    images = [_pixels((10, 9, 3)), _pixels((10, 9, 3), dtype=np.uint16), _pixels((10, 9, 1))]
+    expected = [upscale(model, image) for image in images]
+    real_to = torch.Tensor.to
+
+    def no_float64(self, *args, **kwargs):
+        if torch.float64 in args or kwargs.get("dtype") == torch.float64:
+            raise AssertionError("float64 on the device")
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", no_float64)
+    monkeypatch.setattr(torch.Tensor, "double", lambda self: pytest.fail("float64 on the device"))
+    for image, before in zip(images, expected, strict=True):
+        np.testing.assert_array_equal(upscale(model, image), before)

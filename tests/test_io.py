@@ -146,7 +146,7 @@ def test_write_errors(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("quality", [0, 101, 500, -5, 9.5])
+@pytest.mark.parametrize("quality", [0, 101, 500, -5, 9.5, True])
 def test_a_quality_out_of_range_is_refused_as_the_command_line_does(tmp_path, quality):
     with pytest.raises(ValueError, match=r"quality must be an integer in 1\.\.100"):
         write_image(tmp_path / "a.jpg", _random((4, 4, 3)), quality=quality)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
+from edsr_lib import metrics as metrics_module
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import format_score, psnr, ssim
 from edsr_lib.ops import imresize, modcrop, quantize, rgb_to_y, rgb_to_ycbcr, round_half_away, to_levels
@@ -256,3 +259,69 @@ def test_to_levels_rejects_what_it_cannot_round() -> None:
         to_levels(torch.zeros(3, dtype=torch.uint8))
     with pytest.raises(ValueError, match="peak"):
         to_levels(torch.zeros(3), 70000)
+
+
+# ------------------------------------------------------------------ strips
+def _whole_image_reference(sr: torch.Tensor, hr: torch.Tensor, crop: int, y: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """PSNR and SSIM over the whole image at once, written out plainly (no strips)."""
+    a, b = quantize(sr), quantize(hr)
+    if y:
+        a, b = rgb_to_y(a / 255) * 255, rgb_to_y(b / 255) * 255
+    a, b = a[..., crop:-crop, crop:-crop], b[..., crop:-crop, crop:-crop]
+    mse = (a - b).square().mean(dim=(1, 2, 3))
+    x = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-(x**2) / (2 * 1.5**2))
+    w2 = (g / g.sum())[:, None] * (g / g.sum())[None, :]
+    n, c, h, w = a.shape
+
+    def filt(t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(t.reshape(n * c, 1, h, w), w2[None, None]).reshape(n, c, h - 10, w - 10)
+
+    mu_a, mu_b = filt(a), filt(b)
+    var_a, var_b, cov = filt(a * a) - mu_a**2, filt(b * b) - mu_b**2, filt(a * b) - mu_a * mu_b
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+    return 10 * torch.log10(255**2 / mse), ssim_map.mean(dim=(1, 2, 3))
+
+
+@pytest.mark.parametrize("strip_pixels", [1, 300, 1 << 30])
+@pytest.mark.parametrize("y", [True, False])
+def test_metrics_in_strips_equal_the_whole_image(strip_pixels: int, y: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_module, "_STRIP_PIXELS", strip_pixels)  # one row per strip, a few rows, all at once
+    g = torch.Generator().manual_seed(3)
+    hr = torch.rand(2, 3, 45, 38, generator=g)
+    sr = (hr + 0.05 * torch.randn(2, 3, 45, 38, generator=g)).clamp(0, 1)
+    want_psnr, want_ssim = _whole_image_reference(sr, hr, 3, y)
+    torch.testing.assert_close(psnr(sr, hr, crop_border=3, test_y_channel=y), want_psnr, rtol=1e-12, atol=0)
+    torch.testing.assert_close(ssim(sr, hr, crop_border=3, test_y_channel=y), want_ssim, rtol=1e-12, atol=0)
+
+
+_METRIC_PEAK_PROBE = """
+import torch
+from edsr_lib.metrics import psnr, ssim
+
+def _kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+torch.set_num_threads(1)
+hr = torch.rand(1, 3, 1200, 1000)
+sr = (hr + 0.01).clamp(0, 1)
+ssim(sr[..., :64, :64], hr[..., :64, :64], crop_border=2)  # warm up
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+base = _kib("VmRSS")
+psnr(sr, hr, crop_border=2)
+ssim(sr, hr, crop_border=2)
+print((_kib("VmHWM") - base) / 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads peak RSS from /proc")
+@pytest.mark.slow
+def test_scoring_a_large_image_needs_little_memory_beside_it() -> None:
+    result = subprocess.run([sys.executable, "-c", _METRIC_PEAK_PROBE], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    peak_mb = float(result.stdout)
+    # the two images are 1.2 megapixels, 14 MB each in float32; the whole-image SSIM took ~440 bytes a pixel (500 MB)
+    assert peak_mb < 120, peak_mb

@@ -40,7 +40,7 @@ def test_top_level_help_lists_every_command_with_its_line() -> None:
     )
     for name in COMMANDS:
         assert name in out
-    assert "upscale image files" in out and "PSNR/SSIM of a model" in out
+    assert "upscale image and video files" in out and "PSNR/SSIM of a model" in out
 
 
 @pytest.mark.slow

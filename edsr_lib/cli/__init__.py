@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "train": "edsr_lib.cli.train",
     "upscale": "edsr_lib.cli.upscale",
     "models": "edsr_lib.cli.models",
+    "export": "edsr_lib.cli.export",
     "export-onnx": "edsr_lib.cli.export_onnx",
     "make-lr": "edsr_lib.cli.make_lr",
     "evaluate": "edsr_lib.cli.evaluate",

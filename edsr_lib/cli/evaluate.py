@@ -44,7 +44,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="benchmark: Y channel, crop scale pixels (default); div2k: RGB, crop scale+6",
     )
     parser.add_argument(
-        "--tile", type=_tile, metavar="N|auto", help="run big images in tiles of N LR pixels (same scores)"
+        "--tile",
+        type=_tile,
+        default="auto",
+        metavar="N|auto|none",
+        help="tiles of N LR pixels for big images; auto (default): as fits the memory budget; none: one pass "
+        "(same scores either way)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results (with per-image rows) to FILE")
     parser.add_argument(
@@ -88,16 +93,19 @@ def run(args: argparse.Namespace) -> int:
 
     results = []
     for data in args.data:
-        result = evaluate(
-            model,
-            data,
-            args.scale,
-            self_ensemble=args.self_ensemble,
-            tile=args.tile,
-            protocol=args.protocol,
-            device=None if args.model == BICUBIC_MODEL else device,
-            progress=sys.stderr.isatty(),
-        )
+        try:
+            result = evaluate(
+                model,
+                data,
+                args.scale,
+                self_ensemble=args.self_ensemble,
+                tile=args.tile,
+                protocol=args.protocol,
+                device=None if args.model == BICUBIC_MODEL else device,
+                progress=sys.stderr.isatty(),
+            )
+        except MemoryError as err:  # evaluate names the image; one line, no traceback
+            raise CLIError(str(err)) from None
         result["model"] = args.model
         results.append(result)
 

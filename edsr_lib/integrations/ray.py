@@ -137,8 +137,7 @@ class Upscaler:
             format=self.format,
             quality=self.quality,
             workers=self.workers,
-            progress=False,
-            log=lambda line: None,  # the rows carry every failure
+            progress=False,  # failures are in the rows too; warnings and notes go to the worker's log
             **self.options,
         )
         for i, result in zip(todo, summary.results, strict=True):
@@ -215,7 +214,8 @@ def upscale_folder(
         skip_existing: Leave outputs that exist as they are.
         batch_size: Images per ``map_batches`` call (decoding and encoding overlap the model
             within a batch).
-        **options: More keyword arguments of :func:`edsr_lib.upscale`.
+        **options: More keyword arguments of :func:`edsr_lib.upscale` (``backend="openvino"`` on CPU
+            workers, ...).
 
     Returns:
         One row per input file: ``path``, ``output`` and ``status`` (``"written"``,

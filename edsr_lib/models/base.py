@@ -150,6 +150,13 @@ class SRModel(nn.Module):
             )
         if x.shape[2] == 0 or x.shape[3] == 0:
             raise ValueError(f"the input is empty: shape {tuple(x.shape)}")
+        weights = next(self.parameters(), None)
+        if weights is not None and x.dtype != weights.dtype and not torch.is_autocast_enabled(x.device.type):
+            name = str(weights.dtype).removeprefix("torch.")
+            raise TypeError(
+                f"the input is {str(x.dtype).removeprefix('torch.')} but the model's weights are {name}: "
+                f"convert the input (x.to(torch.{name})) or the model (model.to(torch.{str(x.dtype)[6:]}))"
+            )
 
     # ------------------------------------------------------------- geometry
     def receptive_radius(self, scale: int | None = None) -> int:
