@@ -177,12 +177,10 @@ def load_image(path: PathLike) -> AnyImage:
                     f"{path} is animated ({frames} frames); only still images are upscaled (extract the frames first)"
                 )
             if ";16" in _raw_mode(img) and img.mode in ("LA", "RGB", "RGBA"):  # before load(), which drops the tile
-                if img.format in ("PNG", "TIFF"):
+                lacking = _cannot_read_16(path, img)
+                if not lacking:
                     return upright(_read_16(path, img))
-                warnings.warn(
-                    f"{path} has 16 bits per channel; Pillow decodes {img.format} {img.mode} images to 8 bits",
-                    stacklevel=2,
-                )
+                warnings.warn(f"{path} has 16 bits per channel, read as 8 bits: {lacking}", stacklevel=2)
             img.load()  # decode now: a truncated file must fail here, not later
             image = upright(img)
             if image is img:  # a copy that outlives the file
@@ -198,6 +196,20 @@ def load_image(path: PathLike) -> AnyImage:
     except Exception as exc:  # whatever a decoder raises, it is this file that cannot be read
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
     return image
+
+
+def _cannot_read_16(path: Path, img: Image.Image) -> str:
+    """Why :func:`_read_16` cannot read this 16-bit colour file (``""`` when it can)."""
+    if img.format == "PNG":
+        return ""
+    if img.format != "TIFF":
+        return f"Pillow decodes {img.format} {img.mode} images to 8 bits"
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        if page.compression not in tifffile.TIFF.DECOMPRESSORS or page.predictor not in tifffile.TIFF.UNPREDICTORS:
+            name = getattr(page.compression, "name", page.compression)
+            return f"its {name} compression needs the imagecodecs package (pip install imagecodecs)"
+    return ""
 
 
 def _read_16(path: Path, img: Image.Image) -> Image16:

@@ -338,6 +338,17 @@ def test_sixteen_bit_colour_round_trips_with_its_metadata(tmp_path, suffix, chan
         np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), levels)
 
 
+def test_a_sixteen_bit_tiff_tifffile_cannot_decode_is_read_with_eight_bits_and_a_warning(tmp_path, monkeypatch):
+    levels = np.random.default_rng(0).integers(0, 65536, (3, 4, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "z.tif", levels, photometric="rgb", compression="zlib")
+    assert isinstance(load_image(tmp_path / "z.tif"), Image16)
+    # as without imagecodecs for LZW, the usual compression of 16-bit TIFFs from photo editors
+    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", {})
+    with pytest.warns(UserWarning, match=r"z\.tif has 16 bits per channel, read as 8 bits: .*pip install imagecodecs"):
+        image = load_image(tmp_path / "z.tif")
+    assert isinstance(image, Image.Image) and image.mode == "RGB"
+
+
 @pytest.mark.parametrize("orientation", range(2, 9))
 def test_sixteen_bit_colour_is_turned_upright_as_pillow_turns_eight_bits(orientation):
     pixels = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3)).astype(np.uint8)
