@@ -38,6 +38,7 @@ from torch import nn
 
 from . import adapters, backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
+from ._hub import NonFiniteError, check_finite_weights  # weights I/O owns the rule; re-exported here
 from .hub import WeightsSource, resolve_weights
 from .io import AnyImage, Image16
 from .memory import (
@@ -305,26 +306,6 @@ def runner(
 
 
 # ---------------------------------------------------------------------------- errors
-class NonFiniteError(ValueError):
-    """A model's weights or output hold NaN or infinite values: nothing is written from them."""
-
-
-def check_finite_weights(model: nn.Module) -> None:
-    """Refuse a model whose weights hold NaN or infinity (its output would be garbage).
-
-    Raises:
-        NonFiniteError: Naming the tensors (the first five, and how many more).
-    """
-    bad = [
-        name
-        for name, t in model.state_dict().items()
-        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
-    ]
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
-
-
 def _check_finite_output(core: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(core).all()):
         raise NonFiniteError(

@@ -10,6 +10,7 @@ import timm
 import torch
 
 import edsr_lib
+import edsr_lib.timm_bridge  # timm's way: importing it registers the models in timm
 import edsr_lib.weights
 from edsr_lib import registry
 from edsr_lib.registry import PretrainedCfg

@@ -44,11 +44,11 @@ def test_top_level_help_lists_every_command_with_its_line() -> None:
 
 
 @pytest.mark.slow
-def test_import_edsr_lib_leaves_timm_alone_and_timm_still_sees_the_models() -> None:
+def test_import_edsr_lib_leaves_timm_alone_and_the_bridge_registers_the_models() -> None:
     code = (
         "import sys, edsr_lib\n"
         "print('timm' in sys.modules)\n"
-        "import timm\n"
+        "import edsr_lib.timm_bridge, timm\n"
         "print(timm.list_models('edsr_baseline*'))\n"
         "print(type(timm.create_model('edsr_baseline_x2')).__name__)\n"
         "print(timm.list_models('mdsr*', pretrained=True))\n"
@@ -66,9 +66,19 @@ def test_timm_first_then_edsr_lib() -> None:
     assert out.strip() == "MDSR"
 
 
+def test_import_edsr_lib_hooks_nothing() -> None:
+    """No import hook, no wrapped loader, no replaced module class: timm registers what its importers register."""
+    out = _python(
+        "import sys, types, edsr_lib\n"
+        "print([type(f).__module__ for f in sys.meta_path if type(f).__module__.startswith('edsr_lib')])\n"
+        "print(type(sys.modules['edsr_lib']) is types.ModuleType)"
+    )
+    assert out.split("\n")[:2] == ["[]", "True"]
+
+
 def test_lazy_names_resolve() -> None:
     out = _python(
-        "import edsr_lib, edsr_lib.evaluate\n"
+        "import edsr_lib, edsr_lib.evaluation\n"
         "print(callable(edsr_lib.evaluate), edsr_lib.EDSR.__name__, edsr_lib.upscale.__module__,"
         " 'edsr_x2' in edsr_lib.list_models(), sorted(set(edsr_lib.__all__) - set(dir(edsr_lib))))"
     )

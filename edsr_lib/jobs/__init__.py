@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .._device import resolve_device, resolve_half
+from .._device import bind_local_gpu, resolve_device, resolve_half
 from ..backends import resolve_backend
 from ..inference import check_finite_weights, load_model
 from ..io import OUTPUT_FORMATS
@@ -259,9 +259,8 @@ def job_device(device: torch.device | str | None = None) -> torch.device:
     """
     local_rank = os.environ.get("LOCAL_RANK")
     under_launcher = local_rank is not None and launcher_shard() is not None
-    if under_launcher and str(device or "cuda") == "cuda" and torch.cuda.is_available():
-        torch.cuda.set_device(int(local_rank))  # first: asking CUDA anything else opens a context on GPU 0
-        return torch.device("cuda", int(local_rank))
+    if under_launcher and (index := bind_local_gpu(device)) is not None:
+        return torch.device("cuda", index)
     resolved = resolve_device(device)
     if under_launcher and resolved.type not in ("cpu", "cuda") and resolved.index is None:
         resolved = resolve_device(f"{resolved.type}:{local_rank}")
