@@ -40,6 +40,7 @@ from . import adapters, backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
 from ._hub import NonFiniteError, check_finite_weights  # weights I/O owns the rule; re-exported here
 from .hub import WeightsSource, resolve_weights
+from .io import AnyImage, Image16
 from .memory import (
     MIN_AUTO_TILE,
     activation_bytes_per_pixel,
@@ -73,7 +74,7 @@ __all__ = [
     "upscale",
 ]
 
-ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image)
+ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image, Image16)
 
 #: What runs a batch of windows through the network: a float32 ``(B, C, h, w)`` tensor in
 #: [0, 1], on any device, to the float32 output ``(B, C, scale * h, scale * w)`` (on any
@@ -377,8 +378,9 @@ def upscale(
             weights) or a folder written by ``save_pretrained``; see :func:`load_model`.
         image: A float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with values in [0, 1], on
             any device; a uint8 or uint16 NumPy image ``(H, W, C)`` or ``(H, W)`` (or a batch
-            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image; or
-            a list of PIL images of one size and mode, run as one batch.
+            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image or an
+            :class:`~edsr_lib.io.Image16` (16-bit colour, as :func:`edsr_lib.io.load_image`
+            returns it); or a list of them of one size and mode, run as one batch.
         scale: The scale; may be omitted for a single-scale model.
         outscale: Instead of ``scale``: any output factor above 1 (``1.5``, ``8``). The
             model runs the scales of :func:`plan_passes` (chained when ``outscale`` is above
@@ -419,9 +421,10 @@ def upscale(
         dtype and device, not clamped (as the model returns it; the alpha channel is
         clamped). For an array: an array of the same dtype ``scale`` times larger with the
         same channels, clamped and rounded (halves away from zero) as
-        :func:`~edsr_lib.ops.quantize` does. For a PIL image: a PIL image of the same mode
-        (see :func:`edsr_lib.io.image_to_array`) with the ICC profile, EXIF (orientation
-        reset) and DPI (scaled) carried over; for a list, a list.
+        :func:`~edsr_lib.ops.quantize` does. For a PIL image (an :class:`~edsr_lib.io.Image16`):
+        a PIL image of the same mode (an :class:`~edsr_lib.io.Image16`; see
+        :func:`edsr_lib.io.image_to_array`) with the ICC profile, EXIF (orientation reset)
+        and DPI (scaled) carried over; for a list, a list.
 
     Raises:
         TypeError: If ``image`` or ``model`` is of an unsupported type.
@@ -463,11 +466,11 @@ def upscale(
 
 def _upscale_pil(
     model: SRModel,
-    images: Image.Image | list[Image.Image],
+    images: AnyImage | list[AnyImage],
     scale: int | None,
     outscale: float | None,
     options: dict[str, Any],
-) -> Image.Image | list[Image.Image]:
+) -> AnyImage | list[AnyImage]:
     """PIL in, PIL out: upright pixels by :func:`~edsr_lib.adapters.from_pil`, metadata carried over."""
     sources, pixels = adapters.from_pil(images)
     if outscale is not None:
@@ -475,7 +478,7 @@ def _upscale_pil(
     else:
         result = _upscale(model, pixels, scale, **options)
     out = adapters.to_pil(sources, result, float(outscale) if outscale is not None else scale)
-    return out[0] if isinstance(images, Image.Image) else out
+    return out[0] if isinstance(images, Image.Image | Image16) else out
 
 
 def _upscale_to(model: SRModel, image: ImageT, outscale: float, options: dict[str, Any]) -> ImageT:
