@@ -7,25 +7,20 @@ Most users need only :func:`create_model` and :func:`list_models`::
 
 The names below are imported on first use (PEP 562), so that ``import edsr_lib`` and
 ``edsr-lib --help`` do not pay for torch until something needs it. The models are in
-timm's registry as soon as timm is imported (see :mod:`edsr_lib.timm_bridge`).
+timm's registry once :mod:`edsr_lib.timm_bridge` is imported (at once if timm already is).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
-import types
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
 if TYPE_CHECKING:
-    import importlib.machinery
-
     from . import layers, metrics, models
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .hub import from_pretrained
     from .inference import upscale
     from .jobs import upscale_folder
@@ -41,12 +36,13 @@ if TYPE_CHECKING:
         list_pretrained,
         register_model,
     )
+    from .video import upscale_video
 
-#: Public submodules (``timm_bridge`` imports timm: it is imported on first use, or when timm is).
+#: Public submodules (``timm_bridge`` imports timm and registers the models in it: imported on first use).
 _SUBMODULES = ("layers", "metrics", "models", "timm_bridge")
 #: Public name -> module that defines it.
 _LAZY: dict[str, str] = {
-    "evaluate": ".evaluate",
+    "evaluate": ".evaluation",
     "from_pretrained": ".hub",
     "upscale": ".inference",
     "upscale_folder": ".jobs",
@@ -66,6 +62,7 @@ _LAZY: dict[str, str] = {
     "list_models": ".registry",
     "list_pretrained": ".registry",
     "register_model": ".registry",
+    "upscale_video": ".video",
 }
 
 
@@ -84,18 +81,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
-class _Package(types.ModuleType):
-    """``edsr_lib`` itself: importing the submodule ``edsr_lib.evaluate`` must not hide the function ``evaluate``."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in _LAZY:
-            value = getattr(value, name)  # the import system binds the submodule; the public name is its function
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 def fuse(model: SRModel) -> SRModel:
     """Fold ``res_scale`` and the mean shifts into convolutions for inference (in place).
 
@@ -104,36 +89,11 @@ def fuse(model: SRModel) -> SRModel:
     return model.fuse()
 
 
-class _AfterTimmImport:
-    """A ``sys.meta_path`` finder that finds nothing itself: it wraps timm's own loader so that
-    :mod:`edsr_lib.timm_bridge` is imported (and registers the models) right after timm's import
-    (not subclassing ``importlib.abc``, whose import costs more than all of this)."""
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "timm":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("timm")
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-
-        def exec_then_register(module: types.ModuleType) -> None:
-            exec_module(module)
-            importlib.import_module(".timm_bridge", __name__)
-
-        loader.exec_module = exec_then_register  # type: ignore[method-assign]
-        return spec
-
-
-# timm sees the models however the imports are ordered; importing timm itself costs ~3 s, so not here
+# timm's way to add models is to import the module that registers them (as its own model files are):
+# edsr_lib.timm_bridge. Importing timm costs ~3 s, so `import edsr_lib` does not; if timm is already
+# imported, registering costs nothing more, and the models are in timm at once.
 if "timm" in sys.modules and hasattr(sys.modules["timm"], "create_model"):
     importlib.import_module(".timm_bridge", __name__)
-elif not any(isinstance(f, _AfterTimmImport) for f in sys.meta_path):
-    sys.meta_path.insert(0, _AfterTimmImport())
 
 __all__ = [
     "EDSR",
@@ -161,4 +121,5 @@ __all__ = [
     "register_model",
     "upscale",
     "upscale_folder",
+    "upscale_video",
 ]

@@ -53,6 +53,10 @@ class CardModel(Protocol):
         """Number of trainable parameters."""
         ...
 
+    def summary(self) -> str:
+        """One line on the model's structure (blocks, features, scales, parameters)."""
+        ...
+
 
 def model_card_data(model: CardModel, cfg: PretrainedCfg | None = None, **extra: Any) -> ModelCardData:
     """The YAML front matter of a model card, as huggingface_hub's :class:`~huggingface_hub.ModelCardData`.
@@ -181,8 +185,6 @@ def model_card(
     family = type(model).__name__
     name = cfg.name if cfg else getattr(model, "variant", None) or model.architecture
     training_data = cfg.training_data if cfg else None
-    config = model.config
-    scales = ", ".join(f"x{s}" for s in model.scales)
     head = [
         "---",
         model_card_data(model, cfg, **extra).to_yaml(),
@@ -191,8 +193,7 @@ def model_card(
         f"# {name}",
         "",
         *([cfg.description, ""] if cfg and cfg.description else []),
-        f"{family} ({config.get('n_resblocks')} residual blocks, {config.get('n_feats')} features, "
-        f"res_scale {config.get('res_scale')}; scales {scales}; {model.num_parameters():,} parameters) "
+        f"{family} ({model.summary()}) "
         f'from "Enhanced Deep Residual Networks for Single Image Super-Resolution" (Lim et al., CVPR 2017 '
         f"workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL})), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) "
         "format: `model.safetensors` with the `config.json` that rebuilds the model.",

@@ -11,6 +11,7 @@ the same everywhere and are refused with the same message where they cannot run.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -66,6 +67,34 @@ def resolve_device(device: torch.device | str | None = None) -> torch.device:
     if device.index is None and hasattr(backend, "current_device"):
         device = torch.device(device.type, backend.current_device())
     return device
+
+
+def bind_local_gpu(device: torch.device | str | None = "auto") -> int | None:
+    """Under ``torchrun``, make this process's GPU (``LOCAL_RANK``) the current CUDA device.
+
+    Call it first, before anything touches CUDA: otherwise every process of the machine
+    creates its first CUDA context (hundreds of MB) on GPU 0, whichever GPU it works on.
+    A single process, a run that is not on CUDA, or one that names its GPU (``"cuda:1"``)
+    is left alone. The trainer and the folder engine both call it.
+
+    Args:
+        device: The run's device setting (``None`` or ``"auto"``, ``"cuda"``, ``"cuda:N"``, ``"cpu"``...).
+
+    Returns:
+        The GPU index made current, or ``None``.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "LOCAL_RANK" not in os.environ:
+        return None
+    # torch.device(...) only parses: resolve_device would ask CUDA for its current device, i.e. open GPU 0
+    try:
+        wanted = None if device in (None, "auto") else torch.device(device)
+    except (RuntimeError, ValueError):
+        return None  # the caller names the bad device
+    if (wanted is not None and (wanted.type != "cuda" or wanted.index is not None)) or not torch.cuda.is_available():
+        return None
+    local_rank = int(os.environ["LOCAL_RANK"])
+    torch.cuda.set_device(local_rank)
+    return local_rank
 
 
 def cpu_has_native_bf16() -> bool:

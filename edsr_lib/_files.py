@@ -15,10 +15,11 @@ import hashlib
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
+__all__ = ["atomic_folder", "atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
 
 
 def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
@@ -107,6 +108,39 @@ def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterato
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary folder to fill with ``path``'s contents; it becomes ``path`` in one rename when the block ends.
+
+    For results made of several files (a converted model: weights, config and card) that a
+    reader must see whole or not at all. The temporary folder sits beside ``path`` (hidden,
+    ``.<name>.<random>.tmp``). When the block raises, nothing is renamed and the temporary
+    folder is removed.
+
+    Args:
+        path: The destination folder; its parent must exist.
+
+    Yields:
+        The temporary folder (empty).
+
+    Raises:
+        OSError: If ``path`` already exists and is not empty (another writer published it
+            first); the caller decides whether that copy will do.
+    """
+    path = Path(path)
+    tmp = _temporary_name(path, secrets.token_hex(_TOKEN_BYTES))
+    tmp.mkdir()
+    try:
+        yield tmp
+        for child in tmp.rglob("*"):
+            if child.is_file():
+                _fsync(child)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -46,10 +46,12 @@ __all__ = [
     "MODEL_CARD_NAME",
     "WEIGHTS_NAME",
     "InvalidWeightsError",
+    "NonFiniteError",
     "StateDictDiff",
     "WeightsModel",
     "WeightsNotFoundError",
     "atomic_write",
+    "check_finite_weights",
     "diff_state_dicts",
     "load_pretrained",
     "push_to_hub",
@@ -134,6 +136,28 @@ def _check_saveable(model: WeightsModel) -> None:
 
 
 # ------------------------------------------------------------------ reading and checking
+class NonFiniteError(ValueError):
+    """A model's weights or output hold NaN or infinite values: nothing is written from them."""
+
+
+def check_finite_weights(model: torch.nn.Module) -> None:
+    """Refuse a model whose weights hold NaN or infinity (its output would be garbage).
+
+    Upscaling refuses such a model, and the converter writes none.
+
+    Raises:
+        NonFiniteError: Naming the tensors (the first five, and how many more).
+    """
+    bad = [
+        name
+        for name, t in model.state_dict().items()
+        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     """A ``config.json``: a JSON object with an ``"architecture"`` name (which models exist is not known here)."""
     try:

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
 from ._builder import set_third_party_weights
 from ._card import model_card
-from ._files import atomic_write, sha256sum
+from ._files import atomic_folder, atomic_write, sha256sum
 from ._hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -269,25 +267,21 @@ def _convert(cfg: PretrainedCfg, path: Path, digest: str) -> Path:
     card = model_card(model, cfg, sections=_sections(cfg, digest, model.conversion.notes, config))
     final = _folder(cfg, digest)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
+    if final.exists() and not _valid(final):  # an earlier, broken conversion
+        shutil.rmtree(final, ignore_errors=True)
     try:
-        save_pretrained(model, staging, model_card=card)
-        record = {
-            "source": cfg.source,
-            "layout": cfg.layout,
-            "sha256": digest,
-            "converted_sha256": sha256sum(staging / WEIGHTS_NAME),
-        }
-        atomic_write(staging / SOURCE_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
-        if final.exists() and not _valid(final):  # an earlier, broken conversion
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(staging, final)
-        except OSError:
-            if not _valid(final):  # not another process that converted the same file meanwhile
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with atomic_folder(final) as staging:
+            save_pretrained(model, staging, model_card=card)
+            record = {
+                "source": cfg.source,
+                "layout": cfg.layout,
+                "sha256": digest,
+                "converted_sha256": sha256sum(staging / WEIGHTS_NAME),
+            }
+            atomic_write(staging / SOURCE_NAME, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
+    except OSError:
+        if not _valid(final):  # not another process that converted the same file meanwhile
+            raise
     logger.info("%s: converted %s into %s", cfg.name, cfg.source, final)
     return final
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .io import array_to_image, carry_metadata, image_to_array, to_tensor, upright
+from .io import AnyImage, Image16, array_to_image, carry_metadata, image_to_array, to_tensor, upright
 from .ops.color import to_levels
 from .ops.imresize import imresize
 
@@ -188,24 +188,25 @@ def resize_array(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- PIL
 def is_pil(image: object) -> bool:
-    """Whether ``image`` is a PIL image, or a non-empty list or tuple of them."""
-    if isinstance(image, Image.Image):
+    """Whether ``image`` is an image of :mod:`edsr_lib.io` (a PIL image or an :class:`~edsr_lib.io.Image16`), or a
+    non-empty list or tuple of them."""
+    if isinstance(image, Image.Image | Image16):
         return True
-    return isinstance(image, list | tuple) and bool(image) and all(isinstance(i, Image.Image) for i in image)
+    return isinstance(image, list | tuple) and bool(image) and all(isinstance(i, Image.Image | Image16) for i in image)
 
 
-def from_pil(images: Image.Image | Sequence[Image.Image]) -> tuple[list[Image.Image], np.ndarray | torch.Tensor]:
-    """The upright images of a PIL input and their pixels as one batch for :func:`edsr_lib.upscale`.
+def from_pil(images: AnyImage | Sequence[AnyImage]) -> tuple[list[AnyImage], np.ndarray | torch.Tensor]:
+    """The upright images of a PIL (or :class:`~edsr_lib.io.Image16`) input and their pixels as one batch.
 
     Each image is turned upright by its EXIF orientation (:func:`edsr_lib.io.upright`, as
     :func:`edsr_lib.io.load_image` does for files); its pixels follow
     :func:`edsr_lib.io.image_to_array`: an ``(N, H, W, C)`` uint8 or uint16 array, or for
-    float images an ``(N, C, H, W)`` float tensor.
+    float images an ``(N, C, H, W)`` float tensor; :func:`edsr_lib.upscale` takes them.
 
     Raises:
         ValueError: If the images of a list differ in size or mode.
     """
-    batch = [upright(img) for img in ([images] if isinstance(images, Image.Image) else images)]
+    batch = [upright(img) for img in ([images] if isinstance(images, Image.Image | Image16) else images)]
     if len({(img.size, img.mode) for img in batch}) > 1:
         raise ValueError("a list of images to upscale together must share one size and mode")
     pixels = np.stack([image_to_array(img) for img in batch])
@@ -214,8 +215,8 @@ def from_pil(images: Image.Image | Sequence[Image.Image]) -> tuple[list[Image.Im
     return batch, pixels
 
 
-def to_pil(sources: list[Image.Image], result: np.ndarray | torch.Tensor, factor: float) -> list[Image.Image]:
-    """The upscaled batch as PIL images, each of its source's mode with its metadata carried over.
+def to_pil(sources: list[AnyImage], result: np.ndarray | torch.Tensor, factor: float) -> list[AnyImage]:
+    """The upscaled batch as images, each of its source's mode and kind with its metadata carried over.
 
     Args:
         sources: The upright images that were upscaled (from :func:`from_pil`).

@@ -38,7 +38,9 @@ from torch import nn
 
 from . import adapters, backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
+from ._hub import NonFiniteError, check_finite_weights  # weights I/O owns the rule; re-exported here
 from .hub import WeightsSource, resolve_weights
+from .io import AnyImage, Image16
 from .memory import (
     MIN_AUTO_TILE,
     activation_bytes_per_pixel,
@@ -72,7 +74,7 @@ __all__ = [
     "upscale",
 ]
 
-ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image)
+ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image, Image16)
 
 #: What runs a batch of windows through the network: a float32 ``(B, C, h, w)`` tensor in
 #: [0, 1], on any device, to the float32 output ``(B, C, scale * h, scale * w)`` (on any
@@ -176,7 +178,8 @@ def _fast_model(
 
     Under float16 ``autocast`` the tail convolution stays in float32 (see :class:`_Float32`).
     """
-    fp32_tail = autocast == torch.float16 and isinstance(getattr(model, "tail", None), nn.Conv2d)
+    tail = getattr(model, "tail_module", None)  # the last convolution, where the model declares one
+    fp32_tail = autocast == torch.float16 and tail is not None and isinstance(getattr(model, tail, None), nn.Conv2d)
     key = (device, channels_last, compile, dtype, fp32_tail)
     state = _weights_state(model)
     cached = _fast_copies.setdefault(model, {}).get(key)
@@ -186,7 +189,7 @@ def _fast_model(
     fast = copy.deepcopy(model).eval().requires_grad_(False)
     fast.fuse()
     if fp32_tail:
-        fast.tail = _Float32(fast.tail)
+        setattr(fast, tail, _Float32(getattr(fast, tail)))
     fast.to(device, dtype)
     if channels_last:
         fast.to(memory_format=torch.channels_last)
@@ -304,26 +307,6 @@ def runner(
 
 
 # ---------------------------------------------------------------------------- errors
-class NonFiniteError(ValueError):
-    """A model's weights or output hold NaN or infinite values: nothing is written from them."""
-
-
-def check_finite_weights(model: nn.Module) -> None:
-    """Refuse a model whose weights hold NaN or infinity (its output would be garbage).
-
-    Raises:
-        NonFiniteError: Naming the tensors (the first five, and how many more).
-    """
-    bad = [
-        name
-        for name, t in model.state_dict().items()
-        if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all())
-    ]
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
-
-
 def _check_finite_output(core: torch.Tensor) -> torch.Tensor:
     if not bool(torch.isfinite(core).all()):
         raise NonFiniteError(
@@ -395,8 +378,9 @@ def upscale(
             weights) or a folder written by ``save_pretrained``; see :func:`load_model`.
         image: A float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with values in [0, 1], on
             any device; a uint8 or uint16 NumPy image ``(H, W, C)`` or ``(H, W)`` (or a batch
-            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image; or
-            a list of PIL images of one size and mode, run as one batch.
+            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image or an
+            :class:`~edsr_lib.io.Image16` (16-bit colour, as :func:`edsr_lib.io.load_image`
+            returns it); or a list of them of one size and mode, run as one batch.
         scale: The scale; may be omitted for a single-scale model.
         outscale: Instead of ``scale``: any output factor above 1 (``1.5``, ``8``). The
             model runs the scales of :func:`plan_passes` (chained when ``outscale`` is above
@@ -437,9 +421,10 @@ def upscale(
         dtype and device, not clamped (as the model returns it; the alpha channel is
         clamped). For an array: an array of the same dtype ``scale`` times larger with the
         same channels, clamped and rounded (halves away from zero) as
-        :func:`~edsr_lib.ops.quantize` does. For a PIL image: a PIL image of the same mode
-        (see :func:`edsr_lib.io.image_to_array`) with the ICC profile, EXIF (orientation
-        reset) and DPI (scaled) carried over; for a list, a list.
+        :func:`~edsr_lib.ops.quantize` does. For a PIL image (an :class:`~edsr_lib.io.Image16`):
+        a PIL image of the same mode (an :class:`~edsr_lib.io.Image16`; see
+        :func:`edsr_lib.io.image_to_array`) with the ICC profile, EXIF (orientation reset)
+        and DPI (scaled) carried over; for a list, a list.
 
     Raises:
         TypeError: If ``image`` or ``model`` is of an unsupported type.
@@ -481,11 +466,11 @@ def upscale(
 
 def _upscale_pil(
     model: SRModel,
-    images: Image.Image | list[Image.Image],
+    images: AnyImage | list[AnyImage],
     scale: int | None,
     outscale: float | None,
     options: dict[str, Any],
-) -> Image.Image | list[Image.Image]:
+) -> AnyImage | list[AnyImage]:
     """PIL in, PIL out: upright pixels by :func:`~edsr_lib.adapters.from_pil`, metadata carried over."""
     sources, pixels = adapters.from_pil(images)
     if outscale is not None:
@@ -493,7 +478,7 @@ def _upscale_pil(
     else:
         result = _upscale(model, pixels, scale, **options)
     out = adapters.to_pil(sources, result, float(outscale) if outscale is not None else scale)
-    return out[0] if isinstance(images, Image.Image) else out
+    return out[0] if isinstance(images, Image.Image | Image16) else out
 
 
 def _upscale_to(model: SRModel, image: ImageT, outscale: float, options: dict[str, Any]) -> ImageT:

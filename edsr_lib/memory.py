@@ -51,13 +51,9 @@ MIN_AUTO_TILE = 16
 _CUDA_MAX_ELEMENTS = 1 << 31
 
 
-def _n_feats(model: SRModel) -> int:
-    return int(model.config.get("n_feats", 64))
-
-
 def _bytes_per_pixel(model: SRModel, scale: int, dtype: torch.dtype) -> int:
     """:func:`activation_bytes_per_pixel` for a scale already checked."""
-    values = max(4, 2 * scale * scale + 1) * _n_feats(model)
+    values = max(4, 2 * scale * scale + 1) * model.feature_channels(scale)
     return math.ceil(_SAFETY_FACTOR * values * torch.empty((), dtype=dtype).element_size())
 
 
@@ -72,7 +68,7 @@ def activation_bytes_per_pixel(model: SRModel, scale: int | None = None, dtype: 
     (1.02 to 1.17 times the count) plus workspaces.
 
     Args:
-        model: The model (its ``n_feats`` config entry gives ``F``).
+        model: The model (:meth:`~edsr_lib.SRModel.feature_channels` gives ``F``).
         scale: The scale to run.
         dtype: Activation dtype.
     """
@@ -86,13 +82,13 @@ def max_window_pixels(model: SRModel, scale: int, device: torch.device | str = "
     values per LR pixel) must stay below 2**31 elements; elsewhere there is no such limit.
 
     Args:
-        model: The model (its ``n_feats`` config entry gives ``F``).
+        model: The model (:meth:`~edsr_lib.SRModel.feature_channels` gives ``F``).
         scale: A scale the model serves (not checked again).
         device: Where the model runs.
     """
     if torch.device(device).type != "cuda":
         return None
-    return (_CUDA_MAX_ELEMENTS - 1) // (scale * scale * _n_feats(model))
+    return (_CUDA_MAX_ELEMENTS - 1) // (scale * scale * model.feature_channels(scale))
 
 
 def available_memory(device: torch.device | str = "cpu") -> int:

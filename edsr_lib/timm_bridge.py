@@ -1,21 +1,20 @@
-"""Thin entrypoints that make every edsr-lib model visible in timm's registry, registered lazily.
+"""Thin entrypoints that make every edsr-lib model visible in timm's registry, registered when this module is imported.
 
 timm's ``build_model_with_cfg`` is made for classifiers (it injects ``num_classes`` and
 ``in_chans``), so these entrypoints do not go through it: each one calls
 :func:`edsr_lib.create_model`. ``default_cfgs`` mirrors the pretrained configs so that
 ``timm.list_models("edsr*", pretrained=True)`` sees the same tags.
 
-Importing timm imports every timm model (about 3 s), so ``import edsr_lib`` does not import
-this module: ``edsr_lib/__init__.py`` imports it at once if timm is already imported, and
-otherwise puts a finder on ``sys.meta_path`` that imports it the moment ``timm`` finishes
-importing. Importing it registers every model in timm (:func:`install`), and every variant
-registered later too. Either way, ``timm.create_model("edsr_baseline_x2")`` and
-``timm.list_models("edsr*")`` work after ``import edsr_lib``, whichever came first.
+Importing this module registers every model in timm (:func:`install`), and every variant
+registered later too: timm's own way to add models, whose model files register theirs as they
+are imported (timm has no plugin hook). Importing timm imports every timm model (about 3 s), so
+``import edsr_lib`` does not import this module unless timm is already imported; otherwise
+``import edsr_lib.timm_bridge`` (or the attribute ``edsr_lib.timm_bridge``) does it. Then
+``timm.create_model("edsr_baseline_x2")`` and ``timm.list_models("edsr*")`` work.
 """
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from typing import Any
 
@@ -28,17 +27,11 @@ from . import registry
 from ._registry import on_register
 from .registry import PretrainedCfg
 
-__all__ = ["default_cfgs", "install", "register_all", "register_in_timm", "timm_is_loaded"]
+__all__ = ["default_cfgs", "install", "register_all", "register_in_timm"]
 
 #: Read by ``timm.models.register_model`` from this module, as in timm's own model files.
 default_cfgs: dict[str, Any] = {}
 _registered: set[str] = set()
-
-
-def timm_is_loaded() -> bool:
-    """True once ``timm`` has finished importing (its registry can take entrypoints)."""
-    timm = sys.modules.get("timm")
-    return timm is not None and hasattr(timm, "create_model")
 
 
 def register_in_timm(name: str, cfgs: list[PretrainedCfg]) -> None:

@@ -68,3 +68,15 @@ def test_bench_inference_times_plain_fast_and_bf16_on_cpu(
     header = out.splitlines()[0]
     assert str(backends.cpu_info()) in header and all(v in header for v in backends.runtime_versions().values())
     assert "largest difference from the fp32 fast path" in out
+
+
+@pytest.mark.slow
+def test_bench_video_prints_speed_model_share_and_rss(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("av", reason="the video benchmark needs PyAV (pip install 'edsr-lib[video]')")
+    _load("bench_video").main(["--quick"])
+    out = capsys.readouterr().out
+    assert out.startswith("CPU: ")
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| tiny")]
+    assert [r[2] for r in rows] == ["12", "12", "48"]
+    assert all(float(r[3]) > 0 and 0 < float(r[4].rstrip("%")) <= 100 and float(r[5]) > 0 for r in rows)
+    assert "peak RSS, 2 s clip / 0.5 s clip (tiny model): " in out

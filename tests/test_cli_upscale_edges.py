@@ -4,15 +4,20 @@ suffixes, formats, in-place runs, signals, warnings and the small ones (issue #2
 from __future__ import annotations
 
 import errno
+import io
 import os
 import subprocess
 import sys
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
+import png
 import pytest
+import tifffile
 import torch
-from PIL import Image
+from PIL import Image, ImageCms
 
 import edsr_lib
 from edsr_lib import jobs
@@ -325,3 +330,61 @@ def test_the_command_lines_formats_are_the_librarys() -> None:
     assert FORMATS == OUTPUT_FORMATS
     assert {f".{f}" for f in FORMATS} <= set(WRITE_FORMATS)
     assert {WRITE_FORMATS[f".{f}"] for f in FORMATS} == set(WRITE_FORMATS.values())
+
+
+# ------------------------------------------------------------------ 11. 16-bit colour stays 16-bit
+def _write_png16(path: Path, pixels: np.ndarray, icc: bytes) -> Path:
+    """A 16-bit colour PNG with an iCCP chunk, written by pypng (Pillow writes none)."""
+    height, width, channels = pixels.shape
+    encoded = io.BytesIO()
+    png.Writer(width, height, greyscale=False, alpha=channels == 4, bitdepth=16).write(
+        encoded, pixels.reshape(height, width * channels).tolist()
+    )
+    chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
+    iccp = (b"iCCP", b"sRGB\0\0" + zlib.compress(icc))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        png.write_chunks(f, [chunks[0], iccp, *chunks[1:]])
+    return path
+
+
+def _read16(path: Path) -> np.ndarray:
+    """The pixels of a 16-bit PNG or TIFF as pypng or tifffile read them (not as edsr_lib does)."""
+    if path.suffix == ".tif":
+        return tifffile.imread(path)
+    with open(path, "rb") as f:
+        width, height, rows, info = png.Reader(file=f).asDirect()
+        assert info["bitdepth"] == 16
+        return np.vstack([np.asarray(row, np.uint16) for row in rows]).reshape(height, width, info["planes"])
+
+
+def test_sixteen_bit_colour_stays_sixteen_bit(model_dir: Path, tmp_path: Path, capsys) -> None:
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rng = np.random.default_rng(0)
+    rgb, rgba, tif = (rng.integers(0, 65536, (5, 6, c)).astype(np.uint16) for c in (3, 4, 3))
+    _write_png16(tmp_path / "in" / "rgb.png", rgb, icc)
+    _write_png16(tmp_path / "in" / "rgba.png", rgba, icc)
+    tifffile.imwrite(tmp_path / "in" / "tif.tif", tif, photometric="rgb", iccprofile=icc)
+    model = edsr_lib.from_pretrained(model_dir)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "decoded to 8 bits" warning, nor any other
+        assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "out")) == 0
+        assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "tif"), "--format", "tif") == 0
+    assert "warning" not in capsys.readouterr().err
+    for stem, pixels in [("rgb", rgb), ("rgba", rgba), ("tif", tif)]:
+        for name in (f"out/{stem}_x2.png", f"tif/{stem}_x2.tif"):
+            written = _read16(tmp_path / name)
+            assert written.dtype == np.uint16
+            np.testing.assert_array_equal(written, edsr_lib.upscale(model, pixels), err_msg=name)
+            with Image.open(tmp_path / name) as img:
+                assert img.info["icc_profile"] == icc, name
+
+    assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "jpg"), "--format", "jpg") == 1
+    err = capsys.readouterr().err
+    assert sum("RGB;16 images are written as 8-bit RGB in JPEG" in line for line in err.splitlines()) == 1
+    assert any("rgba.png" in line and "JPEG has no alpha" in line for line in _errors(err))  # refused, not dropped
+    eight = np.floor(edsr_lib.upscale(model, rgb).astype(np.float64) * 255 / 65535 + 0.5)
+    with Image.open(tmp_path / "jpg" / "rgb_x2.jpg") as img:
+        assert img.mode == "RGB" and img.info["icc_profile"] == icc
+        assert np.abs(np.asarray(img).astype(float) - eight).mean() < 8  # JPEG's loss, not a wrong scale

@@ -115,3 +115,77 @@ def test_cli_convert_to_errors_are_one_line(tmp_path: Path, capsys: pytest.Captu
     assert not (tmp_path / "out.pt").exists()
     assert main(["convert", "--to", "basicsr", "edsr_baseline_x2", str(tmp_path / "new" / "x2.pth")]) == 0
     assert "saved under 'params'" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ written files read back (#25)
+def _models_each_layout_holds(layout: str) -> list[edsr_lib.SRModel]:
+    """Small models of every family, with settings no tensor holds, that ``layout`` can write."""
+    torch.manual_seed(0)
+    candidates = [
+        edsr_lib.EDSR(scale=3, n_resblocks=2, n_feats=8, res_scale=0.25, rgb_mean=(0.5, 0.4, 0.3)),
+        edsr_lib.MDSR(scales=(2, 4), n_resblocks=1, n_feats=8),
+    ]
+    return [m.eval() for m in candidates if not get_layout(layout).unwritable(m.config) and _has_family(m, layout)]
+
+
+def _has_family(model: edsr_lib.SRModel, layout: str) -> bool:
+    try:
+        get_layout(layout).names(model.architecture)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("layout", WRITABLE_LAYOUTS)
+def test_every_written_layout_reads_back_without_being_told(tmp_path: Path, x: torch.Tensor, layout: str) -> None:
+    models = _models_each_layout_holds(layout)
+    assert models
+    for i, ours in enumerate(models):
+        ours.save_pretrained(tmp_path / f"m{i}")
+        assert main(["convert", "--to", layout, str(tmp_path / f"m{i}"), str(tmp_path / f"m{i}.pt")]) == 0
+        back = convert(tmp_path / f"m{i}.pt")  # no layout=: the file says it
+        assert back.conversion.layout == layout and not back.conversion.assumed
+        got, want = back.config, ours.config  # the range is the layout's (the tensors are rescaled to it)
+        assert got.keys() == want.keys()
+        for key in set(want) - {"rgb_range"}:
+            same = got[key] == pytest.approx(want[key]) if key in ("res_scale", "rgb_mean") else got[key] == want[key]
+            assert same, (key, got[key], want[key])
+        with torch.no_grad():
+            for scale in ours.scales:
+                assert _max_diff(back(x, scale=scale), ours(x, scale=scale)) <= TOL
+
+
+def test_an_untagged_file_in_shared_key_names_is_ambiguous_and_the_message_lists_each_layout(tmp_path: Path) -> None:
+    exported = export_state_dict(edsr_lib.EDSR(n_resblocks=1, n_feats=8), "edsr-pytorch")
+    torch.save(dict(exported.state_dict), tmp_path / "plain.pt")  # a plain dict: no record of who wrote it
+    with pytest.raises(ValueError) as caught:
+        convert(tmp_path / "plain.pt")
+    message = str(caught.value)
+    named = [n for n in LAYOUTS if repr(n) in message.split("Say which with")[1]]
+    assert f"fit {len(named)} layouts ({', '.join(named)})" in message
+    assert set(named) == {"edsr-pytorch", "torchsr", "super-image"}
+
+
+@pytest.mark.parametrize("layout", WRITABLE_LAYOUTS)
+def test_non_finite_weights_are_never_written(tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str) -> None:
+    model = edsr_lib.EDSR(n_resblocks=1, n_feats=8)
+    model.save_pretrained(tmp_path / "good")
+    with torch.no_grad():
+        model.body[0].body[0].weight[0, 0, 0, 0] = float("nan")
+    model.save_pretrained(tmp_path / "nan")
+    assert main(["convert", "--to", layout, str(tmp_path / "nan"), str(tmp_path / "nan.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "NaN or infinite" in err and "body.0.body.0.weight" in err and "\n" not in err, err
+    assert not (tmp_path / "nan.pt").exists()
+    # a third-party file holding NaN is not converted either
+    assert main(["convert", "--to", layout, str(tmp_path / "good"), str(tmp_path / "good.pt")]) == 0
+    checkpoint = torch.load(tmp_path / "good.pt", weights_only=True)
+    state_dict = checkpoint.get("params", checkpoint)
+    head = next(k for k in state_dict if k.startswith(("head", "conv_first")) and k.endswith("weight"))
+    state_dict[head][0, 0, 0, 0] = float("inf")
+    torch.save(checkpoint, tmp_path / "inf.pt")
+    capsys.readouterr()
+    assert main(["convert", str(tmp_path / "inf.pt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "NaN or infinite" in err and "nothing written" in err and "\n" not in err, err
+    assert not (tmp_path / "out" / "model.safetensors").exists()

@@ -297,6 +297,7 @@ API_NAMES = (
     "create_model",
     "list_models",
     "upscale",
+    "upscale_video",
     "evaluate",
     "imresize",
     "ResBlock",

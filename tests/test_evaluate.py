@@ -12,7 +12,7 @@ import torch
 
 import edsr_lib
 from edsr_lib import metrics
-from edsr_lib.evaluate import evaluate, set_name
+from edsr_lib.evaluation import evaluate, set_name
 from edsr_lib.io import read_image, to_tensor, write_image
 from edsr_lib.ops import imresize, modcrop
 
@@ -256,7 +256,7 @@ def test_out_of_memory_is_one_line_naming_the_image(small_set: Path, monkeypatch
 
 
 def test_by_default_big_images_run_in_tiles_as_upscale_does(small_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    evaluate_module = importlib.import_module("edsr_lib.evaluate")  # the module (edsr_lib.evaluate is the function)
+    evaluate_module = importlib.import_module("edsr_lib.evaluation")
     tiles: list[object] = []
     real = evaluate_module.upscale
     monkeypatch.setattr(evaluate_module, "upscale", lambda *a, **k: tiles.append(k["tile"]) or real(*a, **k))

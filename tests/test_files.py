@@ -86,3 +86,23 @@ def test_every_writer_of_the_package_goes_through_one_owner() -> None:
         if word in p.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_atomic_folder_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    """A folder is renamed into place only when its block ends well; an existing one is never replaced."""
+    target = tmp_path / "model"
+    with pytest.raises(RuntimeError), _files.atomic_folder(target) as staging:
+        (staging / "a.txt").write_text("half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+    with _files.atomic_folder(target) as staging:
+        assert staging.parent == tmp_path and staging.name.startswith(".")
+        (staging / "a.txt").write_text("whole")
+    assert (target / "a.txt").read_text() == "whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+    with pytest.raises(OSError), _files.atomic_folder(target) as staging:
+        (staging / "a.txt").write_text("second")
+    assert (target / "a.txt").read_text() == "whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -29,7 +29,7 @@ LAZY_THIRD_PARTY = {
 
 #: The modules allowed to import by name at run time (``importlib.import_module``, ``__import__``).
 DYNAMIC_IMPORTERS = {
-    "edsr_lib": "the package's lazy attributes (PEP 562), and the hook that imports timm_bridge once timm is imported",
+    "edsr_lib": "the package's lazy attributes (PEP 562), and timm_bridge when timm is already imported",
     "edsr_lib.export": "checks that the optional onnx and onnxruntime are installed, to name the extra if not",
 }
 

@@ -122,7 +122,7 @@ def test_basicsr_files_prefer_the_ema_weights(tmp_path: Path, x: torch.Tensor) -
         _close(y, ema(x))
 
 
-@pytest.mark.parametrize("name", ["edsr_baseline_x2.t528", "edsr_baseline_x3.t528", "mdsr_baseline.t528"])
+@pytest.mark.parametrize("name", [cfg.name for cfg in edsr_lib.list_pretrained() if cfg.package_file])
 def test_edsr_lib_shipped_safetensors(name: str, x: torch.Tensor) -> None:
     model = edsr_lib.create_model(name, pretrained=True)
     cfg = model.pretrained_cfg
@@ -132,7 +132,8 @@ def test_edsr_lib_shipped_safetensors(name: str, x: torch.Tensor) -> None:
     for scale in model.scales:
         with torch.no_grad():
             _close(edsr_spandrel.at_scale(d, scale)(x), model(x, scale=scale))
-    _check_descriptor(d, type(model).__name__, max(model.scales), ["16nb", "64nf", "edsr-lib"])
+    numbers = [f"{model.config['n_resblocks']}nb", f"{model.config['n_feats']}nf"]
+    _check_descriptor(d, type(model).__name__, max(model.scales), [*numbers, "edsr-lib"])
 
 
 def test_edsr_lib_large_edsr_gets_the_registered_res_scale(tmp_path: Path) -> None:
@@ -201,7 +202,7 @@ def test_incomplete_state_dicts_are_unsupported(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ precision, tiling
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precisions_follow_float32(dtype: torch.dtype, x: torch.Tensor) -> None:
-    model = edsr_lib.create_model("edsr_baseline_x2.t528", pretrained=True)
+    model = edsr_lib.create_model("edsr_baseline_x2", pretrained=True)
     sd = to_edsr_pytorch(model)
     d = spandrel.ModelLoader().load_from_state_dict(sd)
     want = d(x)
@@ -212,7 +213,7 @@ def test_half_precisions_follow_float32(dtype: torch.dtype, x: torch.Tensor) -> 
 
 
 def test_tile_overlap_is_the_receptive_radius_and_exact(x: torch.Tensor) -> None:
-    trained = edsr_lib.create_model("edsr_baseline_x2.t528", pretrained=True)
+    trained = edsr_lib.create_model("edsr_baseline_x2", pretrained=True)
     d = spandrel.ModelLoader().load_from_state_dict(to_edsr_pytorch(trained))
     assert edsr_spandrel.tile_overlap(d) == 36  # above ComfyUI's 32 px default overlap
     image = torch.rand(1, 3, 100, 90)

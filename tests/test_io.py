@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 
 import numpy as np
 import pytest
+import tifffile
 import torch
-from PIL import Image
+from PIL import Image, ImageCms, ImageOps
 
 from edsr_lib.io import (
+    Image16,
     ImageNotFoundError,
     ImageReadError,
     SkippedInputWarning,
+    array_to_image,
+    check_writable,
     fit_format,
+    image_to_array,
     list_images,
+    load_image,
     read_image,
     to_tensor,
     to_uint8,
+    upright,
     write_image,
 )
 
@@ -146,7 +154,7 @@ def test_write_errors(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("quality", [0, 101, 500, -5, 9.5])
+@pytest.mark.parametrize("quality", [0, 101, 500, -5, 9.5, True])
 def test_a_quality_out_of_range_is_refused_as_the_command_line_does(tmp_path, quality):
     with pytest.raises(ValueError, match=r"quality must be an integer in 1\.\.100"):
         write_image(tmp_path / "a.jpg", _random((4, 4, 3)), quality=quality)
@@ -283,7 +291,7 @@ def test_sixteen_bit_and_metadata_survive_write_image(tmp_path):
         write_image(tmp_path / "g.jpg", levels)
 
 
-def test_sixteen_bit_colour_is_read_with_a_warning(tmp_path):
+def test_sixteen_bit_colour_is_read_with_sixteen_bits(tmp_path):
     # Pillow cannot write 48-bit PNG, so this one is written by hand: IHDR (16-bit RGB), one IDAT, IEND
     import struct
     import zlib
@@ -291,10 +299,77 @@ def test_sixteen_bit_colour_is_read_with_a_warning(tmp_path):
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    rows = b"".join(b"\x00" + (np.arange(9, dtype=">u2") * 7000).tobytes() for _ in range(2))
+    rows = b"".join(b"\x00" + (np.arange(9) * 7000).astype(">u2").tobytes() for _ in range(2))
     header = struct.pack(">IIBBBBB", 3, 2, 16, 2, 0, 0, 0)
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
     (tmp_path / "rgb16.png").write_bytes(png)
-    with pytest.warns(UserWarning, match="16 bits per colour channel"):
-        image = read_image(tmp_path / "rgb16.png")
-    assert image.shape == (2, 3, 3)
+    levels = np.tile(np.arange(9, dtype=np.uint16).reshape(1, 3, 3) * 7000, (2, 1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = load_image(tmp_path / "rgb16.png")
+        eight = read_image(tmp_path / "rgb16.png")
+    assert isinstance(image, Image16) and image.mode == "RGB;16" and image.size == (3, 2)
+    np.testing.assert_array_equal(image_to_array(image), levels)
+    np.testing.assert_array_equal(eight, np.floor(levels / 257 + 0.5).astype(np.uint8))  # rounded as everywhere
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_sixteen_bit_colour_round_trips_with_its_metadata(tmp_path, suffix, channels):
+    if suffix == ".tif" and channels == 2:
+        with pytest.raises(ValueError, match=r"TIFF has no LA;16 pixels"):  # Pillow would not read it back
+            write_image(tmp_path / "la.tif", np.zeros((2, 2, 2), np.uint16))
+        return
+    levels = np.random.default_rng(channels).integers(0, 65536, (5, 4, channels)).astype(np.uint16)
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"  # Make
+    image = array_to_image(levels)
+    assert isinstance(image, Image16)
+    image.info.update(icc_profile=icc, dpi=(300.0, 300.0), exif=exif.tobytes())
+    write_image(tmp_path / f"a{suffix}", image)
+    back = load_image(tmp_path / f"a{suffix}")
+    assert isinstance(back, Image16) and back.mode == image.mode
+    np.testing.assert_array_equal(back.pixels, levels)
+    with Image.open(tmp_path / f"a{suffix}") as img:  # what other programs see: Pillow reads the metadata
+        assert img.info["icc_profile"] == icc and tuple(round(d) for d in img.info["dpi"]) == (300, 300)
+        assert img.getexif()[0x010F] == "Maker"
+    if suffix == ".tif":
+        np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), levels)
+
+
+def test_a_sixteen_bit_tiff_tifffile_cannot_decode_is_read_with_eight_bits_and_a_warning(tmp_path, monkeypatch):
+    levels = np.random.default_rng(0).integers(0, 65536, (3, 4, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "z.tif", levels, photometric="rgb", compression="zlib")
+    assert isinstance(load_image(tmp_path / "z.tif"), Image16)
+    # as without imagecodecs for LZW, the usual compression of 16-bit TIFFs from photo editors
+    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", {})
+    with pytest.warns(UserWarning, match=r"z\.tif has 16 bits per channel, read as 8 bits: .*pip install imagecodecs"):
+        image = load_image(tmp_path / "z.tif")
+    assert isinstance(image, Image.Image) and image.mode == "RGB"
+
+
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_sixteen_bit_colour_is_turned_upright_as_pillow_turns_eight_bits(orientation):
+    pixels = np.random.default_rng(orientation).integers(0, 256, (3, 5, 3)).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    eight = Image.fromarray(pixels)
+    eight.info["exif"] = exif.tobytes()
+    turned = upright(Image16(pixels.astype(np.uint16) * 257, {"exif": exif.tobytes()}))
+    np.testing.assert_array_equal(turned.pixels, np.asarray(ImageOps.exif_transpose(eight)).astype(np.uint16) * 257)
+    assert 0x0112 not in turned.getexif()
+
+
+def test_sixteen_bit_colour_goes_to_eight_bits_only_on_purpose(tmp_path):
+    levels = np.array([[[0, 128, 257], [65535, 32896, 1]]], dtype=np.uint16)
+    with pytest.raises(ValueError, match="JPEG has no RGB;16 pixels; fit_format"):
+        write_image(tmp_path / "a.jpg", levels)
+    with pytest.raises(ValueError, match="JPEG has no alpha channel"):
+        check_writable(tmp_path / "a.jpg", "RGBA;16")
+    image = Image16(levels, {"icc_profile": b"profile"})
+    eight, note = fit_format(image, tmp_path / "a.jpg")
+    assert note == "RGB;16 images are written as 8-bit RGB in JPEG" and eight.info["icc_profile"] == b"profile"
+    np.testing.assert_array_equal(np.asarray(eight), np.floor(levels / 257 + 0.5).astype(np.uint8))
+    assert fit_format(Image16(np.zeros((1, 1, 2), np.uint16)), "a.webp")[0].mode == "RGBA"
+    assert fit_format(image, "a.tif") == (image, "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import timm
 import torch
 
 import edsr_lib
+import edsr_lib.timm_bridge  # timm's way: importing it registers the models in timm
 import edsr_lib.weights
 from edsr_lib import registry
 from edsr_lib.registry import PretrainedCfg
@@ -75,38 +77,28 @@ def test_pretrained_cfgs_are_data(monkeypatch: pytest.MonkeyPatch) -> None:
         edsr_lib.get_pretrained_cfg("edsr_x2.c")
 
 
-def test_shipped_cfgs_are_completed_from_their_name_and_folder() -> None:
-    cfg = edsr_lib.get_pretrained_cfg("edsr_baseline_x2.t528")
-    assert cfg.hf_hub_id == "edsr-lib/edsr_baseline_x2.t528"  # "edsr-lib/" + arch.tag
-    assert cfg.package_file == "edsr_baseline_x2.t528/model.safetensors"
+#: The library's own tags (not third-party files): each has a folder in edsr_lib/weights/.
+OWN = [cfg for cfg in edsr_lib.list_pretrained() if not cfg.third_party]
+
+
+@pytest.mark.parametrize("cfg", OWN, ids=[cfg.name for cfg in OWN])
+def test_own_cfgs_are_completed_from_their_name_and_folder(cfg: PretrainedCfg) -> None:
+    assert cfg.hf_hub_id == f"edsr-lib/{cfg.name}"  # "edsr-lib/" + arch.tag
     assert cfg.filename == "model.safetensors"
-    # provenance and scores come from edsr_lib/weights/edsr_baseline_x2.t528/pretrained.json
-    assert cfg.steps == 1250 and cfg.metrics["Set5"]["x2"]["psnr"] == 37.686
-    assert "--train-dir .data/split/train/T91 .data/split/train/BSD200" in cfg.training_command
-    # and so for a replaced, Hub-only tag, whose folder keeps pretrained.json and the card
-    old = edsr_lib.get_pretrained_cfg("edsr_baseline_x2.t291")
-    assert old.hf_hub_id == "edsr-lib/edsr_baseline_x2.t291" and old.package_file is None
-    assert old.steps == 12000 and old.metrics["Set5"]["x2"]["psnr"] == 37.657
-    assert "--train-dir $DATA/T91/HR $DATA/BSD200/HR" in old.training_command
-    for shipped in edsr_lib.list_pretrained():  # weights of this library's own: its training says how it made them
-        assert shipped.metrics and (shipped.training_command or shipped.third_party), shipped.name
-    # the default tag of every architecture with weights of its own ships in the package (third-party files
-    # are downloaded); replaced weights (the t291 weights replaced by t528) keep their config and card but are Hub-only
-    for name in edsr_lib.list_models(pretrained=True, include_tags=False):
-        cfgs = [cfg for cfg in edsr_lib.list_pretrained(name) if cfg.architecture == name]
-        if any(not cfg.third_party for cfg in cfgs):
-            assert edsr_lib.get_pretrained_cfg(name).package_file, name
-    assert edsr_lib.get_pretrained_cfg("mdsr_baseline").tag == "t528"
-    assert edsr_lib.get_pretrained_cfg("mdsr_baseline.t291").package_file is None
-    for name in ("edsr_baseline_x2", "edsr_baseline_x3", "edsr_baseline_x4"):
-        assert edsr_lib.get_pretrained_cfg(name).tag == "t528"
-        assert edsr_lib.get_pretrained_cfg(f"{name}.t291").package_file is None
+    # provenance and scores come from edsr_lib/weights/<arch.tag>/pretrained.json, and the file where it ships
+    found = edsr_lib.weights.shipped(cfg.name)
+    assert {k: getattr(cfg, k) for k in found} == found
+    assert sorted(found) == sorted(
+        {*edsr_lib.weights.PROVENANCE_FIELDS, *(["package_file"] if cfg.package_file else [])}
+    )
+    assert cfg.package_file in (None, f"{cfg.name}/model.safetensors")
 
 
 def test_provenance_has_one_owner(tmp_path: Path) -> None:
     twice = PretrainedCfg(hf_hub_id="edsr-lib/", steps=5)
-    with pytest.raises(ValueError, match=r"steps belong in edsr_lib/weights/edsr_baseline_x2\.t291/pretrained\.json"):
-        registry._complete_cfg(twice, "edsr_baseline_x2", "t291")
+    own = OWN[0]
+    with pytest.raises(ValueError, match=rf"steps belong in edsr_lib/weights/{re.escape(own.name)}/pretrained\.json"):
+        registry._complete_cfg(twice, own.architecture, own.tag)
     (tmp_path / "m.t").mkdir()
     (tmp_path / "m.t" / "pretrained.json").write_text(json.dumps({"steps": 1, "score": 2}))
     with pytest.raises(ValueError, match=r"keys among training_data, .*; unknown: score"):
@@ -145,5 +137,9 @@ def test_timm_pretrained_goes_through_edsr_lib(monkeypatch: pytest.MonkeyPatch) 
         return sentinel
 
     monkeypatch.setattr(registry, "create_model", fake_create_model)
-    assert timm.create_model("edsr_baseline_x3.t291", pretrained=True) is sentinel
-    assert seen["name"] == "edsr_baseline_x3.t291" and seen["pretrained"] is True
+    # a tag that is not the default one, so that timm must pass it on
+    tagged = next(
+        cfg.name for cfg in edsr_lib.list_pretrained() if cfg != edsr_lib.get_pretrained_cfg(cfg.architecture)
+    )
+    assert timm.create_model(tagged, pretrained=True) is sentinel
+    assert seen["name"] == tagged and seen["pretrained"] is True

@@ -22,6 +22,9 @@ from edsr_lib.weights import PROVENANCE_FIELDS, shipped
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANT = "edsr_baseline_x2"
+#: A tag no release uses: the tool names the folder and the registry entry after it, whatever it is.
+TAG = "tfake"
+NAME = f"{VARIANT}.{TAG}"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,7 @@ def _args(fake: dict[str, Any], *extra: str) -> list[str]:
         "--variant",
         VARIANT,
         "--tag",
-        "t291",
+        TAG,
         "--sets",
         str(fake["set"]),
         "--out-dir",
@@ -111,7 +114,7 @@ def _args(fake: dict[str, Any], *extra: str) -> list[str]:
 
 def _printed_cfg(text: str) -> dict[str, Any]:
     """The keyword arguments of the ``PretrainedCfg(...)`` entry the tool printed."""
-    start = text.index('"edsr_baseline_x2.t291": PretrainedCfg(')
+    start = text.index(f'"{NAME}": PretrainedCfg(')
     entry = text[start : text.index("\n    ),", start) + len("\n    )")]
     call = ast.parse("{" + entry + "}", mode="eval").body.values[0]
     return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
@@ -119,7 +122,7 @@ def _printed_cfg(text: str) -> dict[str, Any]:
 
 def _released(text: str, out: Path) -> dict[str, Any]:
     """The printed ``default_cfgs`` entry with the provenance written beside the weights, as cfg fields."""
-    data = json.loads((out / "edsr_baseline_x2.t291" / "pretrained.json").read_text())
+    data = json.loads((out / NAME / "pretrained.json").read_text())
     assert sorted(data) == sorted(PROVENANCE_FIELDS)
     return {**_printed_cfg(text), **data}
 
@@ -129,7 +132,7 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
 ) -> None:
     assert tool.main(_args(fake_run)) == 0
     printed = capsys.readouterr().out
-    folder = fake_run["out"] / "edsr_baseline_x2.t291"
+    folder = fake_run["out"] / NAME
     assert sorted(p.name for p in folder.iterdir()) == [
         "README.md",
         "config.json",
@@ -144,9 +147,9 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
     digest = hub.sha256sum(folder / "model.safetensors")
     assert cfg["sha256"] == digest
     assert f"sha256 {digest}" in printed
-    found = shipped("edsr_baseline_x2.t291", root=fake_run["out"])
-    assert found["package_file"] == "edsr_baseline_x2.t291/model.safetensors"
-    assert cfg["hf_hub_id"] == "edsr-lib/"  # the registry appends arch.tag: edsr-lib/edsr_baseline_x2.t291
+    found = shipped(NAME, root=fake_run["out"])
+    assert found["package_file"] == f"{NAME}/model.safetensors"
+    assert cfg["hf_hub_id"] == "edsr-lib/"  # the registry appends arch.tag: edsr-lib/<variant>.<tag>
     assert cfg["license"] == "mit"
     assert cfg["steps"] == 40  # auto: best_ema (21 dB logged) beats best (20 dB), from step 40
     assert cfg["training_command"] == (
@@ -196,7 +199,7 @@ def test_release_writes_a_loadable_folder_card_and_cfg(
     # and the printed cfg finds the file the way a shipped one is found, checking its sha256
     monkeypatch.setattr(_hub, "_shipped_weights", lambda: fake_run["out"])
     model = edsr_lib.create_model(VARIANT)
-    hub.load_pretrained(model, PretrainedCfg(**{**entry, **found}, architecture=VARIANT, tag="t291"))
+    hub.load_pretrained(model, PretrainedCfg(**{**entry, **found}, architecture=VARIANT, tag=TAG))
     with torch.no_grad():
         assert torch.equal(model.eval()(x), ema(x))
 
@@ -208,7 +211,7 @@ def test_which_and_ensemble_sets(
     cfg = _released(capsys.readouterr().out, fake_run["out"])
     assert cfg["steps"] == 20
     assert list(cfg["metrics"]) == ["TinySet"]
-    loaded = edsr_lib.create_model(VARIANT, weights=fake_run["out"] / "edsr_baseline_x2.t291")
+    loaded = edsr_lib.create_model(VARIANT, weights=fake_run["out"] / NAME)
     assert torch.equal(loaded.head.weight, fake_run["raw"].head.weight)
     with pytest.raises(ValueError, match="--ensemble-sets names sets not scored: Set5"):
         tool.main(_args(fake_run, "--ensemble-sets", "Set5"))
@@ -227,7 +230,7 @@ def test_refuses_what_it_cannot_release(tool: ModuleType, fake_run: dict[str, An
     with pytest.raises(ValueError, match="no 'end' record"):
         tool.main(_args(fake_run, "--which", "final"))
     with pytest.raises(FileNotFoundError, match=r"has no log\.jsonl"):
-        tool.main([str(run / "best"), "--variant", VARIANT, "--tag", "t291"])
+        tool.main([str(run / "best"), "--variant", VARIANT, "--tag", TAG])
 
 
 def test_release_writes_data_never_python_source(
@@ -268,7 +271,7 @@ def test_paths_of_this_machine_are_made_portable(
     assert released["training_command"].startswith(
         "edsr-lib train --model edsr_baseline_x2 --steps 40 --train-dir $DATA/T91/HR"
     )
-    card = (fake_run["out"] / "edsr_baseline_x2.t291" / "README.md").read_text()
+    card = (fake_run["out"] / NAME / "README.md").read_text()
     assert tool.PATHS_LINE in card and str(data) not in card
 
 
@@ -283,7 +286,7 @@ def test_card_names_the_initialisation_precision_and_notes(
     (run / "config.json").write_text(json.dumps(config))
     note = "The schedule was shortened at step 20."
     assert tool.main(_args(fake_run, "--no-ensemble", "--note", note)) == 0
-    card = (fake_run["out"] / "edsr_baseline_x2.t291" / "README.md").read_text()
+    card = (fake_run["out"] / NAME / "README.md").read_text()
     digest = hub.sha256sum(source / "model.safetensors")
     assert f"- Initialisation: from `{source}` (sha256 `{digest}`) and `no/such/folder` through" in card
     assert "- Precision: bfloat16 autocast; weights, gradients and optimiser state in float32; channels_last" in card
@@ -291,7 +294,7 @@ def test_card_names_the_initialisation_precision_and_notes(
     # without init_from and amp, a float32 run says so and names no initialisation
     (run / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in ("init_from", "amp")}))
     assert tool.main(_args(fake_run, "--no-ensemble")) == 0
-    card = (fake_run["out"] / "edsr_baseline_x2.t291" / "README.md").read_text()
+    card = (fake_run["out"] / NAME / "README.md").read_text()
     assert "Initialisation" not in card and "- Precision: float32; channels_last memory format (on cpu)." in card
 
 
@@ -312,7 +315,7 @@ def test_float16_release_scores_what_it_ships(
 ) -> None:
     assert tool.main(_args(fake_run, "--no-ensemble", "--dtype", "float16")) == 0
     cfg = _released(capsys.readouterr().out, fake_run["out"])
-    folder = fake_run["out"] / "edsr_baseline_x2.t291"
+    folder = fake_run["out"] / NAME
     tensors, _ = _hub._read_weights(folder / "model.safetensors")
     assert {v.dtype for v in tensors.values()} == {torch.float16}
     shipped = edsr_lib.create_model(VARIANT, weights=folder)

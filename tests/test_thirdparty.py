@@ -193,7 +193,11 @@ def test_constructor_values_that_contradict_the_file_are_refused(caches: Path, t
 # -------------------------------------------------------------------------- offline and overlays
 @pytest.mark.parametrize(
     ("name", "offline_tag"),
-    [("edsr_x4.div2k", "edsr_baseline_x4.t528"), ("edsr_baseline_x2.div2k", "edsr_baseline_x2.t528")],
+    # what works offline instead: the shipped default of a variant at the same scale
+    [
+        ("edsr_x4.div2k", get_pretrained_cfg("edsr_baseline_x4").name),
+        ("edsr_baseline_x2.div2k", get_pretrained_cfg("edsr_baseline_x2").name),
+    ],
 )
 def test_offline_message_says_what_is_needed(caches: Path, name: str, offline_tag: str) -> None:
     cfg = get_pretrained_cfg(name)
@@ -318,7 +322,8 @@ def test_no_network_gives_the_offline_message_too(caches: Path, monkeypatch: pyt
     with pytest.raises(WeightsNotFoundError) as err:
         _load("edsr_x2.div2k", caches)
     message = str(err.value)
-    for part in ("eugenesiow/edsr/pytorch_model_2x.pt", "163.0 MB", "Failed to resolve", "hf download", "x2.t528"):
+    shipped = get_pretrained_cfg("edsr_baseline_x2").name
+    for part in ("eugenesiow/edsr/pytorch_model_2x.pt", "163.0 MB", "Failed to resolve", "hf download", shipped):
         assert part in message, part
 
 
@@ -367,7 +372,7 @@ def test_a_bare_file_of_ambiguous_layout_says_how_to_name_it(caches: Path, tmp_p
         edsr_lib.create_model("edsr_baseline_x2", weights=bare)
     # named, on a tag of the library's own weights: the overlay's file and layout replace the shipped copy
     model = edsr_lib.create_model(
-        "edsr_baseline_x2.t528",
+        get_pretrained_cfg("edsr_baseline_x2").name,  # the default tag: the library's own, shipped
         pretrained=True,
         pretrained_cfg_overlay={"file": str(bare), "layout": "super-image", "sha256": None},
     )

@@ -454,6 +454,32 @@ def test_cli_takes_one_or_several_init_sources(tmp_path: Path) -> None:
     assert several.init_from == names
 
 
+class _Payload:
+    """A pickle that would create a folder when unpickled without ``weights_only``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_cli_init_from_a_pickle_of_objects_is_one_line_and_never_unpickled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "payload-ran"
+    torch.save({"model": _Payload(marker)}, tmp_path / "evil.pt")
+    (tmp_path / "data").mkdir()
+    for i in range(2):
+        write_image(tmp_path / "data" / f"{i}.png", np.random.default_rng(i).integers(0, 256, (32, 32, 3), np.uint8))
+    argv = ["train", "--train-dir", str(tmp_path / "data"), "--output-dir", str(tmp_path / "run")]
+    assert main([*argv, "--init-from", str(tmp_path / "evil.pt"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "evil.pt" in err and "weights_only=True" in err and "\n" not in err, err
+    assert "weights_only=False" not in err  # never the advice to unpickle anyway
+    assert not marker.exists()
+
+
 def test_deeper_model_starts_from_a_shallower_one(tmp_path: Path) -> None:
     # MDSR (80 blocks) from MDSR-baseline (16), in small: 3 blocks from 1
     source = edsr_lib.create_model("mdsr_baseline", **TINY)

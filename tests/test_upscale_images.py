@@ -14,7 +14,7 @@ from PIL import Image
 import edsr_lib
 from edsr_lib import _device, inference, memory
 from edsr_lib.inference import NonFiniteError, plan_passes, resolve_device, resolve_half, upscale
-from edsr_lib.io import ImageReadError, image_to_array
+from edsr_lib.io import Image16, ImageReadError, image_to_array
 from edsr_lib.ops import imresize
 
 
@@ -48,6 +48,21 @@ def test_sixteen_bit_gray_stays_sixteen_bit(tiny: edsr_lib.SRModel) -> None:
     reference = upscale(tiny, x)[0].mean(0).clamp(0, 1).mul(65535).round().numpy()
     np.testing.assert_allclose(result, reference, atol=1)
     assert (result % 257 != 0).any()  # not 8-bit levels scaled up
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_sixteen_bit_colour_stays_sixteen_bit(tiny: edsr_lib.SRModel, channels: int) -> None:
+    levels = _pixels((6, 5, channels), high=65536, dtype=np.uint16)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # upside down: turned as a PIL image is
+    image = Image16(levels, {"icc_profile": b"profile", "dpi": (72.0, 72.0), "exif": exif.tobytes()})
+    out = upscale(tiny, image)
+    assert isinstance(out, Image16) and out.mode == image.mode and out.size == (10, 12)
+    np.testing.assert_array_equal(out.pixels, upscale(tiny, np.ascontiguousarray(levels[::-1, ::-1])))
+    assert out.info["icc_profile"] == b"profile" and out.info["dpi"] == (144.0, 144.0)
+    assert out.getexif().get(0x0112, 1) == 1  # upright, as for a PIL image
+    pair = upscale(tiny, [image, image], outscale=1.5)  # a batch, and any factor
+    assert [type(o) for o in pair] == [Image16, Image16] and pair[0].size == (8, 9)
 
 
 def test_float_images_by_value_range(tiny: edsr_lib.SRModel) -> None:

@@ -51,7 +51,7 @@ from PIL import Image
 
 import edsr_lib
 from edsr_lib import evaluate, published
-from edsr_lib.evaluate import set_name
+from edsr_lib.evaluation import set_name
 from edsr_lib.hub import WeightsNotFoundError, atomic_write, model_card, resolve_weights, save_pretrained, sha256sum
 from edsr_lib.io import list_images
 from edsr_lib.metrics import format_score

@@ -80,7 +80,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the model on every set folder; print the table and write the JSON file."""
-    from ..evaluate import BICUBIC, evaluate
+    from ..evaluation import BICUBIC_MODEL, evaluate
     from ..hub import atomic_write
     from ..inference import load_model, resolve_device
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(f"--device: {err}") from None
     # Load once for all sets; the bicubic baseline has no model.
-    model = args.model if args.model == BICUBIC else load_model(args.model).to(device)
+    model = args.model if args.model == BICUBIC_MODEL else load_model(args.model).to(device)
 
     results = []
     for data in args.data:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 self_ensemble=args.self_ensemble,
                 tile=args.tile,
                 protocol=args.protocol,
-                device=None if args.model == BICUBIC else device,
+                device=None if args.model == BICUBIC_MODEL else device,
                 progress=sys.stderr.isatty(),
             )
         except MemoryError as err:  # evaluate names the image; one line, no traceback

@@ -176,8 +176,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Train as the options say; returns the exit status."""
+    from .._device import bind_local_gpu
     from ..train import Trainer
-    from ..train.distributed import bind_local_gpu
 
     config = build_config(args)
     bind_local_gpu(config.device)  # under torchrun: this process's GPU, before anything opens one

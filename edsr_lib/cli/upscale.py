@@ -1,10 +1,12 @@
-"""``edsr-lib upscale INPUT... -o OUT``: upscale image files with a model.
+"""``edsr-lib upscale INPUT... -o OUT``: upscale image and video files with a model.
 
 A thin shell over :func:`edsr_lib.jobs.upscale_folder`, the folder engine Python and Ray
 use too: this module turns options into its arguments, its messages into lines of
 ``edsr-lib upscale: ...`` on standard error, its summary into the last line and the exit
 status (0; 1 if any input failed or the run stopped early; 130 after Ctrl-C and 143 after
-SIGTERM, once the writes in flight are done).
+SIGTERM, once the writes in flight are done). Videos (:data:`edsr_lib.video.VIDEO_SUFFIXES`)
+go through :func:`edsr_lib.upscale_video` in the same run (:class:`edsr_lib.video.VideoKind`),
+with ``--vcodec``, ``--crf``, ``--preset`` and ``--pix-fmt``.
 
 This module imports nothing heavy at import time, so ``--help`` does not load torch.
 """
@@ -76,17 +78,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``upscale`` subcommand."""
     parser = subparsers.add_parser(
         "upscale",
-        help="upscale image files",
+        help="upscale image and video files",
         description=(
             "Upscale images with an EDSR/MDSR model. INPUT may be files, folders or glob patterns. Each result "
             "is written to OUT/<stem><suffix>.<format>. Gray stays gray, alpha is resized with MATLAB bicubic, "
             "16-bit stays 16-bit; the ICC profile, EXIF and DPI are carried over. Big images are tiled "
             "automatically (exact: the same result as one pass). A file that fails is reported in one line and "
             "the others go on; the exit status is 1 if any failed. Under torchrun, each process takes its "
-            "share of the files (RANK/WORLD_SIZE) and its own device (LOCAL_RANK)."
+            "share of the files (RANK/WORLD_SIZE) and its own device (LOCAL_RANK). Videos are written to "
+            "OUT/<stem><suffix>.<their suffix> with their sound, timing, colours and metadata; an interrupted "
+            "video resumes from its last complete segment when the command is run again."
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, folders or glob patterns")
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created if needed)")
     parser.add_argument(
         "--model",
@@ -159,6 +163,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=2, help="threads decoding and encoding beside the model (default 2)"
     )
+    video = parser.add_argument_group("videos")
+    video.add_argument(
+        "--vcodec", metavar="ENCODER", help="FFmpeg video encoder (default: the input's codec family, else libx264)"
+    )
+    video.add_argument("--crf", type=int, metavar="N", help="constant rate factor, lower is better (default 18)")
+    video.add_argument("--preset", metavar="NAME", help="encoder speed preset (default medium for x264 and x265)")
+    video.add_argument(
+        "--pix-fmt", metavar="FMT", help="encoded pixel format (default: the input's chroma and bit depth)"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -167,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
     """Upscale every input with :func:`edsr_lib.jobs.upscale_folder`; returns the exit status."""
     from .._device import resolve_half
     from ..jobs import Interrupted, job_device, upscale_folder
+    from ..video import VideoKind
 
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
@@ -206,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
                 tile=args.tile,
                 self_ensemble=args.self_ensemble,
                 log=log,
+                kinds=[VideoKind(vcodec=args.vcodec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, log=log)],
             )
         except Interrupted as exc:
             print(exc.summary)

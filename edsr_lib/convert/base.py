@@ -24,6 +24,12 @@ __all__ = ["Layout"]
 #: MDSR's scale-specific pre-processing holds this many ResBlocks (the paper's two).
 _PREPROCESS_BLOCKS = 2
 
+#: Where a checkpoint that edsr-lib wrote records so: the key, in the root entry of its state dict's
+#: ``_metadata`` (which ``torch.save`` keeps and ``load_state_dict`` ignores), of ``{"layout": name,
+#: "settings": {...}}``, the settings being those the layout's tensors do not hold. Reading it back
+#: needs no ``--layout`` (EDSR-PyTorch's key names are also super-image's and torchSR's).
+_WRITTEN_BY = "edsr_lib"
+
 #: EDSR-PyTorch's fixed mean-shift convolutions (torchSR and super-image keep them too).
 _MEAN_SHIFTS: tuple[str, ...] = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias")
 

@@ -72,7 +72,8 @@ class AmbiguousLayoutError(ValueError):
             parts.append(f"{who} [{conventions}] -> {what}")
         choices = " or ".join(repr(n) for n in self.layouts)
         super().__init__(
-            f"the key names fit {len(self.layouts)} layouts that read these tensors differently: "
+            f"the key names fit {len(self.layouts)} layouts ({', '.join(self.layouts)}), which read these tensors "
+            f"in {len(groups)} different ways: "
             + "; ".join(parts)
             + (f". {hint}" if hint else "")
             + f". Say which with layout={choices} (edsr-lib convert --layout)"

@@ -2,8 +2,10 @@
 
 Where an edsr-lib model keeps each convolution follows from the modules its class declares
 (:attr:`~edsr_lib.SRModel.body_module`, :attr:`~edsr_lib.SRModel.upsampler_module`,
-:attr:`~edsr_lib.SRModel.scale_branch_modules`), the ``head`` and ``tail`` convolutions that
-:meth:`~edsr_lib.SRModel.fuse` folds into, and the ResBlock's two convolutions. Reading
+:attr:`~edsr_lib.SRModel.scale_branch_modules`, :attr:`~edsr_lib.SRModel.head_module`,
+:attr:`~edsr_lib.SRModel.tail_module`) and the ResBlock's two convolutions. Only the
+families built on EDSR's trunk (:class:`~edsr_lib.models.TrunkModel`) have this layout; any
+other family is refused in one line. Reading
 (:mod:`~edsr_lib.convert.detection`) maps a foreign state dict onto these names, writing
 (:mod:`~edsr_lib.convert.writing`) maps them out, and :func:`library_numbers` tells a state
 dict in this layout from its key names and shapes (spandrel, which sees no ``config.json``).
@@ -17,14 +19,14 @@ from typing import Any
 
 import torch
 
-from ..models import architectures
+from ..models import TrunkModel, architectures
 from ..models.base import scale_key
 from .base import _PREPROCESS, _RESBLOCK, _Names, _numbers
 
 __all__ = ["is_library_state_dict", "library_names", "library_numbers"]
 
-#: The convolutions every model of the library has at both ends (``SRModel.fuse`` folds constants into them).
-_HEAD, _TAIL = "head", "tail"
+#: The convolutions at both ends of the trunk (:meth:`TrunkModel.fuse` folds constants into them).
+_HEAD, _TAIL = TrunkModel.head_module, TrunkModel.tail_module
 
 
 def library_names(architecture: str) -> _Names:
@@ -32,20 +34,31 @@ def library_names(architecture: str) -> _Names:
 
     Raises:
         KeyError: For an architecture the library does not have.
+        ValueError: For a family not built on EDSR's trunk (no head and tail to name).
     """
     cls = architectures()[architecture]
+    if not _has_layout(cls):
+        raise ValueError(
+            f"the {architecture!r} family ({cls.__name__}) is not built on EDSR's trunk (TrunkModel): "
+            "the converter's layouts have no names for its weights"
+        )
     body, upsampler = cls.body_module, cls.upsampler_module
     branched = upsampler in cls.scale_branch_modules
     preprocess = [m for m in cls.scale_branch_modules if m != upsampler]
     block = tuple(conv.replace("body.", f"{body}.", 1) for conv in _RESBLOCK)
     return _Names(
-        head=_HEAD,
+        head=cls.head_module,
         block=(block[0], block[1]),
         body_end=f"{body}.{{n}}",
         upsampler=f"{upsampler}.{{b}}.{{k}}" if branched else f"{upsampler}.{{k}}",
-        tail=_TAIL,
+        tail=cls.tail_module,
         preprocess=_PREPROCESS.replace("pre_process.", f"{preprocess[0]}.", 1) if preprocess else "",
     )
+
+
+def _has_layout(cls: type) -> bool:
+    """Whether a model class declares the trunk whose convolutions the library layout names."""
+    return issubclass(cls, TrunkModel) and bool(cls.head_module and cls.tail_module)
 
 
 def is_library_state_dict(keys: Iterable[str]) -> bool:
@@ -70,7 +83,9 @@ def library_numbers(state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, An
     if head.dim() != 4:
         return []
     candidates = []
-    for architecture in architectures():
+    for architecture, cls in architectures().items():
+        if not _has_layout(cls):
+            continue
         names = library_names(architecture)
         numbers: dict[str, Any] = {
             "n_feats": int(head.shape[0]),
@@ -96,7 +111,12 @@ def library_numbers(state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, An
 
 def _branch_modules(architecture: str) -> set[str]:
     """The per-scale modules of every other architecture (their keys rule ``architecture`` out)."""
-    return {m for name, cls in architectures().items() if name != architecture for m in cls.scale_branch_modules}
+    return {
+        m
+        for name, cls in architectures().items()
+        if name != architecture and _has_layout(cls)
+        for m in cls.scale_branch_modules
+    }
 
 
 def _labels(keys: Iterable[str], template: str) -> set[str]:

@@ -16,8 +16,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from .._hub import NonFiniteError, check_finite_weights
 from ..models import SRModel
-from .base import _some
+from .base import _WRITTEN_BY, _fmt, _some
 from .detection import AmbiguousLayoutError, _load, detect
 from .layouts import _REGISTRY, get_layout
 from .official import identify_file
@@ -45,13 +46,14 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         FileNotFoundError: If there is no such file.
         ValueError: If the file cannot be read as a checkpoint of tensors.
     """
-    state_dict, notes = _read_checkpoint(Path(path))
+    state_dict, notes, _ = _read_checkpoint(Path(path))
     for note in notes:
         logger.info("%s: %s", path, note)
     return state_dict
 
 
-def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any] | None]:
+    """The state dict, what was done to unwrap it, and what edsr-lib recorded in it if it wrote it."""
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint file at {path}")
     if not path.is_file():
@@ -73,7 +75,7 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     return _unwrap(obj)
 
 
-def _unwrap(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]]:
+def _unwrap(obj: Any) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any] | None]:
     notes: list[str] = []
     for _ in range(len(_WRAPPERS) + 1):
         if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -88,11 +90,23 @@ def _unwrap(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]]:
         obj = obj[key]
     else:
         raise ValueError(f"expected a state dict (names -> tensors), found {_describe_object(obj)}")
+    written = _written(obj)
     state_dict = {str(k): v for k, v in obj.items()}
     if all(k.startswith("module.") for k in state_dict):
         state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
         notes.append("stripped the 'module.' prefix of DataParallel")
-    return state_dict, notes
+    return state_dict, notes, written
+
+
+def _written(state_dict: Any) -> dict[str, Any] | None:
+    """What edsr-lib recorded in a state dict it wrote (``{"layout", "settings"}``), if it is well formed."""
+    metadata = getattr(state_dict, "_metadata", None)
+    root = metadata.get("") if isinstance(metadata, Mapping) else None
+    record = root.get(_WRITTEN_BY) if isinstance(root, Mapping) else None
+    if not isinstance(record, Mapping) or record.get("layout") not in _REGISTRY:
+        return None
+    settings = record.get("settings")
+    return {"layout": record["layout"], "settings": dict(settings) if isinstance(settings, Mapping) else {}}
 
 
 def _describe_object(obj: Any) -> str:
@@ -114,7 +128,9 @@ def convert(
 ) -> SRModel:
     """Convert a third-party checkpoint file into the library's model (and format).
 
-    Reads the file (:func:`load_state_dict`), recognises official EDSR-PyTorch files by
+    Reads the file (:func:`load_state_dict`), recognises a file that edsr-lib wrote (by
+    what :func:`~edsr_lib.convert.export_checkpoint` records in it: its layout, and the settings
+    the layout's tensors do not hold), recognises official EDSR-PyTorch files by
     sha256 (:func:`identify_file`; their layout is then known, and the variant they
     should hold is checked), recognises super-image checkpoints by the ``config.json``
     beside them, detects the model (:func:`detect`) and loads the weights. A super-image
@@ -138,15 +154,23 @@ def convert(
     Raises:
         FileNotFoundError: If ``src`` does not exist.
         AmbiguousLayoutError: If the layout cannot be told and ``layout`` is not given.
-        ValueError: If it cannot be read or mapped, or does not match the expected variant.
+        ValueError: If it cannot be read or mapped, or does not match the expected variant;
+            :class:`~edsr_lib.inference.NonFiniteError` if its weights hold NaN or infinity
+            and ``dst_dir`` is given (nothing is written, as ``upscale`` refuses such weights).
     """
     path = Path(src)
-    state_dict, notes = _read_checkpoint(path)
+    state_dict, notes, written = _read_checkpoint(path)
     official = identify_file(path)
     if official is not None:
         how = "sha256" if official.full_digest else "the sha256 prefix in its name"
         notes.append(f"recognised official checkpoint {official.filename} (by {how})")
         layout = layout or "edsr-pytorch"
+    if written is not None and layout in (None, written["layout"]):
+        layout = written["layout"]
+        allowed = get_layout(layout).allowed_overrides(state_dict)
+        recorded = {k: v for k, v in written["settings"].items() if k in allowed and k not in overrides}
+        overrides = {**recorded, **overrides}
+        notes.append(f"written by edsr-lib in the {layout} layout, as the file records" + _settings_note(recorded))
     sidecars = {name: found for name, known in _REGISTRY.items() if (found := known.sidecar(path, layout)) is not None}
     if layout is None and len(sidecars) == 1:
         layout = next(iter(sidecars))
@@ -168,5 +192,16 @@ def convert(
     spec = dataclasses.replace(spec, notes=(*notes, *spec.notes), official=official, source=str(path))
     model = _load(spec, state_dict, variant)
     if dst_dir is not None:
+        try:
+            check_finite_weights(model)
+        except NonFiniteError as err:
+            raise NonFiniteError(f"{path}: {err}; nothing written") from None
         model.save_pretrained(dst_dir)
     return model
+
+
+def _settings_note(settings: Mapping[str, Any]) -> str:
+    if not settings:
+        return ""
+    shown = ", ".join(f"{k} {_fmt(v) if isinstance(v, list) else format(v, 'g')}" for k, v in settings.items())
+    return f", with {shown}"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import collections
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._files import atomic_write
+from .._hub import check_finite_weights
 from .._loading import resolve_weights
 from ..models import SRModel
 from ..models.base import scale_key
-from .base import _conv_names, _upsampler_convs
+from .base import _WRITTEN_BY, _conv_names, _upsampler_convs
 from .layouts import WRITABLE_LAYOUTS, get_layout
 from .library import library_names
 
@@ -32,6 +34,8 @@ class ExportedCheckpoint:
             rebuild the model around these tensors.
         notes: What a user of the file must know, in words.
         wrapper: The key the layout's own code saves the state dict under (``None``: bare).
+        settings: What the layout's tensors do not hold (``res_scale``; ``rgb_range`` and
+            ``rgb_mean`` where the layout keeps them in options), as reading them back needs.
     """
 
     layout: str
@@ -39,11 +43,21 @@ class ExportedCheckpoint:
     options: dict[str, Any]
     notes: tuple[str, ...] = ()
     wrapper: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def checkpoint(self) -> dict[str, Any]:
-        """What the layout's own code saves with ``torch.save``: the state dict, wrapped where it wraps it."""
-        return {self.wrapper: self.state_dict} if self.wrapper else self.state_dict
+        """What the layout's own code saves with ``torch.save``: the state dict, wrapped where it wraps it.
+
+        The state dict records, in its ``_metadata`` (which ``load_state_dict`` ignores), that
+        edsr-lib wrote it in this layout with these :attr:`settings`, so that
+        :func:`~edsr_lib.convert.convert` reads it back without being told the layout.
+        """
+        tagged = collections.OrderedDict(self.state_dict)
+        tagged._metadata = collections.OrderedDict(  # type: ignore[attr-defined]
+            {"": {_WRITTEN_BY: {"layout": self.layout, "settings": dict(self.settings)}}}
+        )
+        return {self.wrapper: tagged} if self.wrapper else tagged
 
 
 def export_state_dict(model: SRModel, layout: str) -> ExportedCheckpoint:
@@ -66,7 +80,8 @@ def export_state_dict(model: SRModel, layout: str) -> ExportedCheckpoint:
     Raises:
         TypeError: If ``model`` is not an edsr-lib model.
         ValueError: If the layout is not written, or its code cannot hold this model
-            (another block, kernel size or number of colours; MDSR outside EDSR-PyTorch).
+            (another block, kernel size or number of colours; MDSR outside EDSR-PyTorch);
+            :class:`~edsr_lib.inference.NonFiniteError` if its weights hold NaN or infinity.
     """
     target = get_layout(layout)
     if not target.writable:
@@ -75,6 +90,7 @@ def export_state_dict(model: SRModel, layout: str) -> ExportedCheckpoint:
         raise TypeError(f"expected an edsr-lib model, got {type(model).__name__}")
     if model.fused:
         raise ValueError("this model is fused (for inference): write the unfused model")
+    check_finite_weights(model)
     config = model.config
     architecture = config["architecture"]
     names = target.names(architecture)
@@ -105,7 +121,8 @@ def export_state_dict(model: SRModel, layout: str) -> ExportedCheckpoint:
         )
     out.update(target.extra_tensors(config["rgb_mean"]))
     notes += target.write_notes(config)
-    return ExportedCheckpoint(target.name, out, target.options(config), tuple(notes), target.wrapper)
+    settings = {"res_scale": config["res_scale"], "rgb_range": target.rgb_range, "rgb_mean": list(config["rgb_mean"])}
+    return ExportedCheckpoint(target.name, out, target.options(config), tuple(notes), target.wrapper, settings)
 
 
 def export_checkpoint(src: SRModel | str | Path, dst: str | Path, layout: str) -> ExportedCheckpoint:

@@ -44,6 +44,7 @@ from PIL import Image
 from .._device import resolve_device, resolve_half
 from ..inference import load_model, upscale
 from ..io import (
+    AnyImage,
     ImageReadError,
     array_to_image,
     carry_metadata,
@@ -145,22 +146,11 @@ def _display(path: str | os.PathLike[str]) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def _to_16_bits(image: Image.Image) -> np.ndarray:
-    """The pixels with 16 bits per channel, so that the model's output is rounded to 16 bits, not 8.
-
-    Raises:
-        ValueError: If edsr-lib's image writer cannot hold this many channels in 16 bits.
-    """
+def _to_16_bits(image: AnyImage) -> np.ndarray:
+    """The pixels with 16 bits per channel, so that the model's output is rounded to 16 bits, not 8."""
     array = image_to_array(image)
     if array.dtype == np.uint8:
         array = array.astype(np.uint16) * 257  # 8-bit level v is 16-bit level 257 v: the same value
-    try:
-        array_to_image(np.zeros((1, 1, array.shape[2]), np.uint16))  # checked before the work, not after
-    except ValueError:
-        raise ValueError(
-            f"a {image.mode} image cannot be written with 16 bits per channel by this version of edsr-lib "
-            "(16-bit gray can); choose PNG or TIFF"
-        ) from None
     return array
 
 
@@ -177,7 +167,7 @@ def run_upscale(
     out_dir: str | os.PathLike[str],
     limits: Limits = Limits(),
     progress: bool = False,
-) -> tuple[Image.Image, Image.Image, Path]:
+) -> tuple[AnyImage, AnyImage, Path]:
     """Upscale one image file as the page does, and write the result as ``edsr-lib upscale`` would.
 
     Args:
@@ -207,7 +197,7 @@ def run_upscale(
     image = load_image(source)
     file_format, sixteen = FORMATS[output_format]
     sixteen = sixteen and image.mode not in ("I", "F")  # 32-bit and float images keep their own precision
-    pixels = _to_16_bits(image) if sixteen else image  # refused here, before the work, if it cannot be written
+    pixels = _to_16_bits(image) if sixteen else image
     net = load_model(f"{model}.{tag}", cache=True)  # kept between runs
     factor = net.resolve_scale(scale if len(net.scales) > 1 else None)
     job = make_job(source, out_dir, suffix=expand_suffix(_SUFFIX, factor), format=file_format)  # the CLI's name

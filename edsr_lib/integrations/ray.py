@@ -137,8 +137,7 @@ class Upscaler:
             format=self.format,
             quality=self.quality,
             workers=self.workers,
-            progress=False,
-            log=lambda line: None,  # the rows carry every failure
+            progress=False,  # failures are in the rows too; warnings and notes go to the worker's log
             **self.options,
         )
         for i, result in zip(todo, summary.results, strict=True):

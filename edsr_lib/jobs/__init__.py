@@ -32,15 +32,16 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from .._device import resolve_device, resolve_half
+from .._device import bind_local_gpu, resolve_device, resolve_half
 from ..backends import resolve_backend
 from ..inference import check_finite_weights, load_model
 from ..io import OUTPUT_FORMATS
@@ -158,123 +159,84 @@ def upscale_folder(
     if max_pixels is not None and max_pixels < 0:
         raise ValueError(f"max_pixels must be positive (or 0 for no limit), got {max_pixels}")
     log = log or _stderr
-    limit = Image.MAX_IMAGE_PIXELS
-    try:
-        if max_pixels is not None:
-            Image.MAX_IMAGE_PIXELS = max_pixels or None
-        with _WarningsAsLines(log):
-            return _upscale_folder(
-                inputs,
-                output_dir,
-                model=model,
-                scale=scale,
-                outscale=outscale,
+    with _pixel_limit(max_pixels), _WarningsAsLines(log):
+        check_suffix(suffix)
+        if scale is not None and outscale is not None:
+            raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
+        if quality is not None and not 1 <= quality <= 100:
+            raise ValueError(f"quality must be in 1..100, got {quality}")
+        if workers < 1 or batch_size < 1:
+            raise ValueError(f"workers and batch_size must be at least 1, got {workers} and {batch_size}")
+        if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+        if format is not None and format not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output format {format!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
+        kinds = list(planning._KINDS if kinds is None else kinds)
+        found, errors = planning._find(inputs, recursive, kinds)  # bad inputs and an empty job cost no model loading
+        for line in errors:
+            log(f"error: {line}")
+        if not found:
+            raise ValueError("nothing to upscale")
+        check_output_dir(output_dir)
+
+        device = job_device(device)
+        half_dtype = resolve_half(half, device)
+        # a runtime that cannot run here fails the job once, not each file
+        resolve_backend(options.get("backend", "torch"), "bf16" if half_dtype == torch.bfloat16 else "fp32", device)
+        net = load_model(model).to(device)
+        check_finite_weights(net)  # once, before any file: every output would be garbage
+        factor = outscale if outscale is not None else net.resolve_scale(scale)
+        name = Path(model).name if isinstance(model, str | os.PathLike) else getattr(net, "variant", "") or "model"
+        plan = planning._name(found, output_dir, expand_suffix(suffix, factor, name), format, kinds)
+        plan.errors = errors
+        if plan.left_out:
+            log(f"left out {len(plan.left_out)} file(s) that are outputs of this command")
+        for path in plan.clashes:
+            log(f"error: {path}: its output would overwrite an input (give another suffix, format or output folder)")
+
+        jobs = plan.jobs
+        shard = shard if shard is not None else launcher_shard()
+        others = 0
+        if shard is not None:
+            mine = jobs[shard[0] :: shard[1]]
+            others = len(jobs) - len(mine)
+            log(f"shard {shard[0]} of {shard[1]}: {len(mine)} of {len(jobs)} files here, {others} left to the others")
+            jobs = mine
+        skipped = [j for j in jobs if skip_existing and j.done(format)]
+        todo = [j for j in jobs if j not in skipped]
+
+        upscale_options = {"scale": None if outscale is not None else scale, "outscale": outscale, **options}
+        try:
+            summary = run_jobs(
+                net,
+                todo,
                 format=format,
                 quality=quality,
-                suffix=suffix,
-                recursive=recursive,
-                skip_existing=skip_existing,
-                shard=shard,
                 workers=workers,
                 batch_size=batch_size,
-                device=device,
-                half=half,
                 progress=progress,
                 log=log,
-                kinds=kinds,
-                **options,
+                output_dir=output_dir,
+                device=device,
+                half=half,
+                **upscale_options,
             )
-    finally:
-        Image.MAX_IMAGE_PIXELS = limit
+        except Interrupted as exc:
+            _complete(exc.summary, plan, skipped, format, shard, others)
+            raise
+        return _complete(summary, plan, skipped, format, shard, others)
 
 
-def _upscale_folder(
-    inputs: PathLike | Iterable[PathLike],
-    output_dir: PathLike,
-    *,
-    model: SRModel | PathLike,
-    scale: int | None,
-    outscale: float | None,
-    format: str | None,
-    quality: int | None,
-    suffix: str,
-    recursive: bool,
-    skip_existing: bool,
-    shard: tuple[int, int] | None,
-    workers: int,
-    batch_size: int,
-    device: torch.device | str | None,
-    half: bool | str,
-    progress: bool,
-    log: Log,
-    kinds: Sequence[JobKind] | None,
-    **options: Any,
-) -> Summary:
-    check_suffix(suffix)
-    if scale is not None and outscale is not None:
-        raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
-    if quality is not None and not 1 <= quality <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    if workers < 1 or batch_size < 1:
-        raise ValueError(f"workers and batch_size must be at least 1, got {workers} and {batch_size}")
-    if shard is not None and not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
-    if format is not None and format not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown output format {format!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
-    kinds = list(planning._KINDS if kinds is None else kinds)
-    found, errors = planning._find(inputs, recursive, kinds)  # bad inputs and an empty job cost no model loading
-    for line in errors:
-        log(f"error: {line}")
-    if not found:
-        raise ValueError("nothing to upscale")
-    check_output_dir(output_dir)
-
-    device = job_device(device)
-    half_dtype = resolve_half(half, device)
-    # a runtime that cannot run here fails the job once, not each file
-    resolve_backend(options.get("backend", "torch"), "bf16" if half_dtype == torch.bfloat16 else "fp32", device)
-    net = load_model(model).to(device)
-    check_finite_weights(net)  # once, before any file: every output would be garbage
-    factor = outscale if outscale is not None else net.resolve_scale(scale)
-    name = Path(os.fspath(model)).name if isinstance(model, str | os.PathLike) else type(net).__name__.lower()
-    plan = planning._name(found, output_dir, expand_suffix(suffix, factor, name), format, kinds)
-    plan.errors = errors
-    if plan.left_out:
-        log(f"left out {len(plan.left_out)} file(s) that are outputs of this command")
-    for path in plan.clashes:
-        log(f"error: {path}: its output would overwrite an input (give another suffix, format or output folder)")
-
-    jobs = plan.jobs
-    shard = shard if shard is not None else launcher_shard()
-    others = 0
-    if shard is not None:
-        mine = jobs[shard[0] :: shard[1]]
-        others = len(jobs) - len(mine)
-        log(f"shard {shard[0]} of {shard[1]}: {len(mine)} of {len(jobs)} files here, {others} left to the others")
-        jobs = mine
-    skipped = [j for j in jobs if skip_existing and j.done(format)]
-    todo = [j for j in jobs if j not in skipped]
-
-    upscale_options = {"scale": None if outscale is not None else scale, "outscale": outscale, **options}
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb limit set to ``max_pixels`` (``0``: none) while the run lasts."""
+    saved = Image.MAX_IMAGE_PIXELS
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels or None
     try:
-        summary = run_jobs(
-            net,
-            todo,
-            format=format,
-            quality=quality,
-            workers=workers,
-            batch_size=batch_size,
-            progress=progress,
-            log=log,
-            output_dir=output_dir,
-            device=device,
-            half=half,
-            **upscale_options,
-        )
-    except Interrupted as exc:
-        _complete(exc.summary, plan, skipped, format, shard, others)
-        raise
-    return _complete(summary, plan, skipped, format, shard, others)
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _complete(
@@ -297,9 +259,8 @@ def job_device(device: torch.device | str | None = None) -> torch.device:
     """
     local_rank = os.environ.get("LOCAL_RANK")
     under_launcher = local_rank is not None and launcher_shard() is not None
-    if under_launcher and str(device or "cuda") == "cuda" and torch.cuda.is_available():
-        torch.cuda.set_device(int(local_rank))  # first: asking CUDA anything else opens a context on GPU 0
-        return torch.device("cuda", int(local_rank))
+    if under_launcher and (index := bind_local_gpu(device)) is not None:
+        return torch.device("cuda", index)
     resolved = resolve_device(device)
     if under_launcher and resolved.type not in ("cpu", "cuda") and resolved.index is None:
         resolved = resolve_device(f"{resolved.type}:{local_rank}")

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .._files import stale_temporary_files
 from ..inference import upscale
-from ..io import ImageReadError, array_to_image, check_writable, fit_format, image_to_array, load_image, write_image
+from ..io import AnyImage, ImageReadError, check_writable, fit_format, load_image, upscaled_mode, write_image
 from ..memory import is_out_of_memory
 from ..models import SRModel
 from .planning import Job, PathLike
@@ -303,7 +303,7 @@ def run_jobs(
     notes: set[str] = set()
     notes_lock = threading.Lock()
 
-    def write(index: int, image: Image.Image, source: Image.Image | None) -> Path:
+    def write(index: int, image: AnyImage, source: AnyImage | None) -> Path:
         job = jobs[index]
         target = job.target
         if format is None and image.mode in _TIFF_ONLY_MODES:
@@ -434,13 +434,11 @@ def _bomb_hint(exc: ImageReadError) -> ImageReadError:
     )
 
 
-def _check_writable_mode(image: Image.Image, job: Job, format: str | None) -> None:
+def _check_writable_mode(image: AnyImage, job: Job, format: str | None) -> None:
     """Refuse, before computing, an image whose result the output format cannot hold."""
     if format is None and image.mode in _TIFF_ONLY_MODES:
         return
-    # the mode of the result: the one an upscaled image of this one comes back in
-    result_mode = array_to_image(image_to_array(image.crop((0, 0, 1, 1))), like=image).mode
-    check_writable(job.target, result_mode)
+    check_writable(job.target, upscaled_mode(image))
 
 
 def _batches(

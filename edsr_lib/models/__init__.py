@@ -1,7 +1,7 @@
 """The model families; importing this package registers every variant."""
 
-from .base import SRModel, architectures
+from .base import SRModel, TrunkModel, architectures
 from .edsr import EDSR
 from .mdsr import MDSR
 
-__all__ = ["EDSR", "MDSR", "SRModel", "architectures"]
+__all__ = ["EDSR", "MDSR", "SRModel", "TrunkModel", "architectures"]

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from .._builder import build_model
 from .._pretrained import PretrainedCfg
 from .._registry import register_model
-from ..layers import DIV2K_RGB_MEAN, MeanShift, create_block, default_conv
-from .base import SRModel
+from ..layers import DIV2K_RGB_MEAN, create_block
+from .base import TrunkModel
 
 
-class EDSR(SRModel):
+class EDSR(TrunkModel):
     """Single-scale EDSR.
 
     ``head`` conv -> ``body`` (``n_resblocks`` ResBlocks + conv, global residual) ->
-    ``upsampler`` (sub-pixel) -> ``tail`` conv, between two fixed mean shifts.
+    ``upsampler`` (sub-pixel) -> ``tail`` conv, between two fixed mean shifts
+    (the trunk of :class:`~edsr_lib.models.base.TrunkModel`).
 
     Args:
         scale: Upscaling factor (3 or a power of two).
@@ -51,42 +51,16 @@ class EDSR(SRModel):
         upsampler: str = "upsampler",
     ) -> None:
         super().__init__()
-        if len(rgb_mean) != n_colors:
-            raise ValueError(f"rgb_mean has {len(rgb_mean)} values for {n_colors} colour channels")
         self.scale = int(scale)
         self.scales = (self.scale,)
-        self.n_colors = n_colors
-        self.sub_mean = MeanShift(rgb_range, rgb_mean, sign=-1)
-        self.head = default_conv(n_colors, n_feats, kernel_size)
-        self.body = nn.Sequential(
-            *[
-                create_block(block, n_feats=n_feats, kernel_size=kernel_size, res_scale=res_scale)
-                for _ in range(n_resblocks)
-            ],
-            default_conv(n_feats, n_feats, kernel_size),
+        trunk = (n_resblocks, n_feats, res_scale, rgb_range, rgb_mean, n_colors, kernel_size, block)
+        self._build_trunk(
+            *trunk,
+            upsampler=lambda: create_block(upsampler, scale=self.scale, n_feats=n_feats, kernel_size=kernel_size),
         )
-        self.upsampler = create_block(upsampler, scale=self.scale, n_feats=n_feats, kernel_size=kernel_size)
-        self.tail = default_conv(n_feats, n_colors, kernel_size)
-        self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
 
-    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
-        """Upscale ``x`` (float NCHW in [0, 1]) by this model's scale.
-
-        Args:
-            x: Input batch.
-            scale: Optional; if given it must equal :attr:`scale`.
-        """
-        self.resolve_scale(scale)
-        self.check_input(x)
-        x = self.head(self.sub_mean(x))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(self.upsampler(x)))
-
-    def _conv_path(self, scale: int) -> Iterable[tuple[nn.Conv2d, float]]:
-        yield self.head, 1.0
-        yield from ((m, 1.0) for m in self.body.modules() if isinstance(m, nn.Conv2d))
-        yield from self.upsampler.conv_path()
-        yield self.tail, 1.0 / scale
+    def _branches(self, scale: int) -> tuple[nn.Module | None, nn.Module]:
+        return None, self.upsampler
 
 
 def _create_edsr(variant: str, pretrained: bool = False, **kwargs: Any) -> EDSR:

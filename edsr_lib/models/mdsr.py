@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import nn
 
 from .._builder import build_model
 from .._pretrained import PretrainedCfg
 from .._registry import register_model
-from ..layers import DIV2K_RGB_MEAN, MeanShift, create_block, default_conv
-from .base import SRModel, scale_key
+from ..layers import DIV2K_RGB_MEAN, create_block
+from .base import TrunkModel, scale_key
 
 
-class MDSR(SRModel):
+class MDSR(TrunkModel):
     """Multi-scale EDSR.
 
     ``head`` conv -> ``pre_process[x<s>]`` (two 5x5 ResBlocks per scale) -> shared ``body``
     (``n_resblocks`` ResBlocks + conv, global residual) -> ``upsample[x<s>]`` -> shared
     ``tail`` conv. Branches are keyed by scale value, so a forward pass at scale ``s``
-    runs (and trains) only that scale's branches.
+    runs (and trains) only that scale's branches (the trunk of
+    :class:`~edsr_lib.models.base.TrunkModel`).
 
     Args:
         scales: The scales the model serves.
@@ -61,51 +61,27 @@ class MDSR(SRModel):
         scales = tuple(int(s) for s in scales)
         if not scales or len(set(scales)) != len(scales):
             raise ValueError(f"scales must be distinct and non-empty, got {scales}")
-        if len(rgb_mean) != n_colors:
-            raise ValueError(f"rgb_mean has {len(rgb_mean)} values for {n_colors} colour channels")
         self.scales = scales
-        self.n_colors = n_colors
-        self.sub_mean = MeanShift(rgb_range, rgb_mean, sign=-1)
-        self.head = default_conv(n_colors, n_feats, kernel_size)
-        self.pre_process = nn.ModuleDict(
-            {
-                scale_key(s): create_block(preprocess, n_feats=n_feats, kernel_size=preprocess_kernel_size)
-                for s in scales
-            }
+        trunk = (n_resblocks, n_feats, res_scale, rgb_range, rgb_mean, n_colors, kernel_size, block)
+        self._build_trunk(
+            *trunk,
+            preprocess=lambda: nn.ModuleDict(
+                {
+                    scale_key(s): create_block(preprocess, n_feats=n_feats, kernel_size=preprocess_kernel_size)
+                    for s in scales
+                }
+            ),
+            upsampler=lambda: nn.ModuleDict(
+                {
+                    scale_key(s): create_block(upsampler, scale=s, n_feats=n_feats, kernel_size=kernel_size)
+                    for s in scales
+                }
+            ),
         )
-        self.body = nn.Sequential(
-            *[
-                create_block(block, n_feats=n_feats, kernel_size=kernel_size, res_scale=res_scale)
-                for _ in range(n_resblocks)
-            ],
-            default_conv(n_feats, n_feats, kernel_size),
-        )
-        self.upsample = nn.ModuleDict(
-            {scale_key(s): create_block(upsampler, scale=s, n_feats=n_feats, kernel_size=kernel_size) for s in scales}
-        )
-        self.tail = default_conv(n_feats, n_colors, kernel_size)
-        self.add_mean = MeanShift(rgb_range, rgb_mean, sign=1)
 
-    def forward(self, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
-        """Upscale ``x`` (float NCHW in [0, 1]) by ``scale``, running only that scale's branches.
-
-        Raises:
-            ValueError: If ``scale`` is not one of :attr:`scales` (or missing when there
-                are several).
-        """
-        key = scale_key(self.resolve_scale(scale))
-        self.check_input(x)
-        x = self.pre_process[key](self.head(self.sub_mean(x)))
-        x = self.body(x) + x
-        return self.add_mean(self.tail(self.upsample[key](x)))
-
-    def _conv_path(self, scale: int) -> Iterable[tuple[nn.Conv2d, float]]:
+    def _branches(self, scale: int) -> tuple[nn.Module | None, nn.Module]:
         key = scale_key(scale)
-        yield self.head, 1.0
-        for part in (self.pre_process[key], self.body):
-            yield from ((m, 1.0) for m in part.modules() if isinstance(m, nn.Conv2d))
-        yield from self.upsample[key].conv_path()
-        yield self.tail, 1.0 / scale
+        return self.pre_process[key], self.upsample[key]
 
 
 def _create_mdsr(variant: str, pretrained: bool = False, **kwargs: Any) -> MDSR:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_object", "barrier", "bind_local_gpu", "init_distributed"]
+__all__ = ["DistInfo", "all_gather_object", "barrier", "init_distributed"]
 
 
 @dataclass(frozen=True)
@@ -56,33 +56,6 @@ def init_distributed(device_type: str) -> DistInfo:
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
-
-
-def bind_local_gpu(device: str = "auto") -> int | None:
-    """Under ``torchrun``, make this process's GPU (``LOCAL_RANK``) the current CUDA device.
-
-    Call it first, before anything touches CUDA: otherwise every process of the machine
-    creates its first CUDA context (hundreds of MB) on GPU 0, whichever GPU it trains on.
-    A single process, or a run that is not on CUDA, is left alone.
-
-    Args:
-        device: The run's device setting (``"auto"``, ``"cuda"``, ``"cuda:N"``, ``"cpu"``...).
-
-    Returns:
-        The GPU index made current, or ``None``.
-    """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "LOCAL_RANK" not in os.environ:
-        return None
-    # torch.device(...) only parses: resolve_device would ask CUDA for its current device, i.e. open GPU 0
-    try:
-        wants_cuda = device == "auto" or torch.device(device).type == "cuda"
-    except (RuntimeError, ValueError):
-        return None  # the trainer names the bad device
-    if not wants_cuda or not torch.cuda.is_available():
-        return None
-    local_rank = int(os.environ["LOCAL_RANK"])
-    torch.cuda.set_device(local_rank)
-    return local_rank
 
 
 def all_gather_object(obj: Any, info: DistInfo) -> list[Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..convert import load_state_dict
 from ..hub import WeightsNotFoundError, WeightsSource, resolve_weights
 from ..layers import ResBlock
 from ..models import SRModel, architectures
@@ -50,9 +51,10 @@ def _resolve(source: str | Path) -> WeightsSource:
 
 def _read_state(source: str | Path) -> dict[str, torch.Tensor]:
     found = _resolve(source)
-    if found.kind == "file" and found.path.suffix != ".safetensors":  # a training checkpoint, or its state dict
-        ckpt = torch.load(found.path, map_location="cpu", weights_only=True)
-        return ckpt.get("model", ckpt) if isinstance(ckpt, dict) else ckpt
+    if found.kind == "file" and found.path.suffix != ".safetensors":
+        # a training checkpoint (its "model"), or a state dict: read as the converter reads a
+        # third-party file, weights_only, so that a file of other objects is one clear error
+        return load_state_dict(found.path)
     return found.state_dict()
 
 

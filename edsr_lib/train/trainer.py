@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .._device import amp_dtype, resolve_amp, resolve_device
 from .._files import atomic_path
-from ..evaluate import evaluate, set_name
+from ..evaluation import evaluate, set_name
 from ..hub import model_card, save_pretrained
 from ..models import SRModel
 from ..registry import PretrainedCfg, create_model

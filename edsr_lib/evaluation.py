@@ -34,10 +34,10 @@ from .memory import is_out_of_memory
 from .models import SRModel
 from .ops.imresize import imresize, modcrop
 
-__all__ = ["BICUBIC", "PROTOCOLS", "evaluate", "set_name"]
+__all__ = ["BICUBIC_MODEL", "PROTOCOLS", "evaluate", "set_name"]
 
 #: The ``model`` value that evaluates MATLAB bicubic upsampling, the baseline of every table.
-BICUBIC = "bicubic"
+BICUBIC_MODEL = "bicubic"
 
 #: Protocol name -> (score the Y channel?, pixels ignored at each border beyond ``scale``).
 PROTOCOLS: dict[str, tuple[bool, int]] = {
@@ -177,11 +177,11 @@ def evaluate(
     _check_args(scale, protocol)
     scale = int(scale)
     data = Path(data).expanduser()
-    is_bicubic = isinstance(model, str) and model == BICUBIC
+    is_bicubic = isinstance(model, str) and model == BICUBIC_MODEL
     if is_bicubic:
         if self_ensemble or tile not in (None, "auto"):
             raise ValueError("self_ensemble and tile apply to a model; the bicubic baseline takes neither")
-        description = BICUBIC
+        description = BICUBIC_MODEL
     else:
         # a name or folder describes itself; an object by its registered variant, if any
         description = os.fspath(model) if isinstance(model, str | os.PathLike) else None
