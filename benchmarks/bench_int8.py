@@ -14,7 +14,7 @@ scale. This script measures both for one shipped model:
 
 Usage::
 
-    python benchmarks/bench_int8.py --scale 2 --sets Set5,Set14 --mode accuracy --max-drop 0.05
+    python benchmarks/bench_int8.py --scale 2 --max-drop 0.01 --validation 32   # the variant closest to the rule
     python benchmarks/bench_int8.py --scale 2 --sets Set5 --mode ptq --ignore-ends
 """
 
