@@ -29,10 +29,10 @@ import nncf
 import numpy as np
 import openvino as ov
 import torch
+from edsr_lib.evaluate import _hr_files, _load_pair
 
 import edsr_lib
 from edsr_lib import backends
-from edsr_lib.evaluate import _hr_files, _load_pair
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import psnr
 from edsr_lib.ops.imresize import imresize
