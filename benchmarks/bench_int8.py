@@ -10,7 +10,7 @@ scale. This script measures both for one shipped model:
 - speed: the int8 model against OpenVINO fp32 (the fastest fp32 path on the machine of
   docs/speed.md) on a 256x256 input, alternated, best of the rounds;
 - PSNR (Y channel, ``scale`` border pixels, 8-bit outputs) of fp32 and int8 on each set, with
-  the benchmark protocol of :func:`edsr_lib.evaluate.evaluate`.
+  the benchmark protocol of :func:`edsr_lib.evaluation.evaluate`.
 
 Usage::
 
@@ -29,10 +29,10 @@ import nncf
 import numpy as np
 import openvino as ov
 import torch
-from edsr_lib.evaluate import _hr_files, _load_pair
 
 import edsr_lib
 from edsr_lib import backends
+from edsr_lib.evaluation import _hr_files, _load_pair
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import psnr
 from edsr_lib.ops.imresize import imresize
