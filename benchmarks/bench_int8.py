@@ -10,11 +10,11 @@ scale. This script measures both for one shipped model:
 - speed: the int8 model against OpenVINO fp32 (the fastest fp32 path on the machine of
   docs/speed.md) on a 256x256 input, alternated, best of the rounds;
 - PSNR (Y channel, ``scale`` border pixels, 8-bit outputs) of fp32 and int8 on each set, with
-  the benchmark protocol of :func:`edsr_lib.evaluate.evaluate`.
+  the benchmark protocol of :func:`edsr_lib.evaluation.evaluate`.
 
 Usage::
 
-    python benchmarks/bench_int8.py --scale 2 --sets Set5,Set14 --mode accuracy --max-drop 0.05
+    python benchmarks/bench_int8.py --scale 2 --max-drop 0.01 --validation 32   # the variant closest to the rule
     python benchmarks/bench_int8.py --scale 2 --sets Set5 --mode ptq --ignore-ends
 """
 
@@ -32,7 +32,7 @@ import torch
 
 import edsr_lib
 from edsr_lib import backends
-from edsr_lib.evaluate import _hr_files, _load_pair
+from edsr_lib.evaluation import _hr_files, _load_pair
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import psnr
 from edsr_lib.ops.imresize import imresize
