@@ -50,7 +50,7 @@ import edsr_lib
 from edsr_lib import backends
 from edsr_lib._device import full_float32, uses_tf32
 from edsr_lib.export import INPUT_NAME, export_onnx
-from edsr_lib.inference import cpu_has_native_bf16
+from edsr_lib.inference import cpu_has_native_bf16, torch_runner
 
 PLAIN = "plain (NCHW, unfused)"
 FAST = "upscale (fused, channels_last)"
@@ -207,6 +207,8 @@ def standalone(backend: str, onnx_path: Path, precision: str) -> Callable[[np.nd
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # its threads would otherwise spin after each run and slow down the row timed next
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         return lambda x: session.run(None, {INPUT_NAME: x})
     import openvino as ov
@@ -236,6 +238,19 @@ def runtime_variants(
             run = standalone(backend, onnx_path, precision)
             out[f"standalone {backend} {precision}"] = lambda run=run: run(x_np)
     return out
+
+
+def auto_choice(model: edsr_lib.SRModel, scale: int) -> str:
+    """What ``backend="auto"`` picks for ``model`` at ``scale`` here, per precision, with the times it measured."""
+    lines = []
+    for precision in ["fp32", "bf16"] if cpu_has_native_bf16() else ["fp32"]:
+        half = torch.bfloat16 if precision == "bf16" else None
+        fast = torch_runner(model, scale, device=torch.device("cpu"), half=half)
+        winner = backends.fastest_backend(model, scale, precision, fast)
+        seconds = (backends.auto_measurement(model, scale, precision) or {}).get("seconds", {})
+        measured = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(seconds.items(), key=lambda kv: kv[1]))
+        lines.append(f"{model.architecture} x{scale} {precision}: {winner}" + (f" ({measured})" if measured else ""))
+    return "; ".join(lines)
 
 
 def variants(
@@ -366,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     sgemm = [sgemm_gflops(device, args.sgemm_size)]
     ratios: list[str] = []
     agreement: list[str] = []
+    picks: list[str] = []
     folder = Path(tempfile.mkdtemp(prefix="bench_inference_"))
     header = (
         f"| {'model':<17}| {'scale':<6}| {'variant':<32}| {'MP/s out':>9}| {'GFLOP/s':>8}| {'% sgemm':>8}"
@@ -397,6 +413,8 @@ def main(argv: list[str] | None = None) -> None:
             plain_time = min(times[PLAIN])
             if BF16_CPU in times:
                 ratios.append(f"{name} x{scale}: {min(times[FAST]) / min(times[BF16_CPU]):.2f}x")
+            if device.type == "cpu":
+                picks.append(auto_choice(model, scale))
             for label in runs:
                 t = min(times[label])
                 shown = f"{label} (TF32)" if uses_tf32(device) and "16" not in label else label
@@ -412,6 +430,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bf16 (CPU) vs the fp32 fast path: {', '.join(ratios)}")
     elif device.type == "cpu":
         print("bf16 (CPU): not run, this CPU has no native bf16")
+    if picks:
+        print("backend='auto' (measured once on this machine, 96x96 windows, then remembered):")
+        print("\n".join(f"  {line}" for line in picks))
     if agreement:
         print("largest difference from the fp32 fast path (bf16 rows: rounded inside):")
         print("\n".join(f"  {line}" for line in agreement))

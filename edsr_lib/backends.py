@@ -60,6 +60,7 @@ __all__ = [
     "BackendError",
     "CPUInfo",
     "RuntimeModel",
+    "auto_measurement",
     "cache_dir",
     "cpu_info",
     "fastest_backend",
@@ -280,6 +281,8 @@ def _onnxruntime_runner(path: Path, precision: str) -> Callable[[np.ndarray], np
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = _threads()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle threads sleep instead of spinning: between batches PyTorch (tiling, checks) needs the cores
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
     return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
 
@@ -375,6 +378,21 @@ def _auto_key(model: SRModel, scale: int, precision: str) -> str:
     versions = ",".join(f"{k}={v}" for k, v in sorted(runtime_versions().items()))
     flags = ",".join(k for k, v in cpu.flags.items() if v)
     return f"{cpu.model}|{flags}|threads={_threads()}|{versions}|{architecture}|x{scale}|{precision}"
+
+
+def auto_measurement(model: SRModel, scale: int | None, precision: str) -> dict | None:
+    """What :func:`fastest_backend` recorded for this machine, architecture, scale and precision, if anything.
+
+    Returns:
+        ``{"backend": winner, "seconds": {backend: fastest round}}``, or ``None`` before the
+        first measurement.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        entry = json.loads((cache_dir() / "auto.json").read_text()).get(
+            _auto_key(model, model.resolve_scale(scale), precision)
+        )
+        return entry if isinstance(entry, dict) else None
+    return None
 
 
 def fastest_backend(

@@ -136,6 +136,8 @@ def test_auto_measures_once_and_remembers(tiny: edsr_lib.EDSR, cache: Path, monk
     assert len(calls) == 4  # one warm-up and three timed rounds
     record = json.loads((cache / "auto.json").read_text())
     (entry,) = [v for k, v in record.items() if k.endswith("|x2|fp32")]
+    assert backends.auto_measurement(tiny, 2, "fp32") == entry
+    assert backends.auto_measurement(tiny, 2, "bf16") is None
     assert entry["backend"] == winner and set(entry["seconds"]) == {"torch", *backends.installed_runtimes()}
     monkeypatch.setattr(backends, "load_runtime", lambda *a, **k: pytest.fail("measured again"))
     assert fastest_backend(tiny, 2, "fp32", torch_path) == winner
