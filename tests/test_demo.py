@@ -22,6 +22,9 @@ from edsr_lib import demo
 from edsr_lib.io import Image16, load_image
 from edsr_lib.registry import get_pretrained_cfg, list_pretrained
 
+#: The models run here, each with the tag the page offers first: the registry's default, not a release's name.
+X2, MDSR = get_pretrained_cfg("edsr_baseline_x2"), get_pretrained_cfg("mdsr_baseline")
+
 
 @pytest.fixture
 def photo(tmp_path: Path) -> Path:
@@ -29,8 +32,8 @@ def photo(tmp_path: Path) -> Path:
 
 
 def test_the_download_is_the_file_edsr_lib_upscale_writes(photo: Path, tmp_path: Path) -> None:
-    image, result, written = demo.run_upscale(photo, "edsr_baseline_x2", "t528", None, out_dir=tmp_path / "page")
-    expected = cli_upscale(photo, tmp_path / "cli", "--model", "edsr_baseline_x2.t528")
+    image, result, written = demo.run_upscale(photo, X2.architecture, X2.tag, None, out_dir=tmp_path / "page")
+    expected = cli_upscale(photo, tmp_path / "cli", "--model", X2.name)
     assert written.name == expected.name == "photo_x2.png"
     assert written.read_bytes() == expected.read_bytes()
     assert image.size == (44, 60) and result.size == (88, 120)  # upright, as the EXIF orientation says
@@ -42,9 +45,9 @@ def test_the_download_is_the_file_edsr_lib_upscale_writes(photo: Path, tmp_path:
 
 def test_mdsr_at_the_chosen_scale_and_tiff(photo: Path, tmp_path: Path) -> None:
     _, result, written = demo.run_upscale(
-        photo, "mdsr_baseline", "t528", 3, output_format="TIFF", out_dir=tmp_path / "page"
+        photo, MDSR.architecture, MDSR.tag, 3, output_format="TIFF", out_dir=tmp_path / "page"
     )
-    expected = cli_upscale(photo, tmp_path / "cli", "--model", "mdsr_baseline.t528", "--scale", "3", "--format", "tif")
+    expected = cli_upscale(photo, tmp_path / "cli", "--model", MDSR.name, "--scale", "3", "--format", "tif")
     assert written.name == "photo_x3.tif" and result.size == (132, 180)
     assert written.read_bytes() == expected.read_bytes()
 
@@ -53,8 +56,8 @@ def test_sixteen_bits_keep_what_eight_bits_round_away(tmp_path: Path) -> None:
     gray = tmp_path / "gray.png"
     Image.open(demo.SAMPLE_IMAGE).convert("L").save(gray)
     label = "PNG, 16 bits per channel"
-    _, _, written = demo.run_upscale(gray, "edsr_baseline_x2", "t528", None, output_format=label, out_dir=tmp_path)
-    _, eight, _ = demo.run_upscale(gray, "edsr_baseline_x2", "t528", None, out_dir=tmp_path / "8")
+    _, _, written = demo.run_upscale(gray, X2.architecture, X2.tag, None, output_format=label, out_dir=tmp_path)
+    _, eight, _ = demo.run_upscale(gray, X2.architecture, X2.tag, None, out_dir=tmp_path / "8")
     with Image.open(written) as out:
         assert out.mode.startswith("I;16") and out.size == (192, 192)
         levels = np.asarray(out).astype(np.float64)
@@ -64,8 +67,8 @@ def test_sixteen_bits_keep_what_eight_bits_round_away(tmp_path: Path) -> None:
 
 def test_sixteen_bit_colour_is_written_with_sixteen_bits(photo: Path, tmp_path: Path) -> None:
     options = {"output_format": "PNG, 16 bits per channel", "out_dir": tmp_path / "o"}
-    _, result, written = demo.run_upscale(photo, "edsr_baseline_x2", "t528", None, **options)
-    _, eight, _ = demo.run_upscale(photo, "edsr_baseline_x2", "t528", None, out_dir=tmp_path / "8")
+    _, result, written = demo.run_upscale(photo, X2.architecture, X2.tag, None, **options)
+    _, eight, _ = demo.run_upscale(photo, X2.architecture, X2.tag, None, out_dir=tmp_path / "8")
     out = load_image(written)
     assert isinstance(out, Image16) and out.mode == "RGB;16" and out.size == (88, 120)
     np.testing.assert_array_equal(out.pixels, result.pixels)
@@ -81,7 +84,7 @@ def test_sixteen_bit_colour_is_written_with_sixteen_bits(photo: Path, tmp_path: 
 )
 def test_inputs_over_the_limits_are_refused(photo: Path, tmp_path: Path, limits: demo.Limits, message: str) -> None:
     with pytest.raises(ValueError, match="this page takes") as caught:
-        demo.run_upscale(photo, "edsr_baseline_x2", "t528", None, limits=limits, out_dir=tmp_path / "o")
+        demo.run_upscale(photo, X2.architecture, X2.tag, None, limits=limits, out_dir=tmp_path / "o")
     assert message in str(caught.value)
     assert not (tmp_path / "o").exists()
 
@@ -90,11 +93,11 @@ def test_bad_limits_and_formats_are_refused(photo: Path, tmp_path: Path) -> None
     with pytest.raises(ValueError, match="must be positive"):
         demo.Limits(max_megapixels=0)
     with pytest.raises(ValueError, match="unknown output format 'JPEG'"):
-        demo.run_upscale(photo, "edsr_baseline_x2", "t528", None, output_format="JPEG", out_dir=tmp_path)
+        demo.run_upscale(photo, X2.architecture, X2.tag, None, output_format="JPEG", out_dir=tmp_path)
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("hello")
     with pytest.raises(ValueError, match="cannot read the image"):
-        demo.run_upscale(not_an_image, "edsr_baseline_x2", "t528", None, out_dir=tmp_path)
+        demo.run_upscale(not_an_image, X2.architecture, X2.tag, None, out_dir=tmp_path)
 
 
 def test_the_page_offers_every_registered_model_with_weights_default_tag_first() -> None:
@@ -124,7 +127,7 @@ def test_the_space_folder_serves_the_page_and_its_api(photo: Path, tmp_path: Pat
     front_matter = (space / "README.md").read_text().split("---")[1]
     assert "sdk: gradio" in front_matter and "app_file: app.py" in front_matter
     assert "edsr-lib[demo]" in (space / "requirements.txt").read_text()
-    expected = cli_upscale(photo, tmp_path / "cli", "--model", "edsr_baseline_x2.t528")
+    expected = cli_upscale(photo, tmp_path / "cli", "--model", X2.name)
     big = tmp_path / "big.png"
     Image.new("RGB", (2000, 1100)).save(big)  # 2.2 megapixels, over the default 2
 
@@ -132,7 +135,7 @@ def test_the_space_folder_serves_the_page_and_its_api(photo: Path, tmp_path: Pat
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         api = client.view_api(print_info=False, return_format="dict")
         assert list(api["named_endpoints"]) == ["/upscale"]  # the page's other events are private
-        options = ("edsr_baseline_x2", "t528", 2, False, False, "PNG")  # model, tag, scale, ensemble, bf16, format
+        options = (X2.architecture, X2.tag, 2, False, False, "PNG")  # model, tag, scale, ensemble, bf16, format
         slider, download, info = client.predict(handle_file(str(photo)), *options, api_name="/upscale")
         assert Path(download).name == "photo_x2.png"
         assert Path(download).read_bytes() == expected.read_bytes()
@@ -140,6 +143,4 @@ def test_the_space_folder_serves_the_page_and_its_api(photo: Path, tmp_path: Pat
         with Image.open(slider[1]) as after:
             assert after.size == (88, 120)
         with pytest.raises(AppError, match=r"2000x1100 pixels \(2.2 megapixels\); this page takes images up to 2"):
-            client.predict(
-                handle_file(str(big)), "edsr_baseline_x2", "t528", 2, False, False, "PNG", api_name="/upscale"
-            )
+            client.predict(handle_file(str(big)), X2.architecture, X2.tag, 2, False, False, "PNG", api_name="/upscale")

@@ -24,6 +24,8 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is no
 
 from demo_server import REPO_ROOT, cli_demo, cli_upscale, make_photo, serve  # noqa: E402
 
+from edsr_lib.registry import get_pretrained_cfg  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("EDSR_LIB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -99,7 +101,8 @@ def test_upload_run_download_equals_the_command_line(browser, url: str, work: Pa
     page.click("#run")
     link = page.locator("#result a[download]")
     playwright.expect(link).to_have_attribute("download", "photo_x2.png")
-    playwright.expect(page.locator("#info")).to_contain_text("44x60 → 88x120 with edsr_baseline_x2.t528")
+    default = get_pretrained_cfg("edsr_baseline_x2").name  # the page's first choice: the registry's default tag
+    playwright.expect(page.locator("#info")).to_contain_text(f"44x60 → 88x120 with {default}")
     with page.expect_download() as download:
         link.click()
     saved = work / "downloaded.png"

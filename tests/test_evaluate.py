@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import importlib
 import shutil
 from pathlib import Path
@@ -165,7 +166,9 @@ def test_a_model_as_object_folder_or_name(small_set: Path, tmp_path: Path, monke
         made.append((name, pretrained))
         return model
 
-    # a name becomes a model in edsr_lib.hub.resolve_weights(...).load_model()
+    # a name becomes a model in edsr_lib.hub.resolve_weights(...).load_model(); an earlier test may
+    # have left that model in the cache of models loaded by name, so this one starts with it empty
+    monkeypatch.setattr(edsr_lib.inference, "_models", collections.OrderedDict())
     monkeypatch.setattr(edsr_lib._loading, "create_model", fake_create_model)
     by_name = evaluate("edsr_baseline_x2", small_set, 2)
     assert made == [("edsr_baseline_x2", True)]  # a name means its pretrained weights

@@ -27,12 +27,19 @@ from safetensors.torch import load_file  # noqa: E402
 
 import edsr_lib  # noqa: E402
 from edsr_lib import EDSR, MDSR  # noqa: E402
-from edsr_lib.registry import list_pretrained  # noqa: E402
+from edsr_lib.registry import get_pretrained_cfg, list_pretrained  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "integrations" / "comfyui"
 STAND_IN = Path(__file__).resolve().parent / "comfyui_stand_in"
 WEIGHTS = Path(edsr_lib.__file__).parent / "weights"
+
+
+def shipped_file(arch: str) -> Path:
+    """The weights file the package ships for ``arch``: its default tag's, or the first shipped tag's."""
+    cfg = next(c for c in list_pretrained(arch) if c.architecture == arch and c.package_file)
+    return WEIGHTS / cfg.package_file
+
 
 #: How ComfyUI's nodes.load_custom_node imports a folder of custom_nodes/ (the folder name is the module name).
 LOAD_AS_COMFYUI = """
@@ -82,7 +89,7 @@ def test_load_upscale_model_reads_every_shipped_weights_file(nodes: types.Module
 
 
 def test_load_upscale_model_reads_an_official_edsr_pytorch_file(nodes: types.ModuleType, tmp_path: Path) -> None:
-    model = edsr_lib.create_model("edsr_baseline_x3.t528", pretrained=True).eval()
+    model = edsr_lib.create_model(get_pretrained_cfg("edsr_baseline_x3").name, pretrained=True).eval()
     torch.save(to_edsr_pytorch(model), tmp_path / "edsr_baseline_x3.pt")
     descriptor = comfyui_load_upscale_model(tmp_path / "edsr_baseline_x3.pt")
     x = torch.rand(1, 3, 9, 7)
@@ -104,7 +111,7 @@ def test_the_node_is_found_as_comfyui_finds_v3_nodes(nodes: types.ModuleType) ->
 
 
 def test_the_node_upscales_in_exact_tiles(nodes: types.ModuleType) -> None:
-    descriptor = comfyui_load_upscale_model(WEIGHTS / "edsr_baseline_x2.t528" / "model.safetensors")
+    descriptor = comfyui_load_upscale_model(shipped_file("edsr_baseline_x2"))
     image = torch.rand(2, 40, 53, 3)  # ComfyUI's IMAGE: float NHWC in [0, 1]
     out = nodes.EDSRUpscaleExact.execute(upscale_model=descriptor, image=image, tile=24, scale=0)
     (sr,) = out.args
@@ -116,7 +123,7 @@ def test_the_node_upscales_in_exact_tiles(nodes: types.ModuleType) -> None:
 
 
 def test_the_node_runs_mdsr_at_any_of_its_scales(nodes: types.ModuleType) -> None:
-    descriptor = comfyui_load_upscale_model(WEIGHTS / "mdsr_baseline.t528" / "model.safetensors")
+    descriptor = comfyui_load_upscale_model(shipped_file("mdsr_baseline"))
     image = torch.rand(1, 20, 17, 3)
     (sr4,) = nodes.EDSRUpscaleExact.execute(upscale_model=descriptor, image=image, tile=0, scale=0).args
     (sr2,) = nodes.EDSRUpscaleExact.execute(upscale_model=descriptor, image=image, tile=0, scale=2).args

@@ -252,7 +252,7 @@ def test_codec_crf_preset_and_pixel_format(model: edsr_lib.SRModel, tmp_path: Pa
 def test_frames_go_through_upscale_in_batches_within_a_segment(
     model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edsr_lib.video as video
+    import edsr_lib.video.pipeline as video
 
     batches: list[tuple[int, ...]] = []
     real = video.upscale
@@ -313,7 +313,7 @@ def test_a_rotated_phone_clip_keeps_its_rotation(model: edsr_lib.SRModel, tmp_pa
 _SLOW_RUN = textwrap.dedent(
     """
     import sys, time
-    import edsr_lib.video as video
+    import edsr_lib.video.pipeline as video
     sys.path.insert(0, {tests!r})
     from test_video import identity_x2
     real = video.upscale
@@ -501,7 +501,7 @@ def test_shards_split_the_videos(model_dir: Path, tmp_path: Path) -> None:
 _SLOW_CLI = textwrap.dedent(
     """
     import sys, time
-    import edsr_lib.video as video
+    import edsr_lib.video.pipeline as video
     from edsr_lib.cli import main
     video._SEGMENT_SECONDS = 0.125  # 3 frames a segment
     real = video.upscale

@@ -1,0 +1,142 @@
+"""Reading image files: :func:`load_image` (upright, bit depth and metadata kept) and :func:`read_image` (uint8)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from ..ops.color import to_levels
+from .base import _EXIF_ORIENTATION, ImageNotFoundError, ImageReadError, PathLike
+from .image16 import AnyImage, Image16, _cannot_read_16, _read_16
+from .pixels import image_to_array
+
+
+def load_image(path: PathLike) -> AnyImage:
+    """Decode an image file into an upright image, keeping its bit depth and metadata.
+
+    The EXIF orientation is applied and reset to "upright" in the image's EXIF, so the
+    pixels are as a viewer shows them. ``info`` keeps the ICC profile, EXIF and DPI.
+    A PNG or TIFF with 16 bits per channel in colour or gray with alpha, which Pillow
+    would decode to 8 bits, is read into an :class:`Image16` (all 16 bits kept).
+
+    Args:
+        path: The image file (any format Pillow reads).
+
+    Returns:
+        The decoded image: a PIL image, or an :class:`Image16`.
+
+    Raises:
+        ImageNotFoundError: If the file does not exist.
+        ImageReadError: If it cannot be decoded for any reason: truncated, corrupt, not an
+            image, over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``),
+            animated (several frames), or out of memory while decoding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageNotFoundError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
+            if frames > 1:
+                raise ImageReadError(
+                    f"{path} is animated ({frames} frames); only still images are upscaled (extract the frames first)"
+                )
+            if ";16" in _raw_mode(img) and img.mode in ("LA", "RGB", "RGBA"):  # before load(), which drops the tile
+                lacking = _cannot_read_16(path, img)
+                if not lacking:
+                    return upright(_read_16(path, img))
+                warnings.warn(f"{path} has 16 bits per channel, read as 8 bits: {lacking}", stacklevel=2)
+            img.load()  # decode now: a truncated file must fail here, not later
+            image = upright(img)
+            if image is img:  # a copy that outlives the file
+                image = img.copy()
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            f"{path} is too large to decode safely ({exc}); raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+        ) from exc
+    except MemoryError as exc:
+        raise ImageReadError(f"cannot read image {path}: out of memory while decoding") from exc
+    except Exception as exc:  # whatever a decoder raises, it is this file that cannot be read
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    return image
+
+
+#: EXIF orientation -> how to turn an ``H x W x C`` array upright (as ``PIL.ImageOps.exif_transpose`` turns an image).
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def upright(image: AnyImage) -> AnyImage:
+    """``image`` as a viewer shows it: turned by its EXIF orientation, the tag then reset.
+
+    :func:`load_image` applies it to every file, and :func:`edsr_lib.upscale` to every PIL
+    image it is given, so that a photo taken sideways comes out upright either way.
+
+    Args:
+        image: A PIL image or an :class:`Image16`.
+
+    Returns:
+        A turned copy with the orientation tag removed, or ``image`` itself when it is
+        already upright.
+    """
+    exif = image.getexif()
+    orientation = exif.get(_EXIF_ORIENTATION, 1)
+    if orientation in (None, 1):
+        return image
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image)
+    del exif[_EXIF_ORIENTATION]
+    turn = _UPRIGHT.get(orientation, lambda a: a)
+    return Image16(np.ascontiguousarray(turn(image.pixels)), {**image.info, "exif": exif.tobytes()}, image.format)
+
+
+def _raw_mode(img: Image.Image) -> str:
+    tile = getattr(img, "tile", None) or []
+    args = tile[0].args if tile else None
+    return str(args[0] if isinstance(args, tuple) and args else args or "")
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file as a uint8 ``H x W x C`` array.
+
+    Grayscale stays one channel, gray with alpha two, RGB three, RGBA four; palette,
+    CMYK and other modes are converted to the nearest of those, 16-bit images are rounded to
+    8 bits (use :func:`load_image` to keep 16 bits), 32-bit and float images are read by
+    their value range (:func:`image_to_array`). The EXIF orientation is applied, so the
+    array is upright as a viewer shows it.
+
+    Args:
+        path: The image file (any format Pillow reads).
+
+    Returns:
+        A uint8 array of shape ``(H, W, C)`` with ``C`` in {1, 2, 3, 4}.
+
+    Raises:
+        ImageNotFoundError: If the file does not exist.
+        ImageReadError: If it cannot be read (see :func:`load_image`).
+    """
+    img = load_image(path)
+    try:
+        array = image_to_array(img)
+    except ImageReadError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from None
+    finally:
+        if isinstance(img, Image.Image):
+            img.close()
+    if array.dtype == np.uint8:
+        return array
+    values = torch.from_numpy(array.astype(np.float32) / np.float32(65535 if array.dtype == np.uint16 else 1))
+    return to_levels(values, 255).numpy().astype(np.uint8)
