@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_folder", "atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
+__all__ = ["atomic_folder", "atomic_move", "atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
 
 
 def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
@@ -108,6 +108,25 @@ def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterato
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_move(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Put the finished file ``source`` (made by another program, or in a temporary folder) at ``target`` in one step.
+
+    The file is moved beside ``target`` first (a copy when it is on another file system),
+    flushed to disk, and then renamed into place, as :func:`atomic_path` does; a reader never
+    sees part of it.
+
+    Args:
+        source: The complete file; it is gone afterwards.
+        target: The destination; its folder must exist.
+
+    Returns:
+        ``target`` as a :class:`~pathlib.Path`.
+    """
+    with atomic_path(target, create=False) as out:
+        shutil.move(os.fspath(source), out)
+    return Path(target)
 
 
 @contextlib.contextmanager

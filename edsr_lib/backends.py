@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from ._device import cpu_has_native_bf16
-from ._files import atomic_path, atomic_write
+from ._files import atomic_move, atomic_write
 from ._version import __version__
 from .export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from .models import SRModel
@@ -305,8 +305,7 @@ def _export(model: SRModel, scale: int, backend: str, folder: Path, stem: str) -
         onnx_path = export_onnx(model, Path(tmp) / "model.onnx", scale, check=False)
         if backend == "onnxruntime":
             target = folder / f"{stem}.onnx"
-            with atomic_path(target, create=False) as out:
-                os.replace(onnx_path, out)
+            atomic_move(onnx_path, target)
             return target
         import openvino as ov
 
@@ -314,8 +313,7 @@ def _export(model: SRModel, scale: int, backend: str, folder: Path, stem: str) -
         target = folder / f"{stem}.xml"
         # the weights first: an .xml in the cache always has its .bin
         for suffix in (".bin", ".xml"):
-            with atomic_path(target.with_suffix(suffix), create=False) as out:
-                os.replace(Path(tmp) / f"model{suffix}", out)
+            atomic_move(Path(tmp) / f"model{suffix}", target.with_suffix(suffix))
         return target
 
 

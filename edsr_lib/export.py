@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ._device import full_float32
-from ._files import atomic_path
+from ._files import atomic_move, atomic_path
 from .models import SRModel
 
 __all__ = ["FixedScale", "export_ncnn", "export_onnx", "max_ncnn_error", "max_onnx_error", "ncnn_name"]
@@ -278,8 +278,7 @@ def export_ncnn(
                 raise RuntimeError(f"the NCNN files differ from PyTorch by up to {error:.3g} (more than 1e-3)")
         written = folder / f"{stem}.param", folder / f"{stem}.bin"
         for source, target in ((outputs["ncnnbin"], written[1]), (param, written[0])):
-            with atomic_path(target, create=False) as out:
-                os.replace(source, out)
+            atomic_move(source, target)
     return written
 
 

@@ -106,3 +106,15 @@ def test_atomic_folder_appears_whole_or_not_at_all(tmp_path: Path) -> None:
         (staging / "a.txt").write_text("second")
     assert (target / "a.txt").read_text() == "whole"
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_move_puts_a_finished_file_in_place(tmp_path: Path) -> None:
+    """A file made elsewhere replaces the target whole, and leaves no temporary file behind."""
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "model.bin"
+    target.write_bytes(b"old")
+    source = tmp_path / "made.bin"
+    source.write_bytes(b"new")
+    assert _files.atomic_move(source, target) == target
+    assert target.read_bytes() == b"new" and not source.exists()
+    assert [p.name for p in target.parent.iterdir()] == ["model.bin"]
