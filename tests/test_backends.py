@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from runtimes import RUNTIMES, private_cache
 
 import edsr_lib
 from edsr_lib import backends
 from edsr_lib.backends import BackendError, fastest_backend, load_runtime, resolve_backend, weights_sha256
 
-RUNTIMES = [
-    pytest.param(b, marks=pytest.mark.skipif(b not in backends.installed_runtimes(), reason=f"needs {b}"))
-    for b in backends.RUNTIMES
-]
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private cache folder for the module (exports are shared between its tests, never the user's cache)."""
-    root = tmp_path_factory.mktemp("edsr_lib_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDSR_LIB_CACHE", str(root))
-        yield root / "runtimes"
+cache = pytest.fixture(scope="module", name="cache")(private_cache)
 
 
 @pytest.fixture(scope="module")

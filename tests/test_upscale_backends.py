@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from runtimes import RUNTIMES, private_cache
 
 import edsr_lib
 from edsr_lib import backends
 from edsr_lib.cli import main
 from edsr_lib.io import read_image, write_image
 
-RUNTIMES = [
-    pytest.param(b, marks=pytest.mark.skipif(b not in backends.installed_runtimes(), reason=f"needs {b}"))
-    for b in backends.RUNTIMES
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private cache folder (never the user's), shared by the module's tests so each model is exported once."""
-    root = tmp_path_factory.mktemp("edsr_lib_cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("EDSR_LIB_CACHE", str(root))
-        yield root / "runtimes"
+cache = pytest.fixture(scope="module", name="cache", autouse=True)(private_cache)
 
 
 @pytest.fixture(scope="module")
