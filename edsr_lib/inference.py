@@ -567,7 +567,7 @@ def _upscale(
                 raise MemoryError(
                     f"out of memory on {device} even with {current}-pixel tiles, one per batch ({exc})"
                 ) from None
-            if batch_size > 1:
+            if batch_size > 1 and tile is not None:  # one pass is one window: a smaller batch would repeat it
                 batch_size = 1
             else:
                 tile = max(MIN_AUTO_TILE, current // 2)

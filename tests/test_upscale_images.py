@@ -223,6 +223,7 @@ def test_out_of_memory_halves_the_tile_and_retries(tiny: edsr_lib.SRModel, monke
         result = upscale(tiny, x, tile=None)
     torch.testing.assert_close(result, expected, rtol=0, atol=1e-5)
     assert windows[0] == 50 * 50 and windows[-1] <= 40 * 40  # one pass, then halved until it fits
+    assert windows.count(50 * 50) == 1  # the failed pass is not tried again as it was
 
     def hopeless(*args, **kwargs):
         def forward(batch, scale):
