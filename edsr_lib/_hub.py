@@ -63,6 +63,8 @@ __all__ = [
 WEIGHTS_NAME: str = constants.SAFETENSORS_SINGLE_FILE
 CONFIG_NAME: str = constants.CONFIG_NAME
 MODEL_CARD_NAME = "README.md"
+#: The safetensors metadata key that records the config the weights were saved with.
+CONFIG_METADATA_KEY = "edsr_lib.config"
 
 
 @runtime_checkable
@@ -234,6 +236,23 @@ def diff_state_dicts(
     )
 
 
+def _check_saved_config(model: WeightsModel, saved: str | None, path: Path) -> None:
+    """Refuse weights saved by a model whose settings differ from ``model``'s (files older than the record pass)."""
+    if saved is None:
+        return
+    try:
+        then = json.loads(saved)
+    except json.JSONDecodeError:
+        raise InvalidWeightsError(f"{path}: the config recorded in its metadata is not JSON") from None
+    now = json.loads(json.dumps(model.config))  # the form JSON stores (tuples become lists)
+    diffs = [f"{k}={then[k]!r} when saved but {now[k]!r} now" for k in sorted(now) if k in then and then[k] != now[k]]
+    if diffs:
+        raise InvalidWeightsError(
+            f"{path} was saved by a model with other settings than {_describe(model)}: {'; '.join(diffs)} "
+            "(was config.json edited? these weights give wrong pixels with other values; restore the saved ones)"
+        )
+
+
 def _load_into(model: WeightsModel, path: Path) -> None:
     """Load the safetensors file ``path`` into ``model`` strictly, with a clear error on any mismatch."""
     tensors, metadata = _read_weights(path)
@@ -249,6 +268,7 @@ def _load_into(model: WeightsModel, path: Path) -> None:
         }
         found = "; ".join(f"{label}: {_first(items)}" for label, items in problems.items() if items)
         raise InvalidWeightsError(f"{path} does not match {_describe(model)}: {found}")
+    _check_saved_config(model, metadata.get(CONFIG_METADATA_KEY), path)  # the tensors fit: now what they cannot show
     model.load_state_dict(tensors, strict=True)
 
 
@@ -425,7 +445,14 @@ def save_pretrained(
     directory.mkdir(parents=True, exist_ok=True)
     config = model.config
     tensors = {k: v.detach().cpu().to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": "pt", "architecture": config["architecture"], "library": LIBRARY_NAME}
+    # the whole config too: rgb_range, rgb_mean and res_scale shape no tensor, so only this record tells
+    # weights from a config.json edited by hand (which would give wrong colours in silence)
+    metadata = {
+        "format": "pt",
+        "architecture": config["architecture"],
+        "library": LIBRARY_NAME,
+        CONFIG_METADATA_KEY: json.dumps(config, sort_keys=True),
+    }
     atomic_write(directory / WEIGHTS_NAME, save(tensors, metadata=metadata))
     atomic_write(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode("utf-8"))
     if model_card is not None:

@@ -638,3 +638,17 @@ def test_diff_state_dicts() -> None:
     assert diff
     fixed = {k: v for k, v in found.items() if k != "e"} | {"a": torch.zeros(2, 3), "d": torch.ones(1)}
     assert not hub.diff_state_dicts(expected, fixed)
+
+
+def test_a_config_edited_by_hand_is_refused_not_silently_wrong(tmp_path: Path) -> None:
+    """rgb_range shapes no tensor: only the config recorded beside the weights shows it was changed."""
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8)
+    folder = model.save_pretrained(tmp_path / "saved")
+    config = json.loads((folder / "config.json").read_text())
+    config["rgb_range"] = 1.0
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(edsr_lib.hub.InvalidWeightsError, match=r"rgb_range=255\.0 when saved but 1\.0 now"):
+        edsr_lib.from_pretrained(folder)
+    config["rgb_range"] = 255.0  # restored: loads again
+    (folder / "config.json").write_text(json.dumps(config))
+    assert edsr_lib.from_pretrained(folder).config["rgb_range"] == 255.0
