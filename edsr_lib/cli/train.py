@@ -178,10 +178,12 @@ def run(args: argparse.Namespace) -> int:
     """Train as the options say; returns the exit status."""
     from .._device import bind_local_gpu
     from ..train import Trainer
+    from ..train.distributed import shutdown_distributed
 
     config = build_config(args)
     bind_local_gpu(config.device)  # under torchrun: this process's GPU, before anything opens one
     command = shlex.join(["edsr-lib", *sys.argv[1:]]) if "train" in sys.argv[1:] else None
     trainer = Trainer(config, resume=args.resume, command=command)
     trainer.train(until=args.until, time_limit=args.time_limit)
+    shutdown_distributed()
     return 0

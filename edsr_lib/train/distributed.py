@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_gather_object", "barrier", "init_distributed"]
+__all__ = ["DistInfo", "all_gather_object", "barrier", "init_distributed", "shutdown_distributed"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,15 @@ def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op for a single process)."""
     if info.enabled:
         dist.barrier()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group, once every rank is done (nothing happens in a single process).
+
+    Each rank waits for the others, then destroys the group: a process that exits with
+    the group still open can be killed by its communication threads at interpreter exit
+    (``terminate called without an active exception``), and torchrun then fails the run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
