@@ -171,11 +171,14 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def _check_config(model: WeightsModel, config: Mapping[str, Any], source: Path) -> None:
+def _config_diffs(model: WeightsModel, config: Mapping[str, Any], theirs: str, ours: str) -> list[str]:
+    """Each setting of ``model`` that ``config`` gives another value, as ``key=<theirs> ... but <ours> ...``."""
     own = json.loads(json.dumps(model.config))  # the form config.json stores (tuples become lists)
-    diffs = [
-        f"{k}={config[k]!r} in the file but {own[k]!r} in the model" for k in own if k in config and config[k] != own[k]
-    ]
+    return [f"{k}={config[k]!r} {theirs} but {own[k]!r} {ours}" for k in own if k in config and config[k] != own[k]]
+
+
+def _check_config(model: WeightsModel, config: Mapping[str, Any], source: Path) -> None:
+    diffs = _config_diffs(model, config, "in the file", "in the model")
     if diffs:
         raise InvalidWeightsError(
             f"{source} describes a different model than {_describe(model)}: {'; '.join(diffs)}; "
@@ -244,8 +247,7 @@ def _check_saved_config(model: WeightsModel, saved: str | None, path: Path) -> N
         then = json.loads(saved)
     except json.JSONDecodeError:
         raise InvalidWeightsError(f"{path}: the config recorded in its metadata is not JSON") from None
-    now = json.loads(json.dumps(model.config))  # the form JSON stores (tuples become lists)
-    diffs = [f"{k}={then[k]!r} when saved but {now[k]!r} now" for k in sorted(now) if k in then and then[k] != now[k]]
+    diffs = _config_diffs(model, then, "when saved", "now")
     if diffs:
         raise InvalidWeightsError(
             f"{path} was saved by a model with other settings than {_describe(model)}: {'; '.join(diffs)} "
