@@ -121,6 +121,8 @@ def evaluate(
     tile: int | Literal["auto"] | None = "auto",
     protocol: Literal["benchmark", "div2k"] = "benchmark",
     device: torch.device | str | None = None,
+    backend: str | None = None,
+    int8: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Score a model, or bicubic upsampling, on a set of images.
@@ -153,10 +155,14 @@ def evaluate(
             RGB, ``scale + 6`` pixels ignored).
         device: Where the model runs; by default as :func:`~edsr_lib.upscale` picks it: the
             accelerator for a model given by name or folder, else the device of its weights.
+        backend: What computes the network, as for :func:`~edsr_lib.upscale` (``"openvino"``,
+            ``"onnxruntime"``, ...).
+        int8: Score the int8 model shipped for the weights (OpenVINO), as for
+            :func:`~edsr_lib.upscale`.
         progress: Show a progress bar over the images.
 
     Returns:
-        ``{"set", "scale", "protocol", "model", "self_ensemble", "psnr", "ssim", "images",
+        ``{"set", "scale", "protocol", "model", "self_ensemble", "int8", "psnr", "ssim", "images",
         "seconds"}``: ``set`` is the folder's name, ``model`` a description of the model,
         ``psnr`` (dB) and ``ssim`` the means over the images, ``images`` one
         ``{"name", "psnr", "ssim", "height", "width"}`` row per image (HR size after the
@@ -168,7 +174,8 @@ def evaluate(
             the model does not serve ``scale`` (raised before any image is read); if an
             image is smaller than the scale or than the border crop; if an LR file's size
             is not the HR's divided by the scale; for ``self_ensemble`` or ``tile`` with
-            ``"bicubic"``.
+            ``"bicubic"``; for a backend or int8 that cannot run here
+            (:class:`edsr_lib.backends.BackendError`).
 
     Example:
         >>> result = evaluate("edsr_baseline_x2", "datasets/Set5", 2)
@@ -179,8 +186,10 @@ def evaluate(
     data = Path(data).expanduser()
     is_bicubic = isinstance(model, str) and model == BICUBIC_MODEL
     if is_bicubic:
-        if self_ensemble or tile not in (None, "auto"):
-            raise ValueError("self_ensemble and tile apply to a model; the bicubic baseline takes neither")
+        if self_ensemble or tile not in (None, "auto") or backend or int8:
+            raise ValueError(
+                "self_ensemble, tile, backend and int8 apply to a model; the bicubic baseline takes none of them"
+            )
         description = BICUBIC_MODEL
     else:
         # a name or folder describes itself; an object by its registered variant, if any
@@ -203,7 +212,16 @@ def evaluate(
             if is_bicubic:
                 sr = _bicubic(lr, scale)
             else:
-                sr = upscale(model, to_tensor(lr), scale, tile=tile, self_ensemble=self_ensemble, device=device)
+                sr = upscale(
+                    model,
+                    to_tensor(lr),
+                    scale,
+                    tile=tile,
+                    self_ensemble=self_ensemble,
+                    device=device,
+                    backend=backend,
+                    int8=int8,
+                )
             hr_tensor = to_tensor(hr)
             scores = [
                 float(metric(sr, hr_tensor, crop_border=crop_border, test_y_channel=y_channel)[0])
@@ -227,6 +245,7 @@ def evaluate(
         "protocol": protocol,
         "model": description,
         "self_ensemble": bool(self_ensemble),
+        "int8": bool(int8),
         "psnr": float(np.mean([row["psnr"] for row in images])),
         "ssim": float(np.mean([row["ssim"] for row in images])),
         "images": images,

@@ -9,14 +9,14 @@ import pytest
 import edsr_lib
 from edsr_lib.cli import main
 from edsr_lib.cli.models import PUBLISHER_NOTE, SCORE_SET
-from edsr_lib.weights import shipped_size
+from edsr_lib.weights import int8, shipped_size
 
 
 def _weights_rows(out: str) -> dict[str, list[str]]:
     weights = out.split("\n\n", 1)[1]
     lines = weights.splitlines()
     header = lines[0]
-    starts = [header.index(title) for title in ("where", "size", "licence", f"{SCORE_SET} PSNR", "scores by")]
+    starts = [header.index(title) for title in ("where", "size", "int8", "licence", f"{SCORE_SET} PSNR", "scores by")]
     rows = {}
     for line in lines[1:]:
         if line.startswith("* "):
@@ -33,7 +33,9 @@ def test_models_lists_every_set_of_weights(capsys: pytest.CaptureFixture[str]) -
     cfgs = [cfg for cfg in edsr_lib.list_pretrained() if cfg.has_weights]
     assert sorted(rows) == sorted(cfg.name for cfg in cfgs)
     for cfg in cfgs:
-        where, size, licence, scores, whose = rows[cfg.name]
+        where, size, quantised, licence, scores, whose = rows[cfg.name]
+        int8_scales = sorted(m.record.scale for m in int8.shipped_models() if m.record.source == cfg.name)
+        assert quantised == (", ".join(f"x{s}" for s in int8_scales) or "-"), cfg.name
         if cfg.package_file:
             assert where == "package" and size == f"{shipped_size(cfg.package_file) / 1e6:.1f} MB", cfg.name
         else:

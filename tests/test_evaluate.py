@@ -53,7 +53,18 @@ def _score(sr: torch.Tensor, hr: torch.Tensor, crop: int, y: bool = True) -> tup
 # ------------------------------------------------------------------ the pipeline
 def test_bicubic_result_layout_and_scores(small_set: Path) -> None:
     result = evaluate("bicubic", small_set, 2)
-    assert set(result) == {"set", "scale", "protocol", "model", "self_ensemble", "psnr", "ssim", "images", "seconds"}
+    assert set(result) == {
+        "set",
+        "scale",
+        "protocol",
+        "model",
+        "self_ensemble",
+        "int8",
+        "psnr",
+        "ssim",
+        "images",
+        "seconds",
+    }
     assert (result["set"], result["scale"], result["protocol"], result["model"]) == ("Small", 2, "benchmark", "bicubic")
     assert result["self_ensemble"] is False and result["seconds"] >= 0
     rows = {row["name"]: row for row in result["images"]}
@@ -228,8 +239,9 @@ def test_an_lr_file_of_the_wrong_size(small_set: Path) -> None:
         ({"scale": 0}, "scale must be a positive integer"),
         ({"scale": 2.5}, "scale must be a positive integer"),
         ({"protocol": "y"}, "unknown protocol 'y'; choose one of benchmark, div2k"),
-        ({"self_ensemble": True}, "bicubic baseline takes neither"),
-        ({"tile": 16}, "bicubic baseline takes neither"),
+        ({"self_ensemble": True}, "bicubic baseline takes none of them"),
+        ({"tile": 16}, "bicubic baseline takes none of them"),
+        ({"int8": True}, "bicubic baseline takes none of them"),
         ({"model": "no_such_model"}, "neither a registered model name"),
     ],
 )

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from . import CLIError
-from .upscale import _tile
+from .upscale import BACKENDS, _default_device, _tile
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,6 +55,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", metavar="DEVICE", help="any torch device: cpu, cuda, cuda:1, mps, xpu (default: the accelerator)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="what computes the network, as for 'edsr-lib upscale' (default torch; openvino with --int8)",
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="score the int8 model shipped for the weights (OpenVINO, on the CPU)"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -85,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import load_model, resolve_device
 
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(_default_device(args))
     except ValueError as err:
         raise CLIError(f"--device: {err}") from None
     # Load once for all sets; the bicubic baseline has no model.
@@ -102,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
                 tile=args.tile,
                 protocol=args.protocol,
                 device=None if args.model == BICUBIC_MODEL else device,
+                backend=args.backend,
+                int8=args.int8,
                 progress=sys.stderr.isatty(),
             )
         except MemoryError as err:  # evaluate names the image; one line, no traceback
@@ -110,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         results.append(result)
 
     self_ensemble = " with self-ensemble" if args.self_ensemble else ""
-    print(f"model {args.model}{self_ensemble}, protocol {args.protocol}")
+    int8 = ", int8" if args.int8 else ""
+    print(f"model {args.model}{self_ensemble}{int8}, protocol {args.protocol}")
     print(format_table(results))
     if args.json:
         payload = results[0] if len(results) == 1 else results

@@ -2,8 +2,9 @@
 
 The first table has one row per model (scales, parameter count, pretrained tags); the
 second one row per ``arch.tag``: where the weights live (inside the package, or a Hub
-repository at a pinned commit), the size of the file, its licence, the Set5 scores and
-whose scores they are (edsr-lib's own, or the publisher's).
+repository at a pinned commit), the size of the file, the scales at which an int8 model is
+shipped for it (``--int8``), its licence, the Set5 scores and whose scores they are
+(edsr-lib's own, or the publisher's).
 """
 
 from __future__ import annotations
@@ -65,17 +66,22 @@ def _megabytes(size: int | None) -> str:
     return f"{size / 1e6:.1f} MB" if size else "?"
 
 
-def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str]]:
-    """Rows ``(arch.tag, where, size, licence, Set5 scores, whose scores)`` for every set of weights.
+def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str, str]]:
+    """Rows ``(arch.tag, where, size, int8, licence, Set5 scores, whose scores)`` for every set of weights.
 
     A tag's weights live inside the package (``package``), or in a Hub repository at a
     pinned commit (``hub org/name@commit``); the size is the shipped file's or the
-    download's (as the Hub rounds it). Scores the publisher measured with their own code
-    are marked ``publisher*``.
+    download's (as the Hub rounds it); ``int8`` lists the scales with a shipped int8 model
+    (:mod:`edsr_lib.weights.int8`). Scores the publisher measured with their own code are
+    marked ``publisher*``.
     """
     from ..metrics import format_score
     from ..registry import list_pretrained
-    from ..weights import shipped_size
+    from ..weights import int8, shipped_size
+
+    int8_scales: dict[str, list[int]] = {}
+    for found in int8.shipped_models():
+        int8_scales.setdefault(found.record.source, []).append(found.record.scale)
 
     rows = []
     for cfg in list_pretrained(pattern):
@@ -93,7 +99,8 @@ def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str]
             if "psnr" in values
         )
         whose = ("publisher*" if cfg.metrics_source else "edsr-lib") if scores else "-"
-        rows.append((cfg.name, where, _megabytes(size), cfg.license or "?", scores or "-", whose))
+        quantised = ", ".join(f"x{s}" for s in sorted(int8_scales.get(cfg.name, []))) or "-"
+        rows.append((cfg.name, where, _megabytes(size), quantised, cfg.license or "?", scores or "-", whose))
     return rows
 
 
@@ -113,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     weights = weights_table(args.pattern)
     if weights:
         print()
-        _print_table([("weights", "where", "size", "licence", f"{SCORE_SET} PSNR / SSIM", "scores by"), *weights])
+        header = ("weights", "where", "size", "int8", "licence", f"{SCORE_SET} PSNR / SSIM", "scores by")
+        _print_table([header, *weights])
         if any(row[-1] == "publisher*" for row in weights):
             print(PUBLISHER_NOTE)
     return 0

@@ -31,6 +31,12 @@ FORMATS = ("png", "jpg", "webp", "tif")
 BACKENDS = ("torch", "openvino", "onnxruntime", "auto")
 
 
+def _default_device(args: argparse.Namespace) -> str | None:
+    """``--device``; else the CPU for a runtime (``--int8``, ``--backend openvino``), or ``None``."""
+    runtime = args.int8 or args.backend not in (None, "torch", "auto")
+    return args.device or ("cpu" if runtime else None)
+
+
 def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
     """An argparse type: a positive number of ``what``, or one of ``words`` (word -> value)."""
     choices = " or ".join(repr(word) for word in words)
@@ -128,12 +134,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         const="bf16",
         help="bfloat16 autocast (accelerators, and CPUs with native bf16)",
     )
+    precision.add_argument(
+        "--int8",
+        action="store_true",
+        help="the int8 model shipped for the weights (EDSR-baseline), in OpenVINO on the CPU (openvino extra): "
+        "measured 1.3x+ faster than fp32 and within 0.05 dB",
+    )
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        default="torch",
-        help="what computes the network: torch (default, any device); openvino or onnxruntime (CPU, their "
-        "extras; the model is exported once and cached); auto: the fastest here, measured once",
+        help="what computes the network: torch (default, any device); openvino (default with --int8) or "
+        "onnxruntime (CPU, their extras; the model is exported once and cached); auto: the fastest here, "
+        "measured once",
     )
     parser.add_argument(
         "--format", choices=FORMATS, help="output format (default png; tif for float and 32-bit images)"
@@ -188,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
-    device = job_device(args.device)
+    device = job_device(_default_device(args))
     try:
         resolve_half(args.half or False, device)
     except ValueError:
@@ -216,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
                 device=device,
                 half=args.half or False,
                 backend=args.backend,
+                int8=args.int8,
                 max_pixels=args.max_pixels,
                 tile=args.tile,
                 self_ensemble=args.self_ensemble,

@@ -42,8 +42,8 @@ import torch
 from PIL import Image
 
 from .._device import bind_local_gpu, resolve_device, resolve_half
-from ..backends import resolve_backend
-from ..inference import check_finite_weights, load_model
+from ..backends import choose, int8_model
+from ..inference import check_finite_weights, load_model, plan_passes
 from ..io import OUTPUT_FORMATS
 from ..models import SRModel
 from . import planning
@@ -182,10 +182,14 @@ def upscale_folder(
         device = job_device(device)
         half_dtype = resolve_half(half, device)
         # a runtime that cannot run here fails the job once, not each file
-        resolve_backend(options.get("backend", "torch"), "bf16" if half_dtype == torch.bfloat16 else "fp32", device)
+        int8 = bool(options.get("int8", False))
+        choose(options.get("backend"), half=half_dtype, int8=int8, device=device)
         net = load_model(model).to(device)
         check_finite_weights(net)  # once, before any file: every output would be garbage
         factor = outscale if outscale is not None else net.resolve_scale(scale)
+        if int8:  # weights without an int8 model fail the job once too
+            for s in plan_passes(net.scales, outscale) if outscale is not None else (factor,):
+                int8_model(net, s)
         name = Path(model).name if isinstance(model, str | os.PathLike) else getattr(net, "variant", "") or "model"
         plan = planning._name(found, output_dir, expand_suffix(suffix, factor, name), format, kinds)
         plan.errors = errors

@@ -64,7 +64,18 @@ class VideoKind:
 
     def process(self, model: SRModel, source: Path, target: Path, options: dict[str, Any]) -> None:
         """Upscale the video ``source`` into ``target`` (see :func:`upscale_video`); raises on failure."""
-        known = ("scale", "outscale", "tile", "batch_size", "self_ensemble", "device", "half", "backend", "progress")
+        known = (
+            "scale",
+            "outscale",
+            "tile",
+            "batch_size",
+            "self_ensemble",
+            "device",
+            "half",
+            "backend",
+            "int8",
+            "progress",
+        )
         kwargs = {k: v for k, v in options.items() if k in known and v is not None}
         result = upscale_video(model, source, target, **kwargs, **self.settings)
         if self.log is not None:

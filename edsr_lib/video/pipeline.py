@@ -245,7 +245,8 @@ def upscale_video(
     self_ensemble: bool = False,
     device: torch.device | str | None = None,
     half: bool | str | torch.dtype = False,
-    backend: str = "torch",
+    backend: str | None = None,
+    int8: bool = False,
     segment_seconds: float | None = None,
     progress: bool = False,
 ) -> VideoResult:
@@ -289,6 +290,7 @@ def upscale_video(
         half: ``"bf16"`` or ``"fp16"`` as for :func:`edsr_lib.upscale`.
         backend: The runtime the model runs in (``"torch"``, ``"openvino"``, ``"onnxruntime"``,
             ``"auto"``), as for :func:`edsr_lib.upscale`.
+        int8: Run the int8 model shipped for the weights (OpenVINO), as for :func:`edsr_lib.upscale`.
         segment_seconds: Seconds of video per segment, the most work an interruption can
             lose (default 10).
         progress: Show a progress bar (frames, frames per second, time left).
@@ -346,6 +348,7 @@ def upscale_video(
         "self_ensemble": self_ensemble,
         "half": str(half),
         "backend": backend,
+        "int8": int8,
     }
     parts = _parts_dir(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +363,7 @@ def upscale_video(
         "device": device,
         "half": half,
         "backend": backend,
+        "int8": int8,
     }
     if outscale is not None:
         options["outscale"] = outscale
