@@ -12,10 +12,11 @@ bfloat16 (:func:`edsr_lib.inference.cpu_has_native_bf16`), ``upscale(half="bf16"
 too and its speed-up over the fp32 fast path printed.
 
 On a CPU, each installed runtime (:mod:`edsr_lib.backends`: OpenVINO, ONNX Runtime) gets two
-rows per precision it runs here (fp32; bf16 on OpenVINO where the CPU has native bf16):
+rows per precision it runs here (fp32; bf16 on OpenVINO where the CPU has native bf16; int8
+on OpenVINO where an int8 model is shipped for the weights, :mod:`edsr_lib.weights.int8`):
 ``upscale(backend=...)``, the library with its tiling and checks around the runtime, and
-"standalone", the runtime alone on the file that ``edsr-lib export-onnx`` writes (the
-fastest a user could get by exporting the model and calling the runtime directly). The
+"standalone", the runtime alone on the file that ``edsr-lib export-onnx`` writes (for int8,
+the shipped IR): the fastest a user could get by calling the runtime directly. The
 header names the CPU, its flags (AVX2, AVX-512, AVX-512 BF16, VNNI, AMX) and the versions
 of the runtimes; the largest difference of each row's output from the fp32 fast path is
 printed under the table.
@@ -193,15 +194,27 @@ def sgemm_gflops(device: torch.device, n: int = 4096, repeats: int = 3) -> float
     return 2 * n**3 / best / 1e9
 
 
-def cpu_precisions(backend: str) -> list[str]:
-    """The precisions ``backend`` runs on this CPU: fp32, and bf16 where the CPU has it natively."""
-    return [
-        p for p in backends.PRECISIONS if backend in backends.PRECISIONS[p] and (p == "fp32" or cpu_has_native_bf16())
-    ]
+def cpu_precisions(backend: str, model: edsr_lib.SRModel, scale: int) -> list[str]:
+    """The precisions ``backend`` runs here: fp32; bf16 where the CPU has it natively; int8 where it is offered."""
+    runs = [p for p in backends.PRECISIONS if backend in backends.PRECISIONS[p]]
+    offered = []
+    for precision in runs:
+        try:
+            if precision != "fp32":
+                backends.resolve_backend(backend, precision)
+            if precision == "int8":
+                backends.int8_model(model, scale)
+        except backends.BackendError:
+            continue
+        offered.append(precision)
+    return offered
 
 
 def standalone(backend: str, onnx_path: Path, precision: str) -> Callable[[np.ndarray], object]:
-    """The runtime alone on the exported file, set up as its documentation says (threads as PyTorch's)."""
+    """The runtime alone on the exported file (an int8 model's IR), set up as its documentation says.
+
+    The runtimes use as many threads as PyTorch.
+    """
     if backend == "onnxruntime":
         import onnxruntime
 
@@ -213,6 +226,7 @@ def standalone(backend: str, onnx_path: Path, precision: str) -> Callable[[np.nd
         return lambda x: session.run(None, {INPUT_NAME: x})
     import openvino as ov
 
+    # int8: the quantised operations run in int8 whatever the hint; the others in fp32
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
     config["INFERENCE_NUM_THREADS"] = torch.get_num_threads()
     compiled = ov.Core().compile_model(str(onnx_path), "CPU", config)
@@ -230,12 +244,13 @@ def runtime_variants(
     onnx_path = export_onnx(model, folder / f"{model.architecture}_x{scale}.onnx", scale, check=False)
     x_np = x.numpy()
     for backend in installed:
-        for precision in cpu_precisions(backend):
-            half = "bf16" if precision == "bf16" else False
-            out[f"upscale {backend} {precision}"] = lambda b=backend, h=half: edsr_lib.upscale(
-                model, x, scale, backend=b, half=h
+        for precision in cpu_precisions(backend, model, scale):
+            half, int8 = ("bf16" if precision == "bf16" else False), precision == "int8"
+            out[f"upscale {backend} {precision}"] = lambda b=backend, h=half, q=int8: edsr_lib.upscale(
+                model, x, scale, backend=b, half=h, int8=q
             )
-            run = standalone(backend, onnx_path, precision)
+            path = backends.int8_model(model, scale).xml if int8 else onnx_path
+            run = standalone(backend, path, precision)
             out[f"standalone {backend} {precision}"] = lambda run=run: run(x_np)
     return out
 
@@ -390,7 +405,10 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name in names:
-        model = edsr_lib.create_model(name).eval().to(device)
+        # the shipped weights where the package has them (the int8 rows need them), else random ones
+        shipped = [cfg for cfg in edsr_lib.list_pretrained(name) if cfg.architecture == name][:1]
+        pretrained = bool(shipped and shipped[0].package_file)
+        model = edsr_lib.create_model(name, pretrained=pretrained).eval().to(device)
         for scale in model.scales:
             x = torch.rand(1, 3, args.size, args.size, device=device)
             flops = conv_flops(model, x, scale)
@@ -434,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
         print("backend='auto' (measured once on this machine, 96x96 windows, then remembered):")
         print("\n".join(f"  {line}" for line in picks))
     if agreement:
-        print("largest difference from the fp32 fast path (bf16 rows: rounded inside):")
+        print("largest difference from the fp32 fast path (bf16 and int8 rows: rounded inside):")
         print("\n".join(f"  {line}" for line in agreement))
 
 

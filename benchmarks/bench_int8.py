@@ -35,6 +35,7 @@ import argparse
 import datetime
 import random
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -60,19 +61,33 @@ GRAPHICS = Path(__file__).resolve().parents[1] / "examples" / "data" / "sample.p
 PACKAGE_WEIGHTS = Path(edsr_lib.__file__).resolve().parent / "weights"
 
 
-def training_crops(datasets: Path, scale: int, count: int, size: int, rng: random.Random) -> list[tuple]:
-    """``count`` (LR array, HR tensor) pairs: random HR crops of training images and their MATLAB-bicubic LR."""
+def _contrast(crop: np.ndarray) -> float:
+    gray = crop.astype(np.float32).mean(-1)
+    return float(np.abs(np.diff(gray, axis=0)).mean() + np.abs(np.diff(gray, axis=1)).mean())
+
+
+def training_crops(
+    datasets: Path, scale: int, count: int, size: int, rng: random.Random, pick: str = "random"
+) -> list[tuple]:
+    """``count`` (LR array, HR tensor) pairs: HR crops of training images and their MATLAB-bicubic LR.
+
+    ``pick="random"``: one random crop of each of ``count`` random images; ``"contrast"``: of
+    four times as many random crops, the ``count`` with the strongest edges (mean absolute
+    difference of neighbouring pixels), which reach the activations' extremes.
+    """
     files = sorted(p for name in TRAINING_SETS for p in (datasets / name / "HR").glob("*.png"))
-    if len(files) < count:
+    drawn = count * (4 if pick == "contrast" else 1)
+    if len(files) < drawn:
         raise SystemExit(f"bench_int8: {datasets} has {len(files)} training images in {', '.join(TRAINING_SETS)}")
-    pairs = []
-    for path in rng.sample(files, count):
+    crops = []
+    for path in rng.sample(files, drawn):
         hr = read_image(path)
         side = size * scale
         y, x = rng.randrange(hr.shape[0] - side), rng.randrange(hr.shape[1] - side)
-        crop = np.ascontiguousarray(hr[y : y + side, x : x + side, :3])
-        pairs.append((to_tensor(imresize(crop, 1 / scale)).numpy(), to_tensor(crop)))
-    return pairs
+        crops.append(np.ascontiguousarray(hr[y : y + side, x : x + side, :3]))
+    if pick == "contrast":
+        crops = sorted(crops, key=_contrast, reverse=True)[:count]
+    return [(to_tensor(imresize(crop, 1 / scale)).numpy(), to_tensor(crop)) for crop in crops]
 
 
 def crop_psnr(compiled: Any, lr: np.ndarray, hr: torch.Tensor, scale: int) -> float:
@@ -90,11 +105,13 @@ def quantize(model: edsr_lib.SRModel, scale: int, args: argparse.Namespace) -> t
 
     datasets, rng = Path(args.datasets), random.Random(args.seed)
     fp32 = ov.Core().read_model(backends.load_runtime(model, scale, "openvino").path)
-    calibration = nncf.Dataset([lr for lr, _ in training_crops(datasets, scale, args.calibration, args.crop, rng)])
+    crops = training_crops(datasets, scale, args.calibration, args.crop, rng, args.crops)
+    calibration = nncf.Dataset([lr for lr, _ in crops])
     recipe: dict[str, Any] = {
         "method": f"nncf.{'quantize_with_accuracy_control' if args.mode == 'accuracy' else 'quantize'}",
         "preset": "mixed",
         "calibration": f"{args.calibration} LR crops of {args.crop}x{args.crop} from {', '.join(TRAINING_SETS)}",
+        "crops": args.crops,
         "seed": args.seed,
         "activation_ranges": args.activation_ranges,
     }
@@ -103,7 +120,7 @@ def quantize(model: edsr_lib.SRModel, scale: int, args: argparse.Namespace) -> t
         advanced.activations_range_estimator_params = RangeEstimatorParametersSet.MINMAX
     start = time.perf_counter()
     if args.mode == "accuracy":
-        validation = training_crops(datasets, scale, args.validation, args.crop, rng)
+        validation = training_crops(datasets, scale, args.validation, args.crop, rng, args.crops)
         recipe["validation"] = f"{args.validation} other LR crops of the same sets, PSNR on the Y channel"
         recipe["max_drop_db"] = args.max_drop
         quantized = nncf.quantize_with_accuracy_control(
@@ -220,6 +237,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibration", type=int, default=32, help="calibration crops")
     parser.add_argument("--validation", type=int, default=32, help="accuracy mode: validation crops")
     parser.add_argument("--crop", type=int, default=64, help="side of the LR crops")
+    parser.add_argument(
+        "--crops",
+        choices=("random", "contrast"),
+        default="random",
+        help="random crops, or the strongest-edged quarter of four times as many",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the crops")
     parser.add_argument("--size", type=int, default=256, help="side of the timed LR input")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds")
@@ -238,12 +261,14 @@ def main(argv: list[str] | None = None) -> None:
         import nncf
         import openvino as ov
 
-        quantized, recipe = quantize(model, scale, args)
         if args.save:
             if not cfg.package_file:
                 raise SystemExit(f"bench_int8: {source} is not shipped in the package; --save ships beside it")
             root = PACKAGE_WEIGHTS
-        else:
+            if (root / source / shipped_int8.folder_name(scale)).exists():
+                raise SystemExit(f"bench_int8: {source} x{scale} has an int8 model; remove its folder to make another")
+        quantized, recipe = quantize(model, scale, args)
+        if not args.save:
             root = Path(tempfile.mkdtemp(prefix="bench_int8-"))
             shipped_int8.search_path.insert(0, root)
         folder = root / source / shipped_int8.folder_name(scale)
@@ -257,7 +282,12 @@ def main(argv: list[str] | None = None) -> None:
             | {"edsr_lib": __version__},
         )
         save(quantized, folder, record)
-    measurement = measure(model, scale, args, _command(argv))
+    try:
+        measurement = measure(model, scale, args, _command(argv))
+    finally:
+        if not (args.save or args.measure):  # the temporary int8 model goes
+            shipped_int8.search_path.remove(root)
+            shutil.rmtree(root, ignore_errors=True)
     problems = shipped_int8.rule_problems(measurement)
     print(f"the rule: {'; '.join(problems) if problems else 'passes'}")
     if args.save or args.measure:

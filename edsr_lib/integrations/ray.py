@@ -214,8 +214,8 @@ def upscale_folder(
         skip_existing: Leave outputs that exist as they are.
         batch_size: Images per ``map_batches`` call (decoding and encoding overlap the model
             within a batch).
-        **options: More keyword arguments of :func:`edsr_lib.upscale` (``backend="openvino"`` on CPU
-            workers, ...).
+        **options: More keyword arguments of :func:`edsr_lib.upscale` (``backend="openvino"`` or
+            ``int8=True`` on CPU workers, ...).
 
     Returns:
         One row per input file: ``path``, ``output`` and ``status`` (``"written"``,

@@ -21,12 +21,13 @@ passes :func:`rule_problems` (issue #21's rule, checked by the test suite): at l
 
 from __future__ import annotations
 
-import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .._files import atomic_write
 
 __all__ = [
     "FOLDER_PREFIX",
@@ -56,8 +57,9 @@ MAX_COST_DB = 0.05
 #: ... on each of these sets, at every scale.
 RULE_SETS = ("Set5", "Set14", "B100")
 
-#: The folders searched for int8 models (each holding ``<arch.tag>/openvino_int8_x<scale>/``):
-#: this package's weights. Append a folder to find int8 models made for other weights.
+#: More folders to search for int8 models (each holding ``<arch.tag>/openvino_int8_x<scale>/``),
+#: before this package's weights: add a folder to find int8 models made for other weights, or
+#: made another way for the shipped ones.
 search_path: list[Path] = []
 
 
@@ -115,23 +117,18 @@ def read_record(folder: Path) -> Int8Record:
 
 def write_record(folder: Path, record: Int8Record) -> Path:
     """Write ``record`` to ``folder/int8.json`` atomically; returns the path."""
-    from dataclasses import asdict
-
-    from .._files import atomic_write
-
     path = Path(folder) / RECORD_NAME
     atomic_write(path, (json.dumps(asdict(record), indent=1) + "\n").encode())
-    _index.cache_clear()
     return path
 
 
 def _roots() -> list[Path]:
     package = resources.files(__name__.rpartition(".")[0])
-    return [Path(str(package)), *search_path]
+    return [*search_path, Path(str(package))]
 
 
 def shipped_models() -> list[Int8Model]:
-    """Every int8 model in the package's weights and the folders of :data:`search_path`, in that order."""
+    """Every int8 model in the folders of :data:`search_path` and the package's weights, in that order."""
     found = []
     for root in _roots():
         for xml in sorted(Path(root).glob(f"*/{FOLDER_PREFIX}*/model.xml")):
@@ -140,15 +137,16 @@ def shipped_models() -> list[Int8Model]:
     return found
 
 
-@functools.cache
-def _index(roots: tuple[Path, ...]) -> dict[tuple[str, int], Int8Model]:
-    # the first root that has a model for a key wins: the package's own before the added folders
-    return {(m.record.weights_sha256, m.record.scale): m for m in reversed(shipped_models())}
-
-
 def find(weights_sha256: str, scale: int) -> Int8Model | None:
-    """The int8 model quantised from the weights with this digest at ``scale``, if one is shipped."""
-    return _index(tuple(_roots())).get((weights_sha256, scale))
+    """The int8 model quantised from the weights with this digest at ``scale``, if one is shipped.
+
+    The folders are read at each call (a few small files), so a model added meanwhile is
+    found; the first folder of :func:`shipped_models`'s order that has one wins.
+    """
+    for found in shipped_models():
+        if (found.record.weights_sha256, found.record.scale) == (weights_sha256, scale):
+            return found
+    return None
 
 
 def rule_problems(measurement: dict[str, Any]) -> list[str]:
