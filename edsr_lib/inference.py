@@ -258,7 +258,7 @@ def _runtime_model(model: SRModel, scale: int, backend: str, precision: str) -> 
 def runner(
     model: SRModel,
     scale: int,
-    backend: str | None = "torch",
+    backend: str | None = None,
     *,
     device: torch.device,
     half: torch.dtype | None = None,
