@@ -163,15 +163,16 @@ def test_edsr_lib_folder_with_its_config_through_load(tmp_path: Path, x: torch.T
 
 # ------------------------------------------------------------------ registry behaviour
 def test_install_is_idempotent_and_goes_last() -> None:
-    registry = spandrel.MAIN_REGISTRY.copy()
+    # spandrel's own architectures only: the autouse fixture has already installed EDSR into MAIN_REGISTRY
+    registry = spandrel.ArchRegistry()
+    registry.add(*(a for a in spandrel.MAIN_REGISTRY.architectures() if a.architecture.id not in ("EDSR", "MDSR")))
     before = [a.architecture.id for a in registry.architectures("detection")]
+    assert len(before) > 10 and "EDSR" not in before and "MDSR" not in before
     edsr_spandrel.install(registry)
     after = [a.architecture.id for a in registry.architectures("detection")]
+    assert after == [*before, "EDSR", "MDSR"]  # last, and nothing before them moved
     edsr_spandrel.install(registry)
     assert [a.architecture.id for a in registry.architectures("detection")] == after
-    if "EDSR" not in before:
-        assert after[-2:] == ["EDSR", "MDSR"]
-    assert after.count("EDSR") == after.count("MDSR") == 1
 
 
 def test_other_architectures_still_load_as_themselves(tmp_path: Path) -> None:
