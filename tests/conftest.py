@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,57 @@ def datasets_dir() -> Path:
     if not (DATASETS_DIR / "Set5" / "HR").is_dir():
         pytest.skip(f"needs the image sets at {DATASETS_DIR} (set EDSR_LIB_DATASETS to point elsewhere)")
     return DATASETS_DIR
+
+
+#: Where installed packages live: the folders they add to sys.path when imported (ray, setuptools) are theirs.
+_LIBRARY_ROOTS = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")})
+#: Folders of the repository whose files are imported under their own names (tests/ is on sys.path).
+_IMPORTABLE_ROOTS = (REPO_ROOT / "edsr_lib", Path(__file__).parent)
+
+
+def _importable(file: str) -> bool:
+    return file.startswith(_LIBRARY_ROOTS) or any(Path(file).is_relative_to(root) for root in _IMPORTABLE_ROOTS)
+
+
+def _leaks(path: list[str], modules: dict[str, object]) -> list[str]:
+    """What a test left in ``sys.path`` and ``sys.modules`` that outlasts it, against the state before it."""
+    found = [f"sys.path gained {p!r}" for p in sys.path if p not in path and not p.startswith(_LIBRARY_ROOTS)]
+    if sys.modules.get("__main__") is not modules.get("__main__"):
+        found.append("sys.modules['__main__'] was replaced")
+    for name, module in list(sys.modules.items()):
+        if name in modules:
+            continue
+        if module is None:
+            found.append(f"sys.modules[{name!r}] = None")
+        elif getattr(module, "__name__", name) != name and not getattr(module, "__file__", "").startswith(
+            _LIBRARY_ROOTS
+        ):
+            found.append(f"sys.modules[{name!r}] is an alias of {module.__name__!r}")
+        elif (file := getattr(module, "__file__", None)) and not _importable(file):
+            found.append(f"sys.modules[{name!r}] holds {file}, loaded by path")
+    return found
+
+
+def _guard_imports(what: str) -> Iterator[None]:
+    path, modules = list(sys.path), dict(sys.modules)
+    yield
+    if leaks := _leaks(path, modules):
+        pytest.fail(f"{what} leaked import state: " + "; ".join(leaks), pytrace=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leaked_imports_by_module() -> Iterator[None]:
+    """What a module's own fixtures add to sys.path or sys.modules is undone when the module ends, or it fails."""
+    yield from _guard_imports("the module's fixtures")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_imports() -> Iterator[None]:
+    """A test that adds to sys.path or registers a module by hand undoes it (monkeypatch does), or fails.
+
+    Either outlasts the test and changes what every later test imports.
+    """
+    yield from _guard_imports("the test")
 
 
 @pytest.fixture(autouse=True)
