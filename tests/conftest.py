@@ -47,35 +47,49 @@ def _leaks(path: list[str], modules: dict[str, object]) -> list[str]:
             continue
         if module is None:
             found.append(f"sys.modules[{name!r}] = None")
-        elif getattr(module, "__name__", name) != name and not getattr(module, "__file__", "").startswith(
-            _LIBRARY_ROOTS
-        ):
+            continue
+        file = getattr(module, "__file__", None) or ""
+        # installed packages alias their own modules when first imported (requests.packages.*): only others count
+        if getattr(module, "__name__", name) != name and not file.startswith(_LIBRARY_ROOTS):
             found.append(f"sys.modules[{name!r}] is an alias of {module.__name__!r}")
-        elif (file := getattr(module, "__file__", None)) and not _importable(file):
+        elif file and not _importable(file):
             found.append(f"sys.modules[{name!r}] holds {file}, loaded by path")
     return found
 
 
-def _guard_imports(what: str) -> Iterator[None]:
-    path, modules = list(sys.path), dict(sys.modules)
-    yield
-    if leaks := _leaks(path, modules):
-        pytest.fail(f"{what} leaked import state: " + "; ".join(leaks), pytrace=False)
+def _import_state() -> tuple[list[str], dict[str, object]]:
+    return list(sys.path), dict(sys.modules)
 
 
 @pytest.fixture(autouse=True, scope="module")
 def _no_leaked_imports_by_module() -> Iterator[None]:
     """What a module's own fixtures add to sys.path or sys.modules is undone when the module ends, or it fails."""
-    yield from _guard_imports("the module's fixtures")
+    before = _import_state()
+    yield
+    if leaks := _leaks(*before):
+        pytest.fail("the module (its fixtures, or a test) leaked import state: " + "; ".join(leaks), pytrace=False)
 
 
-@pytest.fixture(autouse=True)
-def _no_leaked_imports() -> Iterator[None]:
+_BEFORE_TEST = pytest.StashKey[tuple[list[str], dict[str, object]]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    result = yield
+    item.stash[_BEFORE_TEST] = _import_state()  # once the fixtures are set up: what monkeypatch undoes is not a leak
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """A test that adds to sys.path or registers a module by hand undoes it (monkeypatch does), or fails.
 
     Either outlasts the test and changes what every later test imports.
     """
-    yield from _guard_imports("the test")
+    result = yield
+    if (before := item.stash.get(_BEFORE_TEST, None)) and (leaks := _leaks(*before)):
+        pytest.fail("the test leaked import state: " + "; ".join(leaks), pytrace=False)
+    return result
 
 
 @pytest.fixture(autouse=True)
