@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from . import adapters, backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
@@ -101,7 +102,9 @@ def load_model(model: SRModel | str | os.PathLike[str], *, cache: bool = False) 
     """Return ``model`` itself, a registered model with pretrained weights, or a saved model.
 
     Args:
-        model: An :class:`~edsr_lib.SRModel`; a registered name, optionally with a tag
+        model: An :class:`~edsr_lib.SRModel` (also inside ``nn.DataParallel``,
+            ``DistributedDataParallel`` or :func:`torch.compile`, which are unwrapped: the
+            model inside is returned); a registered name, optionally with a tag
             (``"edsr_baseline_x2"``, ``"edsr_baseline_x2.t291"``), created with
             ``pretrained=True``; or a folder written by :meth:`~edsr_lib.SRModel.save_pretrained`
             (or its ``model.safetensors``), as :func:`edsr_lib.hub.resolve_weights` reads them.
@@ -115,9 +118,10 @@ def load_model(model: SRModel | str | os.PathLike[str], *, cache: bool = False) 
         ValueError: If the name is neither a registered model nor a folder, or the model
             has no pretrained weights.
         TypeError: If ``model`` is of another type.
+        ValueError: If the model's weights are on the ``meta`` device (not loaded).
     """
-    if isinstance(model, SRModel):
-        return model
+    if isinstance(model, nn.Module):
+        return _usable(model)
     if not isinstance(model, str | os.PathLike):
         raise TypeError(f"expected an SRModel, a model name or a folder, got {type(model).__name__}")
     source = resolve_weights(model)
@@ -134,6 +138,31 @@ def load_model(model: SRModel | str | os.PathLike[str], *, cache: bool = False) 
         while len(_models) > _MODEL_CACHE_SIZE:
             _models.popitem(last=False)
     return loaded
+
+
+#: Attributes under which a wrapper keeps the model it wraps: ``nn.DataParallel``,
+#: ``DistributedDataParallel`` and the like (``module``), :func:`torch.compile` (``_orig_mod``).
+_WRAPPED = ("module", "_orig_mod")
+
+
+def _usable(model: nn.Module) -> SRModel:
+    """The :class:`SRModel` inside ``model`` (unwrapping ``DataParallel``-like wrappers), checked to hold weights.
+
+    Raises:
+        TypeError: If ``model`` is another kind of module.
+        ValueError: If its weights are on the ``meta`` device (shapes without values).
+    """
+    inner = model
+    while not isinstance(inner, SRModel):
+        inner = next((getattr(inner, a) for a in _WRAPPED if isinstance(getattr(inner, a, None), nn.Module)), None)
+        if inner is None:
+            raise TypeError(f"expected an SRModel, a model name or a folder, got {type(model).__name__}")
+    if any(t.is_meta for t in (*inner.parameters(), *inner.buffers())):
+        raise ValueError(
+            "the model's weights are on the meta device (shapes without values): load its weights first, "
+            "e.g. model.to_empty(device='cpu') then model.load_state_dict(...)"
+        )
+    return inner
 
 
 # ---------------------------------------------------------------------------- outscale
@@ -194,7 +223,11 @@ class Upscaler:
 
     Args:
         model: An :class:`~edsr_lib.SRModel`, a registered name (created with pretrained
-            weights) or a folder written by ``save_pretrained``; see :func:`load_model`.
+            weights) or a folder written by ``save_pretrained``; see :func:`load_model`. Any
+            model works however it was made: built or loaded under :func:`torch.inference_mode`
+            or ``no_grad``, frozen, wrapped in ``nn.DataParallel``, or with float16/bfloat16
+            weights (run in float32 unless ``precision`` asks otherwise); one on the ``meta``
+            device is refused.
         options: The options, one :class:`~edsr_lib.options.UpscaleOptions`; default all defaults.
         **changes: Options given by name instead (``scale=2, tile=None``), or changes to ``options``.
 

@@ -13,8 +13,7 @@ exported on the fly: it runs the model shipped for the weights (:func:`int8_mode
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,9 +29,9 @@ from ..models import SRModel
 from ..weights import int8 as shipped_int8
 from .base import Backend, BackendError, Runner
 from .machine import runtime_versions
-from .memo import kept
+from .memo import kept, weights_sha256
 
-__all__ = ["EXPORT_TOLERANCE", "FileBackend", "RuntimeModel", "cache_dir", "int8_model", "weights_sha256"]
+__all__ = ["EXPORT_TOLERANCE", "FileBackend", "RuntimeModel", "cache_dir", "int8_model"]
 
 #: Largest difference on [0, 1] allowed between a fresh fp32 export and PyTorch before the file is cached.
 EXPORT_TOLERANCE = 1e-4
@@ -48,20 +47,6 @@ def cache_dir() -> Path:
     if not root:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edsr_lib"
     return Path(root) / "runtimes"
-
-
-def weights_sha256(model: SRModel) -> str:
-    """Hex sha256 of the model's architecture and weights: every tensor's name, dtype, shape and bytes.
-
-    Two models with the same digest compute the same function, whichever file they came
-    from; a weight changed in memory changes it.
-    """
-    digest = hashlib.sha256(json.dumps(model.config, sort_keys=True).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
-    return digest.hexdigest()
 
 
 def int8_model(model: SRModel, scale: int | None = None) -> shipped_int8.Int8Model:
@@ -149,7 +134,14 @@ class FileBackend(Backend):
         compile: bool = False,
     ) -> Runner:
         """:meth:`load`, kept per model until its weights change (``channels_last`` and ``compile`` are PyTorch's)."""
-        return kept(model, ("runtime", self.name, scale, precision), lambda: self.load(model, scale, precision))
+
+        def make() -> RuntimeModel:
+            source = model
+            if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in model.parameters()):
+                source = copy.deepcopy(model).to("cpu", torch.float32)  # the runtimes export a float32 CPU model
+            return self.load(source, scale, precision)
+
+        return kept(model, ("runtime", self.name, scale, precision), make)
 
     def load(self, model: SRModel, scale: int, precision: str) -> RuntimeModel:
         """The model at ``scale`` compiled in ``precision``: the cached file, else a fresh export, checked.

@@ -60,6 +60,7 @@ def fast_model(
 
     def make() -> nn.Module:
         fast = copy.deepcopy(model).eval().requires_grad_(False)
+        fast.to(torch.float32)  # fused in float32 whatever the model's dtype (a half model's fold would round)
         fast.fuse()
         if fp32_tail:
             setattr(fast, tail, Float32(getattr(fast, tail)))
