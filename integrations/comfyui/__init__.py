@@ -8,7 +8,7 @@ loads: the official EDSR-PyTorch files, torchSR's, BasicSR's and edsr-lib's
 
 It also adds one node on ComfyUI's V3 node interface (``comfy_api.latest``),
 *Upscale Image (EDSR/MDSR, exact tiles)*: it runs an EDSR/MDSR upscale model through
-:func:`edsr_lib.upscale`, whose tiles overlap by the model's receptive radius and are
+:class:`edsr_lib.Upscaler`, whose tiles overlap by the model's receptive radius and are
 cropped, not blended, so the result equals one pass over the whole image (ComfyUI's
 *Upscale Image (using Model)* blends 512-pixel tiles over 32 pixels, which leaves faint
 seams). It also runs MDSR at any of its scales. Its bar in ComfyUI's UI follows the tiles,
@@ -97,14 +97,10 @@ class EDSRUpscaleExact(io.ComfyNode):
             model_management.throw_exception_if_processing_interrupted()
             bar.update_absolute(done, total)
 
-        sr = edsr_lib.upscale(
-            model,
-            image.movedim(-1, 1),  # NHWC -> NCHW; the result comes back where the image is
-            factor,
-            tile=tile or "auto",
-            device=model_management.get_torch_device(),
-            progress=progress,
+        upscaler = edsr_lib.Upscaler(
+            model, scale=factor, tile=tile or "auto", device=model_management.get_torch_device(), progress=progress
         )
+        sr = upscaler(image.movedim(-1, 1))  # NHWC -> NCHW; the result comes back where the image is
         return io.NodeOutput(sr.clamp_(0.0, 1.0).movedim(1, -1))
 
 
