@@ -105,7 +105,9 @@ def load_model(model: SRModel | str | os.PathLike[str], *, cache: bool = False) 
     """Return ``model`` itself, a registered model with pretrained weights, or a saved model.
 
     Args:
-        model: An :class:`~edsr_lib.SRModel`; a registered name, optionally with a tag
+        model: An :class:`~edsr_lib.SRModel` (also inside ``nn.DataParallel``,
+            ``DistributedDataParallel`` or :func:`torch.compile`, which are unwrapped: the
+            model inside is returned); a registered name, optionally with a tag
             (``"edsr_baseline_x2"``, ``"edsr_baseline_x2.t291"``), created with
             ``pretrained=True``; or a folder written by :meth:`~edsr_lib.SRModel.save_pretrained`
             (or its ``model.safetensors``), as :func:`edsr_lib.hub.resolve_weights` reads them.
@@ -119,9 +121,10 @@ def load_model(model: SRModel | str | os.PathLike[str], *, cache: bool = False) 
         ValueError: If the name is neither a registered model nor a folder, or the model
             has no pretrained weights.
         TypeError: If ``model`` is of another type.
+        ValueError: If the model's weights are on the ``meta`` device (not loaded).
     """
-    if isinstance(model, SRModel):
-        return model
+    if isinstance(model, nn.Module):
+        return _usable(model)
     if not isinstance(model, str | os.PathLike):
         raise TypeError(f"expected an SRModel, a model name or a folder, got {type(model).__name__}")
     source = resolve_weights(model)
@@ -140,9 +143,40 @@ def load_model(model: SRModel | str | os.PathLike[str], *, cache: bool = False) 
     return loaded
 
 
-def _weights_state(model: nn.Module) -> tuple[tuple[int, int], ...]:
+#: Attributes under which a wrapper keeps the model it wraps: ``nn.DataParallel``,
+#: ``DistributedDataParallel`` and the like (``module``), :func:`torch.compile` (``_orig_mod``).
+_WRAPPED = ("module", "_orig_mod")
+
+
+def _usable(model: nn.Module) -> SRModel:
+    """The :class:`SRModel` inside ``model`` (unwrapping ``DataParallel``-like wrappers), checked to hold weights.
+
+    Raises:
+        TypeError: If ``model`` is another kind of module.
+        ValueError: If its weights are on the ``meta`` device (shapes without values).
+    """
+    inner = model
+    while not isinstance(inner, SRModel):
+        inner = next((getattr(inner, a) for a in _WRAPPED if isinstance(getattr(inner, a, None), nn.Module)), None)
+        if inner is None:
+            raise TypeError(f"expected an SRModel, a model name or a folder, got {type(model).__name__}")
+    if any(t.is_meta for t in (*inner.parameters(), *inner.buffers())):
+        raise ValueError(
+            "the model's weights are on the meta device (shapes without values): load its weights first, "
+            "e.g. model.to_empty(device='cpu') then model.load_state_dict(...)"
+        )
+    return inner
+
+
+def _weights_state(model: nn.Module) -> tuple:
+    """What changes when the model's weights change, to know when a cached copy is stale."""
+    tensors = (*model.parameters(), *model.buffers())
+    if any(t.is_inference() for t in tensors):
+        # Tensors made under torch.inference_mode() keep no version counter, and can still be changed in
+        # place under inference mode: their contents are the state.
+        return (backends.weights_sha256(model),)
     # Every in-place update (optimiser step, load_state_dict) bumps a tensor's version.
-    return tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
+    return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
 class _Float32(nn.Module):
@@ -187,6 +221,7 @@ def _fast_model(
         return cached[1]
     check_finite_weights(model)
     fast = copy.deepcopy(model).eval().requires_grad_(False)
+    fast.to(torch.float32)  # fused in float32 whatever the model's dtype (a half model's fold would round)
     fast.fuse()
     if fp32_tail:
         setattr(fast, tail, _Float32(getattr(fast, tail)))
@@ -250,7 +285,10 @@ def _runtime_model(model: SRModel, scale: int, backend: str, precision: str) -> 
     if cached is not None and cached[0] == state:
         return cached[1]
     check_finite_weights(model)
-    runtime = backends.load_runtime(model, scale, backend, precision)
+    source = model
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in model.parameters()):
+        source = copy.deepcopy(model).to("cpu", torch.float32)  # the runtimes export a float32 CPU model
+    runtime = backends.load_runtime(source, scale, backend, precision)
     _fast_copies[model][key] = (state, runtime)
     return runtime
 
@@ -376,7 +414,11 @@ def upscale(
 
     Args:
         model: An :class:`~edsr_lib.SRModel`, a registered name (created with pretrained
-            weights) or a folder written by ``save_pretrained``; see :func:`load_model`.
+            weights) or a folder written by ``save_pretrained``; see :func:`load_model`. Any
+            model works however it was made: built or loaded under :func:`torch.inference_mode`
+            or ``no_grad``, frozen, wrapped in ``nn.DataParallel``, or with float16/bfloat16
+            weights (run in float32 unless ``half`` asks otherwise); one on the ``meta``
+            device is refused.
         image: A float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with values in [0, 1], on
             any device; a uint8 or uint16 NumPy image ``(H, W, C)`` or ``(H, W)`` (or a batch
             ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image or an

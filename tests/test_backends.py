@@ -83,15 +83,18 @@ def test_bf16_through_openvino_only_where_the_cpu_has_it(
     monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(BackendError, match="native bf16"):
         load_runtime(tiny, 2, "openvino", "bf16")
-    monkeypatch.undo()
-    if not backends.cpu_has_native_bf16():
-        return
+
+
+@pytest.mark.skipif(not backends.cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+def test_bf16_through_openvino_is_rounded_and_close(tiny: edsr_lib.EDSR, cache: Path) -> None:
+    pytest.importorskip("openvino")
     runtime = load_runtime(tiny, 2, "openvino", "bf16")
     x = torch.rand(1, 3, 20, 20)
     with torch.inference_mode():
         expected = tiny(x)
     error = (runtime(x) - expected).abs().max().item()
-    assert 0 < error < 0.05  # rounded to bf16 inside: not fp32, and close
+    # rounded to bf16 inside (not fp32), and close: 2.4e-3 to 2.8e-3 measured on [0, 1] (Zen 4, four seeds)
+    assert 0 < error < 6e-3
 
 
 def test_backend_names_devices_and_missing_packages(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -368,4 +368,5 @@ def test_bf16_on_a_cpu_with_native_bf16(model_dir: Path, tmp_path: Path) -> None
     assert _upscale(model_dir, str(path), "-o", str(tmp_path / "o"), "--bf16", "--device", "cpu") == 0
     fp32 = edsr_lib.upscale(edsr_lib.from_pretrained(model_dir), _pixels((16, 16, 3)))
     bf16 = image_to_array(load_image(tmp_path / "o" / "a_x2.png"))
-    assert np.abs(bf16.astype(int) - fp32.astype(int)).max() <= 8
+    # rounded to bf16 (not fp32), and close: 1 level at most measured (Zen 4, four seeds)
+    assert 0 < np.abs(bf16.astype(int) - fp32.astype(int)).max() <= 2

@@ -302,5 +302,6 @@ def test_half_precision_on_cuda(tiny_models: dict[str, edsr_lib.SRModel], half: 
     x = _image(32, 32)
     out = upscale(model, x, device="cuda", half=half, tile=12)
     assert out.device.type == "cpu" and out.dtype == torch.float32
-    # against the CPU in float32: 2e-2 for fp16, 5e-2 for bf16 (0.1 would let a broken path pass)
-    assert (out - upscale(model, x, device="cpu")).abs().max().item() < {"fp16": 2e-2, "bf16": 5e-2}[half]
+    # against the CPU in float32: 2e-2 for fp16, 3.5e-2 for bf16 (this model strays 1.4e-2 to 1.8e-2 in bf16 on a
+    # CPU with native bf16, four seeds; 0.1 would let a broken path pass)
+    assert (out - upscale(model, x, device="cpu")).abs().max().item() < {"fp16": 2e-2, "bf16": 3.5e-2}[half]

@@ -179,22 +179,26 @@ def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Pa
     from edsr_lib.jobs import running
 
     decoded: list[str] = []
+    readers: set[int] = set()
     overlapped: list[bool] = []
+    changed = threading.Condition()
     real_load, real_upscale = running.load_image, running.upscale
 
     def load(path):
         image = real_load(path)
-        decoded.append(Path(path).name)
+        with changed:
+            decoded.append(Path(path).name)
+            readers.add(threading.get_ident())
+            changed.notify_all()
         return image
 
     def upscale(model, image, **kwargs):
-        seen = len(decoded)
-        waited = threading.Event()
-        for _ in range(200):  # up to 2 s for a reader thread to decode the next file
-            if len(decoded) > seen or len(decoded) == 4:
-                break
-            waited.wait(0.01)
-        overlapped.append(len(decoded) > seen or len(decoded) == 4)
+        with changed:
+            seen = len(decoded)
+            if threading.get_ident() not in readers:  # decoded on another thread: the next file comes meanwhile
+                # no clock in the check: the timeout only ends a hang, however loaded the machine
+                changed.wait_for(lambda: len(decoded) > seen or len(decoded) == 4, timeout=300)
+            overlapped.append(len(decoded) > seen or len(decoded) == 4)
         return real_upscale(model, image, **kwargs)
 
     monkeypatch.setattr(running, "load_image", load)

@@ -269,7 +269,7 @@ def test_bf16_on_a_cpu_follows_what_torch_reports(tiny: edsr_lib.SRModel, monkey
     fast = upscale(tiny, x, half="bf16")
     assert fast.dtype == torch.float32
     mse = (fast - upscale(tiny, x)).pow(2).mean().item()
-    assert 0 < mse < 1e-4  # rounded to bf16 (not silently float32), yet close
+    assert 0 < mse < 2e-6  # rounded to bf16 (not silently float32), yet close: 6.1e-7 measured (Zen 4, three seeds)
 
 
 # ------------------------------------------------------------------ any output factor

@@ -147,6 +147,19 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        base = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = f"{exc.msg}, line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not text"
+        raise CLIError(
+            f"{path} is damaged: not a JSON config ({reason}); fix it, or give the settings as options"
+        ) from None
+    if not isinstance(base, dict):
+        raise CLIError(f"{path} is not a config: it holds a JSON {type(base).__name__}, not an object")
+    return base
+
+
 def build_config(args: argparse.Namespace) -> Any:
     """The :class:`~edsr_lib.train.TrainConfig` the parsed options describe."""
     from ..train import TrainConfig
@@ -155,9 +168,9 @@ def build_config(args: argparse.Namespace) -> Any:
     if args.config is not None:
         if not args.config.is_file():
             raise FileNotFoundError(f"no config file at {args.config}")
-        base = json.loads(args.config.read_text())
+        base = _read_config(args.config)
     elif args.resume and args.output_dir and (Path(args.output_dir) / "config.json").is_file():
-        base = json.loads((Path(args.output_dir) / "config.json").read_text())
+        base = _read_config(Path(args.output_dir) / "config.json")
     for option, name in _FIELDS.items():
         value = getattr(args, option)
         if value is not None:

@@ -30,7 +30,15 @@ from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
 from .distributed import DistInfo, all_gather_object, init_distributed
 from .init_weights import load_init_weights
-from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, read_run, weights_folder
+from .runlog import (
+    CHECKPOINT_NAME,
+    RUN_CONFIG_NAME,
+    WEIGHT_FOLDERS,
+    RunLog,
+    previous_checkpoint,
+    read_run,
+    weights_folder,
+)
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters", "tuned_convolutions"]
 
@@ -501,8 +509,9 @@ class Trainer:
         Raises:
             ValueError: If ``state`` is not a checkpoint of this trainer.
         """
-        if state.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"not an edsr-lib training checkpoint (format {state.get('format')!r})")
+        if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not an edsr-lib training checkpoint (format {found!r})")
         old = state["config"]
         if (old["model"], old["model_kwargs"]) != (self.config.model, self.config.model_kwargs):
             raise ValueError(
@@ -563,6 +572,8 @@ class Trainer:
         """Write :meth:`state_dict` atomically (rank 0 writes; collective under DDP).
 
         The tensors are streamed to the file: no in-memory copy of the checkpoint is made.
+        The checkpoint it replaces is kept beside it (:func:`~edsr_lib.train.runlog.previous_checkpoint`,
+        ``checkpoint_previous.pt``), the way back should the new one be damaged later.
 
         Args:
             path: Destination; ``<output_dir>/checkpoint.pt`` by default.
@@ -571,14 +582,27 @@ class Trainer:
         state = self.state_dict()
         if self.dist.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
+            with atomic_path(path, keep=previous_checkpoint(path)) as tmp:
                 torch.save(state, tmp)
             self._log("checkpoint", step=self.step, path=str(path))
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save_checkpoint`."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Continue from a checkpoint written by :meth:`save_checkpoint`.
+
+        Raises:
+            ValueError: If the file cannot be read as a checkpoint (cut short by a crash or a
+                full disk, overwritten): one line naming it and the way back (the previous
+                checkpoint, or the best weights so far).
+        """
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # whatever the unpickler raises, it is this file that cannot be read
+            raise ValueError(_damaged(path, exc)) from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: not an edsr-lib training checkpoint (it holds a {type(state).__name__})")
+        self.load_state_dict(state)
 
     # ---------------------------------------------------------------- logging
     def _log(self, event: str | None, *, echo: bool = False, **fields: Any) -> None:
@@ -600,3 +624,24 @@ class Trainer:
                 for metric, value in scores.items():
                     self._tb.add_scalar(f"val_{name}/{metric}_{scale}", value, step)
         self._tb.flush()
+
+
+def _damaged(path: Path, exc: BaseException) -> str:
+    """One line for a checkpoint that cannot be read: the file, why, and the ways on."""
+    if path.is_dir():
+        return f"{path} is a folder, not a checkpoint"
+    reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+    reason = reason.split(". ")[0]
+    reason = type(exc).__name__ + (f": {reason[:120]}" if reason and reason != type(exc).__name__ else "")
+    ways = []
+    previous = previous_checkpoint(path)
+    if previous.is_file():
+        ways.append(f"resume from the checkpoint before it (move {previous} to {path})")
+    weights = next((path.parent / name for name in WEIGHT_FOLDERS if (path.parent / name).is_dir()), None)
+    if weights is not None:
+        ways.append(f"start a new run from the weights in {weights} (--init-from {weights}; init_from= in Python)")
+    ways.append("delete it to train from the start")
+    return (
+        f"{path} is damaged and cannot be read ({reason}): probably cut short by a crash or a full disk while "
+        f"it was written. To go on, {'; or '.join(ways)}"
+    )
