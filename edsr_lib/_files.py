@@ -75,7 +75,9 @@ def stale_temporary_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, create: bool = True, keep: str | os.PathLike[str] | None = None
+) -> Iterator[Path]:
     """A temporary path to write ``path``'s new contents to; it replaces ``path`` when the block ends.
 
     For writers that want a file name rather than bytes (Pillow, the ONNX exporter). The
@@ -88,26 +90,60 @@ def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterato
         create: Create the temporary file (empty, with the usual permissions under the
             umask) before the block, so that it can be opened for writing; ``False`` only
             reserves the name, for writers that refuse an existing file.
+        keep: Where to keep the file that the new one replaces (a training checkpoint's
+            previous one): put there, atomically, just before ``path`` is replaced, as a
+            hard link where the file system has them (a copy elsewhere). At every moment
+            ``path`` holds a whole file, the old or the new.
 
     Yields:
         The temporary path.
 
     Raises:
         FileNotFoundError: If the block wrote nothing at the temporary path.
+        IsADirectoryError: If ``path`` is a folder (before the block runs).
+        OSError: Where the file cannot be made, naming ``path``, not its temporary file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
     tmp = _temporary_name(path, secrets.token_hex(_TOKEN_BYTES))
-    if create:
-        # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
     try:
-        yield tmp
-        if not tmp.is_file():
-            raise FileNotFoundError(f"nothing was written for {path} (no file at {tmp})")
-        _fsync(tmp)
-        os.replace(tmp, path)
+        with _naming(tmp, path):
+            if create:
+                # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+            yield tmp
+            if not tmp.is_file():
+                raise FileNotFoundError(f"nothing was written for {path} (no file at {tmp})")
+            _fsync(tmp)
+            if keep is not None and path.is_file():
+                _keep_copy(path, Path(keep))
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(tmp: Path, path: Path) -> Iterator[None]:
+    """Report an OS error about the temporary file ``tmp`` as one about ``path``, the file the user asked for."""
+    try:
+        yield
+    except OSError as err:
+        if os.fspath(tmp) not in (os.fspath(f) for f in (err.filename, err.filename2) if f is not None):
+            raise
+        renamed = type(err)(f"cannot write {path}: {err.strerror or err}")
+        renamed.errno = err.errno
+        raise renamed from None
+
+
+def _keep_copy(path: Path, keep: Path) -> None:
+    """``path``'s current file also at ``keep``, atomically: a hard link, or a copy where links are refused."""
+    with atomic_path(keep, create=False) as spare:
+        try:
+            os.link(path, spare)
+        except OSError:
+            shutil.copy2(path, spare)
 
 
 def atomic_move(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,23 @@ def test_fake_cuda_keeps_plain_tests_on_the_cpu_and_skips_gpu_tests(tmp_path: Pa
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 passed, 1 skipped" in done.stdout and "CUDA is faked (--fake-cuda)" in done.stdout
+
+
+def test_cuda_tests_are_marked_gpu_not_skipped_by_hand() -> None:
+    """A CUDA test needs the ``gpu`` mark: the GPU window runs ``pytest -m gpu``, which deselects the rest.
+
+    A ``skipif(not torch.cuda.is_available())`` without the mark is never run anywhere
+    (test_imresize's CUDA check was such a test).
+    """
+    unmarked = []
+    for path in sorted(CONFTEST.parent.glob("test_*.py")):
+        source = path.read_text(encoding="utf-8")
+        if "pytestmark = pytest.mark.gpu" in source:
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                marks = [ast.unparse(d) for d in node.decorator_list]
+                cuda_only = any(m.startswith("pytest.mark.skipif(not torch.cuda.is_available()") for m in marks)
+                if cuda_only and "pytest.mark.gpu" not in marks:
+                    unmarked.append(f"{path.name}::{node.name}")
+    assert unmarked == [], f"mark these @pytest.mark.gpu (the GPU window runs only those): {unmarked}"

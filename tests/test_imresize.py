@@ -210,7 +210,7 @@ def test_is_differentiable():
     assert torch.autograd.gradcheck(lambda t: imresize(t, 0.6), (x,))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu  # run by the GPU window (pytest -m gpu); skipped where there is no CUDA
 def test_cuda_matches_cpu():
     x = torch.rand(2, 3, 33, 47)
     torch.testing.assert_close(imresize(x.cuda(), 1 / 3).cpu(), imresize(x, 1 / 3), rtol=1e-5, atol=1e-6)

@@ -153,17 +153,17 @@ def test_never_more_actors_than_gpus() -> None:
 def test_out_of_memory_costs_one_row(model_dir: Path, photos: Path, tmp_path: Path, monkeypatch) -> None:
     from edsr_lib import inference
 
-    real = inference._upscale
+    real = inference.Upscaler._run
 
-    def short_of_memory(model, image, scale, **kwargs):
+    def short_of_memory(self, image, scale):
         height = image.shape[-3] if image.ndim == 4 else image.shape[0]
         if height == 17:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if height == 12:
             raise MemoryError()
-        return real(model, image, scale, **kwargs)
+        return real(self, image, scale)
 
-    monkeypatch.setattr(inference, "_upscale", short_of_memory)
+    monkeypatch.setattr(inference.Upscaler, "_run", short_of_memory)
     upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False)
     paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
     rows = upscaler({"path": np.asarray(paths)})
@@ -179,22 +179,26 @@ def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Pa
     from edsr_lib.jobs import running
 
     decoded: list[str] = []
+    readers: set[int] = set()
     overlapped: list[bool] = []
+    changed = threading.Condition()
     real_load, real_upscale = running.load_image, running.upscale
 
     def load(path):
         image = real_load(path)
-        decoded.append(Path(path).name)
+        with changed:
+            decoded.append(Path(path).name)
+            readers.add(threading.get_ident())
+            changed.notify_all()
         return image
 
     def upscale(model, image, **kwargs):
-        seen = len(decoded)
-        waited = threading.Event()
-        for _ in range(200):  # up to 2 s for a reader thread to decode the next file
-            if len(decoded) > seen or len(decoded) == 4:
-                break
-            waited.wait(0.01)
-        overlapped.append(len(decoded) > seen or len(decoded) == 4)
+        with changed:
+            seen = len(decoded)
+            if threading.get_ident() not in readers:  # decoded on another thread: the next file comes meanwhile
+                # no clock in the check: the timeout only ends a hang, however loaded the machine
+                changed.wait_for(lambda: len(decoded) > seen or len(decoded) == 4, timeout=300)
+            overlapped.append(len(decoded) > seen or len(decoded) == 4)
         return real_upscale(model, image, **kwargs)
 
     monkeypatch.setattr(running, "load_image", load)

@@ -163,15 +163,16 @@ def test_edsr_lib_folder_with_its_config_through_load(tmp_path: Path, x: torch.T
 
 # ------------------------------------------------------------------ registry behaviour
 def test_install_is_idempotent_and_goes_last() -> None:
-    registry = spandrel.MAIN_REGISTRY.copy()
+    # spandrel's own architectures only: the autouse fixture has already installed EDSR into MAIN_REGISTRY
+    registry = spandrel.ArchRegistry()
+    registry.add(*(a for a in spandrel.MAIN_REGISTRY.architectures() if a.architecture.id not in ("EDSR", "MDSR")))
     before = [a.architecture.id for a in registry.architectures("detection")]
+    assert len(before) > 10 and "EDSR" not in before and "MDSR" not in before
     edsr_spandrel.install(registry)
     after = [a.architecture.id for a in registry.architectures("detection")]
+    assert after == [*before, "EDSR", "MDSR"]  # last, and nothing before them moved
     edsr_spandrel.install(registry)
     assert [a.architecture.id for a in registry.architectures("detection")] == after
-    if "EDSR" not in before:
-        assert after[-2:] == ["EDSR", "MDSR"]
-    assert after.count("EDSR") == after.count("MDSR") == 1
 
 
 def test_other_architectures_still_load_as_themselves(tmp_path: Path) -> None:
@@ -209,7 +210,7 @@ def test_half_precisions_follow_float32(dtype: torch.dtype, x: torch.Tensor) -> 
     d.to(dtype)
     got = d(x.to(dtype)).float()
     assert got.dtype == torch.float32 and torch.isfinite(got).all()
-    assert (got - want).abs().mean().item() < (5e-3 if dtype == torch.bfloat16 else 1.5e-3)  # 1.4e-3, 4.3e-4
+    assert (got - want).abs().mean().item() < (2.5e-3 if dtype == torch.bfloat16 else 1e-3)  # 1.4e-3, 4.3e-4 measured
 
 
 def test_tile_overlap_is_the_receptive_radius_and_exact(x: torch.Tensor) -> None:

@@ -2,8 +2,8 @@
 
 Rounding the input levels, the output mean held in the fused tail's bias, or the tail's
 output to bfloat16 made bf16 output 0.05-0.17 levels brighter than fp32 on every image;
-the ends of the network now run in float32 (``_float32_ends`` in :mod:`edsr_lib.inference`,
-``_keep_ends_float32`` in :mod:`edsr_lib.backends`). These tests measure the mean signed
+the ends of the network now run in float32 (``float32_ends`` in edsr_lib.backends.pytorch,
+``keep_ends_float32`` in edsr_lib.backends.openvino). These tests measure the mean signed
 difference of the written levels, image by image, so a constant offset of a tenth of a
 level fails them.
 """
@@ -18,6 +18,7 @@ from runtimes import private_cache
 
 import edsr_lib
 from edsr_lib import backends
+from edsr_lib.inference import cpu_has_native_bf16
 from edsr_lib.io import read_image
 
 cache = pytest.fixture(scope="module", name="cache", autouse=True)(private_cache)
@@ -26,13 +27,14 @@ cache = pytest.fixture(scope="module", name="cache", autouse=True)(private_cache
 MAX_MEAN_SHIFT = 0.02
 
 pytestmark = pytest.mark.skipif(
-    not backends.cpu_has_native_bf16(),
+    not cpu_has_native_bf16(),
     reason="bf16 runs on a CPU only with native bf16 (AVX-512 BF16 or AMX), which this CPU lacks",
 )
 
 BACKENDS = ["torch"] + [
     pytest.param(b, marks=pytest.mark.skipif(b not in backends.installed_runtimes(), reason=f"needs {b}"))
-    for b in backends.PRECISIONS["bf16"]
+    for b in backends.RUNTIMES
+    if "bf16" in backends.get_backend(b).precisions
 ]
 
 
