@@ -252,16 +252,14 @@ def test_codec_crf_preset_and_pixel_format(model: edsr_lib.SRModel, tmp_path: Pa
 def test_frames_go_through_upscale_in_batches_within_a_segment(
     model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edsr_lib.video.pipeline as video
-
     batches: list[tuple[int, ...]] = []
-    real = video.upscale
+    real = edsr_lib.Upscaler.__call__
 
-    def spy(model, frames, **options):
+    def spy(self, frames):
         batches.append(frames.shape)
-        return real(model, frames, **options)
+        return real(self, frames)
 
-    monkeypatch.setattr(video, "upscale", spy)
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", spy)
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     upscale_video(model, src, tmp_path / "out.mp4", batch_size=4, segment_seconds=0.25)  # 6 frames a segment
     assert [b[0] for b in batches] == [4, 2, 4, 2]

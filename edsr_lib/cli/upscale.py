@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..options import BACKENDS
+from ..options import BACKENDS, UpscaleOptions
 from . import CLIError
 
 #: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
@@ -121,6 +121,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--self-ensemble", action="store_true", help="average over 8 flips/rotations (8x slower)")
     parser.add_argument(
+        "--seamless",
+        action="store_true",
+        help="treat each image as periodic (a texture): the result tiles seamlessly, exactly, with no blending",
+    )
+    parser.add_argument(
         "--device", metavar="DEVICE", help="any torch device: cpu, cuda, cuda:1, mps, xpu (default: the accelerator)"
     )
     precision = parser.add_mutually_exclusive_group()
@@ -192,8 +197,6 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs import Interrupted, job_device, upscale_folder
     from ..video import VideoKind
 
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
     if args.workers < 1:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     if args.quality is not None and not 1 <= args.quality <= 100:
@@ -203,6 +206,20 @@ def run(args: argparse.Namespace) -> int:
         resolve_half(args.half or False, device)
     except ValueError:
         raise CLIError(_PRECISION_ERRORS[args.half].format(device=device)) from None
+    try:
+        options = UpscaleOptions(
+            scale=args.scale,
+            outscale=args.outscale,
+            device=device,
+            backend=args.backend,
+            precision="int8" if args.int8 else args.half,
+            tile=args.tile,
+            self_ensemble=args.self_ensemble,
+            wrap=args.seamless,
+            batch_size=args.batch_size,
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("batch_size", "--batch-size")) from None
 
     def log(line: str) -> None:
         _write(f"edsr-lib upscale: {line}")
@@ -213,8 +230,7 @@ def run(args: argparse.Namespace) -> int:
                 args.inputs,
                 args.output,
                 model=args.model,
-                scale=args.scale,
-                outscale=args.outscale,
+                options=options,
                 format=args.format,
                 quality=args.quality,
                 suffix=args.suffix,
@@ -222,14 +238,7 @@ def run(args: argparse.Namespace) -> int:
                 skip_existing=args.skip_existing,
                 shard=args.shard,
                 workers=args.workers,
-                batch_size=args.batch_size,
-                device=device,
-                half=args.half or False,
-                backend=args.backend,
-                int8=args.int8,
                 max_pixels=args.max_pixels,
-                tile=args.tile,
-                self_ensemble=args.self_ensemble,
                 log=log,
                 kinds=[VideoKind(vcodec=args.vcodec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, log=log)],
             )

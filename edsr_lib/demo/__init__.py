@@ -42,12 +42,13 @@ import torch
 from PIL import Image
 
 from .._device import resolve_device, resolve_half
-from ..inference import load_model, upscale
+from ..inference import Upscaler, load_model
 from ..io import (
     AnyImage,
     ImageReadError,
     array_to_image,
     carry_metadata,
+    default_target,
     image_to_array,
     load_image,
     read_image,
@@ -199,15 +200,20 @@ def run_upscale(
     sixteen = sixteen and image.mode not in ("I", "F")  # 32-bit and float images keep their own precision
     pixels = _to_16_bits(image) if sixteen else image
     net = load_model(f"{model}.{tag}", cache=True)  # kept between runs
-    factor = net.resolve_scale(scale if len(net.scales) > 1 else None)
+    upscaler = Upscaler(
+        net,
+        scale=scale if len(net.scales) > 1 else None,
+        self_ensemble=self_ensemble,
+        precision="bf16" if bf16 else None,
+        device=resolve_device(device),
+        progress=progress,
+    )
+    factor = upscaler.factor
     job = make_job(source, out_dir, suffix=expand_suffix(_SUFFIX, factor), format=file_format)  # the CLI's name
-    options: dict[str, Any] = {"self_ensemble": self_ensemble, "half": "bf16" if bf16 else False, "progress": progress}
-    result = upscale(net, pixels, factor, device=resolve_device(device), **options)
+    result = upscaler(pixels)
     if sixteen:
         result = carry_metadata(image, array_to_image(result), factor)
-    target = job.target
-    if file_format == "png" and result.mode in ("I", "F"):
-        target = target.with_suffix(".tif")  # PNG holds neither 32-bit integers nor floats: as the CLI does
+    target = default_target(job.target, result.mode) if file_format == "png" else job.target  # as the CLI does
     write_image(target, result)
     return image, result, target
 

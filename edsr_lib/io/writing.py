@@ -35,6 +35,18 @@ _FORMAT_MODES = {
     "WEBP": {"RGB", "RGBA"},
     "TIFF": {"L", "LA", "RGB", "RGBA", "I;16", "RGB;16", "RGBA;16", "I", "F"},  # 16-bit LA: Pillow reads none
 }
+#: The modes PNG cannot hold (32-bit integers, floats): written as TIFF where no output format was asked for.
+TIFF_ONLY_MODES = ("I", "F")
+
+
+def default_target(target: PathLike, mode: str) -> Path:
+    """Where an image of ``mode`` is written when no output format was asked for: ``target`` (a PNG), or for the
+    modes PNG cannot hold (:data:`TIFF_ONLY_MODES`) its ``.tif`` twin. The command line, folder jobs, Ray and the demo
+    follow this one rule."""
+    target = Path(target)
+    return target.with_suffix(".tif") if mode in TIFF_ONLY_MODES else target
+
+
 #: The metadata an image carries from file to file (``info`` keys, as Pillow names them).
 _METADATA = ("icc_profile", "exif", "dpi")
 

@@ -17,15 +17,16 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .._files import stale_temporary_files
-from ..inference import load_model, upscale
+from ..inference import Upscaler, as_upscaler
 from ..models import SRModel
+from ..options import UpscaleOptions
 from .encoding import VIDEO_SUFFIXES, _codec_options, _Encoding, _output_size, _pick_codec, _pick_pix_fmt
 from .probe import _RANGE_JPEG, Interpolation, VideoError, _av_reason, _chroma, _fail, _probe, _require_av, _Source, av
 from .segments import _fingerprint, _parts_dir, _prepare_parts, _SegmentWriter
@@ -230,27 +231,23 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def upscale_video(
-    model: SRModel | str | os.PathLike[str],
+    model: SRModel | str | os.PathLike[str] | Upscaler,
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     scale: int | None = None,
     *,
-    outscale: float | None = None,
+    options: UpscaleOptions | None = None,
     vcodec: str | None = None,
     crf: int | None = None,
     preset: str | None = None,
     pix_fmt: str | None = None,
-    tile: int | Literal["auto"] | None = "auto",
-    batch_size: int = 4,
-    self_ensemble: bool = False,
-    device: torch.device | str | None = None,
-    half: bool | str | torch.dtype = False,
-    backend: str | None = None,
-    int8: bool = False,
     segment_seconds: float | None = None,
     progress: bool = False,
+    half: bool | str | torch.dtype = False,
+    int8: bool = False,
+    **changes: Any,
 ) -> VideoResult:
-    """Upscale a video file: every frame with :func:`edsr_lib.upscale`, the sound, timing and colours kept.
+    """Upscale a video file: every frame with an :class:`~edsr_lib.Upscaler`, the sound, timing and colours kept.
 
     The frames are decoded to RGB with the input's colour matrix and range (8-bit RGB, or
     16-bit for inputs of more than 8 bits), upscaled in batches of ``batch_size`` frames
@@ -266,13 +263,19 @@ def upscale_video(
     uninterrupted run. A call with other settings, another model or a changed input
     starts afresh.
 
+    Every option of the :class:`~edsr_lib.Upscaler` applies to every frame (tiles and their
+    overlap, self-ensemble, ``wrap``, device, backend, precision, ``channels_last``,
+    ``compile``), resolved once for the whole clip.
+
     Args:
-        model: An :class:`~edsr_lib.SRModel`, a registered name or a saved folder (see
-            :func:`edsr_lib.inference.load_model`).
+        model: An :class:`~edsr_lib.Upscaler` (its options are the run's), or an
+            :class:`~edsr_lib.SRModel`, a registered name or a saved folder (see
+            :func:`edsr_lib.inference.load_model`) to build one from ``options`` and the
+            option fields given by name.
         src: The input video.
         dst: The output file; its suffix picks the container (one of :data:`VIDEO_SUFFIXES`).
         scale: The model scale; may be omitted for a single-scale model.
-        outscale: Instead of ``scale``: any output factor above 1 (see :func:`edsr_lib.upscale`).
+        options: The :class:`~edsr_lib.options.UpscaleOptions` of the run (not with an ``Upscaler``).
         vcodec: FFmpeg video encoder (``"libx264"``, ``"libx265"``, ``"libvpx-vp9"``,
             ``"libsvtav1"``...). Default: the input's own codec family where the bundled
             FFmpeg can encode it (H.264, HEVC, VP9, AV1) and ``dst``'s container holds it,
@@ -283,17 +286,15 @@ def upscale_video(
         pix_fmt: Encoded pixel format (``"yuv420p"``, ``"yuv444p10le"``...). Default: the
             input's chroma layout and bit depth where the encoder has them (10-bit stays
             10-bit); where it has not, the nearest one, with a warning naming what is lost.
-        tile: Tile size in LR pixels, ``"auto"`` or ``None``, as for :func:`edsr_lib.upscale`.
-        batch_size: Frames (or tiles) per forward pass.
-        self_ensemble: Average over the eight flips and rotations (eight times the work).
-        device: Where the model runs (default: the device of its weights).
-        half: ``"bf16"`` or ``"fp16"`` as for :func:`edsr_lib.upscale`.
-        backend: The runtime the model runs in (``"torch"``, ``"openvino"``, ``"onnxruntime"``,
-            ``"auto"``), as for :func:`edsr_lib.upscale`.
-        int8: Run the int8 model shipped for the weights (OpenVINO), as for :func:`edsr_lib.upscale`.
         segment_seconds: Seconds of video per segment, the most work an interruption can
             lose (default 10).
         progress: Show a progress bar (frames, frames per second, time left).
+        half: The older spelling of ``precision`` (``"bf16"``, ``"fp16"``), as for :func:`edsr_lib.upscale`.
+        int8: The older spelling of ``precision="int8"``.
+        **changes: Fields of :class:`~edsr_lib.options.UpscaleOptions` by name (``outscale``,
+            ``tile``, ``tile_overlap``, ``batch_size`` (frames per forward pass),
+            ``self_ensemble``, ``wrap``, ``device``, ``backend``, ``precision``,
+            ``channels_last``, ``compile``), checked when the call starts.
 
     Returns:
         A :class:`VideoResult`; its :meth:`~VideoResult.summary` is one line for a log.
@@ -313,12 +314,12 @@ def upscale_video(
     muxer = VIDEO_SUFFIXES.get(dst.suffix.lower())
     if muxer is None:
         raise ValueError(f"{dst}: unknown video suffix; use one of {', '.join(VIDEO_SUFFIXES)}")
-    if outscale is not None and scale is not None:
-        raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
     segment_seconds = _SEGMENT_SECONDS if segment_seconds is None else segment_seconds
     if not segment_seconds > 0:
         raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
-    model = load_model(model)
+    upscaler = as_upscaler(model, options, scale=scale, half=half, int8=int8, **changes)
+    model, scale, outscale = upscaler.model, upscaler.scale, upscaler.options.outscale
+    batch_size = upscaler.options.batch_size
     source = _probe(src)
     width, height = _output_size(source, model, scale, outscale)
     codec = _pick_codec(source, muxer, vcodec)
@@ -342,13 +343,15 @@ def upscale_video(
     )
     for message in lost:
         warnings.warn(f"{src}: {message}", stacklevel=2)
+    # what decides the frames (not how fast they come): a rerun with other values starts afresh
     settings = {
         "scale": scale,
         "outscale": outscale,
-        "self_ensemble": self_ensemble,
-        "half": str(half),
-        "backend": backend,
-        "int8": int8,
+        "self_ensemble": upscaler.options.self_ensemble,
+        "wrap": upscaler.options.wrap,
+        "tile_overlap": upscaler.options.tile_overlap,
+        "precision": upscaler.precision,
+        "backend": upscaler.backend,
     }
     parts = _parts_dir(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -356,19 +359,6 @@ def upscale_video(
         stale.unlink(missing_ok=True)
     records = _prepare_parts(parts, _fingerprint(model, source, encoding, settings))
     resumed = sum(r["frames"] for r in records)
-    options = {
-        "tile": tile,
-        "batch_size": batch_size,
-        "self_ensemble": self_ensemble,
-        "device": device,
-        "half": half,
-        "backend": backend,
-        "int8": int8,
-    }
-    if outscale is not None:
-        options["outscale"] = outscale
-    else:
-        options["scale"] = scale
     model_seconds = 0.0
     total = source.frames or (round(source.duration * float(source.rate)) if source.duration else None)
 
@@ -396,7 +386,7 @@ def upscale_video(
                         or item[0] // encoding.segment_frames != pending[0][0] // encoding.segment_frames
                     ):
                         tick = time.perf_counter()
-                        result = upscale(model, np.stack([p[3] for p in pending]), **options)
+                        result = upscaler(np.stack([p[3] for p in pending]))
                         model_seconds += time.perf_counter() - tick
                         for (index, pts, duration, _), frame in zip(pending, result, strict=True):
                             _put(upscaled, (index, pts, duration, frame), stop)
