@@ -75,7 +75,9 @@ def stale_temporary_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterator[Path]:
+def atomic_path(
+    path: str | os.PathLike[str], *, create: bool = True, keep: str | os.PathLike[str] | None = None
+) -> Iterator[Path]:
     """A temporary path to write ``path``'s new contents to; it replaces ``path`` when the block ends.
 
     For writers that want a file name rather than bytes (Pillow, the ONNX exporter). The
@@ -88,6 +90,10 @@ def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterato
         create: Create the temporary file (empty, with the usual permissions under the
             umask) before the block, so that it can be opened for writing; ``False`` only
             reserves the name, for writers that refuse an existing file.
+        keep: Where to keep the file that the new one replaces (a training checkpoint's
+            previous one): put there, atomically, just before ``path`` is replaced, as a
+            hard link where the file system has them (a copy elsewhere). At every moment
+            ``path`` holds a whole file, the old or the new.
 
     Yields:
         The temporary path.
@@ -105,9 +111,20 @@ def atomic_path(path: str | os.PathLike[str], *, create: bool = True) -> Iterato
         if not tmp.is_file():
             raise FileNotFoundError(f"nothing was written for {path} (no file at {tmp})")
         _fsync(tmp)
+        if keep is not None and path.is_file():
+            _keep_copy(path, Path(keep))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _keep_copy(path: Path, keep: Path) -> None:
+    """``path``'s current file also at ``keep``, atomically: a hard link, or a copy where links are refused."""
+    with atomic_path(keep, create=False) as spare:
+        try:
+            os.link(path, spare)
+        except OSError:
+            shutil.copy2(path, spare)
 
 
 def atomic_move(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:

@@ -118,3 +118,30 @@ def test_atomic_move_puts_a_finished_file_in_place(tmp_path: Path) -> None:
     assert _files.atomic_move(source, target) == target
     assert target.read_bytes() == b"new" and not source.exists()
     assert [p.name for p in target.parent.iterdir()] == ["model.bin"]
+
+
+def test_atomic_path_keeps_the_file_it_replaces_when_asked(tmp_path: Path) -> None:
+    target, kept = tmp_path / "checkpoint.pt", tmp_path / "checkpoint_previous.pt"
+    with _files.atomic_path(target, keep=kept) as tmp:  # nothing to keep yet
+        tmp.write_bytes(b"first")
+    assert target.read_bytes() == b"first" and not kept.exists()
+    with _files.atomic_path(target, keep=kept) as tmp:
+        tmp.write_bytes(b"second")
+    assert target.read_bytes() == b"second" and kept.read_bytes() == b"first"
+    with pytest.raises(RuntimeError), _files.atomic_path(target, keep=kept) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("the disk filled up")
+    assert target.read_bytes() == b"second" and kept.read_bytes() == b"first"  # a failed write keeps both
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "checkpoint_previous.pt"]
+
+
+def test_atomic_path_keeps_a_copy_where_links_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(*args: object) -> None:
+        raise PermissionError("this file system has no hard links")
+
+    monkeypatch.setattr(_files.os, "link", no_links)
+    target, kept = tmp_path / "a.bin", tmp_path / "a_previous.bin"
+    target.write_bytes(b"old")
+    with _files.atomic_path(target, keep=kept) as tmp:
+        tmp.write_bytes(b"new")
+    assert (target.read_bytes(), kept.read_bytes()) == (b"new", b"old")

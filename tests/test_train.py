@@ -269,6 +269,58 @@ def test_resume_refuses_a_missing_checkpoint_or_another_model(tmp_path: Path) ->
         Trainer(_config(tmp_path, model_kwargs={"n_resblocks": 2, "n_feats": 8}), sampler=_sampler(), resume=True)
 
 
+@pytest.mark.parametrize("damage", ["cut_short", "empty", "garbage"])
+def test_a_damaged_checkpoint_is_named_with_the_ways_on(tmp_path: Path, damage: str) -> None:
+    Trainer(_config(tmp_path, steps=4, save_every=2), sampler=_sampler()).train()
+    run = tmp_path / "run"
+    ckpt, previous = run / CHECKPOINT_NAME, run / "checkpoint_previous.pt"
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    assert torch.load(previous, weights_only=True)["step"] == 2  # the one it replaced, kept
+    whole = ckpt.read_bytes()
+    ckpt.write_bytes({"cut_short": whole[: len(whole) // 2], "empty": b"", "garbage": b"\x00junk" * 64}[damage])
+    with pytest.raises(ValueError) as caught:
+        Trainer(_config(tmp_path, steps=6, save_every=2), sampler=_sampler(), resume=True)
+    message = str(caught.value)
+    assert message.startswith(f"{ckpt} is damaged and cannot be read") and "\n" not in message, message
+    assert f"move {previous} to {ckpt}" in message and f"--init-from {run / 'final_ema'}" in message, message
+    previous.replace(ckpt)  # the way back it names works
+    resumed = Trainer(_config(tmp_path, steps=6, save_every=2), sampler=_sampler(), resume=True)
+    assert resumed.step == 2
+
+
+def test_the_command_reports_a_damaged_checkpoint_config_or_log_in_one_line(
+    tmp_path: Path, data_dirs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_dir, _ = data_dirs
+    out = tmp_path / "cli"
+    args = ["train", "--train-dir", str(train_dir), "--output-dir", str(out), "--model-arg", "n_resblocks=1",
+            "--model-arg", "n_feats=8", "--patch-size", "8", "--batch-size", "2", "--save-every", "2",
+            "--cache-dir", "", "--threads", "1", "--no-progress", "--steps", "2"]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    resume = ["train", "--output-dir", str(out), "--resume", "--steps", "4", "--no-progress"]
+    checkpoint = (out / CHECKPOINT_NAME).read_bytes()
+    (out / CHECKPOINT_NAME).write_bytes(checkpoint[:1000])  # a crash while it was written
+    assert main(resume) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edsr-lib train: error: {out / CHECKPOINT_NAME} is damaged") and "\n" not in err, err
+    assert "Errno" not in err and f"--init-from {out / 'final_ema'}" in err, err
+    (out / CHECKPOINT_NAME).write_bytes(checkpoint)
+
+    config = (out / "config.json").read_text()
+    (out / "config.json").write_text(config[: len(config) // 2])
+    assert main(resume) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edsr-lib train: error: {out / 'config.json'} is damaged: not a JSON config"), err
+    (out / "config.json").write_text(config)
+
+    with open(out / "log.jsonl", "a") as log:  # a record cut short by a crash
+        log.write('{"time": 1, "ev')
+    assert main(resume) == 0
+    run = read_run(out)  # the half record is passed over, the next ones are whole
+    assert run.records[-1]["event"] == "end" and run.records[-1]["step"] == 4
+
+
 # -------------------------------------------------------------- init_from
 def test_x4_starts_from_a_trained_x2_except_the_upsampler(tmp_path: Path) -> None:
     x2 = edsr_lib.create_model("edsr_baseline_x2", **TINY)

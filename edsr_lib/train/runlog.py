@@ -15,11 +15,14 @@
   ``"time_limit"``; the run can resume);
 - ``best/`` and ``best_ema/``: the raw and EMA weights of the best validation so far,
   ``final/`` and ``final_ema/``: those of the last stop (``save_pretrained`` folders);
-- ``checkpoint.pt``: the (single, rolling) training checkpoint, whose contents the trainer owns.
+- ``checkpoint.pt``: the rolling training checkpoint, whose contents the trainer owns, and
+  ``checkpoint_previous.pt``: the one it replaced (:func:`previous_checkpoint`), the way back
+  when the last one is damaged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -35,6 +38,7 @@ __all__ = [
     "WEIGHT_FOLDERS",
     "Run",
     "RunLog",
+    "previous_checkpoint",
     "read_run",
     "weights_folder",
 ]
@@ -45,6 +49,12 @@ LOG_NAME = "log.jsonl"
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The weights folders a run writes, the preferred first.
 WEIGHT_FOLDERS = ("best_ema", "best", "final_ema", "final")
+
+
+def previous_checkpoint(path: str | Path) -> Path:
+    """Where the checkpoint that ``path`` replaced is kept: ``checkpoint.pt`` -> ``checkpoint_previous.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_previous{path.suffix}")
 
 
 def weights_folder(*, best: bool, ema: bool) -> str:
@@ -66,8 +76,14 @@ class RunLog:
         """Append one record (with the time, and ``event`` unless it is progress) and return it."""
         record = {"time": round(time.time(), 3), **({"event": event} if event else {}), **fields}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        with open(self.path, "a+b") as f:  # opened at the end; writes always append
+            end = f.tell()
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":  # a record cut short by a crash keeps its own line
+                    line = "\n" + line
+            f.write(line.encode())
         return record
 
 
@@ -190,9 +206,11 @@ class Run:
 def read_run(path: str | Path) -> Run:
     """Read a run folder's ``config.json`` and ``log.jsonl``.
 
+    A log line that is not JSON (a record cut short by a crash) is passed over.
+
     Raises:
         FileNotFoundError: If the folder or either file is missing.
-        ValueError: If the log has no ``start`` record.
+        ValueError: If ``config.json`` is not JSON, or the log has no ``start`` record.
     """
     path = Path(path)
     if not path.is_dir():
@@ -201,8 +219,14 @@ def read_run(path: str | Path) -> Run:
     for name, file in files.items():
         if not file.is_file():
             raise FileNotFoundError(f"{path} has no {name}; is it a folder written by `edsr-lib train`?")
-    config = json.loads(files[RUN_CONFIG_NAME].read_text())
-    records = [json.loads(line) for line in files[LOG_NAME].read_text().splitlines() if line.strip()]
+    try:
+        config = json.loads(files[RUN_CONFIG_NAME].read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{files[RUN_CONFIG_NAME]} is damaged: not JSON ({exc.msg}, line {exc.lineno})") from None
+    records = []
+    for line in files[LOG_NAME].read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            records.append(json.loads(line))
     run = Run(path, config, records)
     if not run.starts:
         raise ValueError(f"{files[LOG_NAME]} has no 'start' record")

@@ -30,7 +30,15 @@ from .config import TrainConfig
 from .data import PatchSampler, default_cache_dir
 from .distributed import DistInfo, all_gather_object, init_distributed
 from .init_weights import load_init_weights
-from .runlog import CHECKPOINT_NAME, RUN_CONFIG_NAME, RunLog, read_run, weights_folder
+from .runlog import (
+    CHECKPOINT_NAME,
+    RUN_CONFIG_NAME,
+    WEIGHT_FOLDERS,
+    RunLog,
+    previous_checkpoint,
+    read_run,
+    weights_folder,
+)
 
 __all__ = ["CHECKPOINT_NAME", "Trainer", "branch_parameters", "tuned_convolutions"]
 
@@ -182,7 +190,11 @@ class Trainer:
         if config.compile:
             self._train_model = torch.compile(self._train_model)
 
+        self.degrade = config.degrade_chain()
+        self.val_degrade = config.val_degradation()
         self.sampler = sampler if sampler is not None else self._build_sampler()
+        if self.degrade is None and not self.sampler.has_lr:
+            raise ValueError("the sampler holds no LR images: train it with a degradation chain (config.degrade)")
         self.data_generator = torch.Generator(device=self.sampler.device)
         self.data_generator.manual_seed(_seed_for(config.seed, 1, self.dist.rank))
         self.scale_generator = torch.Generator()
@@ -190,6 +202,8 @@ class Trainer:
 
         self.step = 0
         self.elapsed = 0.0
+        #: Seconds spent making batches (cropping, and degrading with a chain), for the log's data share.
+        self.data_seconds = 0.0
         self.best: dict[str, float] = {}
         self._tb = None
         if config.tensorboard and self.dist.is_main:
@@ -234,6 +248,8 @@ class Trainer:
             sample_by=c.sample_by,
             device=self.device if c.data_on_device else "cpu",
             shard=(self.dist.rank, self.dist.world_size) if self.dist.enabled else None,
+            # degraded LR is made per patch from the HR crop: no bicubic LR images, no cache
+            make_lr=self.degrade is None,
         )
 
     # ------------------------------------------------------------- training
@@ -247,6 +263,18 @@ class Trainer:
             return nn.functional.l1_loss(sr, hr)
         return nn.functional.mse_loss(sr, hr)
 
+    def batch(self, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of LR and HR patches (float NCHW in [0, 1]) at ``scale``.
+
+        With a degradation chain, the LR patches are made from the HR crops, each from
+        the generator of ``(seed, step, rank, sample)``: the same for a resumed run.
+        """
+        if self.degrade is None:
+            return self.sampler.sample(self.local_batch, scale, self.data_generator)
+        hr = self.sampler.crop_hr(self.sampler.draw(self.local_batch, scale, self.data_generator))
+        lr = self.degrade.degrade_batch(hr, scale, seed=self.config.seed, step=self.step, rank=self.dist.rank)
+        return lr.float().div_(255), hr.float().div_(255)
+
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One update: draw a scale and a batch, forward, backward, optimiser step, EMA update.
 
@@ -255,7 +283,9 @@ class Trainer:
             device tensors, so that no step waits for the device).
         """
         scale = self._draw_scale()
-        lr, hr = self.sampler.sample(self.local_batch, scale, self.data_generator)
+        tick = time.perf_counter()
+        lr, hr = self.batch(scale)
+        self.data_seconds += time.perf_counter() - tick
         lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
         if not self.config.channels_last:
             lr, hr = lr.contiguous(), hr.contiguous()
@@ -326,7 +356,7 @@ class Trainer:
         summary: dict[str, Any] = {"step": self.step}
         loss_sum = torch.zeros((), device=self.device)
         mse_sum = torch.zeros((), device=self.device)
-        window, busy = 0, 0.0
+        window, busy, data_mark = 0, 0.0, self.data_seconds
         stop = min(c.steps, until if until is not None else c.steps)
         deadline = time.monotonic() + time_limit if time_limit is not None else math.inf
         out_of_time = False
@@ -352,13 +382,15 @@ class Trainer:
                     "psnr": -10 * math.log10(max(mse_mean, 1e-12)),
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "steps_per_s": window / busy,
+                    # the share of the training time spent making the batches (cropping, degrading)
+                    "data_share": round((self.data_seconds - data_mark) / busy, 4),
                     "train_s": round(self.elapsed, 1),
                 }
                 bar.set_postfix(loss=f"{loss_mean:.4f}", psnr=f"{summary['psnr']:.2f}", it_s=f"{window / busy:.3f}")
                 self._log(None, **summary, echo=not c.progress)
                 loss_sum.zero_()
                 mse_sum.zero_()
-                window, busy = 0, 0.0
+                window, busy, data_mark = 0, 0.0, self.data_seconds
             # the checkpoint first, so that a validation that fails loses no training
             if self.step % c.save_every == 0 or done:
                 self.save_checkpoint()
@@ -398,7 +430,7 @@ class Trainer:
     # ------------------------------------------------------------- validation
     def _score(self, net: nn.Module, scale: int) -> dict[str, float]:
         was_training = net.training
-        result = evaluate(net, self.config.val_dir, scale, device=self.device)
+        result = evaluate(net, self.config.val_dir, scale, device=self.device, degrade=self.val_degrade)
         net.train(was_training)
         return {"psnr": result["psnr"], "ssim": result["ssim"]}
 
@@ -501,8 +533,9 @@ class Trainer:
         Raises:
             ValueError: If ``state`` is not a checkpoint of this trainer.
         """
-        if state.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"not an edsr-lib training checkpoint (format {state.get('format')!r})")
+        if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"not an edsr-lib training checkpoint (format {found!r})")
         old = state["config"]
         if (old["model"], old["model_kwargs"]) != (self.config.model, self.config.model_kwargs):
             raise ValueError(
@@ -563,6 +596,8 @@ class Trainer:
         """Write :meth:`state_dict` atomically (rank 0 writes; collective under DDP).
 
         The tensors are streamed to the file: no in-memory copy of the checkpoint is made.
+        The checkpoint it replaces is kept beside it (:func:`~edsr_lib.train.runlog.previous_checkpoint`,
+        ``checkpoint_previous.pt``), the way back should the new one be damaged later.
 
         Args:
             path: Destination; ``<output_dir>/checkpoint.pt`` by default.
@@ -571,14 +606,27 @@ class Trainer:
         state = self.state_dict()
         if self.dist.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
+            with atomic_path(path, keep=previous_checkpoint(path)) as tmp:
                 torch.save(state, tmp)
             self._log("checkpoint", step=self.step, path=str(path))
         return path
 
     def load_checkpoint(self, path: str | Path) -> None:
-        """Continue from a checkpoint written by :meth:`save_checkpoint`."""
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        """Continue from a checkpoint written by :meth:`save_checkpoint`.
+
+        Raises:
+            ValueError: If the file cannot be read as a checkpoint (cut short by a crash or a
+                full disk, overwritten): one line naming it and the way back (the previous
+                checkpoint, or the best weights so far).
+        """
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # whatever the unpickler raises, it is this file that cannot be read
+            raise ValueError(_damaged(path, exc)) from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{path}: not an edsr-lib training checkpoint (it holds a {type(state).__name__})")
+        self.load_state_dict(state)
 
     # ---------------------------------------------------------------- logging
     def _log(self, event: str | None, *, echo: bool = False, **fields: Any) -> None:
@@ -600,3 +648,24 @@ class Trainer:
                 for metric, value in scores.items():
                     self._tb.add_scalar(f"val_{name}/{metric}_{scale}", value, step)
         self._tb.flush()
+
+
+def _damaged(path: Path, exc: BaseException) -> str:
+    """One line for a checkpoint that cannot be read: the file, why, and the ways on."""
+    if path.is_dir():
+        return f"{path} is a folder, not a checkpoint"
+    reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())
+    reason = reason.split(". ")[0]
+    reason = type(exc).__name__ + (f": {reason[:120]}" if reason and reason != type(exc).__name__ else "")
+    ways = []
+    previous = previous_checkpoint(path)
+    if previous.is_file():
+        ways.append(f"resume from the checkpoint before it (move {previous} to {path})")
+    weights = next((path.parent / name for name in WEIGHT_FOLDERS if (path.parent / name).is_dir()), None)
+    if weights is not None:
+        ways.append(f"start a new run from the weights in {weights} (--init-from {weights}; init_from= in Python)")
+    ways.append("delete it to train from the start")
+    return (
+        f"{path} is damaged and cannot be read ({reason}): probably cut short by a crash or a full disk while "
+        f"it was written. To go on, {'; or '.join(ways)}"
+    )
