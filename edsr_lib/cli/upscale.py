@@ -29,7 +29,7 @@ from . import CLIError
 FORMATS = ("png", "jpg", "webp", "tif")
 
 
-def _default_device(args: argparse.Namespace) -> str | None:
+def default_device(args: argparse.Namespace) -> str | None:
     """``--device``; else the CPU for a runtime (``--int8``, ``--backend openvino``), or ``None``."""
     runtime = args.int8 or args.backend not in (None, "torch", "auto")
     return args.device or ("cpu" if runtime else None)
@@ -53,7 +53,7 @@ def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-_tile = _count_or({"auto": "auto", "none": None}, "pixels")
+parse_tile = _count_or({"auto": "auto", "none": None}, "pixels")
 _max_pixels = _count_or({"none": 0}, "pixels")
 
 
@@ -113,7 +113,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tile",
-        type=_tile,
+        type=parse_tile,
         default="auto",
         metavar="N|auto|none",
         help="tiles of N LR pixels (exact: same result as one pass); 'auto' (default) tiles when one pass "
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
-    device = job_device(_default_device(args))
+    device = job_device(default_device(args))
     try:
         resolve_half(args.half or False, device)
     except ValueError:

@@ -12,8 +12,8 @@ from PIL import Image
 from .._files import atomic_path
 from ..ops.color import to_levels
 from .base import PathLike
-from .image16 import AnyImage, Image16, _write_png_16, _write_tiff_16
-from .pixels import _float_peak, _integer_peak, array_to_image
+from .image16 import AnyImage, Image16, write_png_16, write_tiff_16
+from .pixels import array_to_image, float_peak, integer_peak
 
 #: Suffix -> Pillow format that :func:`write_image` writes.
 WRITE_FORMATS: dict[str, str] = {
@@ -110,7 +110,7 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         if isinstance(image, Image16):
-            (_write_png_16 if fmt == "PNG" else _write_tiff_16)(f, image.pixels, **save_kwargs)
+            (write_png_16 if fmt == "PNG" else write_tiff_16)(f, image.pixels, **save_kwargs)
         else:
             image.save(f, format=fmt, **save_kwargs)
 
@@ -202,7 +202,7 @@ def fit_format(image: AnyImage, path: PathLike, source: AnyImage | None = None) 
     if mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
         like = np.asarray(source if source is not None else image)
-        peak = float(_integer_peak(like) if mode == "I" else _float_peak(like.astype(np.float32)))
+        peak = float(integer_peak(like) if mode == "I" else float_peak(like.astype(np.float32)))
         if target == "I;16" and peak == 255:
             target = "L"  # 8-bit data: a 16-bit file of levels 0..255 would look black
         unit = torch.from_numpy(values / peak)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import SRModel
-from .probe import _Source, av
+from .probe import Source, av
 
 __all__ = ["VIDEO_SUFFIXES", "is_video"]
 
@@ -48,7 +48,7 @@ def is_video(path: str | os.PathLike[str]) -> bool:
 
 
 @dataclass(frozen=True)
-class _Encoding:
+class Encoding:
     """How the video is encoded: the settings that decide the bits, so a resumed run must share them."""
 
     codec: str
@@ -61,7 +61,7 @@ class _Encoding:
     lost: tuple[str, ...] = field(default=())
 
 
-def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
+def pick_codec(source: Source, muxer: str, vcodec: str | None) -> str:
     with av.open(io.BytesIO(), "w", format=muxer) as probe:  # asks FFmpeg what the container holds
         holds = probe.supported_codecs
 
@@ -82,7 +82,7 @@ def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
     raise ValueError(f"no default encoder for a {muxer} file; pass vcodec")
 
 
-def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
+def pick_pix_fmt(source: Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
     """The encoded pixel format: ``pix_fmt``, or the input's chroma and depth where the encoder has them."""
     supported = [f.name for f in av.Codec(codec, "w").video_formats or ()]
     if pix_fmt is not None:
@@ -110,7 +110,7 @@ def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str
     raise ValueError(f"{codec} encodes none of the YUV formats this input needs; pass pix_fmt")
 
 
-def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+def codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
     options = {"crf": str(_DEFAULT_CRF if crf is None else crf)}
     if codec in _NAMED_PRESETS:
         options["preset"] = preset or _DEFAULT_PRESET
@@ -125,7 +125,7 @@ def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str,
     return options
 
 
-def _output_size(source: _Source, model: SRModel, scale: int | None, outscale: float | None) -> tuple[int, int]:
+def output_size(source: Source, model: SRModel, scale: int | None, outscale: float | None) -> tuple[int, int]:
     if outscale is not None:
         return (math.ceil(outscale * source.width - 1e-6), math.ceil(outscale * source.height - 1e-6))
     factor = model.resolve_scale(scale)

@@ -27,10 +27,21 @@ from .._files import stale_temporary_files
 from ..inference import Upscaler, as_upscaler
 from ..models import SRModel
 from ..options import UpscaleOptions
-from .encoding import VIDEO_SUFFIXES, _codec_options, _Encoding, _output_size, _pick_codec, _pick_pix_fmt
-from .probe import _RANGE_JPEG, Interpolation, VideoError, _av_reason, _chroma, _fail, _probe, _require_av, _Source, av
-from .segments import _fingerprint, _parts_dir, _prepare_parts, _SegmentWriter
-from .streams import _join
+from .encoding import VIDEO_SUFFIXES, Encoding, codec_options, output_size, pick_codec, pick_pix_fmt
+from .probe import (
+    RANGE_JPEG,
+    Interpolation,
+    Source,
+    VideoError,
+    av,
+    av_reason,
+    chroma_subsampling,
+    fail,
+    probe_video,
+    require_av,
+)
+from .segments import SegmentWriter, parts_dir, prepare_parts, run_fingerprint
+from .streams import join_segments
 
 __all__ = ["VideoResult", "upscale_video"]
 
@@ -115,7 +126,7 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
             continue
 
 
-def _decode(source: _Source, skip: int, rgb_format: str, out: queue.Queue, stop: threading.Event) -> None:
+def _decode(source: Source, skip: int, rgb_format: str, out: queue.Queue, stop: threading.Event) -> None:
     """Decode frames ``skip`` onwards to RGB arrays; put ``(index, pts, duration, array)``, then ``_END``."""
     colour = source.colour
     default_duration = max(1, round(1 / (source.rate * source.time_base)))
@@ -131,14 +142,12 @@ def _decode(source: _Source, skip: int, rgb_format: str, out: queue.Queue, stop:
                     frame.pts if frame.pts is not None else (last_pts + default_duration if last_pts is not None else 0)
                 )
                 if last_pts is not None and pts <= last_pts:
-                    raise _fail(
-                        source.path, f"frame {index} has timestamp {pts}, not after the one before ({last_pts})"
-                    )
+                    raise fail(source.path, f"frame {index} has timestamp {pts}, not after the one before ({last_pts})")
                 duration = frame.duration or default_duration
                 last_pts, end = pts, float((pts + duration) * source.time_base)
                 if index >= skip:
                     if (frame.width, frame.height) != (source.width, source.height):
-                        raise _fail(
+                        raise fail(
                             source.path,
                             f"the picture size changes at frame {index} ({source.width}x{source.height} -> "
                             f"{frame.width}x{frame.height}); split the clip there",
@@ -148,28 +157,26 @@ def _decode(source: _Source, skip: int, rgb_format: str, out: queue.Queue, stop:
                         src_colorspace=colour.sws_matrix,
                         dst_colorspace=colour.sws_matrix,
                         src_color_range=colour.range,
-                        dst_color_range=_RANGE_JPEG,
+                        dst_color_range=RANGE_JPEG,
                         interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT,
                     )
                     _put(out, (index, pts, duration, rgb), stop)
                 index += 1
         except av.error.FFmpegError as exc:
-            raise _fail(
-                source.path, f"cannot decode frame {index} ({_av_reason(exc)}; truncated or damaged?)"
-            ) from None
+            raise fail(source.path, f"cannot decode frame {index} ({av_reason(exc)}; truncated or damaged?)") from None
     if source.frames and index < source.frames:
-        raise _fail(source.path, f"only {index} of its {source.frames} frames could be decoded (truncated?)")
+        raise fail(source.path, f"only {index} of its {source.frames} frames could be decoded (truncated?)")
     start = float(stream.start_time * source.time_base) if stream.start_time is not None else 0.0
     if not source.frames and source.duration and end - start < source.duration - 2 * source.frame_seconds:
-        raise _fail(source.path, f"the video stops at {end:.2f} s of its {source.duration:.2f} s (truncated?)")
+        raise fail(source.path, f"the video stops at {end:.2f} s of its {source.duration:.2f} s (truncated?)")
     _put(out, _END, stop)
 
 
 def _encode(
-    source: _Source, encoding: _Encoding, parts: Path, records: list[dict], frames: queue.Queue, stop: threading.Event
+    source: Source, encoding: Encoding, parts: Path, records: list[dict], frames: queue.Queue, stop: threading.Event
 ) -> None:
     """Encode the upscaled frames into segments (one per ``segment_frames`` frames); append each one's record."""
-    writer: _SegmentWriter | None = None
+    writer: SegmentWriter | None = None
     try:
         while (item := _get(frames, stop)) is not _END:
             index, pts, duration, rgb = item
@@ -178,7 +185,7 @@ def _encode(
                 records.append(writer.commit())
                 writer = None
             if writer is None:
-                writer = _SegmentWriter(parts, segment, source, encoding)
+                writer = SegmentWriter(parts, segment, source, encoding)
             writer.write(pts, duration, rgb)
         if writer is not None:
             records.append(writer.commit())
@@ -308,7 +315,7 @@ def upscale_video(
             scale the model does not serve, an unknown container suffix).
         KeyboardInterrupt: On Ctrl-C or SIGTERM; the complete segments are kept for a rerun.
     """
-    _require_av()
+    require_av()
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
     muxer = VIDEO_SUFFIXES.get(dst.suffix.lower())
@@ -320,21 +327,21 @@ def upscale_video(
     upscaler = as_upscaler(model, options, scale=scale, half=half, int8=int8, **changes)
     model, scale, outscale = upscaler.model, upscaler.scale, upscaler.options.outscale
     batch_size = upscaler.options.batch_size
-    source = _probe(src)
-    width, height = _output_size(source, model, scale, outscale)
-    codec = _pick_codec(source, muxer, vcodec)
-    chosen_fmt, lost = _pick_pix_fmt(source, codec, pix_fmt)
-    sub_w, sub_h = _chroma(av.VideoFormat(chosen_fmt))
+    source = probe_video(src)
+    width, height = output_size(source, model, scale, outscale)
+    codec = pick_codec(source, muxer, vcodec)
+    chosen_fmt, lost = pick_pix_fmt(source, codec, pix_fmt)
+    sub_w, sub_h = chroma_subsampling(av.VideoFormat(chosen_fmt))
     if width % sub_w or height % sub_h:
-        raise _fail(
+        raise fail(
             src,
             f"the output would be {width}x{height}, and {chosen_fmt} needs a width divisible by {sub_w} and a "
             f"height by {sub_h}; pass a pixel format without chroma subsampling (yuv444p) or a scale that fits",
         )
-    encoding = _Encoding(
+    encoding = Encoding(
         codec=codec,
         pix_fmt=chosen_fmt,
-        options=_codec_options(codec, crf, preset),
+        options=codec_options(codec, crf, preset),
         width=width,
         height=height,
         rgb_format="rgb24" if source.depth <= 8 else "rgb48le",
@@ -353,11 +360,11 @@ def upscale_video(
         "precision": upscaler.precision,
         "backend": upscaler.backend,
     }
-    parts = _parts_dir(dst)
+    parts = parts_dir(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporary_files([dst]):  # a run killed while it joined the segments
         stale.unlink(missing_ok=True)
-    records = _prepare_parts(parts, _fingerprint(model, source, encoding, settings))
+    records = prepare_parts(parts, run_fingerprint(model, source, encoding, settings))
     resumed = sum(r["frames"] for r in records)
     model_seconds = 0.0
     total = source.frames or (round(source.duration * float(source.rate)) if source.duration else None)
@@ -407,7 +414,7 @@ def upscale_video(
             for stage in stages:
                 if stage.error is not None:
                     raise stage.error
-            lost = (*lost, *_join(source, dst, muxer, parts, len(records)))
+            lost = (*lost, *join_segments(source, dst, muxer, parts, len(records)))
     except VideoError:
         shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing half-written stays behind
         raise
