@@ -19,7 +19,16 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_folder", "atomic_move", "atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
+__all__ = [
+    "atomic_folder",
+    "atomic_move",
+    "atomic_path",
+    "atomic_write",
+    "make_folders",
+    "remove_empty_folders",
+    "sha256sum",
+    "stale_temporary_files",
+]
 
 
 def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
@@ -196,3 +205,36 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return path
+
+
+def make_folders(path: str | os.PathLike[str]) -> list[Path]:
+    """Create the folder ``path`` with its missing parents; return the folders made, deepest first.
+
+    Give the list to :func:`remove_empty_folders` when the work fails, or wrote nothing: a
+    command that wrote nothing leaves no empty output folder behind.
+
+    Raises:
+        OSError: If a folder cannot be made (a file in the way, no permission).
+    """
+    path = Path(path)
+    made: list[Path] = []
+    folder = path
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    path.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+def remove_empty_folders(folders: Iterable[str | os.PathLike[str]]) -> None:
+    """Remove ``folders`` (deepest first, as :func:`make_folders` lists them) while they are empty.
+
+    The first that is not empty stays, and so do the folders above it.
+    """
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty
+            return

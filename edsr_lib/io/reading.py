@@ -62,9 +62,46 @@ def load_image(path: PathLike) -> AnyImage:
         ) from exc
     except MemoryError as exc:
         raise ImageReadError(f"cannot read image {path}: out of memory while decoding") from exc
+    except Image.UnidentifiedImageError as exc:
+        other = _media_kind(path)
+        raise ImageReadError(f"{path} {other}" if other else f"cannot read image {path}: {exc}") from exc
     except Exception as exc:  # whatever a decoder raises, it is this file that cannot be read
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
     return image
+
+
+#: File signatures of sound and video files -> what they are, and the suffix a video takes.
+_AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A ", b"F4B "}
+_AUDIO_SUFFIXES = {".m4a", ".m4b", ".mka", ".oga", ".opus", ".mp3", ".wav", ".flac", ".aac", ".ogg", ".aif", ".aiff"}
+
+
+def _media_kind(path: Path) -> str | None:
+    """What a file Pillow cannot identify is, when its first bytes say it is sound or video (else ``None``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    audio_named = path.suffix.lower() in _AUDIO_SUFFIXES
+    if head[4:8] == b"ftyp":
+        if head[8:12] in _AUDIO_BRANDS or audio_named:
+            return "is sound (MP4 audio), not an image or a video: there is no picture to upscale"
+        return "is a video (MP4/QuickTime); name it .mp4 to upscale it as one"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "is sound (WAV), not an image or a video: there is no picture to upscale"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "is a video (AVI); name it .avi to upscale it as one"
+    if head[:3] == b"ID3" or head[:4] in (b"fLaC", b"caff", b"#!AM") or (head[:4] == b"FORM" and head[8:11] == b"AIF"):
+        return "is sound, not an image or a video: there is no picture to upscale"
+    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG or AAC audio frames
+        return "is sound (MPEG audio), not an image or a video: there is no picture to upscale"
+    if head[:4] in (b"OggS", b"\x1aE\xdf\xa3"):
+        if audio_named:
+            return "is sound, not an image or a video: there is no picture to upscale"
+        container = "Ogg" if head[:4] == b"OggS" else "Matroska/WebM"
+        suffix = ".ogv" if head[:4] == b"OggS" else ".mkv"
+        return f"is a {container} file (video or sound); name it {suffix} to upscale its video"
+    return None
 
 
 #: EXIF orientation -> how to turn an ``H x W x C`` array upright (as ``PIL.ImageOps.exif_transpose`` turns an image).
