@@ -24,7 +24,7 @@ __all__ = [
     "atomic_move",
     "atomic_path",
     "atomic_write",
-    "make_folders",
+    "missing_folders",
     "remove_empty_folders",
     "sha256sum",
     "stale_temporary_files",
@@ -207,27 +207,22 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
     return path
 
 
-def make_folders(path: str | os.PathLike[str]) -> list[Path]:
-    """Create the folder ``path`` with its missing parents; return the folders made, deepest first.
+def missing_folders(path: str | os.PathLike[str]) -> list[Path]:
+    """The folders that creating ``path`` (with its parents) would make: those missing, deepest first.
 
-    Give the list to :func:`remove_empty_folders` when the work fails, or wrote nothing: a
-    command that wrote nothing leaves no empty output folder behind.
-
-    Raises:
-        OSError: If a folder cannot be made (a file in the way, no permission).
+    Taken before the folder is made, and given to :func:`remove_empty_folders` when the work
+    is over, so that a command that wrote nothing leaves no empty output folder behind.
     """
-    path = Path(path)
-    made: list[Path] = []
-    folder = path
+    missing: list[Path] = []
+    folder = Path(path)
     while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
-        made.append(folder)
+        missing.append(folder)
         folder = folder.parent
-    path.mkdir(parents=True, exist_ok=True)
-    return made
+    return missing
 
 
 def remove_empty_folders(folders: Iterable[str | os.PathLike[str]]) -> None:
-    """Remove ``folders`` (deepest first, as :func:`make_folders` lists them) while they are empty.
+    """Remove ``folders`` (deepest first, as :func:`missing_folders` lists them) while they are empty.
 
     The first that is not empty stays, and so do the folders above it.
     """

@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from .._device import bind_local_gpu, resolve_device, resolve_half
-from .._files import make_folders, remove_empty_folders
+from .._files import missing_folders, remove_empty_folders
 from ..backends import choose, int8_model
 from ..inference import check_finite_weights, load_model, plan_passes
-from ..io import OUTPUT_FORMATS
+from ..io import OUTPUT_FORMATS, pixel_limit
 from ..models import SRModel
 from . import planning
 from .planning import (
@@ -157,10 +156,8 @@ def upscale_folder(
         OSError: If ``output_dir`` cannot be written.
         Interrupted: On Ctrl-C, once the writes in flight are done.
     """
-    if max_pixels is not None and max_pixels < 0:
-        raise ValueError(f"max_pixels must be positive (or 0 for no limit), got {max_pixels}")
     log = log or _stderr
-    with _pixel_limit(max_pixels), _WarningsAsLines(log), contextlib.ExitStack() as tidy:
+    with pixel_limit(max_pixels), _WarningsAsLines(log), contextlib.ExitStack() as tidy:
         check_suffix(suffix)
         if scale is not None and outscale is not None:
             raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
@@ -179,7 +176,7 @@ def upscale_folder(
         if not found:
             raise ValueError("nothing to upscale")
         # a run that writes nothing (every input refused, a bad model) leaves no empty folder behind
-        tidy.callback(remove_empty_folders, make_folders(output_dir))
+        tidy.callback(remove_empty_folders, missing_folders(output_dir))
         check_output_dir(output_dir)
 
         device = job_device(device)
@@ -254,18 +251,6 @@ def _subfolder_tidier(output_dir: PathLike, jobs: Sequence[Job]) -> Callable[[],
                 folder.rmdir()
 
     return tidy
-
-
-@contextlib.contextmanager
-def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    """Pillow's decompression-bomb limit set to ``max_pixels`` (``0``: none) while the run lasts."""
-    saved = Image.MAX_IMAGE_PIXELS
-    if max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = max_pixels or None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _complete(

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._files import make_folders, remove_empty_folders, stale_temporary_files
+from .._files import missing_folders, remove_empty_folders, stale_temporary_files
 from ..inference import load_model, upscale
 from ..models import SRModel
 from .encoding import (
@@ -369,7 +369,8 @@ def upscale_video(
         "int8": int8,
     }
     parts = _parts_dir(dst)
-    made = make_folders(dst.parent)
+    made = missing_folders(dst.parent)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporary_files([dst]):  # a run killed while it joined the segments
         stale.unlink(missing_ok=True)
     try:
