@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,7 +78,12 @@ class UpscaleOptions:
         batch_size: Most windows (or ensemble members, or same-size images) per forward pass.
         channels_last: Run PyTorch in ``channels_last`` memory format (faster on CPU).
         compile: Run a :func:`torch.compile` d PyTorch copy (the first call compiles).
-        progress: Show a progress bar over tiles when there are several batches.
+        progress: ``True`` shows a progress bar over tiles when there are several batches.
+            A function ``progress(done, total)`` is called instead with the windows done and
+            their number in the pass (:data:`edsr_lib.ops.tiling.Progress`), before the first
+            batch and after each (a chained ``outscale`` pass or an out-of-memory retry
+            starts again from 0); what it raises stops the upscale and comes out unchanged,
+            so it can also cancel (the ComfyUI node checks ComfyUI's cancel button there).
     """
 
     scale: int | None = None
@@ -92,7 +98,7 @@ class UpscaleOptions:
     batch_size: int = 4
     channels_last: bool = True
     compile: bool = False
-    progress: bool = False
+    progress: bool | Callable[[int, int], None] = False
 
     def __post_init__(self) -> None:
         if self.scale is not None and not _positive_int(self.scale):
@@ -118,9 +124,11 @@ class UpscaleOptions:
             raise ValueError(f"tile_overlap must be a non-negative number of LR pixels or None, got {overlap!r}")
         if not _positive_int(self.batch_size):
             raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        for name in ("self_ensemble", "wrap", "channels_last", "compile", "progress"):
+        for name in ("self_ensemble", "wrap", "channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.progress, bool) and not callable(self.progress):
+            raise ValueError(f"progress must be True, False or a function (done, total), got {self.progress!r}")
         if self.compile and self.backend in RUNTIMES:
             raise ValueError(f"compile=True compiles the PyTorch model; it does not apply to backend={self.backend!r}")
 

@@ -228,13 +228,16 @@ def test_auto_tile_uses_available_memory(
     monkeypatch.setattr(inference, "tiled_apply", spy)
     upscale(model, x, tile="auto", batch_size=4)
     upscale(model, _image(20, 20, n=6), tile="auto", batch_size=4)
-    assert calls == [(tile, 1), (tile, 4)]
+    upscale(model, _image(60, 33), tile="auto", batch_size=4)
+    # 40x33 fits the budget: one pass; four 20x20 images fit it together; 60x33 does not fit in one window
+    assert calls[:2] == [(None, 1), (None, 4)]
+    assert isinstance(calls[2][0], tuple) and calls[2][1] == 1
 
 
 def test_cpu_budget_grows_for_models_with_a_large_receptive_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 64 << 30)
     baseline = edsr_lib.create_model("edsr_baseline_x4")
-    assert memory.memory_budget(baseline) == 1 << 30
+    assert memory.memory_budget(baseline) == 3 << 29
     with torch.device("meta"):
         large = edsr_lib.create_model("edsr_x4")
     radius = large.receptive_radius()
@@ -305,3 +308,26 @@ def test_half_precision_on_cuda(tiny_models: dict[str, edsr_lib.SRModel], half: 
     # against the CPU in float32: 2e-2 for fp16, 3.5e-2 for bf16 (this model strays 1.4e-2 to 1.8e-2 in bf16 on a
     # CPU with native bf16, four seeds; 0.1 would let a broken path pass)
     assert (out - upscale(model, x, device="cpu")).abs().max().item() < {"fp16": 2e-2, "bf16": 3.5e-2}[half]
+
+
+def test_a_progress_function_follows_the_tiles_and_can_cancel(tiny_models: dict[str, edsr_lib.SRModel]) -> None:
+    model = tiny_models["edsr_baseline_x2"]
+    x = _image(30, 30)
+    calls: list[tuple[int, int]] = []
+    out = upscale(model, x, tile=10, batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    torch.testing.assert_close(out, upscale(model, x, tile=None), rtol=0, atol=1e-5)
+    total = calls[0][1]
+    assert total > 2 and calls == [(0, total)] + [(min(d, total), total) for d in range(2, total + 2, 2)]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done: int, total: int) -> None:
+        calls.append((done, total))
+        if done:
+            raise Cancelled
+
+    calls.clear()
+    with pytest.raises(Cancelled):  # out unchanged: not taken for an out-of-memory error and retried
+        upscale(model, x, tile=10, batch_size=2, progress=cancel)
+    assert calls == [(0, total), (2, total)]

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from edsr_lib.memory import MIN_AUTO_TILE, plan_windows
 from edsr_lib.ops.tiling import Span, tile_spans, tiled_apply
 
 
@@ -80,6 +81,52 @@ def test_tiled_equals_one_pass(net: nn.Module, image: torch.Tensor, tile: int, b
     torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("tile", [(3, 40), (40, 2), (5, 9), (17, 23)])
+def test_rectangular_tiles_equal_one_pass(net: nn.Module, image: torch.Tensor, tile: tuple[int, int]) -> None:
+    windows: list[tuple[int, int]] = []
+
+    def spy(batch: torch.Tensor) -> torch.Tensor:
+        windows.append(tuple(batch.shape[-2:]))
+        return net(batch)
+
+    tiled = tiled_apply(spy, image, 2, tile, RADIUS, batch_size=3)
+    torch.testing.assert_close(tiled, net(image), rtol=0, atol=1e-5)
+    assert set(windows) == {(min(17, tile[0] + 2 * RADIUS), min(23, tile[1] + 2 * RADIUS))}
+
+
+def _computed(height: int, width: int, window: tuple[int, int], overlap: int) -> int:
+    """The pixels that windows of ``window`` compute on a ``height x width`` image, as tiled_apply cuts it."""
+    rows = tile_spans(height, window[0] - 2 * overlap if window[0] < height else height, overlap)
+    cols = tile_spans(width, window[1] - 2 * overlap if window[1] < width else width, overlap)
+    assert {s.stop - s.start for s in rows} == {window[0]} and {s.stop - s.start for s in cols} == {window[1]}
+    return len(rows) * window[0] * len(cols) * window[1]
+
+
+@pytest.mark.parametrize(("height", "width", "overlap", "max_pixels"), [(60, 64, 5, 1500), (41, 90, 3, 999)])
+def test_planned_windows_compute_the_fewest_pixels(height: int, width: int, overlap: int, max_pixels: int) -> None:
+    window = plan_windows(height, width, overlap, max_pixels)
+    assert window is not None and window[0] * window[1] <= max_pixels
+    # every window shape that fits, with cores of at least MIN_AUTO_TILE where an axis is cut
+    shapes = [
+        (h, w)
+        for h in range(1, height + 1)
+        for w in range(1, width + 1)
+        if h * w <= max_pixels
+        and (h == height or h - 2 * overlap >= MIN_AUTO_TILE)
+        and (w == width or w - 2 * overlap >= MIN_AUTO_TILE)
+    ]
+    best = min(_computed(height, width, s, overlap) for s in shapes)
+    assert _computed(height, width, window, overlap) == best
+
+
+def test_windows_are_planned_for_the_image_not_as_squares() -> None:
+    # the issue's case: a 640x600 photo under a budget of 557x557-pixel windows ran as four squares, 3.2x its pixels
+    window = plan_windows(600, 640, 36, 557 * 557)
+    assert window is not None and window[0] * window[1] <= 557 * 557
+    assert _computed(600, 640, window, 36) <= 1.15 * 600 * 640
+    assert plan_windows(600, 640, 36, 600 * 640) is None  # one pass whenever it fits
+
+
 def test_overlap_below_the_receptive_radius_leaves_seams(net: nn.Module, image: torch.Tensor) -> None:
     expected = net(image)
     seams = (tiled_apply(net, image, 2, 8, RADIUS - 1) - expected).abs().max().item()
@@ -120,3 +167,32 @@ def test_rejects_bad_input(net: nn.Module) -> None:
         tiled_apply(net, torch.rand(3, 8, 8), 2, 4, 1)
     with pytest.raises(ValueError, match="batch_size"):
         tiled_apply(net, torch.rand(1, 3, 8, 8), 2, 4, 1, batch_size=0)
+
+
+def test_a_progress_function_hears_of_every_batch(net: nn.Module, image: torch.Tensor) -> None:
+    calls: list[tuple[int, int]] = []
+    windows = 2 * len(tile_spans(17, 6, RADIUS)) * len(tile_spans(23, 6, RADIUS))  # two images
+    tiled_apply(net, image, 2, 6, RADIUS, batch_size=4, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, windows)] + [(min(d, windows), windows) for d in range(4, windows + 3, 4)]
+    calls.clear()
+    tiled_apply(net, image, 2, None, 0, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]  # one batch is reported too
+
+
+def test_what_the_progress_function_raises_stops_the_run(net: nn.Module, image: torch.Tensor) -> None:
+    class Cancelled(Exception):
+        pass
+
+    batches: list[int] = []
+
+    def cancel_after_two(done: int, total: int) -> None:
+        if done >= 2:
+            raise Cancelled
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        batches.append(len(batch))
+        return net(batch)
+
+    with pytest.raises(Cancelled):
+        tiled_apply(run, image, 2, 6, RADIUS, batch_size=1, progress=cancel_after_two)
+    assert batches == [1, 1]  # no window after the cancel

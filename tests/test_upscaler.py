@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
 import edsr_lib
 from edsr_lib import UpscaleOptions, Upscaler, backends, inference
@@ -45,6 +48,7 @@ def _one_line_value_error(make) -> str:
         ("wrap", "yes", "wrap must be True or False"),
         ("self_ensemble", 1, "self_ensemble must be True or False"),
         ("device", 3, "device must be a torch device"),
+        ("progress", "yes", "progress must be True, False or a function"),
     ],
 )
 def test_a_bad_option_fails_when_the_options_are_made_in_one_line(
@@ -223,3 +227,58 @@ def test_wrap_takes_arrays_alpha_small_textures_and_pil(tiny: edsr_lib.SRModel) 
 def test_wrap_refuses_an_outscale_that_needs_a_bicubic_shrink(tiny: edsr_lib.SRModel) -> None:
     assert "wrap=True needs an outscale" in _one_line_value_error(lambda: Upscaler(tiny, wrap=True, outscale=3))
     assert Upscaler(tiny, wrap=True, outscale=4).passes == (2, 2)
+
+
+def _model_of_kind(kind: str) -> tuple[nn.Module, edsr_lib.SRModel]:
+    """A model made one way, and a plain float32 model with the same weights for the expected result."""
+    make = lambda: edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()  # noqa: E731
+    if kind == "inference_mode":
+        with torch.inference_mode():
+            model = make()
+        plain = make()
+        plain.load_state_dict({k: v.clone() for k, v in model.state_dict().items()})
+        return model, plain
+    if kind == "no_grad":
+        with torch.no_grad():
+            model = make()
+    elif kind == "frozen":
+        model = make().requires_grad_(False)
+    elif kind in ("fp16", "bf16"):
+        model = make().to(torch.float16 if kind == "fp16" else torch.bfloat16)
+    elif kind == "data_parallel":
+        inner = make()
+        return nn.DataParallel(inner), copy.deepcopy(inner)
+    return model, copy.deepcopy(model).float()
+
+
+@pytest.mark.parametrize("kind", ["inference_mode", "no_grad", "frozen", "fp16", "bf16", "data_parallel"])
+def test_an_upscaler_takes_any_model_and_runs_inside_inference_mode(kind: str) -> None:
+    """Made once from a model made any way; called outside and inside inference mode (as ComfyUI runs nodes)."""
+    model, plain = _model_of_kind(kind)
+    x = torch.rand(1, 3, 13, 11, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = plain(x)
+    up = Upscaler(model, tile=5)
+    torch.testing.assert_close(up(x), expected, rtol=0, atol=1e-5)
+    with torch.inference_mode():
+        inside = Upscaler(model, tile=5)(x)
+        torch.testing.assert_close(up(x), expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(inside, expected, rtol=0, atol=1e-5)
+
+
+def test_an_upscaler_refuses_a_model_on_the_meta_device_in_one_line() -> None:
+    with torch.device("meta"):
+        model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8)
+    assert _one_line_value_error(lambda: Upscaler(model)).startswith("the model's weights are on the meta device")
+
+
+def test_an_upscalers_progress_function_hears_each_pass(tiny: edsr_lib.SRModel) -> None:
+    calls: list[tuple[int, int]] = []
+    up = Upscaler(tiny, outscale=4, tile=6, batch_size=3, progress=lambda done, total: calls.append((done, total)))
+    up(torch.rand(1, 3, 30, 30, generator=torch.Generator().manual_seed(5)))
+    starts = [i for i, (done, _) in enumerate(calls) if done == 0]
+    assert len(starts) == 2  # x2 twice: each pass reports from 0 to its own total
+    for first, stop in zip(starts, [*starts[1:], len(calls)], strict=True):
+        total = calls[first][1]
+        assert total > 3 and [d for d, _ in calls[first:stop]] == [0] + [min(d, total) for d in range(3, total + 3, 3)]
+        assert {t for _, t in calls[first:stop]} == {total}

@@ -6,6 +6,6 @@ Each subcommand lives in its own module of this package, which defines ``add_par
 
 from __future__ import annotations
 
-from .main import COMMANDS, CLIError, build_parser, main
+from .main import COMMANDS, CLIError, add_max_pixels, build_parser, main
 
-__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
+__all__ = ["COMMANDS", "CLIError", "add_max_pixels", "build_parser", "main"]

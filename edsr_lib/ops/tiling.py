@@ -27,7 +27,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["Span", "tile_spans", "tiled_apply"]
+__all__ = ["Progress", "Span", "tile_spans", "tiled_apply"]
+
+#: A progress hook: called with (windows done, windows in all) before the first batch and after each one.
+#: What it raises stops the run and comes out of it unchanged, so it can also cancel (ComfyUI's node does).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -88,13 +92,13 @@ def tiled_apply(
     fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     scale: int,
-    tile: int | None,
+    tile: int | tuple[int, int] | None,
     overlap: int,
     *,
     batch_size: int = 1,
     out: torch.Tensor | None = None,
     convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
 ) -> torch.Tensor:
     """Apply an upscaling function to ``x`` window by window and stitch the cores.
 
@@ -104,7 +108,8 @@ def tiled_apply(
             pixels for the result to equal ``fn(x)``.
         x: Input ``(N, C, H, W)``.
         scale: Upscaling factor of ``fn``.
-        tile: Core size in input pixels; ``None`` runs each image in one window.
+        tile: Core size in input pixels, one for both axes or ``(rows, cols)`` (the rectangular
+            windows of :func:`edsr_lib.memory.plan_windows`); ``None`` runs each image in one window.
         overlap: Context in input pixels around each core.
         batch_size: Most windows per call of ``fn`` (windows of all ``N`` images are mixed).
         out: Tensor ``(N, C'', scale * H, scale * W)`` to write into, of any dtype, device or
@@ -112,7 +117,9 @@ def tiled_apply(
             if ``None``.
         convert: Applied to each output core ``(C', h, w)`` before it is written (e.g. to
             quantise to uint8, or to change the channels).
-        progress: Show a progress bar over windows when there is more than one batch.
+        progress: ``True`` shows a progress bar over windows when there is more than one
+            batch; a :data:`Progress` function is called with the windows done and their
+            number, before the first batch and after each, and what it raises stops the run.
 
     Returns:
         ``out``, filled.
@@ -128,11 +135,15 @@ def tiled_apply(
     n_images, _, height, width = x.shape
     if tile is None:
         tile, overlap = max(height, width), 0
-    rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    tile_h, tile_w = tile if isinstance(tile, tuple) else (tile, tile)
+    rows, cols = tile_spans(height, tile_h, overlap), tile_spans(width, tile_w, overlap)
     jobs = [(n, r, c) for n in range(n_images) for r in rows for c in cols]
 
-    bar = None
-    if progress and len(jobs) > batch_size:
+    bar = report = None
+    if callable(progress):
+        report = progress
+        report(0, len(jobs))
+    elif progress and len(jobs) > batch_size:
         bar = tqdm(total=len(jobs), unit="tile", leave=False, desc="tiles")
     try:
         for first in range(0, len(jobs), batch_size):
@@ -164,6 +175,8 @@ def tiled_apply(
                 ] = core if convert is None else convert(core)
             if bar is not None:
                 bar.update(len(chunk))
+            if report is not None:
+                report(first + len(chunk), len(jobs))
     finally:
         if bar is not None:
             bar.close()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .encoding import VIDEO_SUFFIXES
+from .encoding import VIDEO_SUFFIXES, check_settings
 from .pipeline import upscale_video
 
 if TYPE_CHECKING:
@@ -35,6 +35,10 @@ class VideoKind:
         pix_fmt: Encoded pixel format.
         segment_seconds: Seconds of video per resumable segment (default 10).
         log: Called with each video's one-line summary (default: no summary).
+
+    Raises:
+        ValueError: For an encoder the bundled FFmpeg lacks, or a ``crf`` out of range
+            (:func:`~edsr_lib.video.encoding.check_settings`).
     """
 
     name = "video"
@@ -49,6 +53,7 @@ class VideoKind:
         segment_seconds: float | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        check_settings(vcodec, crf, preset)  # before any file: a folder job fails once, not per video
         self.vcodec, self.crf, self.preset, self.pix_fmt = vcodec, crf, preset, pix_fmt
         self.segment_seconds = segment_seconds
         self.log = log

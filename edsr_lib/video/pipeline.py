@@ -7,6 +7,8 @@ runs the three stages and joins the segments with the copied streams.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import os
 import queue
 import shutil
@@ -23,16 +25,24 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._files import stale_temporary_files
+from .._files import missing_folders, remove_empty_folders, stale_temporary_files
 from ..inference import Upscaler, as_upscaler
 from ..models import SRModel
 from ..options import UpscaleOptions
-from .encoding import VIDEO_SUFFIXES, Encoding, codec_options, output_size, pick_codec, pick_pix_fmt
+from .encoding import (
+    VIDEO_SUFFIXES,
+    Encoding,
+    check_settings,
+    codec_options,
+    open_encoder,
+    output_size,
+    pick_codec,
+    pick_pix_fmt,
+)
 from .probe import (
     RANGE_JPEG,
     Interpolation,
     Source,
-    VideoError,
     av,
     av_reason,
     chroma_subsampling,
@@ -49,6 +59,8 @@ __all__ = ["VideoResult", "upscale_video"]
 _SEGMENT_SECONDS = 10.0
 #: Decoded frames waiting for the model, and upscaled frames waiting for the encoder.
 _QUEUE_FRAMES = 8
+#: Errors of a full disk: the complete segments stay for a rerun once space is freed.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -312,8 +324,11 @@ def upscale_video(
             cannot hold); the message is one line naming the file and the reason. Nothing
             is written to ``dst``.
         ValueError: For settings that cannot work (an unknown encoder or pixel format, a
-            scale the model does not serve, an unknown container suffix).
-        KeyboardInterrupt: On Ctrl-C or SIGTERM; the complete segments are kept for a rerun.
+            ``crf`` outside the encoder's range, a preset it does not know, a scale the model
+            does not serve, an unknown container suffix), before any frame is upscaled.
+        KeyboardInterrupt: On Ctrl-C or SIGTERM; the complete segments are kept for a rerun
+            (after a full disk too). After any other failure nothing stays behind: no parts
+            folder, and no output folder that this call made.
     """
     require_av()
     started = time.perf_counter()
@@ -324,6 +339,7 @@ def upscale_video(
     segment_seconds = _SEGMENT_SECONDS if segment_seconds is None else segment_seconds
     if not segment_seconds > 0:
         raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    check_settings(vcodec, crf, preset)
     upscaler = as_upscaler(model, options, scale=scale, half=half, int8=int8, **changes)
     model, scale, outscale = upscaler.model, upscaler.scale, upscaler.options.outscale
     batch_size = upscaler.options.batch_size
@@ -348,6 +364,7 @@ def upscale_video(
         segment_frames=max(1, round(segment_seconds * float(source.rate))),
         lost=lost,
     )
+    encoding = dataclasses.replace(encoding, options=open_encoder(encoding, source, crf, preset))
     for message in lost:
         warnings.warn(f"{src}: {message}", stacklevel=2)
     # what decides the frames (not how fast they come): a rerun with other values starts afresh
@@ -361,10 +378,15 @@ def upscale_video(
         "backend": upscaler.backend,
     }
     parts = parts_dir(dst)
+    made = missing_folders(dst.parent)
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporary_files([dst]):  # a run killed while it joined the segments
         stale.unlink(missing_ok=True)
-    records = prepare_parts(parts, run_fingerprint(model, source, encoding, settings))
+    try:
+        records = prepare_parts(parts, run_fingerprint(model, source, encoding, settings))
+    except BaseException:
+        remove_empty_folders(made)
+        raise
     resumed = sum(r["frames"] for r in records)
     model_seconds = 0.0
     total = source.frames or (round(source.duration * float(source.rate)) if source.duration else None)
@@ -415,8 +437,13 @@ def upscale_video(
                 if stage.error is not None:
                     raise stage.error
             lost = (*lost, *join_segments(source, dst, muxer, parts, len(records)))
-    except VideoError:
-        shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing half-written stays behind
+    except BaseException as exc:
+        # the complete segments are kept only for a rerun that can use them: after an interruption or
+        # a full disk; after bad input or a failure, nothing half-written stays behind
+        resumable = isinstance(exc, KeyboardInterrupt) or (isinstance(exc, OSError) and exc.errno in _DISK_FULL)
+        if not (resumable and records):
+            shutil.rmtree(parts, ignore_errors=True)
+            remove_empty_folders(made)
         raise
     finally:
         bar.close()
