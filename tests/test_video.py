@@ -590,23 +590,22 @@ def test_a_crf_out_of_range_is_refused_before_any_work(
     assert not (tmp_path / "out").exists()  # nothing made, not even a hidden parts folder
 
 
-def test_the_crf_range_is_the_chosen_encoders(model: edsr_lib.SRModel, tmp_path: Path) -> None:
+def test_the_crf_range_is_the_chosen_encoders(
+    model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
     calls: list[int] = []
-    real = upscale_video.__globals__["upscale"]
+    real = edsr_lib.Upscaler.__call__
 
-    def spy(*args, **kwargs):
+    def spy(self, frames):
         calls.append(1)
-        return real(*args, **kwargs)
+        return real(self, frames)
 
-    upscale_video.__globals__["upscale"] = spy
-    try:
-        with pytest.raises(ValueError, match=r"crf 60 is outside libx264's range, 0 to 51"):
-            upscale_video(model, src, tmp_path / "out" / "x264.mp4", crf=60)  # H.264 in, H.264 out
-        assert calls == [] and not (tmp_path / "out").exists()  # refused before the first frame
-        upscale_video(model, src, tmp_path / "out" / "vp9.mkv", vcodec="libvpx-vp9", crf=60)
-    finally:
-        upscale_video.__globals__["upscale"] = real
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", spy)
+    with pytest.raises(ValueError, match=r"crf 60 is outside libx264's range, 0 to 51"):
+        upscale_video(model, src, tmp_path / "out" / "x264.mp4", crf=60)  # H.264 in, H.264 out
+    assert calls == [] and not (tmp_path / "out").exists()  # refused before the first frame
+    upscale_video(model, src, tmp_path / "out" / "vp9.mkv", vcodec="libvpx-vp9", crf=60)
     assert calls and colour_tags(tmp_path / "out" / "vp9.mkv")[4] == "yuv420p"
 
 
