@@ -208,7 +208,6 @@ def test_the_node_upscales_in_exact_tiles_under_inference_mode(
     assert torch.equal(again, sr)  # the second run (cached fast copy) gives the same
 
 
-@pytest.mark.filterwarnings("ignore:tile 8 is smaller than the overlap")
 def test_the_nodes_precision_auto_is_the_librarys_default_and_others_are_checked(
     nodes: types.ModuleType, comfy: types.SimpleNamespace
 ) -> None:
@@ -223,6 +222,7 @@ def test_the_nodes_precision_auto_is_the_librarys_default_and_others_are_checked
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.filterwarnings("ignore:tile 8 is smaller than the overlap")
 def test_the_node_reports_its_tiles_to_the_ui(nodes: types.ModuleType, comfy: types.SimpleNamespace) -> None:
     descriptor = comfyui_load_upscale_model(shipped_file("edsr_baseline_x2"))
     image = torch.rand(1, 100, 100, 3)  # 16 windows of 8-pixel tiles (80 pixels with context)
