@@ -27,6 +27,10 @@ TAG = "tfake"
 NAME = f"{VARIANT}.{TAG}"
 
 
+#: the tool runs in this process with --threads 1, which sets torch's threads
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
+
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location("release_weights", REPO_ROOT / "tools" / "release_weights.py")
