@@ -12,6 +12,7 @@ from runtimes import RUNTIMES, private_cache
 import edsr_lib
 from edsr_lib import backends
 from edsr_lib.cli import main
+from edsr_lib.inference import cpu_has_native_bf16
 from edsr_lib.io import read_image, write_image
 
 cache = pytest.fixture(scope="module", name="cache", autouse=True)(private_cache)
@@ -99,7 +100,7 @@ def test_what_openvino_cannot_do_is_refused(tiny: edsr_lib.MDSR, monkeypatch: py
 
 
 def test_bf16_through_openvino_on_a_cpu_that_has_it(tiny: edsr_lib.MDSR) -> None:
-    if "openvino" not in backends.installed_runtimes() or not edsr_lib.inference.cpu_has_native_bf16():
+    if "openvino" not in backends.installed_runtimes() or not cpu_has_native_bf16():
         pytest.skip("needs OpenVINO and a CPU with native bf16")
     x = torch.rand(1, 3, 24, 24)
     fp32 = edsr_lib.upscale(tiny, x, 2)
