@@ -29,10 +29,43 @@ from ._device import full_float32
 from ._files import atomic_move, atomic_path
 from .models import SRModel
 
-__all__ = ["FixedScale", "export_ncnn", "export_onnx", "max_ncnn_error", "max_onnx_error", "ncnn_name"]
+__all__ = [
+    "IO_NAMES",
+    "ONNX_PRECISIONS",
+    "ONNX_TOLERANCE",
+    "FixedScale",
+    "export_ncnn",
+    "export_onnx",
+    "max_ncnn_error",
+    "max_onnx_error",
+    "ncnn_name",
+]
 
 #: Name of the graph's input (float32 ``N x C x H x W`` in [0, 1]) and output.
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+#: ``io_names`` of :func:`export_onnx`: the input and output names, and whether the batch is fixed at 1.
+#: ``community`` is the convention of the GPU upscalers (chaiNNer's and ComfyUI's TensorRT nodes,
+#: vs-mlrt): ``input``/``output``, ``1 x 3 x H x W`` with the height and width dynamic.
+IO_NAMES: dict[str, tuple[str, str, bool]] = {
+    "edsr": (INPUT_NAME, OUTPUT_NAME, False),
+    "community": ("input", "output", True),
+}
+#: ``precision`` of :func:`export_onnx`: the dtype of the weights and activations, and of the graph's input
+#: and output. An fp16 file takes and gives float16 (what fp16 ONNX means to TensorRT and its users); a bf16 file
+#: takes and gives float32 (few programs feed bfloat16, and bfloat16's 8 bits of mantissa would round [0, 1]
+#: to about one 8-bit level), casting to bfloat16 inside.
+ONNX_PRECISIONS: dict[str, tuple[torch.dtype, torch.dtype]] = {
+    "fp32": (torch.float32, torch.float32),
+    "fp16": (torch.float16, torch.float16),
+    "bf16": (torch.bfloat16, torch.float32),
+}
+#: How far an exported file may be from the float32 PyTorch model (largest absolute difference on [0, 1]
+#: outputs, random inputs) before :func:`export_onnx` refuses it. fp32 matches to float rounding; fp16 and bf16
+#: were measured on every shipped model (docs/speed.md, "ONNX in fp16 and bf16") and are given about twice the
+#: largest error seen: fp16 1.3e-3 (a third of an 8-bit level), bf16 8e-3 (two levels).
+ONNX_TOLERANCE: dict[str, float] = {"fp32": 1e-4, "fp16": 3e-3, "bf16": 2e-2}
+#: The first ONNX opset whose Conv (and the arithmetic around it) takes bfloat16.
+BF16_OPSET = 22
 #: Blob names of an NCNN file: realesrgan-ncnn-vulkan looks up ``data`` and ``output``; upscayl
 #: prefers them (and falls back to pnnx's ``in0``/``out0``).
 NCNN_INPUT, NCNN_OUTPUT = "data", "output"
@@ -71,6 +104,40 @@ def _export_copy(model: SRModel, scale: int | None) -> FixedScale:
     return FixedScale(copy.deepcopy(model).cpu().requires_grad_(False).fuse(), model.resolve_scale(scale)).eval()
 
 
+class _Float32Layer(nn.Module):
+    """A layer kept in float32 in a half-precision graph: its input is cast up, its output stays float32.
+
+    The fused tail convolution carries ``1 / rgb_range`` in its weights (see
+    :meth:`~edsr_lib.SRModel.fuse`); in float16 about 40% of them would fall below the
+    smallest normal number (docs/speed.md). It maps the features to the three colours, so
+    float32 there costs little.
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the layer in float32."""
+        return self.layer(x.float())
+
+
+class _Precision(nn.Module):
+    """A fused model in ``dtype``, with the input and output cast from and to ``io_dtype``."""
+
+    def __init__(self, wrapper: FixedScale, dtype: torch.dtype, io_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype, self.io_dtype = dtype, io_dtype
+        self.wrapper = wrapper.to(dtype)
+        tail = getattr(wrapper.model, "tail_module", None)  # the last convolution, where the model declares one
+        if dtype != torch.float32 and tail is not None:
+            setattr(wrapper.model, tail, _Float32Layer(getattr(wrapper.model, tail)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Upscale ``x`` (``io_dtype``, NCHW in [0, 1]) in ``dtype``."""
+        return self.wrapper(x.to(self.dtype)).to(self.io_dtype)
+
+
 def export_onnx(
     model: SRModel,
     path: str | os.PathLike[str],
@@ -78,6 +145,8 @@ def export_onnx(
     *,
     opset: int | None = None,
     check: bool = True,
+    precision: str = "fp32",
+    io_names: str = "edsr",
 ) -> Path:
     """Write ``model`` at ``scale`` as an ONNX file with dynamic batch, height and width.
 
@@ -88,43 +157,69 @@ def export_onnx(
         model: The model (not modified: a fused copy is exported).
         path: The ``.onnx`` file to write.
         scale: The scale to export; required for a multi-scale model.
-        opset: ONNX opset; default the exporter's.
-        check: Run the file with onnxruntime on two input sizes and raise unless it matches
-            PyTorch within 1e-4 (see :func:`max_onnx_error`).
+        opset: ONNX opset; default the exporter's (for bf16, :data:`BF16_OPSET`).
+        check: Run the file on two input sizes and raise unless it matches the float32
+            PyTorch model within :data:`ONNX_TOLERANCE` (see :func:`max_onnx_error`): with
+            onnxruntime, or for bf16, which onnxruntime's CPU provider cannot run, with ONNX's
+            reference evaluator (``onnx.reference``, NumPy with bfloat16 arrays).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (:data:`ONNX_PRECISIONS`): the weights
+            and activations in that precision, except the last convolution, which stays in
+            float32 (:class:`_Float32Layer`); an fp16 file's input and output are float16, a
+            bf16 file's float32.
+        io_names: ``"edsr"`` (``lr``/``sr``, dynamic batch) or ``"community"``
+            (``input``/``output``, ``1 x C x H x W``: the GPU upscalers' convention), see
+            :data:`IO_NAMES`.
 
     Returns:
         The path written.
 
     Raises:
         ImportError: If the ``onnx`` extra is not installed.
-        ValueError: If ``scale`` is not one of the model's scales.
+        ValueError: If ``scale`` is not one of the model's scales, or ``precision``,
+            ``io_names`` or ``opset`` is not one this exporter writes.
         RuntimeError: If the check fails.
     """
     _require("onnxscript")
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
+    if io_names not in IO_NAMES:
+        raise ValueError(f"io_names must be one of {', '.join(IO_NAMES)}, not {io_names!r}")
+    if precision == "bf16":
+        if opset is not None and opset < BF16_OPSET:
+            raise ValueError(f"a bf16 file needs opset {BF16_OPSET} or later (ONNX's Conv takes bfloat16 from there)")
+        opset = opset or BF16_OPSET
     scale = model.resolve_scale(scale)
+    dtype, io_dtype = ONNX_PRECISIONS[precision]
+    input_name, output_name, batch_of_one = IO_NAMES[io_names]
     wrapper = _export_copy(model, scale)
+    graph: nn.Module = wrapper if precision == "fp32" else _Precision(wrapper, dtype, io_dtype).eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(1, model.n_colors, 32, 32)
-    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    example = torch.rand(1, model.n_colors, 32, 32).to(io_dtype)
+    dims = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    if not batch_of_one:
+        dims[0] = torch.export.Dim("batch")
     with atomic_path(path) as tmp:
         # the exporter reports its progress on stdout; a library call should be quiet
         with contextlib.redirect_stdout(io.StringIO()):
             torch.onnx.export(
-                wrapper,
+                graph,
                 (example,),
                 tmp,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                input_names=[input_name],
+                output_names=[output_name],
                 dynamic_shapes={"x": dims},
                 opset_version=opset,
                 external_data=False,
                 dynamo=True,
             )
         if check:
-            error = max_onnx_error(tmp, model, scale)
-            if error > 1e-4:
-                raise RuntimeError(f"the exported graph differs from PyTorch by up to {error:.3g} (more than 1e-4)")
+            error = max_onnx_error(tmp, model, scale, runtime="reference" if precision == "bf16" else "onnxruntime")
+            tolerance = ONNX_TOLERANCE[precision]
+            if not error <= tolerance:
+                raise RuntimeError(
+                    f"the exported graph differs from PyTorch by up to {error:.3g} (more than {tolerance:g})"
+                )
     return path
 
 
@@ -133,31 +228,55 @@ def max_onnx_error(
     model: SRModel,
     scale: int | None = None,
     shapes: tuple[tuple[int, int, int, int], ...] = ((1, 3, 32, 32), (2, 3, 19, 45)),
+    *,
+    runtime: str = "onnxruntime",
 ) -> float:
-    """Largest absolute difference between onnxruntime and PyTorch outputs on random inputs.
+    """Largest absolute difference between the ONNX file's outputs and the float32 PyTorch model's, on random inputs.
+
+    The file's input and output names and its input dtype are read from the file; a file
+    whose batch is fixed at 1 (``io_names="community"``) runs each shape with batch 1.
 
     Args:
         path: The ONNX file.
         model: The PyTorch model it was exported from.
         scale: The exported scale.
         shapes: Input shapes to try (different sizes check that height and width are dynamic).
+        runtime: ``"onnxruntime"`` (its CPU provider) or ``"reference"`` (ONNX's reference
+            evaluator, ``onnx.reference``: NumPy, slow, but it runs bfloat16, which
+            onnxruntime's CPU provider has no kernels for).
     """
-    _require("onnxruntime")
-    import onnxruntime
+    _require("onnx")
+    import onnx
+
+    if runtime == "onnxruntime":
+        _require("onnxruntime")
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        run = session.run
+    elif runtime == "reference":
+        from onnx.reference import ReferenceEvaluator
+
+        run = ReferenceEvaluator(os.fspath(path)).run
+    else:
+        raise ValueError(f"runtime must be 'onnxruntime' or 'reference', not {runtime!r}")
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    (graph_input,), (graph_output,) = graph.input, graph.output
+    input_dtype = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
+    batch = graph_input.type.tensor_type.shape.dim[0].dim_value or None  # None: dynamic
 
     scale = model.resolve_scale(scale)
-    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     error = 0.0
     for shape in shapes:
-        x = torch.rand((shape[0], model.n_colors, *shape[2:]), generator=generator)
-        (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+        x = torch.rand((batch or shape[0], model.n_colors, *shape[2:]), generator=generator)
+        (onnx_out,) = run([graph_output.name], {graph_input.name: x.numpy().astype(input_dtype)})
         with torch.inference_mode(), full_float32():  # a CUDA model in TF32 would differ by ~1e-3
             expected = model(x.to(device), scale=scale).cpu().numpy()
         if onnx_out.shape != expected.shape:
             return float("inf")
-        error = max(error, float(np.abs(onnx_out - expected).max()))
+        error = max(error, float(np.abs(onnx_out.astype(np.float32) - expected).max()))
     return error
 
 
