@@ -32,6 +32,7 @@ from .inference import load_model, upscale
 from .io import list_images, read_image, to_tensor
 from .memory import is_out_of_memory
 from .models import SRModel
+from .ops.degrade import LRDegradation
 from .ops.imresize import imresize, modcrop
 
 __all__ = ["BICUBIC_MODEL", "PROTOCOLS", "evaluate", "set_name"]
@@ -90,8 +91,15 @@ def _hr_files(data: Path) -> list[Path]:
         raise ValueError(f"the set {data} has no images in HR/: {exc}") from None
 
 
-def _load_pair(hr_path: Path, lr_dir: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The modcropped HR and its LR (official file if present, else MATLAB bicubic), both uint8 HWC."""
+def _load_pair(
+    hr_path: Path, lr_dir: Path, scale: int, degrade: LRDegradation | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The modcropped HR and its LR (official file if present, else MATLAB bicubic; then ``degrade``), uint8 HWC."""
+    hr, lr = _load_clean_pair(hr_path, lr_dir, scale)
+    return hr, degrade.apply(lr, hr_path.stem) if degrade is not None else lr
+
+
+def _load_clean_pair(hr_path: Path, lr_dir: Path, scale: int) -> tuple[np.ndarray, np.ndarray]:
     hr = _without_alpha(read_image(hr_path))
     try:
         hr = modcrop(hr, scale)
@@ -124,6 +132,7 @@ def evaluate(
     backend: str | None = None,
     int8: bool = False,
     progress: bool = False,
+    degrade: LRDegradation | None = None,
 ) -> dict[str, Any]:
     """Score a model, or bicubic upsampling, on a set of images.
 
@@ -160,9 +169,12 @@ def evaluate(
         int8: Score the int8 model shipped for the weights (OpenVINO), as for
             :func:`~edsr_lib.upscale`.
         progress: Show a progress bar over the images.
+        degrade: Degrade each LR image (noise, then JPEG; see
+            :class:`~edsr_lib.ops.degrade.LRDegradation`) before it is upscaled: scores on
+            degraded input, the protocol otherwise unchanged.
 
     Returns:
-        ``{"set", "scale", "protocol", "model", "self_ensemble", "int8", "psnr", "ssim", "images",
+        ``{"set", "scale", "protocol", "model", "self_ensemble", "int8", "degrade", "psnr", "ssim", "images",
         "seconds"}``: ``set`` is the folder's name, ``model`` a description of the model,
         ``psnr`` (dB) and ``ssim`` the means over the images, ``images`` one
         ``{"name", "psnr", "ssim", "height", "width"}`` row per image (HR size after the
@@ -207,7 +219,7 @@ def evaluate(
     start = time.perf_counter()
     bar = tqdm(hr_files, desc=f"{data.name} x{scale}", unit="image", leave=False, disable=not progress)
     for hr_path in bar:
-        hr, lr = _load_pair(hr_path, lr_dir, scale)
+        hr, lr = _load_pair(hr_path, lr_dir, scale, degrade)
         try:
             if is_bicubic:
                 sr = _bicubic(lr, scale)
@@ -246,6 +258,7 @@ def evaluate(
         "model": description,
         "self_ensemble": bool(self_ensemble),
         "int8": bool(int8),
+        "degrade": degrade.describe() if degrade is not None else "clean",
         "psnr": float(np.mean([row["psnr"] for row in images])),
         "ssim": float(np.mean([row["ssim"] for row in images])),
         "images": images,

@@ -7,6 +7,12 @@ wraps it (for MDSR, one file per scale). The exported graph is the fused model
 ONNX needs the optional extra ``onnx`` (``pip install "edsr-lib[onnx]"``: onnx, onnxscript
 for PyTorch's exporter, onnxruntime for the check). NCNN needs the extra ``ncnn``
 (``pip install "edsr-lib[ncnn]"``: pnnx converts, the ncnn package checks the files).
+
+Both exporters check what they are given before any work, as :func:`edsr_lib.upscale` does:
+a model whose weights hold NaN or infinity is refused (:func:`~edsr_lib.inference.check_finite_weights`),
+an ONNX opset the exporter cannot write is refused (:func:`check_opset`), and a target that is
+a folder (ONNX) or a file (NCNN) is refused. A comparison with PyTorch never passes on a NaN
+or infinite output. Nothing is left behind by a failed export: no file, no folder it made.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
+import math
 import os
 import re
 import subprocess
@@ -27,13 +35,17 @@ from torch import nn
 
 from ._device import full_float32
 from ._files import atomic_move, atomic_path
+from ._hub import check_finite_weights
 from .models import SRModel
 
 __all__ = [
+    "BF16_OPSET",
     "IO_NAMES",
+    "MIN_OPSET",
     "ONNX_PRECISIONS",
     "ONNX_TOLERANCE",
     "FixedScale",
+    "check_opset",
     "export_ncnn",
     "export_onnx",
     "max_ncnn_error",
@@ -43,6 +55,17 @@ __all__ = [
 
 #: Name of the graph's input (float32 ``N x C x H x W`` in [0, 1]) and output.
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
+#: Blob names of an NCNN file: realesrgan-ncnn-vulkan looks up ``data`` and ``output``; upscayl
+#: prefers them (and falls back to pnnx's ``in0``/``out0``).
+NCNN_INPUT, NCNN_OUTPUT = "data", "output"
+#: How upscayl reads a model's scale from its file name: the first of these factors whose
+#: ``x<n>`` or ``<n>x`` occurs in the name, else 4.
+_UPSCAYL_SCALES = (1, 2, 3, 4, 8, 16)
+#: The oldest ONNX opset the exporter can write these graphs in: PyTorch's exporter writes opset 18
+#: and converts it; below 15, ONNX's converter has no adapter for the graph's ``Shape`` operators.
+MIN_OPSET = 15
+#: Largest difference allowed between an exported file's output and PyTorch's, on [0, 1].
+_ONNX_TOLERANCE, _NCNN_TOLERANCE = 1e-4, 1e-3
 #: ``io_names`` of :func:`export_onnx`: the input and output names, and whether the batch is fixed at 1.
 #: ``community`` is the convention of the GPU upscalers (chaiNNer's and ComfyUI's TensorRT nodes,
 #: vs-mlrt): ``input``/``output``, ``1 x 3 x H x W`` with the height and width dynamic.
@@ -51,27 +74,23 @@ IO_NAMES: dict[str, tuple[str, str, bool]] = {
     "community": ("input", "output", True),
 }
 #: ``precision`` of :func:`export_onnx`: the dtype of the weights and activations, and of the graph's input
-#: and output. An fp16 file takes and gives float16 (what fp16 ONNX means to TensorRT and its users); a bf16 file
-#: takes and gives float32 (few programs feed bfloat16, and bfloat16's 8 bits of mantissa would round [0, 1]
-#: to about one 8-bit level), casting to bfloat16 inside.
+#: and output. An fp16 file takes and gives float16 (what fp16 ONNX means to TensorRT and its users); a bf16
+#: file takes and gives float32 (few programs feed bfloat16, and bfloat16's 8 bits of mantissa would round
+#: [0, 1] to about one 8-bit level), casting to bfloat16 inside.
 ONNX_PRECISIONS: dict[str, tuple[torch.dtype, torch.dtype]] = {
     "fp32": (torch.float32, torch.float32),
     "fp16": (torch.float16, torch.float16),
     "bf16": (torch.bfloat16, torch.float32),
 }
-#: How far an exported file may be from the float32 PyTorch model (largest absolute difference on [0, 1]
-#: outputs, random inputs) before :func:`export_onnx` refuses it. fp32 matches to float rounding; fp16 and bf16
-#: were measured on every shipped model (docs/speed.md, "ONNX in fp16 and bf16") and are given about twice the
-#: largest error seen: fp16 1.3e-3 (a third of an 8-bit level), bf16 8e-3 (two levels).
-ONNX_TOLERANCE: dict[str, float] = {"fp32": 1e-4, "fp16": 3e-3, "bf16": 2e-2}
+#: How far an exported ONNX file may be from the float32 PyTorch model (largest absolute difference on [0, 1]
+#: outputs of random inputs) before :func:`export_onnx` refuses it. fp16 and bf16 were measured on every shipped
+#: model at every scale (docs/speed.md, "fp16 and bf16 ONNX"): at most 1.2e-3 (fp16, a third of an 8-bit level)
+#: and 1.6e-2 (bf16, four levels); the tolerances are about twice that.
+ONNX_TOLERANCE: dict[str, float] = {"fp32": _ONNX_TOLERANCE, "fp16": 3e-3, "bf16": 3e-2}
 #: The first ONNX opset whose Conv (and the arithmetic around it) takes bfloat16.
 BF16_OPSET = 22
-#: Blob names of an NCNN file: realesrgan-ncnn-vulkan looks up ``data`` and ``output``; upscayl
-#: prefers them (and falls back to pnnx's ``in0``/``out0``).
-NCNN_INPUT, NCNN_OUTPUT = "data", "output"
-#: How upscayl reads a model's scale from its file name: the first of these factors whose
-#: ``x<n>`` or ``<n>x`` occurs in the name, else 4.
-_UPSCAYL_SCALES = (1, 2, 3, 4, 8, 16)
+#: The exporter's loggers: they report each opset conversion (with a traceback when it fails).
+_EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
 class FixedScale(nn.Module):
@@ -99,6 +118,92 @@ def _require(module: str, extra: str = "onnx") -> None:
         raise ImportError(f'{extra.upper()} export needs {module}: pip install "edsr-lib[{extra}]"') from None
 
 
+def check_opset(opset: int | None) -> int | None:
+    """Refuse an ONNX opset the exporter cannot write (before any work); returns it.
+
+    The exporter writes :data:`MIN_OPSET` up to the newest opset of the installed ``onnx``
+    package; ``None`` stands for the exporter's default.
+
+    Raises:
+        ImportError: If the ``onnx`` extra is not installed.
+        ValueError: For an opset outside that range.
+    """
+    if opset is None:
+        return None
+    _require("onnx")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"ONNX opset {opset!r} cannot be written: the exporter writes opsets {MIN_OPSET} to {newest}")
+    return opset
+
+
+def _written_opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _refuse_error(error: float, tolerance: float, what: str) -> None:
+    """Raise unless ``error`` (a comparison with PyTorch) is within ``tolerance``; NaN and infinity never pass."""
+    if math.isfinite(error) and error <= tolerance:
+        return
+    if math.isnan(error) or math.isinf(error):
+        raise RuntimeError(
+            f"{what} checked against PyTorch: an output holds NaN or infinite values, or has another shape; "
+            "nothing was written"
+        )
+    raise RuntimeError(
+        f"{what} checked against PyTorch: the outputs differ by up to {error:.3g} (more than {tolerance:g}); "
+        "nothing was written"
+    )
+
+
+def _max_difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest absolute difference; ``inf`` for another shape, NaN when either side holds NaN or infinity."""
+    if got.shape != expected.shape:
+        return float("inf")
+    if not (np.isfinite(got).all() and np.isfinite(expected).all()):
+        return float("nan")
+    return float(np.abs(got - expected).max()) if got.size else 0.0
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's progress and its loggers' reports for the duration (a library call is quiet)."""
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _folder_for(folder: Path):
+    """Make ``folder`` (and missing parents) for the block; the folders made are removed again if it raises."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FileExistsError(f"{folder} is a file, not a folder: cannot write into it") from None
+    except OSError as err:
+        raise OSError(f"cannot make the folder {folder}: {err.strerror or err}") from None
+    try:
+        yield folder
+    except BaseException:
+        for path in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
 def _export_copy(model: SRModel, scale: int | None) -> FixedScale:
     """A fused CPU copy of ``model`` bound to ``scale``, for the exporters."""
     return FixedScale(copy.deepcopy(model).cpu().requires_grad_(False).fuse(), model.resolve_scale(scale)).eval()
@@ -123,7 +228,7 @@ class _Float32Layer(nn.Module):
 
 
 class _Precision(nn.Module):
-    """A fused model in ``dtype``, with the input and output cast from and to ``io_dtype``."""
+    """A fused model in ``dtype`` (its last convolution in float32), cast from and to ``io_dtype`` at its ends."""
 
     def __init__(self, wrapper: FixedScale, dtype: torch.dtype, io_dtype: torch.dtype) -> None:
         super().__init__()
@@ -157,15 +262,17 @@ def export_onnx(
         model: The model (not modified: a fused copy is exported).
         path: The ``.onnx`` file to write.
         scale: The scale to export; required for a multi-scale model.
-        opset: ONNX opset; default the exporter's (for bf16, :data:`BF16_OPSET`).
+        opset: ONNX opset, from :data:`MIN_OPSET` to the newest the ``onnx`` package knows
+            (:func:`check_opset`); default the exporter's.
         check: Run the file on two input sizes and raise unless it matches the float32
-            PyTorch model within :data:`ONNX_TOLERANCE` (see :func:`max_onnx_error`): with
-            onnxruntime, or for bf16, which onnxruntime's CPU provider cannot run, with ONNX's
-            reference evaluator (``onnx.reference``, NumPy with bfloat16 arrays).
+            PyTorch model within :data:`ONNX_TOLERANCE` for its precision (see
+            :func:`max_onnx_error`): with onnxruntime, or for bf16, which onnxruntime's CPU
+            provider has no kernels for, with ONNX's reference evaluator (``onnx.reference``:
+            NumPy with bfloat16 arrays).
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (:data:`ONNX_PRECISIONS`): the weights
             and activations in that precision, except the last convolution, which stays in
-            float32 (:class:`_Float32Layer`); an fp16 file's input and output are float16, a
-            bf16 file's float32.
+            float32; an fp16 file's input and output are float16, a bf16 file's float32. A bf16
+            file is written in opset :data:`BF16_OPSET` (or the later one asked for).
         io_names: ``"edsr"`` (``lr``/``sr``, dynamic batch) or ``"community"``
             (``input``/``output``, ``1 x C x H x W``: the GPU upscalers' convention), see
             :data:`IO_NAMES`.
@@ -175,33 +282,39 @@ def export_onnx(
 
     Raises:
         ImportError: If the ``onnx`` extra is not installed.
-        ValueError: If ``scale`` is not one of the model's scales, or ``precision``,
-            ``io_names`` or ``opset`` is not one this exporter writes.
-        RuntimeError: If the check fails.
+        ValueError: If ``scale`` is not one of the model's scales, ``precision`` or ``io_names``
+            is unknown, the opset cannot be written (for bf16: is below :data:`BF16_OPSET`),
+            ``path`` is a folder, or the weights hold NaN or infinity
+            (:class:`~edsr_lib.inference.NonFiniteError`).
+        RuntimeError: If the exporter wrote another opset than ``opset``, or the check fails
+            (nothing is written then).
     """
     _require("onnxscript")
     if precision not in ONNX_PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
     if io_names not in IO_NAMES:
         raise ValueError(f"io_names must be one of {', '.join(IO_NAMES)}, not {io_names!r}")
+    scale = model.resolve_scale(scale)
+    check_opset(opset)
     if precision == "bf16":
         if opset is not None and opset < BF16_OPSET:
             raise ValueError(f"a bf16 file needs opset {BF16_OPSET} or later (ONNX's Conv takes bfloat16 from there)")
         opset = opset or BF16_OPSET
-    scale = model.resolve_scale(scale)
+    check_finite_weights(model)
+    path = Path(path)
+    if path.is_dir():
+        example = path / f"model_x{scale}.onnx"
+        raise IsADirectoryError(f"{path} is a folder: pass the .onnx file to write, e.g. {example}")
     dtype, io_dtype = ONNX_PRECISIONS[precision]
     input_name, output_name, batch_of_one = IO_NAMES[io_names]
     wrapper = _export_copy(model, scale)
     graph: nn.Module = wrapper if precision == "fp32" else _Precision(wrapper, dtype, io_dtype).eval()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(1, model.n_colors, 32, 32).to(io_dtype)
     dims = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
     if not batch_of_one:
         dims[0] = torch.export.Dim("batch")
-    with atomic_path(path) as tmp:
-        # the exporter reports its progress on stdout; a library call should be quiet
-        with contextlib.redirect_stdout(io.StringIO()):
+    with _folder_for(path.parent), atomic_path(path) as tmp:
+        with _quiet_exporter():
             torch.onnx.export(
                 graph,
                 (example,),
@@ -213,13 +326,13 @@ def export_onnx(
                 external_data=False,
                 dynamo=True,
             )
+        if opset is not None and (written := _written_opset(tmp)) != opset:
+            # the exporter keeps its own opset, with a logged warning, where a conversion fails
+            raise RuntimeError(f"the exporter could not convert this model to ONNX opset {opset} (it made {written})")
         if check:
-            error = max_onnx_error(tmp, model, scale, runtime="reference" if precision == "bf16" else "onnxruntime")
-            tolerance = ONNX_TOLERANCE[precision]
-            if not error <= tolerance:
-                raise RuntimeError(
-                    f"the exported graph differs from PyTorch by up to {error:.3g} (more than {tolerance:g})"
-                )
+            runtime = "reference" if precision == "bf16" else "onnxruntime"
+            error = max_onnx_error(tmp, model, scale, runtime=runtime)
+            _refuse_error(error, ONNX_TOLERANCE[precision], f"the ONNX file for {path}")
     return path
 
 
@@ -242,8 +355,12 @@ def max_onnx_error(
         scale: The exported scale.
         shapes: Input shapes to try (different sizes check that height and width are dynamic).
         runtime: ``"onnxruntime"`` (its CPU provider) or ``"reference"`` (ONNX's reference
-            evaluator, ``onnx.reference``: NumPy, slow, but it runs bfloat16, which
-            onnxruntime's CPU provider has no kernels for).
+            evaluator, ``onnx.reference``: NumPy, slow, but it runs bfloat16, for which
+            onnxruntime's CPU provider has no kernels).
+
+    Returns:
+        The difference; ``inf`` when a shape differs, NaN when either output holds NaN or
+        infinity (so that no ``error <= tolerance`` test passes on it).
     """
     _require("onnx")
     import onnx
@@ -252,8 +369,7 @@ def max_onnx_error(
         _require("onnxruntime")
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-        run = session.run
+        run = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"]).run
     elif runtime == "reference":
         from onnx.reference import ReferenceEvaluator
 
@@ -263,7 +379,7 @@ def max_onnx_error(
     graph = onnx.load(os.fspath(path), load_external_data=False).graph
     (graph_input,), (graph_output,) = graph.input, graph.output
     input_dtype = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
-    batch = graph_input.type.tensor_type.shape.dim[0].dim_value or None  # None: dynamic
+    batch = graph_input.type.tensor_type.shape.dim[0].dim_value or None  # None: a dynamic batch
 
     scale = model.resolve_scale(scale)
     generator = torch.Generator().manual_seed(0)
@@ -272,11 +388,13 @@ def max_onnx_error(
     for shape in shapes:
         x = torch.rand((batch or shape[0], model.n_colors, *shape[2:]), generator=generator)
         (onnx_out,) = run([graph_output.name], {graph_input.name: x.numpy().astype(input_dtype)})
+        onnx_out = onnx_out.astype(np.float32)
         with torch.inference_mode(), full_float32():  # a CUDA model in TF32 would differ by ~1e-3
             expected = model(x.to(device), scale=scale).cpu().numpy()
-        if onnx_out.shape != expected.shape:
-            return float("inf")
-        error = max(error, float(np.abs(onnx_out.astype(np.float32) - expected).max()))
+        difference = _max_difference(onnx_out, expected)
+        if not math.isfinite(difference):
+            return difference
+        error = max(error, difference)
     return error
 
 
@@ -352,24 +470,29 @@ def export_ncnn(
 
     Raises:
         ImportError: If the ``ncnn`` extra is not installed.
-        ValueError: If ``scale`` is not one of the model's scales, or the name would tell upscayl another scale.
+        ValueError: If ``scale`` is not one of the model's scales, the name would tell upscayl
+            another scale, or the weights hold NaN or infinity
+            (:class:`~edsr_lib.inference.NonFiniteError`).
+        FileExistsError: If ``output`` (not a ``.param`` path) is a file.
         RuntimeError: If pnnx fails or the check fails (nothing is written then).
     """
     _require("pnnx", "ncnn")
     import pnnx
 
     scale = model.resolve_scale(scale)
+    check_finite_weights(model)
     output = Path(output)
     if output.suffix == ".param":
+        if name is not None:
+            raise ValueError(f"name= names the files in a folder; {output} names them already")
         folder, stem = output.parent, ncnn_name(output.stem, scale)
     else:
         cfg = model.pretrained_cfg
         folder = output
         stem = ncnn_name(name or (cfg.architecture if cfg and cfg.architecture else model.architecture), scale)
-    folder.mkdir(parents=True, exist_ok=True)
     wrapper = _export_copy(model, scale)
     n = model.n_colors
-    with tempfile.TemporaryDirectory(prefix=".ncnn-", dir=folder) as tmp:
+    with _folder_for(folder), tempfile.TemporaryDirectory(prefix=".ncnn-", dir=folder) as tmp:
         work = Path(tmp)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             # the trace is of one fixed graph (no data-dependent branches): its warnings are noise
@@ -392,9 +515,7 @@ def export_ncnn(
         param = outputs["ncnnparam"]
         param.write_text(_rename_blobs(param.read_text()))
         if check:
-            error = max_ncnn_error(param, model, scale)
-            if not error <= 1e-3:
-                raise RuntimeError(f"the NCNN files differ from PyTorch by up to {error:.3g} (more than 1e-3)")
+            _refuse_error(max_ncnn_error(param, model, scale), _NCNN_TOLERANCE, f"the NCNN files for {folder / stem}")
         written = folder / f"{stem}.param", folder / f"{stem}.bin"
         for source, target in ((outputs["ncnnbin"], written[1]), (param, written[0])):
             atomic_move(source, target)
@@ -417,6 +538,10 @@ def max_ncnn_error(
         model: The PyTorch model it was exported from.
         scale: The exported scale.
         shapes: Input heights and widths to try.
+
+    Returns:
+        The difference; ``inf`` when the files do not load or a shape differs, NaN when
+        either output holds NaN or infinity.
     """
     _require("ncnn", "ncnn")
     import ncnn
@@ -442,7 +567,10 @@ def max_ncnn_error(
         del pixels
         with torch.inference_mode():
             expected = model(x.to(device), scale=scale)[0].cpu().numpy()
-        if status != 0 or got.shape != expected.shape:
+        if status != 0:
             return float("inf")
-        error = max(error, float(np.abs(got - expected).max()))
+        difference = _max_difference(got, expected)
+        if not math.isfinite(difference):
+            return difference
+        error = max(error, difference)
     return error

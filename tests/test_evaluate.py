@@ -60,13 +60,14 @@ def test_bicubic_result_layout_and_scores(small_set: Path) -> None:
         "model",
         "self_ensemble",
         "int8",
+        "degrade",
         "psnr",
         "ssim",
         "images",
         "seconds",
     }
     assert (result["set"], result["scale"], result["protocol"], result["model"]) == ("Small", 2, "benchmark", "bicubic")
-    assert result["self_ensemble"] is False and result["seconds"] >= 0
+    assert result["self_ensemble"] is False and result["seconds"] >= 0 and result["degrade"] == "clean"
     rows = {row["name"]: row for row in result["images"]}
     assert list(rows) == ["a", "c", "gray"]
     assert (rows["a"]["height"], rows["a"]["width"]) == (36, 30)  # modcropped

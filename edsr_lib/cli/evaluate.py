@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from . import CLIError
+from .make_lr import add_degrade_options, degradation
 from .upscale import BACKENDS, _default_device, _tile
 
 
@@ -63,6 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--int8", action="store_true", help="score the int8 model shipped for the weights (OpenVINO, on the CPU)"
     )
+    add_degrade_options(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -96,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         device = resolve_device(_default_device(args))
     except ValueError as err:
         raise CLIError(f"--device: {err}") from None
+    degrade = degradation(args)
     # Load once for all sets; the bicubic baseline has no model.
     model = args.model if args.model == BICUBIC_MODEL else load_model(args.model).to(device)
 
@@ -113,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 int8=args.int8,
                 progress=sys.stderr.isatty(),
+                degrade=degrade,
             )
         except MemoryError as err:  # evaluate names the image; one line, no traceback
             raise CLIError(str(err)) from None
@@ -121,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
     self_ensemble = " with self-ensemble" if args.self_ensemble else ""
     int8 = ", int8" if args.int8 else ""
-    print(f"model {args.model}{self_ensemble}{int8}, protocol {args.protocol}")
+    degraded = f", LR {degrade.describe()}" if degrade is not None else ""
+    print(f"model {args.model}{self_ensemble}{int8}, protocol {args.protocol}{degraded}")
     print(format_table(results))
     if args.json:
         payload = results[0] if len(results) == 1 else results

@@ -4,6 +4,11 @@ Each HR image is cropped to a multiple of ``S`` (modcrop) and shrunk by ``1/S`` 
 :func:`edsr_lib.imresize` in uint8 semantics, which reproduces the official
 ``LR_bicubic`` files of Set5, Set14 and DIV2K byte for byte. The result is written as
 ``<stem>x<S>.png``, the benchmark's naming.
+
+``--noise SIGMA`` and ``--jpeg Q`` then degrade each LR image (noise first, seeded per image
+by ``--seed`` and the file's stem, then a JPEG round trip; see
+:class:`edsr_lib.ops.degrade.LRDegradation`); the result is still written as PNG, so
+``evaluate`` reads exactly the degraded pixels. ``evaluate`` takes the same options.
 """
 
 from __future__ import annotations
@@ -28,8 +33,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("hr_dir", metavar="HR_DIR", help="folder of HR images (or a file or glob pattern)")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the LR images to (created if needed)")
     parser.add_argument("--scale", "-s", type=int, required=True, metavar="S", help="the integer downscaling factor")
+    add_degrade_options(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def add_degrade_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--noise``, ``--jpeg`` and ``--seed``: the degradation of the LR images (make-lr and evaluate)."""
+    g = parser.add_argument_group("degraded LR (applied to the bicubic LR: noise first, then JPEG)")
+    g.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="add Gaussian noise of standard deviation SIGMA (0..255 levels), seeded per image",
+    )
+    g.add_argument("--jpeg", type=int, metavar="Q", help="save and reload as JPEG of quality Q (1..95, Pillow)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the noise (with each image's file stem; default 0)")
+
+
+def degradation(args: argparse.Namespace) -> Any:
+    """The :class:`~edsr_lib.ops.degrade.LRDegradation` of the options, or ``None`` when they degrade nothing."""
+    from ..ops.degrade import LRDegradation
+
+    try:
+        degrade = LRDegradation(noise=args.noise, jpeg=args.jpeg, seed=args.seed)
+    except ValueError as err:
+        raise CLIError(f"--noise/--jpeg: {err}") from None
+    return degrade if degrade.active else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ops import imresize, modcrop
 
     scale = args.scale
+    degrade = degradation(args)
     if scale < 2:
         raise CLIError(f"--scale must be an integer of at least 2, got {scale}")
     files = list_images(args.hr_dir)
@@ -60,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
                 f"{path} is {hr.shape[0]}x{hr.shape[1]}, smaller than the scale {scale} "
                 f"(wrote {written} of {len(targets)} images)"
             )
-        write_image(target, imresize(modcrop(hr, scale), 1 / scale))
+        lr = imresize(modcrop(hr, scale), 1 / scale)
+        write_image(target, degrade.apply(lr, path.stem) if degrade is not None else lr)
     bar.close()
-    print(f"wrote {len(targets)} LR image{'s' * (len(targets) != 1)} (x{scale}) to {out_dir}")
+    what = f", {degrade.describe()}" if degrade is not None else ""
+    print(f"wrote {len(targets)} LR image{'s' * (len(targets) != 1)} (x{scale}{what}) to {out_dir}")
     return 0

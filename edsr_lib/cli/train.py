@@ -111,6 +111,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--augment", action=bool_opt, default=None, help="random flips and 90-degree rotations")
     g.add_argument("--sample-by", choices=("area", "image"), help="draw images by area or uniformly")
     g.add_argument("--cache-dir", help="folder for cached LR images ('' for none)")
+    g.add_argument(
+        "--degrade",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="make each LR patch from its HR crop with the on-the-fly degradation chain (blur, downscale, noise, "
+        "JPEG; edsr_lib.train.degrade): no settings for its defaults, or overrides such as jpeg_prob=0.9 "
+        "jpeg_quality=[20,90] (VALUE read as JSON); no LR cache is used",
+    )
+    g.add_argument(
+        "--val-degrade",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="degrade the validation LR images: noise=SIGMA jpeg=Q seed=N (noise first, then JPEG; as evaluate's)",
+    )
     g.add_argument("--data-on-device", action=bool_opt, default=None, help="keep images on the training device")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, help="patches per step, over all processes (16)")
@@ -147,6 +161,16 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _settings(items: list[str], option: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"{option} expects KEY=VALUE settings, got {item!r}")
+        out[key] = _parse_value(value)
+    return out
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     try:
         base = json.loads(path.read_text())
@@ -175,11 +199,12 @@ def build_config(args: argparse.Namespace) -> Any:
         value = getattr(args, option)
         if value is not None:
             base[name] = value
-    for item in args.model_arg:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"--model-arg expects KEY=VALUE, got {item!r}")
-        base.setdefault("model_kwargs", {})[key] = _parse_value(value)
+    if args.model_arg:
+        base.setdefault("model_kwargs", {}).update(_settings(args.model_arg, "--model-arg"))
+    if args.degrade is not None:
+        base["degrade"] = {**(base.get("degrade") or {}), **_settings(args.degrade, "--degrade")}
+    if args.val_degrade is not None:
+        base["val_degrade"] = _settings(args.val_degrade, "--val-degrade")
     if isinstance(base.get("init_from"), list) and len(base["init_from"]) == 1:
         base["init_from"] = base["init_from"][0]  # one source is a plain string, as before
     if not base.get("train_dirs"):

@@ -13,12 +13,14 @@ also under ``torchrun --nproc_per_node=K -m edsr_lib train ...``.
 
 from .config import TrainConfig
 from .data import PatchDraw, PatchSampler, make_lr_images
+from .degrade import DegradeChain
 from .init_weights import load_init_weights
 from .runlog import Run, read_run
 from .trainer import CHECKPOINT_NAME, Trainer, branch_parameters
 
 __all__ = [
     "CHECKPOINT_NAME",
+    "DegradeChain",
     "PatchDraw",
     "PatchSampler",
     "Run",

@@ -11,6 +11,8 @@ from typing import Any
 
 from .._device import AMP_CHOICES
 from .._files import atomic_write
+from ..ops.degrade import LRDegradation
+from .degrade import DegradeChain
 
 __all__ = ["TrainConfig"]
 
@@ -49,6 +51,13 @@ class TrainConfig:
             ``"image"`` draws them uniformly.
         cache_dir: Where the LR images (made once per image with the MATLAB bicubic) are
             cached as ``.npz``; ``None`` for the user cache folder, ``""`` for no disk cache.
+        degrade: Make each LR patch from its HR crop with the on-the-fly degradation chain
+            (:class:`~edsr_lib.train.degrade.DegradeChain` settings; ``{}`` for its defaults),
+            instead of cropping the MATLAB-bicubic LR images; no LR image is then made or
+            cached. ``None`` trains on clean bicubic LR.
+        val_degrade: Degrade the validation LR images with
+            :class:`~edsr_lib.ops.degrade.LRDegradation` (``{"noise": 5, "jpeg": 50}``), so
+            that a degradation-trained run is chosen on degraded input; ``None`` for clean.
         data_on_device: Keep the uint8 images on the training device and crop there, so the
             data path never starves a GPU.
         batch_size: Patches per update, summed over all processes (16 in the paper).
@@ -99,6 +108,8 @@ class TrainConfig:
     augment: bool = True
     sample_by: str = "area"
     cache_dir: str | None = None
+    degrade: dict[str, Any] | None = None
+    val_degrade: dict[str, Any] | None = None
     data_on_device: bool = True
 
     batch_size: int = 16
@@ -142,6 +153,9 @@ class TrainConfig:
         if self.scales is not None:
             self.scales = [int(s) for s in self.scales]
         self.validate()
+        if self.degrade is not None:
+            # every setting spelled out, so that a run's config.json keeps its chain if the defaults change
+            self.degrade = self.degrade_chain().to_dict()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first setting that is out of range."""
@@ -162,6 +176,34 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {self.num_threads}")
+        if self.degrade is not None:
+            self.degrade_chain()
+        if self.val_degrade is not None:
+            self.val_degradation()
+
+    def degrade_chain(self) -> DegradeChain | None:
+        """The training degradation chain of ``degrade`` (``None`` for clean bicubic LR).
+
+        Raises:
+            ValueError: If ``degrade`` is not a mapping of valid settings.
+        """
+        if self.degrade is None:
+            return None
+        if not isinstance(self.degrade, dict):
+            raise ValueError(f"degrade must be a mapping of DegradeChain settings, got {self.degrade!r}")
+        return DegradeChain.from_dict(self.degrade)
+
+    def val_degradation(self) -> LRDegradation | None:
+        """The degradation of the validation LR images (``None`` for clean).
+
+        Raises:
+            ValueError: If ``val_degrade`` is not a mapping of valid ``LRDegradation`` settings.
+        """
+        if self.val_degrade is None:
+            return None
+        if not isinstance(self.val_degrade, dict) or set(self.val_degrade) - {"noise", "jpeg", "seed"}:
+            raise ValueError(f"val_degrade takes noise, jpeg and seed, got {self.val_degrade!r}")
+        return LRDegradation(**self.val_degrade)
 
     @property
     def validate_every(self) -> int:

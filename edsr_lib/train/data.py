@@ -206,12 +206,23 @@ class _FlatImages:
         return self.pixels[index].permute(0, 3, 1, 2)
 
 
+class _LRShapes:
+    """The sizes of LR images that are not made (each patch's LR comes from its HR crop instead)."""
+
+    def __init__(self, hr_images: Sequence[np.ndarray], scale: int, device: torch.device) -> None:
+        self.height = torch.tensor([img.shape[0] // scale for img in hr_images], device=device)
+        self.width = torch.tensor([img.shape[1] // scale for img in hr_images], device=device)
+
+
 class PatchSampler:
     """Random LR/HR patch pairs from in-memory uint8 images, made on the buffers' device.
 
     Args:
         hr_images: uint8 HWC HR images.
-        lr_images: For each scale, the LR image of every HR image (``make_lr_images``).
+        lr_images: For each scale, the LR image of every HR image (``make_lr_images``), or
+            ``None`` for HR-only sampling: patches are then placed as on the LR of
+            ``modcrop(hr, scale)`` and only their HR crops exist (:meth:`crop_hr`), for LR
+            made per patch (:mod:`edsr_lib.train.degrade`).
         lr_patch_size: Side of the LR patches.
         augment: Random flips and transposition (the 8 dihedral transforms).
         sample_by: ``"area"`` (images drawn in proportion to their LR area) or ``"image"``
@@ -227,7 +238,7 @@ class PatchSampler:
     def __init__(
         self,
         hr_images: Sequence[np.ndarray],
-        lr_images: dict[int, Sequence[np.ndarray]],
+        lr_images: dict[int, Sequence[np.ndarray] | None],
         lr_patch_size: int = 48,
         *,
         augment: bool = True,
@@ -244,27 +255,34 @@ class PatchSampler:
         #: The files the images were read from, in order (set by :meth:`from_folders`).
         self.sources: tuple[Path, ...] = ()
         self._hr = _FlatImages(hr_images, self.device)
-        self._lr: dict[int, _FlatImages] = {}
+        self._lr: dict[int, _FlatImages | _LRShapes] = {}
         self._images: dict[int, torch.Tensor] = {}
         self._weights: dict[int, torch.Tensor] = {}
         p = self.lr_patch_size
         for scale, lrs in lr_images.items():
-            if len(lrs) != len(hr_images):
+            if lrs is not None and len(lrs) != len(hr_images):
                 raise ValueError(f"x{scale}: {len(lrs)} LR images for {len(hr_images)} HR images")
-            keep = [i for i, img in enumerate(lrs) if min(img.shape[:2]) >= p]
+            shapes = (
+                [img.shape[:2] for img in lrs]
+                if lrs is not None
+                else [(h // scale, w // scale) for h, w, _ in (img.shape for img in hr_images)]
+            )
+            keep = [i for i, hw in enumerate(shapes) if min(hw) >= p]
             if not keep:
                 raise ValueError(
                     f"no training image is large enough for a {p}x{p} LR patch at x{scale} "
                     f"(HR at least {p * scale}x{p * scale}); use a smaller lr_patch_size"
                 )
-            if len(keep) < len(lrs):
+            if len(keep) < len(shapes):
                 warnings.warn(
-                    f"x{scale}: {len(lrs) - len(keep)} of {len(lrs)} images are smaller than a "
+                    f"x{scale}: {len(shapes) - len(keep)} of {len(shapes)} images are smaller than a "
                     f"{p * scale}x{p * scale} HR patch and are left out",
                     stacklevel=2,
                 )
             self._images[scale] = torch.tensor(keep, device=self.device)
-            self._lr[scale] = _FlatImages(lrs, self.device)
+            self._lr[scale] = (
+                _FlatImages(lrs, self.device) if lrs is not None else _LRShapes(hr_images, scale, self.device)
+            )
             area = self._lr[scale].height * self._lr[scale].width
             weights = area[self._images[scale]] if sample_by == "area" else torch.ones(len(keep), device=self.device)
             # float32 (no float64 on the device: MPS has none); exact for any image under 16 Mpixel of LR
@@ -298,12 +316,25 @@ class PatchSampler:
         draws = torch.randint(0, 2**62, bound.shape, generator=generator, device=self.device)
         return draws % bound
 
+    @property
+    def has_lr(self) -> bool:
+        """Whether LR images were made (``False`` for an HR-only sampler)."""
+        return all(isinstance(lr, _FlatImages) for lr in self._lr.values())
+
+    def crop_hr(self, draw: PatchDraw) -> torch.Tensor:
+        """The HR patches of a draw as uint8 NCHW tensors (channels-last memory)."""
+        return self._hr.gather(draw, self.lr_patch_size * draw.scale, draw.scale)
+
     def crop(self, draw: PatchDraw) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LR and HR patches of a draw as uint8 NCHW tensors (channels-last memory)."""
-        p = self.lr_patch_size
-        lr = self._lr[draw.scale].gather(draw, p, 1)
-        hr = self._hr.gather(draw, p * draw.scale, draw.scale)
-        return lr, hr
+        """The LR and HR patches of a draw as uint8 NCHW tensors (channels-last memory).
+
+        Raises:
+            ValueError: For an HR-only sampler (built without LR images).
+        """
+        lr_images = self._lr[draw.scale]
+        if not isinstance(lr_images, _FlatImages):
+            raise ValueError("this sampler holds no LR images (built HR-only): crop the HR with crop_hr")
+        return lr_images.gather(draw, self.lr_patch_size, 1), self.crop_hr(draw)
 
     def sample(self, batch_size: int, scale: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of LR and HR patches as float NCHW tensors in [0, 1] (channels-last memory)."""
@@ -323,6 +354,7 @@ class PatchSampler:
         sample_by: str = "area",
         device: str | torch.device = "cpu",
         shard: tuple[int, int] | None = None,
+        make_lr: bool = True,
     ) -> PatchSampler:
         """Read the HR images of ``folders``, make (or load cached) LR for each scale, and build a sampler.
 
@@ -340,6 +372,9 @@ class PatchSampler:
                 (:func:`shard_indices` over all folders; balanced by pixel count, or by
                 count with ``sample_by="image"``); ``None`` reads them all. The LR caches
                 are then per shard.
+            make_lr: Make (or load) the MATLAB-bicubic LR images; ``False`` builds an
+                HR-only sampler (no LR made, no cache read or written), for LR made per
+                patch.
         """
         if not folders:
             raise ValueError("no training folder given: pass one or more folders of HR images")
@@ -350,7 +385,7 @@ class PatchSampler:
             keep = {every[i] for i in shard_indices(sizes, *shard)}
             listed = [[p for p in paths if p in keep] for paths in listed]
         hr: list[np.ndarray] = []
-        lr: dict[int, list[np.ndarray]] = {int(s): [] for s in scales}
+        lr: dict[int, list[np.ndarray]] = {int(s): [] for s in scales} if make_lr else {}
         sources: list[Path] = []
         for paths in listed:
             if not paths:
@@ -361,6 +396,7 @@ class PatchSampler:
             sources += paths
             for s in lr:
                 lr[s] += make_lr_images(images, s, paths=paths, cache_dir=cache_dir)
-        sampler = cls(hr, lr, lr_patch_size, augment=augment, sample_by=sample_by, device=device)
+        lr_or_none = lr if make_lr else dict.fromkeys((int(s) for s in scales), None)
+        sampler = cls(hr, lr_or_none, lr_patch_size, augment=augment, sample_by=sample_by, device=device)
         sampler.sources = tuple(sources)
         return sampler

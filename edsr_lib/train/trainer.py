@@ -190,7 +190,11 @@ class Trainer:
         if config.compile:
             self._train_model = torch.compile(self._train_model)
 
+        self.degrade = config.degrade_chain()
+        self.val_degrade = config.val_degradation()
         self.sampler = sampler if sampler is not None else self._build_sampler()
+        if self.degrade is None and not self.sampler.has_lr:
+            raise ValueError("the sampler holds no LR images: train it with a degradation chain (config.degrade)")
         self.data_generator = torch.Generator(device=self.sampler.device)
         self.data_generator.manual_seed(_seed_for(config.seed, 1, self.dist.rank))
         self.scale_generator = torch.Generator()
@@ -198,6 +202,8 @@ class Trainer:
 
         self.step = 0
         self.elapsed = 0.0
+        #: Seconds spent making batches (cropping, and degrading with a chain), for the log's data share.
+        self.data_seconds = 0.0
         self.best: dict[str, float] = {}
         self._tb = None
         if config.tensorboard and self.dist.is_main:
@@ -242,6 +248,8 @@ class Trainer:
             sample_by=c.sample_by,
             device=self.device if c.data_on_device else "cpu",
             shard=(self.dist.rank, self.dist.world_size) if self.dist.enabled else None,
+            # degraded LR is made per patch from the HR crop: no bicubic LR images, no cache
+            make_lr=self.degrade is None,
         )
 
     # ------------------------------------------------------------- training
@@ -255,6 +263,18 @@ class Trainer:
             return nn.functional.l1_loss(sr, hr)
         return nn.functional.mse_loss(sr, hr)
 
+    def batch(self, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next batch of LR and HR patches (float NCHW in [0, 1]) at ``scale``.
+
+        With a degradation chain, the LR patches are made from the HR crops, each from
+        the generator of ``(seed, step, rank, sample)``: the same for a resumed run.
+        """
+        if self.degrade is None:
+            return self.sampler.sample(self.local_batch, scale, self.data_generator)
+        hr = self.sampler.crop_hr(self.sampler.draw(self.local_batch, scale, self.data_generator))
+        lr = self.degrade.degrade_batch(hr, scale, seed=self.config.seed, step=self.step, rank=self.dist.rank)
+        return lr.float().div_(255), hr.float().div_(255)
+
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One update: draw a scale and a batch, forward, backward, optimiser step, EMA update.
 
@@ -263,7 +283,9 @@ class Trainer:
             device tensors, so that no step waits for the device).
         """
         scale = self._draw_scale()
-        lr, hr = self.sampler.sample(self.local_batch, scale, self.data_generator)
+        tick = time.perf_counter()
+        lr, hr = self.batch(scale)
+        self.data_seconds += time.perf_counter() - tick
         lr, hr = lr.to(self.device, non_blocking=True), hr.to(self.device, non_blocking=True)
         if not self.config.channels_last:
             lr, hr = lr.contiguous(), hr.contiguous()
@@ -334,7 +356,7 @@ class Trainer:
         summary: dict[str, Any] = {"step": self.step}
         loss_sum = torch.zeros((), device=self.device)
         mse_sum = torch.zeros((), device=self.device)
-        window, busy = 0, 0.0
+        window, busy, data_mark = 0, 0.0, self.data_seconds
         stop = min(c.steps, until if until is not None else c.steps)
         deadline = time.monotonic() + time_limit if time_limit is not None else math.inf
         out_of_time = False
@@ -360,13 +382,15 @@ class Trainer:
                     "psnr": -10 * math.log10(max(mse_mean, 1e-12)),
                     "lr": self.optimizer.param_groups[0]["lr"],
                     "steps_per_s": window / busy,
+                    # the share of the training time spent making the batches (cropping, degrading)
+                    "data_share": round((self.data_seconds - data_mark) / busy, 4),
                     "train_s": round(self.elapsed, 1),
                 }
                 bar.set_postfix(loss=f"{loss_mean:.4f}", psnr=f"{summary['psnr']:.2f}", it_s=f"{window / busy:.3f}")
                 self._log(None, **summary, echo=not c.progress)
                 loss_sum.zero_()
                 mse_sum.zero_()
-                window, busy = 0, 0.0
+                window, busy, data_mark = 0, 0.0, self.data_seconds
             # the checkpoint first, so that a validation that fails loses no training
             if self.step % c.save_every == 0 or done:
                 self.save_checkpoint()
@@ -406,7 +430,7 @@ class Trainer:
     # ------------------------------------------------------------- validation
     def _score(self, net: nn.Module, scale: int) -> dict[str, float]:
         was_training = net.training
-        result = evaluate(net, self.config.val_dir, scale, device=self.device)
+        result = evaluate(net, self.config.val_dir, scale, device=self.device, degrade=self.val_degrade)
         net.train(was_training)
         return {"psnr": result["psnr"], "ssim": result["ssim"]}
 
