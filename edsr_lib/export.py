@@ -574,3 +574,304 @@ def max_ncnn_error(
             return difference
         error = max(error, difference)
     return error
+
+
+# --------------------------------------------------------------------------------------------- ExecuTorch
+
+
+#: Largest difference allowed between an ExecuTorch file's output and PyTorch's, on [0, 1] (measured: 2.4e-6).
+_EXECUTORCH_TOLERANCE = 1e-4
+
+
+def export_executorch(
+    model: SRModel,
+    path: str | os.PathLike[str],
+    scale: int | None = None,
+    *,
+    max_size: int = 512,
+    check: bool = True,
+) -> Path:
+    """Write ``model`` at ``scale`` as an ExecuTorch program (``.pte``) delegated to XNNPACK, for mobile apps.
+
+    `ExecuTorch <https://pytorch.org/executorch>`_ runs PyTorch programs on phones and edge
+    devices; its XNNPACK delegate runs the convolutions on the CPU's vector units. The
+    program is the fused model, lowered with ``to_edge_transform_and_lower`` and the XNNPACK
+    partitioner, in float32. Its one method, ``forward``, maps a float32 ``1 x C x H x W``
+    tensor in [0, 1] (``H`` and ``W`` from 1 to ``max_size``) to ``1 x C x sH x sW`` (not
+    clamped). ExecuTorch plans its memory for the largest input, so a larger ``max_size``
+    costs memory on the device: tile larger images, as :func:`edsr_lib.upscale` does. Needs
+    the extra ``executorch`` (``pip install "edsr-lib[executorch]"``).
+
+    Args:
+        model: The model (not modified: a fused copy is exported).
+        path: The ``.pte`` file to write (atomically).
+        scale: The scale to export; required for a multi-scale model.
+        max_size: The largest input height and width the program takes.
+        check: Run the program with ExecuTorch's Python runtime on two input sizes and raise
+            unless it matches PyTorch within 1e-4 (see :func:`max_executorch_error`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If the ``executorch`` extra is not installed.
+        ValueError: If ``scale`` is not one of the model's scales, ``max_size`` is below 32,
+            ``path`` is a folder, or the weights hold NaN or infinity.
+        RuntimeError: If the check fails (nothing is written then).
+    """
+    _require("executorch", "executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    scale = model.resolve_scale(scale)
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 32:
+        raise ValueError(
+            f"max_size must be an integer of at least 32 (the size the program is traced at), not {max_size!r}"
+        )
+    check_finite_weights(model)
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: pass the .pte file to write, e.g. {path / f'model_x{scale}.pte'}")
+    wrapper = _export_copy(model, scale)
+    example = torch.rand(1, model.n_colors, 32, 32)
+    dims = {2: torch.export.Dim("height", min=1, max=max_size), 3: torch.export.Dim("width", min=1, max=max_size)}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the lowering's deprecation notices are about its own internals
+        program = torch.export.export(wrapper, (example,), dynamic_shapes={"x": dims})
+        buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    if check:
+        _refuse_error(max_executorch_error(buffer, model, scale), _EXECUTORCH_TOLERANCE, f"the ExecuTorch file {path}")
+    with _folder_for(path.parent), atomic_path(path) as tmp:
+        tmp.write_bytes(buffer)
+    return path
+
+
+def max_executorch_error(
+    program: bytes | str | os.PathLike[str],
+    model: SRModel,
+    scale: int | None = None,
+    shapes: tuple[tuple[int, int], ...] = ((32, 32), (19, 45)),
+) -> float:
+    """Largest absolute difference between ExecuTorch's output (its Python runtime, XNNPACK) and PyTorch's.
+
+    Args:
+        program: The ``.pte`` file, or its contents.
+        model: The PyTorch model it was exported from.
+        scale: The exported scale.
+        shapes: Input heights and widths to try (batch 1).
+
+    Returns:
+        The difference; ``inf`` when a shape differs, NaN when either output holds NaN or infinity.
+    """
+    _require("executorch", "executorch")
+    from executorch.runtime import Runtime
+
+    scale = model.resolve_scale(scale)
+    data = program if isinstance(program, bytes) else Path(program).read_bytes()
+    method = Runtime.get().load_program(data).load_method("forward")
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    error = 0.0
+    for height, width in shapes:
+        x = torch.rand(1, model.n_colors, height, width, generator=generator)
+        (got,) = method.execute([x])
+        with torch.inference_mode(), full_float32():
+            expected = model(x.to(device), scale=scale).cpu().numpy()
+        difference = _max_difference(got.numpy(), expected)
+        if not math.isfinite(difference):
+            return difference
+        error = max(error, difference)
+    return error
+
+
+# --------------------------------------------------------------------------------------------- Core ML
+
+
+#: The Core ML model's input and output names, and the oldest OS that runs its ML program.
+COREML_INPUT, COREML_OUTPUT, COREML_TARGET = "input", "output", "iOS16"
+
+
+def export_coreml(
+    model: SRModel,
+    path: str | os.PathLike[str],
+    scale: int | None = None,
+    *,
+    precision: str = "fp16",
+    max_size: int = 2048,
+    check: bool = True,
+) -> Path:
+    """Write ``model`` at ``scale`` as a Core ML package (``.mlpackage``, an ML program) for Apple devices.
+
+    coremltools converts a trace of the fused model. The input ``input`` is a float32
+    ``1 x C x H x W`` tensor in [0, 1] (``H`` and ``W`` from 1 to ``max_size``), the output
+    ``output`` float32 ``1 x C x sH x sW`` (not clamped). In ``"fp16"`` (the default, what the
+    Neural Engine runs) every operation computes in float16 except the last convolution, which
+    stays in float32 for the reason given in docs/speed.md; ``"fp32"`` keeps all in float32
+    (the GPU and CPU only). The package needs iOS 16 / macOS 13 or later. Needs the extra
+    ``coreml`` (``pip install "edsr-lib[coreml]"``).
+
+    Core ML runs only on Apple systems: elsewhere ``check`` validates what can be read
+    without running it (:func:`check_coreml`); on macOS it also runs the package and compares
+    it with PyTorch.
+
+    Args:
+        model: The model (not modified: a fused copy is exported).
+        path: The ``.mlpackage`` folder to make (it must not exist; it appears whole or not at all).
+        scale: The scale to export; required for a multi-scale model.
+        precision: ``"fp16"`` or ``"fp32"``.
+        max_size: The largest input height and width.
+        check: Validate the package (and on macOS run it) before it is put in place.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If the ``coreml`` extra is not installed.
+        ValueError: For an unknown ``precision``, a ``max_size`` below 32, or weights that hold
+            NaN or infinity.
+        FileExistsError: If ``path`` exists.
+        RuntimeError: If the check fails.
+    """
+    _require("coremltools", "coreml")
+    with _quiet_coremltools():  # on import it reports the untested torch and scikit-learn versions
+        import coremltools as ct
+
+    if precision not in ("fp16", "fp32"):
+        raise ValueError(f"precision must be 'fp16' or 'fp32' for Core ML, not {precision!r}")
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 32:
+        raise ValueError(f"max_size must be an integer of at least 32, not {max_size!r}")
+    scale = model.resolve_scale(scale)
+    check_finite_weights(model)
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: remove it or choose another name (a .mlpackage is a folder)")
+    wrapper = _export_copy(model, scale)
+    example = torch.rand(1, model.n_colors, 32, 32)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trace is of one fixed graph: its warnings are noise
+        traced = torch.jit.trace(wrapper, example)
+    size = ct.RangeDim(lower_bound=1, upper_bound=max_size, default=64)
+    n_colors = model.n_colors
+    # every operation in float16 but the last convolution, the one whose output has the image's channels
+    compute = (
+        ct.precision.FLOAT32
+        if precision == "fp32"
+        else ct.transform.FP16ComputePrecision(
+            op_selector=lambda op: not (op.op_type == "conv" and op.outputs[0].shape[1] == n_colors)
+        )
+    )
+    with _quiet_exporter(), _quiet_coremltools(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name=COREML_INPUT, shape=ct.Shape((1, n_colors, size, size)), dtype=np.float32)],
+            outputs=[ct.TensorType(name=COREML_OUTPUT, dtype=np.float32)],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, COREML_TARGET),
+            compute_precision=compute,
+        )
+    converted.short_description = f"{type(model).__name__} x{scale} (edsr-lib): RGB in [0, 1], 1x{n_colors}xHxW"
+    with _folder_for(path.parent), tempfile.TemporaryDirectory(prefix=".coreml-", dir=path.parent) as tmp:
+        package = Path(tmp) / path.name
+        converted.save(os.fspath(package))
+        if check:
+            problems = check_coreml(package, model, scale, max_size=max_size, precision=precision)
+            if problems:
+                raise RuntimeError(f"the Core ML package for {path}: {'; '.join(problems)}; nothing was written")
+        os.replace(package, path)
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_coremltools():
+    """Silence coremltools' progress bars and its logger (it reports each pass) for the duration."""
+    log = logging.getLogger("coremltools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def check_coreml(
+    package: str | os.PathLike[str],
+    model: SRModel,
+    scale: int | None = None,
+    *,
+    max_size: int = 2048,
+    precision: str = "fp16",
+) -> list[str]:
+    """What is wrong with a Core ML package written by :func:`export_coreml` (empty when nothing is).
+
+    Everywhere: the package's spec loads; it is an ML program for iOS 16 / macOS 13; its one
+    input is ``input``, float32 ``1 x C x H x W`` with ``H`` and ``W`` from 1 to ``max_size``;
+    its one output ``output`` is float32; it holds as many convolutions as the fused model,
+    in float16 except the last (``precision="fp16"``). On macOS, where Core ML runs, the
+    package is also run on two input sizes and compared with PyTorch (within 1e-4 in fp32,
+    within 3e-3 in fp16, the tolerances of the ONNX files).
+
+    Args:
+        package: The ``.mlpackage`` folder.
+        model: The PyTorch model it was exported from.
+        scale: The exported scale.
+        max_size: The largest input height and width it should take.
+        precision: ``"fp16"`` or ``"fp32"``, as exported.
+    """
+    _require("coremltools", "coreml")
+    import coremltools as ct
+
+    scale = model.resolve_scale(scale)
+    problems: list[str] = []
+    try:
+        spec = ct.utils.load_spec(os.fspath(package))
+    except Exception as err:  # a package coremltools cannot read: say so, whatever the reason
+        return [f"its spec does not load ({type(err).__name__}: {err})"]
+    if spec.WhichOneof("Type") != "mlProgram":
+        problems.append(f"it is a {spec.WhichOneof('Type')}, not an ML program")
+    if spec.specificationVersion < ct.target.iOS16:
+        problems.append(f"its specification version {spec.specificationVersion} is older than iOS 16's")
+    description = spec.description
+    inputs, outputs = list(description.input), list(description.output)
+    array = ct.proto.FeatureTypes_pb2.ArrayFeatureType
+    if [i.name for i in inputs] != [COREML_INPUT] or [o.name for o in outputs] != [COREML_OUTPUT]:
+        problems.append(f"its inputs/outputs are {[i.name for i in inputs]}/{[o.name for o in outputs]}")
+    else:
+        tensor = inputs[0].type.multiArrayType
+        ranges = [(r.lowerBound, r.upperBound) for r in tensor.shapeRange.sizeRanges]
+        if tensor.dataType != array.FLOAT32 or outputs[0].type.multiArrayType.dataType != array.FLOAT32:
+            problems.append("its input or output is not float32")
+        if ranges != [(1, 1), (model.n_colors, model.n_colors), (1, max_size), (1, max_size)]:
+            problems.append(f"its input takes the shapes {ranges}, not 1 x {model.n_colors} x [1, {max_size}]^2")
+    (block,) = spec.mlProgram.functions["main"].block_specializations.values()
+    convolutions = [op for op in block.operations if op.type == "conv"]
+    n_conv = sum(isinstance(m, nn.Conv2d) for m in _export_copy(model, scale).modules())
+    if len(convolutions) != n_conv:
+        problems.append(f"it holds {len(convolutions)} convolutions, the fused model {n_conv}")
+    elif precision == "fp16":
+        float16 = ct.proto.MIL_pb2.DataType.FLOAT16
+        dtypes = [op.outputs[0].type.tensorType.dataType for op in convolutions]
+        if dtypes[:-1] != [float16] * (n_conv - 1) or dtypes[-1] == float16:
+            problems.append("its convolutions are not float16 with the last one float32")
+    if not problems and ct.utils._is_macos():  # Core ML itself runs only on Apple systems
+        problems += _run_coreml(package, model, scale, ONNX_TOLERANCE[precision])
+    return problems
+
+
+def _run_coreml(package: str | os.PathLike[str], model: SRModel, scale: int, tolerance: float) -> list[str]:
+    """Run the package with Core ML (macOS only) on two sizes; a problem when it differs from PyTorch."""
+    import coremltools as ct
+
+    loaded = ct.models.MLModel(os.fspath(package))
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    for height, width in ((32, 32), (19, 45)):
+        x = torch.rand(1, model.n_colors, height, width, generator=generator)
+        got = loaded.predict({COREML_INPUT: x.numpy()})[COREML_OUTPUT]
+        with torch.inference_mode(), full_float32():
+            expected = model(x.to(device), scale=scale).cpu().numpy()
+        difference = _max_difference(np.asarray(got, dtype=np.float32), expected)
+        if not difference <= tolerance:
+            return [f"Core ML's output differs from PyTorch's by up to {difference:.3g} (more than {tolerance:g})"]
+    return []

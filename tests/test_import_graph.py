@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1] / "edsr_lib"
 
 #: Third-party modules a function may import, because the package must not pay for them on import.
 LAZY_THIRD_PARTY = {
-    "onnx": "optional extra [onnx]; only the ONNX export's opset range and the check of the opset it wrote need it",
+    "onnx": "optional extra [onnx]; the ONNX export's opset range, the check of the opset it wrote, and the check "
+    "of an exported file (its inputs, and bf16 files run by onnx.reference) need it",
     "onnxruntime": "optional extra [onnx]; the ONNX check after an export and backend='onnxruntime' need it",
-    "onnx": "optional extra [onnx]; the check of an exported file reads its inputs (and runs bf16 files) with it",
     "openvino": "optional extra [openvino]; only backend='openvino' needs it",
     "pnnx": "optional extra [ncnn]; only the NCNN export needs it",
     "ncnn": "optional extra [ncnn]; only the check of an NCNN export needs it",
