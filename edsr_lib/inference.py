@@ -419,7 +419,7 @@ class Upscaler:
                 overlap=overlap,
                 batch_size=batch_size,
             )
-        if tile is not None and tile < overlap and max(height, width) > tile + 2 * overlap:
+        elif tile is not None and tile < overlap and max(height, width) > tile + 2 * overlap:
             cost = (tile + 2 * overlap) ** 2 / tile**2
             _warn(
                 f"tile {tile} is smaller than the overlap {overlap} that exactness needs: each window computes "
@@ -449,7 +449,7 @@ class Upscaler:
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
-                current = tile if tile is not None else max(height, width)
+                current = max(tile) if isinstance(tile, tuple) else tile if tile is not None else max(height, width)
                 if current <= MIN_AUTO_TILE and batch_size == 1:
                     raise MemoryError(
                         f"out of memory on {device} even with {current}-pixel tiles, one per batch ({exc})"

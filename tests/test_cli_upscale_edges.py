@@ -388,3 +388,38 @@ def test_sixteen_bit_colour_stays_sixteen_bit(model_dir: Path, tmp_path: Path, c
     with Image.open(tmp_path / "jpg" / "rgb_x2.jpg") as img:
         assert img.mode == "RGB" and img.info["icc_profile"] == icc
         assert np.abs(np.asarray(img).astype(float) - eight).mean() < 8  # JPEG's loss, not a wrong scale
+
+
+# ------------------------------------------------------------------ #30 item 8: nothing left behind
+def test_a_run_that_writes_nothing_leaves_no_output_folder(model_dir: Path, tmp_path: Path, capsys) -> None:
+    rgba = _save(tmp_path / "rgba.png", _pixels((4, 4, 4)))
+    out = tmp_path / "new" / "out"
+    assert _upscale(model_dir, str(rgba), "-o", str(out), "--format", "jpg") == 1  # JPEG holds no alpha
+    assert "JPEG has no alpha channel" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    _save(tmp_path / "a.png", _pixels((4, 4, 3)))
+    _save(tmp_path / "a.jpg", _pixels((4, 4, 3)))
+    assert _upscale(model_dir, str(tmp_path / "a.png"), str(tmp_path / "a.jpg"), "-o", str(out)) == 2  # a name clash
+    assert "would both be written to" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    nested = tmp_path / "in" / "deeper"
+    _save(tmp_path / "in" / "ok.png", _pixels((4, 4, 3)))
+    _save(nested / "rgba.png", _pixels((4, 4, 4)))
+    assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(out), "--recursive", "--format", "jpg") == 1
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["ok_x2.jpg"]  # no empty deeper/
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert _upscale(model_dir, str(rgba), "-o", str(kept), "--format", "jpg") == 1
+    assert kept.is_dir()  # a folder that was there stays
+
+
+def test_an_output_that_is_a_file_is_one_line_without_errno(model_dir: Path, tmp_path: Path, capsys) -> None:
+    path = _save(tmp_path / "a.png", _pixels((4, 4, 3)))
+    (tmp_path / "taken").write_text("a file")
+    assert _upscale(model_dir, str(path), "-o", str(tmp_path / "taken")) == 2
+    err = capsys.readouterr().err.strip()
+    folder = tmp_path / "taken"
+    assert err == f"edsr-lib upscale: error: cannot write to the output folder {folder}: it is a file, not a folder"
+    assert _upscale(model_dir, str(path), "-o", str(tmp_path / "taken" / "sub")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[Errno" not in err and err.endswith("Not a directory"), err

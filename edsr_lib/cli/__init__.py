@@ -32,6 +32,34 @@ class CLIError(Exception):
     """An error to report to the user in one line, without a traceback."""
 
 
+def _max_pixels(value: str) -> int:
+    if value == "none":
+        return 0
+    try:
+        count = int(value.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'none', got {value!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"the number of pixels must be positive, got {count}")
+    return count
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-pixels N|none``, the decompression-bomb limit of the images a command reads.
+
+    The error for an image over the limit (:func:`edsr_lib.io.load_image`) names this option,
+    so every command that reads images has it; run the reading in
+    :func:`edsr_lib.io.pixel_limit` with ``args.max_pixels``.
+    """
+    parser.add_argument(
+        "--max-pixels",
+        type=_max_pixels,
+        metavar="N|none",
+        help="refuse images with more pixels, as possible decompression bombs (default: Pillow's limit, "
+        "89,478,485); 'none' for no limit",
+    )
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The argument parser: every subcommand, or with ``argv`` only the one it names.
 
@@ -78,11 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError, FileNotFoundError, OSError) as exc:
-        print(f"edsr-lib {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edsr-lib {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error's message without Python's ``[Errno N]`` prefix: the file and the system's reason."""
+    if isinstance(exc, OSError) and exc.strerror:
+        names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+        return f"{' -> '.join(names)}: {exc.strerror}" if names else exc.strerror
+    return str(exc)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..options import BACKENDS
-from . import CLIError
+from . import CLIError, add_max_pixels
 
 #: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
 #: :data:`edsr_lib.io.OUTPUT_FORMATS`.
@@ -54,7 +54,6 @@ def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
 
 
 _tile = _count_or({"auto": "auto", "none": None}, "pixels")
-_max_pixels = _count_or({"none": 0}, "pixels")
 
 
 def _outscale(value: str) -> float:
@@ -155,13 +154,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="added to each output's stem (a name, no '/' or '..'); {scale} is the factor, {model} the model's "
         "name (default _x{scale})",
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=_max_pixels,
-        metavar="N|none",
-        help="refuse images with more pixels, as possible decompression bombs (default: Pillow's limit, "
-        "89,478,485); 'none' for no limit",
-    )
+    add_max_pixels(parser)
     parser.add_argument("--batch-size", type=int, default=4, help="tiles, or same-size images, per pass (default 4)")
     parser.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     parser.add_argument(

@@ -29,9 +29,15 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import contextlib
+import errno
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +45,11 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import torch
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from .._device import resolve_device, resolve_half
+from .._files import missing_folders, remove_empty_folders
 from ..inference import load_model, upscale
 from ..io import (
     AnyImage,
@@ -72,6 +80,8 @@ _SUFFIX = "_x{scale}"
 _KEEP_RESULTS = 3600.0
 #: Jobs that may wait in the queue beside the one that runs.
 _QUEUE_SIZE = 16
+#: Gradio's cache cleaning: every 10 minutes, the files older than the results' hour.
+_DELETE_CACHE = (600, int(_KEEP_RESULTS))
 
 
 @dataclass(frozen=True)
@@ -174,7 +184,8 @@ def run_upscale(
         path: The uploaded image file.
         model: A registered model with weights (``"edsr_baseline_x2"``).
         tag: Its weights' tag (``"t528"``).
-        scale: The scale, for a multi-scale model (MDSR); ignored by single-scale ones.
+        scale: The scale: one of the model's (needed for a multi-scale model such as MDSR;
+            ``None`` for a single-scale one). Any other is refused, never replaced.
         self_ensemble: Average over the eight flips and rotations.
         bf16: Run in bfloat16 (where the device runs it natively).
         output_format: One of :data:`FORMATS`.
@@ -191,7 +202,7 @@ def run_upscale(
             image, weights that cannot be found, or anything :func:`edsr_lib.upscale` refuses.
     """
     if output_format not in FORMATS:
-        raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(FORMATS)}")
+        raise ValueError(f"unknown output format {output_format!r}; choose one of {', '.join(map(repr, FORMATS))}")
     source = Path(path)
     limits.check(source)
     image = load_image(source)
@@ -199,7 +210,12 @@ def run_upscale(
     sixteen = sixteen and image.mode not in ("I", "F")  # 32-bit and float images keep their own precision
     pixels = _to_16_bits(image) if sixteen else image
     net = load_model(f"{model}.{tag}", cache=True)  # kept between runs
-    factor = net.resolve_scale(scale if len(net.scales) > 1 else None)
+    if scale is None and len(net.scales) > 1:
+        raise ValueError(f"{model} serves the scales {', '.join(map(str, net.scales))}: choose one")
+    if scale is not None and scale not in net.scales:  # never another scale than the one asked for
+        served = ", ".join(f"x{s}" for s in net.scales)
+        raise ValueError(f"{model} does not upscale x{scale}; it serves {served}")
+    factor = net.resolve_scale(scale)
     job = make_job(source, out_dir, suffix=expand_suffix(_SUFFIX, factor), format=file_format)  # the CLI's name
     options: dict[str, Any] = {"self_ensemble": self_ensemble, "half": "bf16" if bf16 else False, "progress": progress}
     result = upscale(net, pixels, factor, device=resolve_device(device), **options)
@@ -219,17 +235,48 @@ def _prune(folder: Path, older_than: float) -> None:
             shutil.rmtree(run, ignore_errors=True)
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, folders: tuple[Path, ...] = ()) -> str:
+    """The error in one line, each path inside ``folders`` (Gradio's and the page's) shown by its file name only."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    for folder in folders:
+        for spelling in dict.fromkeys((str(folder), str(folder.resolve()))):
+            text = re.sub(re.escape(spelling) + r"[/\\][^\s'\"]*", lambda m: Path(m[0]).name, text)
     if isinstance(exc, MemoryError):
         return f"out of memory: {text}" if str(exc) else "out of memory"
     return text if isinstance(exc, ValueError | OSError) else f"{type(exc).__name__}: {text}"
 
 
+def _takes_any_value(component: Any) -> Any:
+    """``component`` handing any value an API call sends to the event function, which refuses a wrong one in one line.
+
+    Gradio's own check of a dropdown's value against the page's first choices would refuse
+    MDSR at x3 (the first model serves x2 only) and print a traceback on the console. (Set
+    on the instance: a subclass would make Gradio write a ``.pyi`` file beside this module.)
+    """
+    component.preprocess = lambda payload: payload
+    return component
+
+
+def _scale_value(scale: Any) -> int | None:
+    """The scale an API call gave (an int, ``"3"`` or ``3.0``), or ``None``; anything else is refused."""
+    if scale is None or scale == "":
+        return None
+    try:
+        number = float(scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"the scale must be a whole number, got {scale!r}") from None
+    if not number.is_integer():
+        raise ValueError(f"the scale must be a whole number, got {scale!r}")
+    return int(number)
+
+
 def build_demo(limits: Limits = Limits(), device: torch.device | str | None = None) -> gr.Blocks:
     """The page, as a Gradio ``Blocks`` with its queue set up (one job at a time); call ``launch()`` on it.
 
-    Prefer :func:`launch`, which also sets Gradio's upload limit to ``limits.max_file_mb``.
+    Prefer :func:`launch`, which also sets Gradio's upload limit to ``limits.max_file_mb`` and
+    removes every file of the session (uploads, results, Gradio's copies) when the server stops.
+    The results are written to a folder inside Gradio's (``GRADIO_TEMP_DIR``); Gradio deletes
+    its files older than an hour as the page runs.
 
     Args:
         limits: What the page refuses.
@@ -240,7 +287,13 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
     if not choices:
         raise ValueError("no registered model has weights")
     first = "edsr_baseline_x2" if "edsr_baseline_x2" in choices else next(iter(choices))
-    work = Path(tempfile.mkdtemp(prefix="edsr-lib-demo-"))
+    gradio_folder = Path(get_upload_folder())
+    gradio_folder.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="edsr-lib-demo-", dir=gradio_folder))
+    hidden = (gradio_folder, work)  # error lines name a file, not Gradio's temporary path to it
+
+    def refuse(exc: BaseException) -> gr.Error:
+        return gr.Error(_one_line(exc, hidden), duration=None, print_exception=False)
 
     def on_model(name: str) -> tuple[Any, Any]:
         scales = _scales(name)
@@ -256,7 +309,7 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
             limits.check(Path(path))
             before = _display(path)
         except (ValueError, OSError) as exc:
-            raise gr.Error(_one_line(exc), duration=None, print_exception=False) from None
+            raise refuse(exc) from None
         return (before, before)
 
     def on_run(
@@ -271,6 +324,14 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
     ) -> tuple[Any, str, str]:
         if not path:
             raise gr.Error("drop or pick an image first", duration=None, print_exception=False)
+        try:  # an API call may send any value: each is checked here, in one line
+            if name not in choices:
+                raise ValueError(f"unknown model {name!r}; the page offers {', '.join(choices)}")
+            if tag not in choices[name]:
+                raise ValueError(f"{name} has no weights {tag!r}; it has {', '.join(choices[name])}")
+            scale = _scale_value(scale)  # run_upscale refuses a scale the model does not serve
+        except ValueError as exc:
+            raise refuse(exc) from None
         _prune(work, _KEEP_RESULTS)
         out_dir = Path(tempfile.mkdtemp(dir=work))
         start = time.perf_counter()
@@ -290,7 +351,8 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
                 progress=True,
             )
         except Exception as exc:  # every failure is one line on the page, never a traceback
-            raise gr.Error(_one_line(exc), duration=None, print_exception=False) from None
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise refuse(exc) from None
         after = _display(target)  # the file written: what the download holds
         before = _display(path).resize(after.size, Image.Resampling.BICUBIC)
         seconds = time.perf_counter() - start
@@ -300,7 +362,8 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
         )
         return (before, after), str(target), info
 
-    with gr.Blocks(title="edsr-lib", analytics_enabled=False) as demo:
+    # Gradio deletes the files it keeps for the page (uploads, its copies of results) once an hour old
+    with gr.Blocks(title="edsr-lib", analytics_enabled=False, delete_cache=_DELETE_CACHE) as demo:
         gr.Markdown(
             "# edsr-lib: EDSR and MDSR super-resolution\n"
             "Drop an image, pick a model, run it, and drag the slider to compare. "
@@ -311,18 +374,22 @@ def build_demo(limits: Limits = Limits(), device: torch.device | str | None = No
             with gr.Column():
                 image = gr.File(label="Image", file_types=["image"], type="filepath", elem_id="input-image")
                 with gr.Row():
-                    model = gr.Dropdown(list(choices), value=first, label="Model", elem_id="model")
-                    tag = gr.Dropdown(choices[first], value=choices[first][0], label="Weights", elem_id="tag")
+                    model = _takes_any_value(gr.Dropdown(list(choices), value=first, label="Model", elem_id="model"))
+                    tag = _takes_any_value(
+                        gr.Dropdown(choices[first], value=choices[first][0], label="Weights", elem_id="tag")
+                    )
                     scales = _scales(first)
-                    scale = gr.Dropdown(
-                        scales, value=max(scales), label="Scale", visible=len(scales) > 1, elem_id="scale"
+                    scale = _takes_any_value(
+                        gr.Dropdown(scales, value=max(scales), label="Scale", visible=len(scales) > 1, elem_id="scale")
                     )
                 with gr.Row():
                     ensemble = gr.Checkbox(label="Self-ensemble (8x slower, about +0.1 dB)", elem_id="ensemble")
                     bf16 = gr.Checkbox(
                         label="bfloat16", visible=_bf16_runs(device), info="native on this device", elem_id="bf16"
                     )
-                output_format = gr.Radio(list(FORMATS), value="PNG", label="Download as", elem_id="format")
+                output_format = _takes_any_value(
+                    gr.Radio(list(FORMATS), value="PNG", label="Download as", elem_id="format")
+                )
                 run = gr.Button("Upscale", variant="primary", elem_id="run")
                 gr.Examples([[str(SAMPLE_IMAGE)]], inputs=[image], label="Example")
             with gr.Column():
@@ -359,7 +426,11 @@ def launch(
     device: torch.device | str | None = None,
     **launch_kwargs: Any,
 ) -> None:
-    """Build the page and serve it until interrupted.
+    """Build the page and serve it until interrupted (Ctrl-C or SIGTERM); then remove every file it made.
+
+    Gradio's files for this page (uploads, its copies of the results) and the results go to a
+    folder of their own inside Gradio's (``GRADIO_TEMP_DIR``, else ``<temp>/gradio``), which
+    is removed when the server stops: a session leaves nothing behind.
 
     Args:
         host: The address to listen on; default Gradio's (``GRADIO_SERVER_NAME``, else
@@ -369,6 +440,9 @@ def launch(
         limits: What the page refuses; the upload limit is Gradio's too.
         device: Where the models run; default the accelerator, else the CPU.
         **launch_kwargs: Passed to ``gradio.Blocks.launch``.
+
+    Raises:
+        OSError: If the port is taken, in one line saying how to choose another.
     """
     fonts = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
     options: dict[str, Any] = {
@@ -376,4 +450,51 @@ def launch(
         "max_file_size": limits.max_bytes,
         **launch_kwargs,
     }
-    build_demo(limits, device).launch(server_name=host, server_port=port, share=share, **options)
+    root = Path(get_upload_folder())
+    made = missing_folders(root)
+    root.mkdir(parents=True, exist_ok=True)
+    there = set(root.iterdir())  # Gradio adds empty folders of its own at the top (vibe_edit_history)
+    own = Path(tempfile.mkdtemp(prefix="edsr-lib-demo-", dir=root))
+    saved = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(own)  # read by Gradio's components and server as they are made
+    try:
+        with _sigterm_as_interrupt():
+            page = build_demo(limits, device)
+            try:
+                page.launch(server_name=host, server_port=port, share=share, **options)
+            except OSError as exc:
+                if "Cannot find empty port" not in str(exc):
+                    raise
+                wanted = port or os.environ.get("GRADIO_SERVER_PORT") or "7860 and the ports after it"
+                raise OSError(
+                    errno.EADDRINUSE,
+                    f"port {wanted} is in use (another edsr-lib demo?); choose another with --port (port= in Python)",
+                ) from None
+            finally:
+                page.close()
+    finally:
+        if saved is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = saved
+        shutil.rmtree(own, ignore_errors=True)
+        for added in set(root.iterdir()) - there:
+            remove_empty_folders([added])
+        remove_empty_folders(made)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the server as Ctrl-C does, so that the session's files are removed (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -34,17 +34,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 
 from .._device import bind_local_gpu, resolve_device, resolve_half
+from .._files import missing_folders, remove_empty_folders
 from ..backends import choose, int8_model
 from ..inference import check_finite_weights, load_model, plan_passes
-from ..io import OUTPUT_FORMATS
+from ..io import OUTPUT_FORMATS, pixel_limit
 from ..models import SRModel
 from . import planning
 from .planning import (
@@ -156,10 +156,8 @@ def upscale_folder(
         OSError: If ``output_dir`` cannot be written.
         Interrupted: On Ctrl-C, once the writes in flight are done.
     """
-    if max_pixels is not None and max_pixels < 0:
-        raise ValueError(f"max_pixels must be positive (or 0 for no limit), got {max_pixels}")
     log = log or _stderr
-    with _pixel_limit(max_pixels), _WarningsAsLines(log):
+    with pixel_limit(max_pixels), _WarningsAsLines(log), contextlib.ExitStack() as tidy:
         check_suffix(suffix)
         if scale is not None and outscale is not None:
             raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
@@ -177,6 +175,8 @@ def upscale_folder(
             log(f"error: {line}")
         if not found:
             raise ValueError("nothing to upscale")
+        # a run that writes nothing (every input refused, a bad model) leaves no empty folder behind
+        tidy.callback(remove_empty_folders, missing_folders(output_dir))
         check_output_dir(output_dir)
 
         device = job_device(device)
@@ -199,6 +199,14 @@ def upscale_folder(
             log(f"error: {path}: its output would overwrite an input (give another suffix, format or output folder)")
 
         jobs = plan.jobs
+        tidy.callback(_subfolder_tidier(output_dir, jobs))
+        other_kinds = [j for j in jobs if j.kind is not None]
+        if format is not None and other_kinds:
+            names = ", ".join(sorted({j.target.suffix for j in other_kinds}))
+            log(
+                f"note: the output format {format} is for images; {len(other_kinds)} "
+                f"{'/'.join(sorted({j.kind.name for j in other_kinds}))} file(s) keep their own ({names})"
+            )
         shard = shard if shard is not None else launcher_shard()
         others = 0
         if shard is not None:
@@ -231,16 +239,18 @@ def upscale_folder(
         return _complete(summary, plan, skipped, format, shard, others)
 
 
-@contextlib.contextmanager
-def _pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    """Pillow's decompression-bomb limit set to ``max_pixels`` (``0``: none) while the run lasts."""
-    saved = Image.MAX_IMAGE_PIXELS
-    if max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = max_pixels or None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+def _subfolder_tidier(output_dir: PathLike, jobs: Sequence[Job]) -> Callable[[], None]:
+    """A callback removing the folders under ``output_dir`` that the run made (mirroring the inputs) and left empty."""
+    top = Path(output_dir)
+    folders = {parent for job in jobs for parent in job.target.parents if parent != top and parent.is_relative_to(top)}
+    new = sorted((f for f in folders if not f.exists()), key=lambda f: len(f.parts), reverse=True)  # deepest first
+
+    def tidy() -> None:
+        for folder in new:
+            with contextlib.suppress(OSError):  # not empty: its files were written
+                folder.rmdir()
+
+    return tidy
 
 
 def _complete(

@@ -8,6 +8,7 @@ loads a model.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import string
@@ -349,6 +350,8 @@ def check_output_dir(output_dir: PathLike) -> Path:
         OSError: In one line naming the folder and the reason (read-only, not a folder, ...).
     """
     path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise OSError(errno.ENOTDIR, f"cannot write to the output folder {path}: it is a file, not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # gone when closed, even if this process is killed

@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import itertools
 import math
-import re
 import sys
 import threading
 import time
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image
 from tqdm.auto import tqdm
 
 from .._files import stale_temporary_files
@@ -294,7 +292,7 @@ def run_jobs(
             _check_writable_mode(image, job, format)
             return image
         except ImageReadError as exc:
-            return _bomb_hint(exc) if isinstance(exc.__cause__, Image.DecompressionBombError) else exc
+            return exc
         except Exception as exc:  # reported per file; the run goes on
             return exc
         finally:
@@ -417,21 +415,6 @@ def _process(
             raise _DiskFull(describe(exc)) from exc
     finally:
         warns.about(None)
-
-
-def _bomb_hint(exc: ImageReadError) -> ImageReadError:
-    """The decompression-bomb refusal, with the way to allow a trusted file (not a Pillow setting to edit)."""
-    cause = str(exc.__cause__)
-    pixels = re.search(r"\((\d+) pixels\)", cause)
-    limit = re.search(r"limit of (\d+) pixels", cause)
-    path = str(exc).split(" is too large")[0]
-    if not pixels or not limit:
-        return exc
-    return ImageReadError(
-        f"{path} is too large to decode safely: {int(pixels[1]):,} pixels, over the limit of {int(limit[1]):,} "
-        f"(a guard against decompression bombs); if you trust it, allow it with --max-pixels {pixels[1]} "
-        "(max_pixels= in Python)"
-    )
 
 
 def _check_writable_mode(image: AnyImage, job: Job, format: str | None) -> None:

@@ -190,7 +190,8 @@ def imresize(
             raise ValueError(f"expected a NumPy image (H, W) or (H, W, C), got shape {x.shape}")
         if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
             raise TypeError(f"expected a uint8 or floating-point array, got dtype {x.dtype}")
-        chw = torch.from_numpy(np.ascontiguousarray(x if x.ndim == 2 else x.transpose(2, 0, 1)))
+        # a read-only array (NumPy's view of a bilevel PIL image) is copied: torch warns on one it cannot write
+        chw = torch.from_numpy(np.require(x if x.ndim == 2 else x.transpose(2, 0, 1), requirements=("C", "W")))
         out = _resize_tensor(chw, scale, size, antialiasing).numpy()
         return out if x.ndim == 2 else np.ascontiguousarray(out.transpose(1, 2, 0))
     raise TypeError(f"expected a torch.Tensor or numpy.ndarray image, got {type(x).__name__}")

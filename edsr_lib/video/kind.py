@@ -8,7 +8,7 @@ from typing import Any
 
 from ..jobs import register_kind
 from ..models import SRModel
-from .encoding import VIDEO_SUFFIXES
+from .encoding import VIDEO_SUFFIXES, check_settings
 from .pipeline import upscale_video
 
 __all__ = ["VideoKind"]
@@ -33,6 +33,10 @@ class VideoKind:
         pix_fmt: Encoded pixel format.
         segment_seconds: Seconds of video per resumable segment (default 10).
         log: Called with each video's one-line summary (default: no summary).
+
+    Raises:
+        ValueError: For an encoder the bundled FFmpeg lacks, or a ``crf`` out of range
+            (:func:`~edsr_lib.video.encoding.check_settings`).
     """
 
     name = "video"
@@ -47,6 +51,7 @@ class VideoKind:
         segment_seconds: float | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        check_settings(vcodec, crf, preset)  # before any file: a folder job fails once, not per video
         self.settings = {
             "vcodec": vcodec,
             "crf": crf,

@@ -7,6 +7,8 @@ runs the three stages and joins the segments with the copied streams.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import os
 import queue
 import shutil
@@ -23,11 +25,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .._files import stale_temporary_files
+from .._files import missing_folders, remove_empty_folders, stale_temporary_files
 from ..inference import load_model, upscale
 from ..models import SRModel
-from .encoding import VIDEO_SUFFIXES, _codec_options, _Encoding, _output_size, _pick_codec, _pick_pix_fmt
-from .probe import _RANGE_JPEG, Interpolation, VideoError, _av_reason, _chroma, _fail, _probe, _require_av, _Source, av
+from .encoding import (
+    VIDEO_SUFFIXES,
+    _codec_options,
+    _Encoding,
+    _open_encoder,
+    _output_size,
+    _pick_codec,
+    _pick_pix_fmt,
+    check_settings,
+)
+from .probe import _RANGE_JPEG, Interpolation, _av_reason, _chroma, _fail, _probe, _require_av, _Source, av
 from .segments import _fingerprint, _parts_dir, _prepare_parts, _SegmentWriter
 from .streams import _join
 
@@ -37,6 +48,8 @@ __all__ = ["VideoResult", "upscale_video"]
 _SEGMENT_SECONDS = 10.0
 #: Decoded frames waiting for the model, and upscaled frames waiting for the encoder.
 _QUEUE_FRAMES = 8
+#: Errors of a full disk: the complete segments stay for a rerun once space is freed.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -304,8 +317,11 @@ def upscale_video(
             cannot hold); the message is one line naming the file and the reason. Nothing
             is written to ``dst``.
         ValueError: For settings that cannot work (an unknown encoder or pixel format, a
-            scale the model does not serve, an unknown container suffix).
-        KeyboardInterrupt: On Ctrl-C or SIGTERM; the complete segments are kept for a rerun.
+            ``crf`` outside the encoder's range, a preset it does not know, a scale the model
+            does not serve, an unknown container suffix), before any frame is upscaled.
+        KeyboardInterrupt: On Ctrl-C or SIGTERM; the complete segments are kept for a rerun
+            (after a full disk too). After any other failure nothing stays behind: no parts
+            folder, and no output folder that this call made.
     """
     _require_av()
     started = time.perf_counter()
@@ -318,6 +334,7 @@ def upscale_video(
     segment_seconds = _SEGMENT_SECONDS if segment_seconds is None else segment_seconds
     if not segment_seconds > 0:
         raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
+    check_settings(vcodec, crf, preset)
     model = load_model(model)
     source = _probe(src)
     width, height = _output_size(source, model, scale, outscale)
@@ -340,6 +357,7 @@ def upscale_video(
         segment_frames=max(1, round(segment_seconds * float(source.rate))),
         lost=lost,
     )
+    encoding = dataclasses.replace(encoding, options=_open_encoder(encoding, source, crf, preset))
     for message in lost:
         warnings.warn(f"{src}: {message}", stacklevel=2)
     settings = {
@@ -351,10 +369,15 @@ def upscale_video(
         "int8": int8,
     }
     parts = _parts_dir(dst)
+    made = missing_folders(dst.parent)
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporary_files([dst]):  # a run killed while it joined the segments
         stale.unlink(missing_ok=True)
-    records = _prepare_parts(parts, _fingerprint(model, source, encoding, settings))
+    try:
+        records = _prepare_parts(parts, _fingerprint(model, source, encoding, settings))
+    except BaseException:
+        remove_empty_folders(made)
+        raise
     resumed = sum(r["frames"] for r in records)
     options = {
         "tile": tile,
@@ -418,8 +441,13 @@ def upscale_video(
                 if stage.error is not None:
                     raise stage.error
             lost = (*lost, *_join(source, dst, muxer, parts, len(records)))
-    except VideoError:
-        shutil.rmtree(parts, ignore_errors=True)  # bad input: nothing half-written stays behind
+    except BaseException as exc:
+        # the complete segments are kept only for a rerun that can use them: after an interruption or
+        # a full disk; after bad input or a failure, nothing half-written stays behind
+        resumable = isinstance(exc, KeyboardInterrupt) or (isinstance(exc, OSError) and exc.errno in _DISK_FULL)
+        if not (resumable and records):
+            shutil.rmtree(parts, ignore_errors=True)
+            remove_empty_folders(made)
         raise
     finally:
         bar.close()

@@ -87,10 +87,34 @@ def _av_reason(exc: BaseException) -> str:
     return text.rstrip(".")
 
 
+#: FFmpeg's demuxers of still images besides the ``*_pipe`` ones, and the usual suffix of each image codec.
+_IMAGE_DEMUXERS = {"image2", "gif", "apng"}
+_IMAGE_SUFFIXES = {"mjpeg": ".jpg", "tiff": ".tif", "jpegls": ".jpg", "jpeg2000": ".jp2"}
+
+
+def _refuse_images(container: Any, path: Path) -> None:
+    """An image with a video's suffix (a PNG named ``clip.mp4``) is refused, not made a one-frame video."""
+    name = container.format.name
+    if not (name.endswith("_pipe") or name in _IMAGE_DEMUXERS):
+        return
+    streams = container.streams.video
+    codec = streams[0].codec_context.name if streams and streams[0].codec_context is not None else name
+    codec = codec.removesuffix("_pipe")
+    kind = "JPEG" if codec == "mjpeg" else codec.upper()
+    suffix = _IMAGE_SUFFIXES.get(codec, f".{codec}")
+    raise _fail(path, f"is a {kind} image, not a video; name it {path.stem}{suffix} to upscale it as an image")
+
+
 def _video_stream(container: Any, path: Path) -> Any:
     streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not streams:
-        raise _fail(path, "has no video stream")
+        held = [
+            f"{s.type} ({s.codec_context.name if s.codec_context is not None else 'unknown codec'})"
+            for s in container.streams
+            if s.type != "video"
+        ]
+        what = ", ".join(held) if held else "no stream at all"
+        raise _fail(path, f"has no video stream, only {what}" if held else f"has no video stream ({what})")
     return streams[0]
 
 
@@ -129,6 +153,7 @@ def _probe(path: Path) -> _Source:
     except av.error.FFmpegError as exc:
         raise _fail(path, f"not a video FFmpeg can read ({_av_reason(exc)})") from None
     with container:
+        _refuse_images(container, path)
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         if ctx is None or not getattr(ctx, "name", None):

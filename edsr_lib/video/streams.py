@@ -30,8 +30,18 @@ def _join(source: _Source, dst: Path, muxer: str, parts: Path, count: int) -> li
     ):
         out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in _STALE_TAGS})
         vin = src.streams[source.index]
-        video = out.add_stream_from_template(first.streams.video[0])
+        template = first.streams.video[0]
+        decoder = template.codec_context.codec.name
+        # PyAV makes the stream with an encoder of the decoder's name; where there is none (AV1 is
+        # decoded by libdav1d) the decoder's own codec serves: the packets are copied, not encoded
+        video = out.add_stream_from_template(template, opaque=not _is_encoder(decoder))
         video.time_base = source.time_base
+        # the colour tags go in the container too: VP9's bitstream holds the matrix and range only,
+        # so its primaries and transfer would be lost (H.264 and HEVC carry all four themselves)
+        colour = source.colour
+        ctx = video.codec_context
+        ctx.colorspace, ctx.color_range = colour.matrix, colour.range
+        ctx.color_primaries, ctx.color_trc = colour.primaries, colour.trc
         video.metadata.update({k: v for k, v in vin.metadata.items() if k.lower() not in _STALE_TAGS})
         video.disposition = vin.disposition
         if source.rotation:
@@ -99,3 +109,10 @@ def _join(source: _Source, dst: Path, muxer: str, parts: Path, count: int) -> li
                 out.mux(o)
                 o = next(others, None)
     return lost
+
+
+def _is_encoder(name: str) -> bool:
+    try:
+        return av.Codec(name, "w").is_encoder
+    except av.codec.codec.UnknownCodecError:  # a decoder's name only (libdav1d)
+        return False

@@ -40,10 +40,10 @@ import torch
 from huggingface_hub import constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from ._builder import set_third_party_weights
-from ._card import model_card
-from ._files import atomic_folder, atomic_write, sha256sum
-from ._hub import (
+from .._builder import set_third_party_weights
+from .._card import model_card
+from .._files import atomic_folder, atomic_write, sha256sum
+from .._hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     InvalidWeightsError,
@@ -53,10 +53,10 @@ from ._hub import (
     _reason,
     save_pretrained,
 )
-from ._pretrained import PretrainedCfg
-from ._registry import create_model, list_pretrained
-from ._version import LIBRARY_NAME
-from .convert import convert
+from .._pretrained import PretrainedCfg
+from .._registry import create_model, list_pretrained
+from .._version import LIBRARY_NAME
+from .reading import convert
 
 __all__ = ["IMPLIED", "SOURCE_NAME", "converted_weights", "find_converted", "offline_alternatives"]
 
