@@ -95,6 +95,7 @@ def test_fp16_onnx_is_half_the_size_and_runs_in_onnxruntime_at_any_size(
 
     fp32 = export_onnx(model, tmp_path / "fp32.onnx")
     fp16 = export_onnx(model, tmp_path / "fp16.onnx", precision="fp16")  # lr/sr, dynamic batch
+
     def weight_bytes(path: Path) -> int:
         return sum(len(t.raw_data) for t in onnx.load(str(path)).graph.initializer)
 
