@@ -25,6 +25,8 @@ LAZY_THIRD_PARTY = {
     "onnxruntime": "optional extra [onnx]; the ONNX check after an export and backend='onnxruntime' need it",
     "openvino": "optional extra [openvino]; only backend='openvino' needs it",
     "pnnx": "optional extra [ncnn]; only the NCNN export needs it",
+    "executorch": "optional extra [executorch] (torchao, seconds to import); only the ExecuTorch export needs it",
+    "coremltools": "optional extra [coreml]; only the Core ML export and its check need it",
     "ncnn": "optional extra [ncnn]; only the check of an NCNN export needs it",
     "torch.utils.tensorboard": "optional (tensorboard); seconds to import, and only runs that log to it need it",
 }
