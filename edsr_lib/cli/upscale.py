@@ -14,13 +14,11 @@ This module imports nothing heavy at import time, so ``--help`` does not load to
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from .._signals import sigterm_as_interrupt
 from ..options import BACKENDS, UpscaleOptions
 from . import CLIError, add_max_pixels
 
@@ -217,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         _write(f"edsr-lib upscale: {line}")
 
-    with _sigterm_as_interrupt() as signals:
+    with sigterm_as_interrupt() as signals:
         try:
             summary = upscale_folder(
                 args.inputs,
@@ -266,29 +264,6 @@ _PRECISION_ERRORS = {
     "bf16": "--bf16 on {device} needs native bf16 (AVX-512 BF16 or AMX), which this CPU lacks; leave it out "
     "(float32), or run on a GPU with --device cuda",
 }
-
-
-class _Signals:
-    name = ""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[_Signals]:
-    """SIGTERM ends the run as Ctrl-C does: the writes in flight finish, a summary says what is left."""
-    signals = _Signals()
-    if threading.current_thread() is not threading.main_thread():
-        yield signals  # signal handlers belong to the main thread
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        signals.name = signal.Signals(signum).name
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield signals
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _write(line: str) -> None:
