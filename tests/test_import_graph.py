@@ -20,10 +20,15 @@ ROOT = Path(__file__).resolve().parents[1] / "edsr_lib"
 
 #: Third-party modules a function may import, because the package must not pay for them on import.
 LAZY_THIRD_PARTY = {
-    "onnx": "optional extra [onnx]; only the ONNX export's opset range and the check of the opset it wrote need it",
+    "onnx": "optional extra [onnx]; the ONNX export's opset range, the check of the opset it wrote, and the check "
+    "of an exported file (its inputs, and bf16 files run by onnx.reference) need it",
     "onnxruntime": "optional extra [onnx]; the ONNX check after an export and backend='onnxruntime' need it",
     "openvino": "optional extra [openvino]; only backend='openvino' needs it",
     "pnnx": "optional extra [ncnn]; only the NCNN export needs it",
+    "executorch.exir": "optional extra [executorch] (seconds to import); only the ExecuTorch export needs it",
+    "executorch.backends.xnnpack.partition.xnnpack_partitioner": "optional extra [executorch]: the export's delegate",
+    "executorch.runtime": "optional extra [executorch]; only the check of an ExecuTorch export runs it",
+    "coremltools": "optional extra [coreml]; only the Core ML export and its check need it",
     "ncnn": "optional extra [ncnn]; only the check of an NCNN export needs it",
     "torch.utils.tensorboard": "optional (tensorboard); seconds to import, and only runs that log to it need it",
 }
