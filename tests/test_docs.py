@@ -337,6 +337,9 @@ def test_figures_are_drawn_by_their_script(tmp_path: Path, datasets_dir: Path) -
     script = _load_script(REPO_ROOT / "docs" / "make_figures.py")
     assert script.main(["--out-dir", str(tmp_path), "--datasets", str(datasets_dir)]) == 0
     names = ["comparison_x2.png"] + (["training_curve.png"] if script.find_log() else [])
+    arch = f"edsr_baseline_x{script.REAL_SCALE}"
+    if any(cfg.for_input == "real" and cfg.has_weights for cfg in edsr_lib.list_pretrained(arch)):
+        names.append(f"real_jpeg_x{script.REAL_SCALE}.png")
     for name in names:
         drawn, shipped = Image.open(tmp_path / name), Image.open(REPO_ROOT / "docs" / "assets" / name)
         message = f"docs/assets/{name} is not what docs/make_figures.py draws now: run python docs/make_figures.py"
