@@ -196,7 +196,7 @@ def sgemm_gflops(device: torch.device, n: int = 4096, repeats: int = 3) -> float
 
 def cpu_precisions(backend: str, model: edsr_lib.SRModel, scale: int) -> list[str]:
     """The precisions ``backend`` runs here: fp32; bf16 where the CPU has it natively; int8 where it is offered."""
-    runs = [p for p in backends.PRECISIONS if backend in backends.PRECISIONS[p]]
+    runs = list(backends.get_backend(backend).precisions)
     offered = []
     for precision in runs:
         try:

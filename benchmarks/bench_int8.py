@@ -49,7 +49,6 @@ import edsr_lib
 from edsr_lib import backends
 from edsr_lib._files import atomic_folder
 from edsr_lib._version import __version__
-from edsr_lib.inference import runner
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import psnr
 from edsr_lib.ops.imresize import imresize
@@ -165,10 +164,10 @@ def save(quantized: Any, folder: Path, record: shipped_int8.Int8Record) -> None:
 def measure(model: edsr_lib.SRModel, scale: int, args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Speed and PSNR of the int8 model that ``int8=True`` finds for ``model`` at ``scale``, on this machine."""
     cpu = torch.device("cpu")
-    paths = {"int8": runner(model, scale, None, device=cpu, int8=True)}
-    paths["torch fp32"] = runner(model, scale, "torch", device=cpu)
+    paths = {"int8": backends.make_runner(model, scale, "openvino", "int8", device=cpu)[0]}
+    paths["torch fp32"] = backends.make_runner(model, scale, "torch", "fp32", device=cpu)[0]
     for name in backends.installed_runtimes():
-        paths[f"{name} fp32"] = runner(model, scale, name, device=cpu)
+        paths[f"{name} fp32"] = backends.make_runner(model, scale, name, "fp32", device=cpu)[0]
     x = torch.rand(1, model.n_colors, args.size, args.size, generator=torch.Generator().manual_seed(0))
     best = dict.fromkeys(paths, float("inf"))
     with torch.inference_mode():

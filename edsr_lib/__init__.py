@@ -22,11 +22,12 @@ if TYPE_CHECKING:
     from . import layers, metrics, models
     from .evaluation import evaluate
     from .hub import from_pretrained
-    from .inference import upscale
+    from .inference import Upscaler, upscale
     from .jobs import upscale_folder
     from .layers import MeanShift, ResBlock, ScalePreprocess, Upsampler
     from .models import EDSR, MDSR, SRModel
     from .ops import imresize, modcrop
+    from .options import UpscaleOptions
     from .registry import (
         PretrainedCfg,
         create_model,
@@ -45,6 +46,8 @@ _LAZY: dict[str, str] = {
     "evaluate": ".evaluation",
     "from_pretrained": ".hub",
     "upscale": ".inference",
+    "Upscaler": ".inference",
+    "UpscaleOptions": ".options",
     "upscale_folder": ".jobs",
     "MeanShift": ".layers",
     "ResBlock": ".layers",
@@ -104,6 +107,8 @@ __all__ = [
     "SRModel",
     "ScalePreprocess",
     "Upsampler",
+    "UpscaleOptions",
+    "Upscaler",
     "__version__",
     "create_model",
     "evaluate",

@@ -100,22 +100,41 @@ def atomic_path(
 
     Raises:
         FileNotFoundError: If the block wrote nothing at the temporary path.
+        IsADirectoryError: If ``path`` is a folder (before the block runs).
+        OSError: Where the file cannot be made, naming ``path``, not its temporary file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder")
     tmp = _temporary_name(path, secrets.token_hex(_TOKEN_BYTES))
-    if create:
-        # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
     try:
-        yield tmp
-        if not tmp.is_file():
-            raise FileNotFoundError(f"nothing was written for {path} (no file at {tmp})")
-        _fsync(tmp)
-        if keep is not None and path.is_file():
-            _keep_copy(path, Path(keep))
-        os.replace(tmp, path)
+        with _naming(tmp, path):
+            if create:
+                # os.open with 0o666 honours the umask, unlike tempfile's private 0o600 files
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666))
+            yield tmp
+            if not tmp.is_file():
+                raise FileNotFoundError(f"nothing was written for {path} (no file at {tmp})")
+            _fsync(tmp)
+            if keep is not None and path.is_file():
+                _keep_copy(path, Path(keep))
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(tmp: Path, path: Path) -> Iterator[None]:
+    """Report an OS error about the temporary file ``tmp`` as one about ``path``, the file the user asked for."""
+    try:
+        yield
+    except OSError as err:
+        if os.fspath(tmp) not in (os.fspath(f) for f in (err.filename, err.filename2) if f is not None):
+            raise
+        renamed = type(err)(f"cannot write {path}: {err.strerror or err}")
+        renamed.errno = err.errno
+        raise renamed from None
 
 
 def _keep_copy(path: Path, keep: Path) -> None:

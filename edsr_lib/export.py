@@ -7,6 +7,12 @@ wraps it (for MDSR, one file per scale). The exported graph is the fused model
 ONNX needs the optional extra ``onnx`` (``pip install "edsr-lib[onnx]"``: onnx, onnxscript
 for PyTorch's exporter, onnxruntime for the check). NCNN needs the extra ``ncnn``
 (``pip install "edsr-lib[ncnn]"``: pnnx converts, the ncnn package checks the files).
+
+Both exporters check what they are given before any work, as :func:`edsr_lib.upscale` does:
+a model whose weights hold NaN or infinity is refused (:func:`~edsr_lib.inference.check_finite_weights`),
+an ONNX opset the exporter cannot write is refused (:func:`check_opset`), and a target that is
+a folder (ONNX) or a file (NCNN) is refused. A comparison with PyTorch never passes on a NaN
+or infinite output. Nothing is left behind by a failed export: no file, no folder it made.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
+import math
 import os
 import re
 import subprocess
@@ -27,9 +35,19 @@ from torch import nn
 
 from ._device import full_float32
 from ._files import atomic_move, atomic_path
+from ._hub import check_finite_weights
 from .models import SRModel
 
-__all__ = ["FixedScale", "export_ncnn", "export_onnx", "max_ncnn_error", "max_onnx_error", "ncnn_name"]
+__all__ = [
+    "MIN_OPSET",
+    "FixedScale",
+    "check_opset",
+    "export_ncnn",
+    "export_onnx",
+    "max_ncnn_error",
+    "max_onnx_error",
+    "ncnn_name",
+]
 
 #: Name of the graph's input (float32 ``N x C x H x W`` in [0, 1]) and output.
 INPUT_NAME, OUTPUT_NAME = "lr", "sr"
@@ -39,6 +57,13 @@ NCNN_INPUT, NCNN_OUTPUT = "data", "output"
 #: How upscayl reads a model's scale from its file name: the first of these factors whose
 #: ``x<n>`` or ``<n>x`` occurs in the name, else 4.
 _UPSCAYL_SCALES = (1, 2, 3, 4, 8, 16)
+#: The oldest ONNX opset the exporter can write these graphs in: PyTorch's exporter writes opset 18
+#: and converts it; below 15, ONNX's converter has no adapter for the graph's ``Shape`` operators.
+MIN_OPSET = 15
+#: Largest difference allowed between an exported file's output and PyTorch's, on [0, 1].
+_ONNX_TOLERANCE, _NCNN_TOLERANCE = 1e-4, 1e-3
+#: The exporter's loggers: they report each opset conversion (with a traceback when it fails).
+_EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
 
 class FixedScale(nn.Module):
@@ -66,6 +91,92 @@ def _require(module: str, extra: str = "onnx") -> None:
         raise ImportError(f'{extra.upper()} export needs {module}: pip install "edsr-lib[{extra}]"') from None
 
 
+def check_opset(opset: int | None) -> int | None:
+    """Refuse an ONNX opset the exporter cannot write (before any work); returns it.
+
+    The exporter writes :data:`MIN_OPSET` up to the newest opset of the installed ``onnx``
+    package; ``None`` stands for the exporter's default.
+
+    Raises:
+        ImportError: If the ``onnx`` extra is not installed.
+        ValueError: For an opset outside that range.
+    """
+    if opset is None:
+        return None
+    _require("onnx")
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"ONNX opset {opset!r} cannot be written: the exporter writes opsets {MIN_OPSET} to {newest}")
+    return opset
+
+
+def _written_opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _refuse_error(error: float, tolerance: float, what: str) -> None:
+    """Raise unless ``error`` (a comparison with PyTorch) is within ``tolerance``; NaN and infinity never pass."""
+    if math.isfinite(error) and error <= tolerance:
+        return
+    if math.isnan(error) or math.isinf(error):
+        raise RuntimeError(
+            f"{what} checked against PyTorch: an output holds NaN or infinite values, or has another shape; "
+            "nothing was written"
+        )
+    raise RuntimeError(
+        f"{what} checked against PyTorch: the outputs differ by up to {error:.3g} (more than {tolerance:g}); "
+        "nothing was written"
+    )
+
+
+def _max_difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest absolute difference; ``inf`` for another shape, NaN when either side holds NaN or infinity."""
+    if got.shape != expected.shape:
+        return float("inf")
+    if not (np.isfinite(got).all() and np.isfinite(expected).all()):
+        return float("nan")
+    return float(np.abs(got - expected).max()) if got.size else 0.0
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's progress and its loggers' reports for the duration (a library call is quiet)."""
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _folder_for(folder: Path):
+    """Make ``folder`` (and missing parents) for the block; the folders made are removed again if it raises."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FileExistsError(f"{folder} is a file, not a folder: cannot write into it") from None
+    except OSError as err:
+        raise OSError(f"cannot make the folder {folder}: {err.strerror or err}") from None
+    try:
+        yield folder
+    except BaseException:
+        for path in made:  # the deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
 def _export_copy(model: SRModel, scale: int | None) -> FixedScale:
     """A fused CPU copy of ``model`` bound to ``scale``, for the exporters."""
     return FixedScale(copy.deepcopy(model).cpu().requires_grad_(False).fuse(), model.resolve_scale(scale)).eval()
@@ -88,7 +199,8 @@ def export_onnx(
         model: The model (not modified: a fused copy is exported).
         path: The ``.onnx`` file to write.
         scale: The scale to export; required for a multi-scale model.
-        opset: ONNX opset; default the exporter's.
+        opset: ONNX opset, from :data:`MIN_OPSET` to the newest the ``onnx`` package knows
+            (:func:`check_opset`); default the exporter's.
         check: Run the file with onnxruntime on two input sizes and raise unless it matches
             PyTorch within 1e-4 (see :func:`max_onnx_error`).
 
@@ -97,19 +209,25 @@ def export_onnx(
 
     Raises:
         ImportError: If the ``onnx`` extra is not installed.
-        ValueError: If ``scale`` is not one of the model's scales.
-        RuntimeError: If the check fails.
+        ValueError: If ``scale`` is not one of the model's scales, the opset cannot be
+            written, ``path`` is a folder, or the weights hold NaN or infinity
+            (:class:`~edsr_lib.inference.NonFiniteError`).
+        RuntimeError: If the exporter wrote another opset than ``opset``, or the check fails
+            (nothing is written then).
     """
     _require("onnxscript")
     scale = model.resolve_scale(scale)
-    wrapper = _export_copy(model, scale)
+    check_opset(opset)
+    check_finite_weights(model)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        example = path / f"model_x{scale}.onnx"
+        raise IsADirectoryError(f"{path} is a folder: pass the .onnx file to write, e.g. {example}")
+    wrapper = _export_copy(model, scale)
     example = torch.rand(1, model.n_colors, 32, 32)
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-    with atomic_path(path) as tmp:
-        # the exporter reports its progress on stdout; a library call should be quiet
-        with contextlib.redirect_stdout(io.StringIO()):
+    with _folder_for(path.parent), atomic_path(path) as tmp:
+        with _quiet_exporter():
             torch.onnx.export(
                 wrapper,
                 (example,),
@@ -121,10 +239,11 @@ def export_onnx(
                 external_data=False,
                 dynamo=True,
             )
+        if opset is not None and (written := _written_opset(tmp)) != opset:
+            # the exporter keeps its own opset, with a logged warning, where a conversion fails
+            raise RuntimeError(f"the exporter could not convert this model to ONNX opset {opset} (it made {written})")
         if check:
-            error = max_onnx_error(tmp, model, scale)
-            if error > 1e-4:
-                raise RuntimeError(f"the exported graph differs from PyTorch by up to {error:.3g} (more than 1e-4)")
+            _refuse_error(max_onnx_error(tmp, model, scale), _ONNX_TOLERANCE, f"the ONNX file for {path}")
     return path
 
 
@@ -141,6 +260,10 @@ def max_onnx_error(
         model: The PyTorch model it was exported from.
         scale: The exported scale.
         shapes: Input shapes to try (different sizes check that height and width are dynamic).
+
+    Returns:
+        The difference; ``inf`` when a shape differs, NaN when either output holds NaN or
+        infinity (so that no ``error <= tolerance`` test passes on it).
     """
     _require("onnxruntime")
     import onnxruntime
@@ -155,9 +278,10 @@ def max_onnx_error(
         (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
         with torch.inference_mode(), full_float32():  # a CUDA model in TF32 would differ by ~1e-3
             expected = model(x.to(device), scale=scale).cpu().numpy()
-        if onnx_out.shape != expected.shape:
-            return float("inf")
-        error = max(error, float(np.abs(onnx_out - expected).max()))
+        difference = _max_difference(onnx_out, expected)
+        if not math.isfinite(difference):
+            return difference
+        error = max(error, difference)
     return error
 
 
@@ -233,24 +357,29 @@ def export_ncnn(
 
     Raises:
         ImportError: If the ``ncnn`` extra is not installed.
-        ValueError: If ``scale`` is not one of the model's scales, or the name would tell upscayl another scale.
+        ValueError: If ``scale`` is not one of the model's scales, the name would tell upscayl
+            another scale, or the weights hold NaN or infinity
+            (:class:`~edsr_lib.inference.NonFiniteError`).
+        FileExistsError: If ``output`` (not a ``.param`` path) is a file.
         RuntimeError: If pnnx fails or the check fails (nothing is written then).
     """
     _require("pnnx", "ncnn")
     import pnnx
 
     scale = model.resolve_scale(scale)
+    check_finite_weights(model)
     output = Path(output)
     if output.suffix == ".param":
+        if name is not None:
+            raise ValueError(f"name= names the files in a folder; {output} names them already")
         folder, stem = output.parent, ncnn_name(output.stem, scale)
     else:
         cfg = model.pretrained_cfg
         folder = output
         stem = ncnn_name(name or (cfg.architecture if cfg and cfg.architecture else model.architecture), scale)
-    folder.mkdir(parents=True, exist_ok=True)
     wrapper = _export_copy(model, scale)
     n = model.n_colors
-    with tempfile.TemporaryDirectory(prefix=".ncnn-", dir=folder) as tmp:
+    with _folder_for(folder), tempfile.TemporaryDirectory(prefix=".ncnn-", dir=folder) as tmp:
         work = Path(tmp)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             # the trace is of one fixed graph (no data-dependent branches): its warnings are noise
@@ -273,9 +402,7 @@ def export_ncnn(
         param = outputs["ncnnparam"]
         param.write_text(_rename_blobs(param.read_text()))
         if check:
-            error = max_ncnn_error(param, model, scale)
-            if not error <= 1e-3:
-                raise RuntimeError(f"the NCNN files differ from PyTorch by up to {error:.3g} (more than 1e-3)")
+            _refuse_error(max_ncnn_error(param, model, scale), _NCNN_TOLERANCE, f"the NCNN files for {folder / stem}")
         written = folder / f"{stem}.param", folder / f"{stem}.bin"
         for source, target in ((outputs["ncnnbin"], written[1]), (param, written[0])):
             atomic_move(source, target)
@@ -298,6 +425,10 @@ def max_ncnn_error(
         model: The PyTorch model it was exported from.
         scale: The exported scale.
         shapes: Input heights and widths to try.
+
+    Returns:
+        The difference; ``inf`` when the files do not load or a shape differs, NaN when
+        either output holds NaN or infinity.
     """
     _require("ncnn", "ncnn")
     import ncnn
@@ -323,7 +454,10 @@ def max_ncnn_error(
         del pixels
         with torch.inference_mode():
             expected = model(x.to(device), scale=scale)[0].cpu().numpy()
-        if status != 0 or got.shape != expected.shape:
+        if status != 0:
             return float("inf")
-        error = max(error, float(np.abs(got - expected).max()))
+        difference = _max_difference(got, expected)
+        if not math.isfinite(difference):
+            return difference
+        error = max(error, difference)
     return error

@@ -1,35 +1,34 @@
-"""Upscale images with a model: the run loop of exact tiling, self-ensemble and the fast inference path.
+"""Upscale images with a model: :class:`Upscaler` (set up once, call per image) and :func:`upscale` (one call).
 
-:func:`upscale` is the one function that the command line, the evaluator and the
-examples use. It checks the scale once, then composes parts that live in their own
-modules: the image kinds (tensors, 8 and 16-bit arrays, PIL images, gray, alpha) in
-:mod:`edsr_lib.adapters`, the tile and batch size in :mod:`edsr_lib.memory`, windows and
-self-ensemble in :mod:`edsr_lib.ops`, and the out-of-memory retry here.
+An :class:`Upscaler` takes the model and one :class:`~edsr_lib.options.UpscaleOptions`,
+and resolves everything once, when it is made: the model (loaded by name or folder once
+and kept, see :func:`load_model`), the scale or the passes of an ``outscale``, the device,
+the backend and precision (:mod:`edsr_lib.backends`: the fused PyTorch copy, or a runtime's
+exported file; ``"auto"`` measured), and what the tile planner needs. Calling it with an
+image then only adapts the image (one adapter per image type, chosen once per type:
+:mod:`edsr_lib.adapters`), plans the tiles of that size (:mod:`edsr_lib.memory`), runs the
+windows (:mod:`edsr_lib.ops.tiling`, self-ensemble in :mod:`edsr_lib.ops.ensemble`, the
+periodic border of ``wrap`` in :mod:`edsr_lib.ops.wrap`) and retries with smaller tiles
+after an out-of-memory error. :func:`upscale` builds an :class:`Upscaler` and calls it once.
 
-The network itself is behind one seam, a *runner* (:data:`Runner`): a function that takes
-a float32 batch of windows ``(B, C, h, w)`` in [0, 1] and returns the model's float32
-output ``(B, C, scale * h, scale * w)``. :func:`torch_runner` is PyTorch's: a fused
-copy of the model (``res_scale`` and the mean shifts folded into convolutions) in
-``channels_last`` memory format under :func:`torch.inference_mode`, cached per model and
-rebuilt when the model's weights change. Another runtime plugs in by making a runner;
-tiling, batching, self-ensemble, alpha, gray, 16-bit output and the out-of-memory retry
-stay around it.
+The network itself is behind one seam, a *runner* (:data:`~edsr_lib.backends.Runner`):
+a function that takes a float32 batch of windows ``(B, C, h, w)`` in [0, 1] and returns
+the model's float32 output ``(B, C, scale * h, scale * w)``; each backend of
+:mod:`edsr_lib.backends` makes one. The model passed in is never moved or modified.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
-import copy
 import functools
 import itertools
 import math
 import os
+import sys
 import threading
 import warnings
-import weakref
-from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ from torch import nn
 from . import adapters, backends
 from ._device import cpu_has_native_bf16, resolve_device, resolve_half
 from ._hub import NonFiniteError, check_finite_weights  # weights I/O owns the rule; re-exported here
+from .backends import Runner, torch_runner
 from .hub import WeightsSource, resolve_weights
 from .io import AnyImage, Image16
 from .memory import (
@@ -52,13 +52,16 @@ from .memory import (
     release_cached_memory,
 )
 from .models import SRModel
-from .ops import ensemble
+from .ops import ensemble, wrap
 from .ops.imresize import imresize
 from .ops.tiling import tiled_apply
+from .options import UpscaleOptions, precision_of
 
 __all__ = [
     "NonFiniteError",
     "Runner",
+    "UpscaleOptions",
+    "Upscaler",
     "activation_bytes_per_pixel",
     "auto_tile_size",
     "available_memory",
@@ -69,17 +72,11 @@ __all__ = [
     "plan_passes",
     "resolve_device",
     "resolve_half",
-    "runner",
     "torch_runner",
     "upscale",
 ]
 
-ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image, Image16)
-
-#: What runs a batch of windows through the network: a float32 ``(B, C, h, w)`` tensor in
-#: [0, 1], on any device, to the float32 output ``(B, C, scale * h, scale * w)`` (on any
-#: device; not clamped). :func:`torch_runner` makes PyTorch's.
-Runner = Callable[[torch.Tensor], torch.Tensor]
+ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray, Image.Image, Image16, list)
 
 #: How many models loaded by name or folder :func:`load_model` keeps for the next call (the least recently
 #: used goes first): enough for a job that alternates two models, little memory for the large EDSR.
@@ -168,193 +165,7 @@ def _usable(model: nn.Module) -> SRModel:
     return inner
 
 
-def _weights_state(model: nn.Module) -> tuple:
-    """What changes when the model's weights change, to know when a cached copy is stale."""
-    tensors = (*model.parameters(), *model.buffers())
-    if any(t.is_inference() for t in tensors):
-        # Tensors made under torch.inference_mode() keep no version counter, and can still be changed in
-        # place under inference mode: their contents are the state.
-        return (backends.weights_sha256(model),)
-    # Every in-place update (optimiser step, load_state_dict) bumps a tensor's version.
-    return tuple((t.data_ptr(), t._version) for t in tensors)
-
-
-class _Float32(nn.Module):
-    """A layer run in float32 outside autocast.
-
-    The fused tail convolution carries ``1 / rgb_range`` in its weights (see
-    :meth:`~edsr_lib.SRModel.fuse`): about 40% of them fall below float16's smallest normal
-    number, so under float16 autocast it runs in float32 (its output is the image, three
-    channels: the cost is small).
-    """
-
-    def __init__(self, layer: nn.Module) -> None:
-        super().__init__()
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return self.layer(x.float())
-
-
-_fast_copies: weakref.WeakKeyDictionary[SRModel, dict[tuple, tuple[tuple, nn.Module]]] = weakref.WeakKeyDictionary()
-
-
-def _fast_model(
-    model: SRModel,
-    device: torch.device,
-    channels_last: bool,
-    compile: bool,
-    dtype: torch.dtype = torch.float32,
-    autocast: torch.dtype | None = None,
-) -> nn.Module:
-    """A fused, inference-only copy of ``model`` on ``device`` in ``dtype``, cached until its weights change.
-
-    Under float16 ``autocast`` the tail convolution stays in float32 (see :class:`_Float32`).
-    """
-    tail = getattr(model, "tail_module", None)  # the last convolution, where the model declares one
-    fp32_tail = autocast == torch.float16 and tail is not None and isinstance(getattr(model, tail, None), nn.Conv2d)
-    key = (device, channels_last, compile, dtype, fp32_tail)
-    state = _weights_state(model)
-    cached = _fast_copies.setdefault(model, {}).get(key)
-    if cached is not None and cached[0] == state:
-        return cached[1]
-    check_finite_weights(model)
-    fast = copy.deepcopy(model).eval().requires_grad_(False)
-    fast.to(torch.float32)  # fused in float32 whatever the model's dtype (a half model's fold would round)
-    fast.fuse()
-    if fp32_tail:
-        setattr(fast, tail, _Float32(getattr(fast, tail)))
-    fast.to(device, dtype)
-    if channels_last:
-        fast.to(memory_format=torch.channels_last)
-    if compile:
-        fast = torch.compile(fast)
-    _fast_copies[model][key] = (state, fast)
-    return fast
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def torch_runner(
-    model: SRModel,
-    scale: int,
-    *,
-    device: torch.device,
-    half: torch.dtype | None = None,
-    channels_last: bool = True,
-    compile: bool = False,
-) -> Runner:
-    """PyTorch's :data:`Runner`: the fused fast copy of ``model`` at ``scale`` on ``device``.
-
-    On a CPU, bf16 runs a bf16 copy of the model: every op of these networks (convolution,
-    ReLU, add, pixel shuffle) would run in bf16 under autocast too, and the copy saves
-    autocast's per-call weight casts (1.7x against 1.4x the fp32 path, measured
-    alternately). On an accelerator, ``half`` runs under autocast.
-
-    Args:
-        model: The model (not modified).
-        scale: A scale the model serves (not checked again).
-        device: Where the model runs.
-        half: The half-precision dtype (:func:`resolve_half`), or ``None`` for float32.
-        channels_last: Run in ``channels_last`` memory format.
-        compile: Run a :func:`torch.compile` d copy.
-    """
-    weights_dtype = half if device.type == "cpu" and half is not None else torch.float32
-    autocast = half if weights_dtype == torch.float32 else None
-    net = _fast_model(model, device, channels_last, compile, weights_dtype, autocast)
-
-    def run(batch: torch.Tensor) -> torch.Tensor:
-        batch = batch.to(device, weights_dtype, non_blocking=True)
-        if channels_last:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext():
-            y = net(batch, scale=scale)
-        return y.float()
-
-    return run
-
-
-def _runtime_model(model: SRModel, scale: int, backend: str, precision: str) -> backends.RuntimeModel:
-    """:func:`edsr_lib.backends.load_runtime`, kept per model like the fast copies until its weights change."""
-    key = ("runtime", backend, scale, precision)
-    state = _weights_state(model)
-    cached = _fast_copies.setdefault(model, {}).get(key)
-    if cached is not None and cached[0] == state:
-        return cached[1]
-    check_finite_weights(model)
-    source = model
-    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in model.parameters()):
-        source = copy.deepcopy(model).to("cpu", torch.float32)  # the runtimes export a float32 CPU model
-    runtime = backends.load_runtime(source, scale, backend, precision)
-    _fast_copies[model][key] = (state, runtime)
-    return runtime
-
-
-def runner(
-    model: SRModel,
-    scale: int,
-    backend: str | None = None,
-    *,
-    device: torch.device,
-    half: torch.dtype | None = None,
-    int8: bool = False,
-    channels_last: bool = True,
-    compile: bool = False,
-) -> Runner:
-    """The :data:`Runner` of ``backend``: PyTorch's (:func:`torch_runner`) or a runtime's (:mod:`edsr_lib.backends`).
-
-    Args:
-        model: The model (not modified).
-        scale: A scale the model serves (not checked again).
-        backend: ``"torch"``, ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` (the fastest of
-            them on this CPU, :func:`edsr_lib.backends.fastest_backend`; PyTorch on an accelerator
-            or with ``compile``); ``None`` is ``"torch"``, or ``"openvino"`` with ``int8``.
-        device: Where the model runs (the runtimes run on the CPU).
-        half: ``torch.bfloat16`` for bf16 (OpenVINO on a CPU with native bf16, or PyTorch), or
-            ``None`` for float32; float16 runs in PyTorch only.
-        int8: Run the int8 model shipped for the model's weights, in OpenVINO
-            (:func:`edsr_lib.backends.int8_model`).
-        channels_last: PyTorch's memory format.
-        compile: Run a :func:`torch.compile` d PyTorch copy.
-
-    Raises:
-        edsr_lib.backends.BackendError: If ``backend`` cannot run here (see
-            :func:`edsr_lib.backends.resolve_backend`).
-        ValueError: For ``compile`` with a runtime.
-    """
-    backend, precision = backends.choose(backend, half=half, int8=int8, device=device)
-
-    def pytorch() -> Runner:
-        return torch_runner(model, scale, device=device, half=half, channels_last=channels_last, compile=compile)
-
-    if backend == "auto":
-        if device.type != "cpu" or compile or half == torch.float16:
-            return pytorch()  # the runtimes run on the CPU, and compile asks for PyTorch
-        fast = pytorch()
-        backend = backends.fastest_backend(model, scale, precision, fast)
-        if backend == "torch":
-            return fast
-    if backend == "torch":
-        return pytorch()
-    if compile:
-        raise ValueError(f"compile=True compiles the PyTorch model; it does not apply to backend={backend!r}")
-    return _runtime_model(model, scale, backend, precision)
-
-
-# ---------------------------------------------------------------------------- errors
-def _check_finite_output(core: torch.Tensor) -> torch.Tensor:
-    if not bool(torch.isfinite(core).all()):
-        raise NonFiniteError(
-            "the model produced NaN or infinite values (from its weights, or half-precision overflow); "
-            "nothing was written"
-        )
-    return core
-
-
-# ---------------------------------------------------------------------------- upscale
+# ---------------------------------------------------------------------------- outscale
 def plan_passes(scales: tuple[int, ...] | list[int], outscale: float) -> tuple[int, ...]:
     """The model scales to chain for an output ``outscale`` times larger (bicubic finishes the rest).
 
@@ -377,255 +188,332 @@ def plan_passes(scales: tuple[int, ...] | list[int], outscale: float) -> tuple[i
     )
 
 
-def upscale(
-    model: SRModel | str | os.PathLike[str],
-    image: ImageT,
-    scale: int | None = None,
-    *,
-    outscale: float | None = None,
-    tile: int | Literal["auto"] | None = "auto",
-    tile_overlap: int | None = None,
-    self_ensemble: bool = False,
-    batch_size: int = 4,
-    device: torch.device | str | None = None,
-    half: bool | str | torch.dtype = False,
-    channels_last: bool = True,
-    compile: bool = False,
-    backend: str | None = None,
-    int8: bool = False,
-    progress: bool = False,
-) -> ImageT:
-    """Upscale an image (or a batch) with a super-resolution model.
+# ---------------------------------------------------------------------------- errors
+def _check_finite_output(core: torch.Tensor) -> torch.Tensor:
+    if not bool(torch.isfinite(core).all()):
+        raise NonFiniteError(
+            "the model produced NaN or infinite values (from its weights, or half-precision overflow); "
+            "nothing was written"
+        )
+    return core
 
-    The model runs as a fused, ``channels_last`` copy under :func:`torch.inference_mode`
-    (the copy is cached per model and device, and rebuilt when the weights change; the
-    model passed in is never modified). A model given by name or folder is loaded once and
-    kept for the next calls (see :func:`load_model`), so a second call neither reads,
-    hashes nor fuses it again. By default (``tile="auto"``) an image that would
-    not fit the memory budget in one pass is processed in windows that overlap by the
-    model's receptive radius, so the result equals the one-pass result to float rounding;
-    an out-of-memory error halves the tile and retries.
 
-    Channels: an image with the model's channel count is upscaled as it is. For an RGB
-    model, a grayscale image (1 channel) is replicated to RGB, upscaled, and reduced back
-    to one channel by the mean of the three outputs; an alpha channel (2 or 4 channels)
-    is resized with MATLAB bicubic :func:`~edsr_lib.ops.imresize` (clamped to [0, 1])
-    while the colour goes through the model.
+def _warn(message: str) -> None:
+    """Warn at the caller's line: the first frame outside this module and functools (the type dispatch)."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename in (__file__, functools.__file__):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level)
+
+
+_UNSUPPORTED = "expected a float torch.Tensor, a uint8 numpy.ndarray or a PIL image, got {}"
+
+
+# ---------------------------------------------------------------------------- the Upscaler
+class Upscaler:
+    """A model made ready to upscale, once: call it with an image (or a batch) as many times as needed.
+
+    Everything the options ask for is checked and resolved when the object is made, so a
+    bad option fails here, in one line, before any image: the model (loaded by name or
+    folder once, see :func:`load_model`), the scale (or the passes of ``outscale``,
+    :func:`plan_passes`), the device, the backend and precision (the fused PyTorch copy, or
+    the runtime's exported file, exported and checked on first use; ``"auto"`` measured
+    once), and what the tile planner needs. The model passed in is never moved or modified:
+    the backends run their own copy or export.
 
     Args:
         model: An :class:`~edsr_lib.SRModel`, a registered name (created with pretrained
             weights) or a folder written by ``save_pretrained``; see :func:`load_model`. Any
             model works however it was made: built or loaded under :func:`torch.inference_mode`
             or ``no_grad``, frozen, wrapped in ``nn.DataParallel``, or with float16/bfloat16
-            weights (run in float32 unless ``half`` asks otherwise); one on the ``meta``
+            weights (run in float32 unless ``precision`` asks otherwise); one on the ``meta``
             device is refused.
-        image: A float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with values in [0, 1], on
-            any device; a uint8 or uint16 NumPy image ``(H, W, C)`` or ``(H, W)`` (or a batch
-            ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL image or an
-            :class:`~edsr_lib.io.Image16` (16-bit colour, as :func:`edsr_lib.io.load_image`
-            returns it); or a list of them of one size and mode, run as one batch.
-        scale: The scale; may be omitted for a single-scale model.
-        outscale: Instead of ``scale``: any output factor above 1 (``1.5``, ``8``). The
-            model runs the scales of :func:`plan_passes` (chained when ``outscale`` is above
-            the largest) and MATLAB bicubic :func:`~edsr_lib.ops.imresize` shrinks the result
-            to ``ceil(outscale * size)`` pixels.
-        tile: Tile size in LR pixels; ``"auto"`` (the default) picks it, and the number of
-            windows per batch, from the memory budget (:func:`auto_tile_size`,
-            :func:`memory_budget`) and runs a small image in one window; ``None`` forces one
-            pass per image, whatever it costs.
-        tile_overlap: Context around each tile, in LR pixels; default (and the least that
-            is exact) the model's :meth:`~edsr_lib.SRModel.receptive_radius`.
-        self_ensemble: Average over the eight flips and rotations (the paper's "+" models,
-            about +0.1 dB, eight times the work).
-        batch_size: Most tiles (or ensemble members) per forward pass (with ``tile="auto"``,
-            fewer if the memory budget requires).
-        device: Where the model runs, any torch device (``"cuda:1"``, ``"mps"``); default the
-            device of the model's weights for a model object, and the accelerator (as
-            :func:`~edsr_lib.inference.resolve_device` picks it, else the CPU) for a model
-            given by name or folder. The result stays where ``image`` is, so a big image
-            can live on the CPU while its tiles run on a GPU.
-        half: Run under autocast in ``float16`` (``True`` or ``"fp16"``, accelerators only;
-            the last convolution stays in float32, as its fused weights are too small for
-            float16) or ``bfloat16`` (``"bf16"``: on accelerators, and on CPUs with native bf16, see
-            :func:`cpu_has_native_bf16`).
-        channels_last: Run in ``channels_last`` memory format (1.4-1.5x faster on CPU).
-        compile: Run a :func:`torch.compile` d copy (first call compiles).
-        backend: What computes the network: ``"torch"`` (the default: PyTorch, any device);
-            ``"openvino"`` or ``"onnxruntime"`` (on the CPU, with their extras; the model is
-            exported once and cached on disk, see :mod:`edsr_lib.backends`); or ``"auto"``,
-            the fastest of PyTorch and the installed runtimes on this CPU, measured once and
-            remembered (:func:`~edsr_lib.backends.fastest_backend`; PyTorch on an
-            accelerator). ``None`` (the default) is ``"torch"``, or ``"openvino"`` with
-            ``int8``. Tiling, batching, alpha, gray and 16-bit are the same with each;
-            ``half="bf16"`` runs OpenVINO in bf16 on a CPU with native bf16.
-        int8: Run the int8 model shipped for the model's weights, in OpenVINO on an x86 CPU
-            with AVX2 (``pip install "edsr-lib[openvino]"``): measured at least 1.3x the
-            fastest fp32 path and within 0.05 dB of fp32 on Set5, Set14 and B100
-            (:mod:`edsr_lib.weights.int8`). Weights without one are refused.
-        progress: Show a progress bar over tiles when there are several batches.
+        options: The options, one :class:`~edsr_lib.options.UpscaleOptions`; default all defaults.
+        **changes: Options given by name instead (``scale=2, tile=None``), or changes to ``options``.
 
-    Returns:
-        For a tensor: a float tensor ``scale`` times larger, of the input's shape kind,
-        dtype and device, not clamped (as the model returns it; the alpha channel is
-        clamped). For an array: an array of the same dtype ``scale`` times larger with the
-        same channels, clamped and rounded (halves away from zero) as
-        :func:`~edsr_lib.ops.quantize` does. For a PIL image (an :class:`~edsr_lib.io.Image16`):
-        a PIL image of the same mode (an :class:`~edsr_lib.io.Image16`; see
-        :func:`edsr_lib.io.image_to_array`) with the ICC profile, EXIF (orientation reset)
-        and DPI (scaled) carried over; for a list, a list.
+    Attributes:
+        model: The model (the object passed in, or the one loaded by name).
+        options: The options.
+        scale: The model scale of a plain run, or ``None`` with ``outscale``.
+        passes: The model scales run one after the other (one, but with ``outscale``).
+        device: Where the model runs.
+        backend: What runs the network (``"torch"``, ``"openvino"``, ``"onnxruntime"``;
+            ``"auto"`` resolved to the measured winner of the first pass).
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"``.
 
     Raises:
-        TypeError: If ``image`` or ``model`` is of an unsupported type.
-        ValueError: For a scale the model does not serve, an unsupported channel count,
-            values outside [0, 1], a bad tile size, or ``half`` where it cannot run.
+        ValueError: For a bad option, a scale the model does not serve, a device that is
+            not here, or a precision the device cannot run.
+        edsr_lib.backends.BackendError: For a backend or precision that cannot run here.
+        NonFiniteError: If the model's weights hold NaN or infinity.
+
+    Example:
+        >>> from edsr_lib import Upscaler
+        >>> from edsr_lib.io import load_image, write_image
+        >>> up = Upscaler("edsr_baseline_x2", tile=None)
+        >>> write_image("photo_x2.png", up(load_image("photo.jpg")))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: SRModel | str | os.PathLike[str],
+        options: UpscaleOptions | None = None,
+        /,
+        **changes: Any,
+    ) -> None:
+        if options is None:
+            options = UpscaleOptions(**changes)
+        elif not isinstance(options, UpscaleOptions):
+            raise TypeError(f"options must be an UpscaleOptions, got {type(options).__name__}")
+        elif changes:
+            options = options.replace(**changes)
+        by_name = isinstance(model, str | os.PathLike)
+        self.model: SRModel = load_model(model, cache=True)
+        self.options = options
+        if options.outscale is None:
+            self.scale: int | None = self.model.resolve_scale(options.scale)
+            self.passes: tuple[int, ...] = (self.scale,)
+        else:
+            self.scale = None
+            self.passes = plan_passes(self.model.scales, options.outscale)
+            if options.wrap and math.prod(self.passes) != options.outscale:
+                raise ValueError(
+                    f"wrap=True needs an outscale that the model's scales reach exactly (a product of "
+                    f"{', '.join(map(str, self.model.scales))}); {options.outscale} would need a bicubic shrink"
+                )
+        device = options.device
+        if device is None:
+            device = resolve_device(None) if by_name else next(self.model.parameters()).device
+        self.device: torch.device = resolve_device(device)
+        half = options.precision if options.precision in ("bf16", "fp16") else None
+        self._half = resolve_half(half, self.device)
+        backend, self.precision = backends.resolve(options.backend, options.precision, self.device)
+        self._runs: dict[int, Runner] = {}
+        used = []
+        for scale in dict.fromkeys(self.passes):
+            self._runs[scale], name = backends.make_runner(
+                self.model,
+                scale,
+                backend,
+                self.precision,
+                device=self.device,
+                channels_last=options.channels_last,
+                compile=options.compile,
+            )
+            used.append(name)
+        self.backend: str = used[0]
+        self._dtype = self._half or torch.float32
+
+    def __repr__(self) -> str:
+        name = getattr(self.model, "name", None) or type(self.model).__name__
+        return (
+            f"Upscaler({name}, passes={self.passes}, device={self.device}, backend={self.backend!r}, "
+            f"precision={self.precision!r})"
+        )
+
+    @property
+    def factor(self) -> float:
+        """How many times larger the output is: the scale, or ``outscale``."""
+        return float(self.options.outscale) if self.options.outscale is not None else float(self.scale)
+
+    def __call__(self, image: ImageT) -> ImageT:
+        """Upscale an image or a batch.
+
+        Args:
+            image: A float tensor ``(C, H, W)`` or ``(N, C, H, W)`` with values in [0, 1], on
+                any device; a uint8 or uint16 NumPy image ``(H, W, C)`` or ``(H, W)`` (or a
+                batch ``(N, H, W, C)``) as :func:`edsr_lib.io.read_image` returns it; a PIL
+                image or an :class:`~edsr_lib.io.Image16` (16-bit colour, as
+                :func:`edsr_lib.io.load_image` returns it); or a list of them of one size and
+                mode, run as one batch.
+
+        Returns:
+            For a tensor: a float tensor ``scale`` times larger, of the input's shape kind,
+            dtype and device, not clamped (as the model returns it; the alpha channel is
+            clamped). For an array: an array of the same dtype with the same channels,
+            clamped and rounded (halves away from zero) as :func:`~edsr_lib.ops.quantize`
+            does. For a PIL image (an :class:`~edsr_lib.io.Image16`): one of the same mode
+            with the ICC profile, EXIF (orientation reset) and DPI (scaled) carried over; for
+            a list, a list.
+
+        Channels: an image with the model's channel count is upscaled as it is. For an RGB
+        model, a grayscale image is replicated to RGB, upscaled, and reduced back to one
+        channel by the mean of the three outputs; an alpha channel (2 or 4 channels) is
+        resized with MATLAB bicubic :func:`~edsr_lib.ops.imresize` (clamped to [0, 1]) while
+        the colour goes through the model.
+
+        Raises:
+            TypeError: For an unsupported image type.
+            ValueError: For an unsupported channel count, values outside [0, 1] or an empty image.
+            NonFiniteError: If the model's output holds NaN or infinity.
+            MemoryError: If even the smallest tiles do not fit.
+        """
+        return self._adapt(image)
+
+    # one adapter per image type, chosen by the type once (singledispatch caches the choice)
+    @functools.singledispatchmethod
+    def _adapt(self, image: Any) -> Any:
+        raise TypeError(_UNSUPPORTED.format(type(image).__name__))
+
+    @_adapt.register(torch.Tensor)
+    @_adapt.register(np.ndarray)
+    def _pixels(self, image: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        if self.options.outscale is None:
+            return self._pass(image, self.passes[0])
+        return self._to_outscale(image)
+
+    @_adapt.register(Image.Image)
+    @_adapt.register(Image16)
+    def _one_pil(self, image: AnyImage) -> AnyImage:
+        return self._pil([image])[0]
+
+    @_adapt.register(list)
+    @_adapt.register(tuple)
+    def _list(self, images: Sequence[Any]) -> list[AnyImage]:
+        if not adapters.is_pil(images):
+            raise TypeError(_UNSUPPORTED.format(type(images).__name__))
+        return self._pil(images)
+
+    def _pil(self, images: Sequence[AnyImage]) -> list[AnyImage]:
+        """PIL in, PIL out: upright pixels by :func:`~edsr_lib.adapters.from_pil`, metadata carried over."""
+        sources, pixels = adapters.from_pil(images)
+        return adapters.to_pil(sources, self._pixels(pixels), self.factor)
+
+    def _to_outscale(self, image: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Chain the model passes of :func:`plan_passes`, then shrink to ``outscale`` with MATLAB bicubic."""
+        outscale = self.options.outscale
+        is_array = isinstance(image, np.ndarray)
+        height, width = (image.shape[-3:-1] if image.ndim == 4 else image.shape[:2]) if is_array else image.shape[-2:]
+        y = image
+        for scale in self.passes:
+            y = self._pass(y, scale)
+        if math.prod(self.passes) == outscale:
+            return y
+        size = (math.ceil(outscale * height - 1e-6), math.ceil(outscale * width - 1e-6))
+        if is_array and y.ndim == 4:
+            return np.stack([adapters.resize_array(i, size) for i in y])
+        return adapters.resize_array(y, size) if is_array else imresize(y, size=size)
+
+    def _pass(self, image: torch.Tensor | np.ndarray, scale: int) -> torch.Tensor | np.ndarray:
+        """One model pass at ``scale``; with ``wrap``, on the image wrapped around by the receptive radius."""
+        if not self.options.wrap:
+            return self._run(image, scale)
+        margin = wrap.margin(self.model.receptive_radius(scale))
+        return wrap.crop(self._run(wrap.pad(image, margin), scale), scale * margin)
+
+    def _run(self, image: torch.Tensor | np.ndarray, scale: int) -> torch.Tensor | np.ndarray:
+        """Tile, batch and run one pass; out of memory, retry with smaller tiles."""
+        options, device = self.options, self.device
+        adapted = adapters.adapt(image, self.model.n_colors, scale)
+        height, width = adapted.x.shape[-2:]
+        overlap = self.model.receptive_radius(scale) if options.tile_overlap is None else options.tile_overlap
+        tile, batch_size = options.tile, options.batch_size
+        if tile == "auto":
+            tile, batch_size = plan_tiles(
+                self.model,
+                scale,
+                height,
+                width,
+                device=device,
+                dtype=self._dtype,
+                overlap=overlap,
+                batch_size=batch_size,
+            )
+        if tile is not None and tile < overlap and max(height, width) > tile + 2 * overlap:
+            cost = (tile + 2 * overlap) ** 2 / tile**2
+            _warn(
+                f"tile {tile} is smaller than the overlap {overlap} that exactness needs: each window computes "
+                f"{cost:.1f} times the pixels it keeps; a larger tile is faster"
+            )
+        run = self._runs[scale]
+
+        def convert(core: torch.Tensor) -> torch.Tensor:
+            return adapted.convert(_check_finite_output(core))
+
+        while True:
+            fn = functools.partial(ensemble.self_ensemble, run, batch_size=batch_size) if options.self_ensemble else run
+            try:
+                with torch.inference_mode():
+                    tiled_apply(
+                        fn,
+                        adapted.colour,
+                        scale,
+                        tile,
+                        overlap,
+                        batch_size=max(1, batch_size // 8) if options.self_ensemble else batch_size,
+                        out=adapted.out,
+                        convert=convert,
+                        progress=options.progress,
+                    )
+                break
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                current = tile if tile is not None else max(height, width)
+                if current <= MIN_AUTO_TILE and batch_size == 1:
+                    raise MemoryError(
+                        f"out of memory on {device} even with {current}-pixel tiles, one per batch ({exc})"
+                    ) from None
+                if batch_size > 1 and tile is not None:  # one pass is one window: a smaller batch would repeat it
+                    batch_size = 1
+                else:
+                    tile = max(MIN_AUTO_TILE, current // 2)
+                del exc
+                release_cached_memory(device)
+                _warn(f"out of memory on {device}; retrying with tile {tile} and batch size {batch_size}")
+        return adapted.finish()
+
+
+def upscale(
+    model: SRModel | str | os.PathLike[str],
+    image: ImageT,
+    scale: int | None = None,
+    *,
+    half: bool | str | torch.dtype = False,
+    int8: bool = False,
+    **options: Any,
+) -> ImageT:
+    """Upscale an image (or a batch) with a super-resolution model, in one call: ``Upscaler(model, ...)(image)``.
+
+    Builds an :class:`Upscaler` with the options given and calls it once; to upscale
+    several images, make the :class:`Upscaler` once and call it for each (nothing is
+    resolved again). A model given by name or folder is loaded once and kept for the next
+    calls (see :func:`load_model`), and the backends keep what they make from a model (its
+    fused copy, its runtime file) until its weights change, so a second call neither reads,
+    hashes nor fuses it again. By default (``tile="auto"``) an image that would not fit the
+    memory budget in one pass is processed in windows that overlap by the model's
+    receptive radius, so the result equals the one-pass result to float rounding; an
+    out-of-memory error halves the tile and retries.
+
+    Args:
+        model: An :class:`~edsr_lib.SRModel`, a registered name or a model folder; see :func:`load_model`.
+        image: What :meth:`Upscaler.__call__` takes.
+        scale: The scale; may be omitted for a single-scale model.
+        half: An older spelling of ``precision``: ``True`` or ``"fp16"`` (``precision="fp16"``),
+            ``"bf16"`` (``precision="bf16"``).
+        int8: An older spelling of ``precision="int8"``.
+        **options: The other fields of :class:`~edsr_lib.options.UpscaleOptions`: ``outscale``,
+            ``device``, ``backend``, ``precision``, ``tile``, ``tile_overlap``,
+            ``self_ensemble``, ``wrap``, ``batch_size``, ``channels_last``, ``compile``,
+            ``progress``.
+
+    Returns:
+        What :meth:`Upscaler.__call__` returns.
+
+    Raises:
+        TypeError: If ``image`` or ``model`` is of an unsupported type, or an option is unknown.
+        ValueError: For a bad option, a scale the model does not serve, an unsupported
+            channel count, values outside [0, 1], or a precision that cannot run here.
         NonFiniteError: If the model's weights or its output hold NaN or infinity.
 
     Example:
         >>> from edsr_lib.io import load_image, write_image
-        >>> sr = upscale("edsr_baseline_x2", load_image("photo.jpg"))
-        >>> write_image("photo_x2.png", sr)
+        >>> sr = upscale("edsr_baseline_x2", load_image("photo.jpg"))  # doctest: +SKIP
+        >>> write_image("photo_x2.png", sr)  # doctest: +SKIP
     """
-    by_name = isinstance(model, str | os.PathLike)
-    model = load_model(model, cache=True)
-    if outscale is not None and scale is not None:
-        raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
-    if outscale is None:
-        scale = model.resolve_scale(scale)
-    if device is None:
-        device = resolve_device(None) if by_name else _model_device(model)
-    options = {
-        "tile": tile,
-        "tile_overlap": tile_overlap,
-        "self_ensemble": self_ensemble,
-        "batch_size": batch_size,
-        "device": resolve_device(device),
-        "half": half,
-        "channels_last": channels_last,
-        "compile": compile,
-        "backend": backend,
-        "int8": int8,
-        "progress": progress,
-    }
-    if adapters.is_pil(image):
-        return _upscale_pil(model, image, scale, outscale, options)
-    if outscale is not None:
-        return _upscale_to(model, image, outscale, options)
-    return _upscale(model, image, scale, **options)
-
-
-def _upscale_pil(
-    model: SRModel,
-    images: AnyImage | list[AnyImage],
-    scale: int | None,
-    outscale: float | None,
-    options: dict[str, Any],
-) -> AnyImage | list[AnyImage]:
-    """PIL in, PIL out: upright pixels by :func:`~edsr_lib.adapters.from_pil`, metadata carried over."""
-    sources, pixels = adapters.from_pil(images)
-    if outscale is not None:
-        result = _upscale_to(model, pixels, outscale, options)
-    else:
-        result = _upscale(model, pixels, scale, **options)
-    out = adapters.to_pil(sources, result, float(outscale) if outscale is not None else scale)
-    return out[0] if isinstance(images, Image.Image | Image16) else out
-
-
-def _upscale_to(model: SRModel, image: ImageT, outscale: float, options: dict[str, Any]) -> ImageT:
-    """Chain the model passes of :func:`plan_passes`, then shrink to ``outscale`` with MATLAB bicubic."""
-    passes = plan_passes(model.scales, outscale)
-    is_array = isinstance(image, np.ndarray)
-    height, width = (image.shape[-3:-1] if image.ndim == 4 else image.shape[:2]) if is_array else image.shape[-2:]
-    y = image
-    for s in passes:
-        y = _upscale(model, y, s, **options)
-    if math.prod(passes) == outscale:
-        return y
-    size = (math.ceil(outscale * height - 1e-6), math.ceil(outscale * width - 1e-6))
-    if is_array and y.ndim == 4:
-        return np.stack([adapters.resize_array(i, size) for i in y])
-    return adapters.resize_array(y, size) if is_array else imresize(y, size=size)
-
-
-def _upscale(
-    model: SRModel,
-    image: ImageT,
-    scale: int,
-    *,
-    tile: int | Literal["auto"] | None,
-    tile_overlap: int | None,
-    self_ensemble: bool,
-    batch_size: int,
-    device: torch.device,
-    half: bool | str | torch.dtype,
-    channels_last: bool,
-    compile: bool,
-    backend: str | None,
-    int8: bool,
-    progress: bool,
-) -> ImageT:
-    """One model pass at ``scale``, a scale the model serves (see :func:`upscale`)."""
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    amp_dtype = resolve_half(half, device)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    adapted = adapters.adapt(image, model.n_colors, scale)
-    height, width = adapted.x.shape[-2:]
-
-    overlap = model.receptive_radius(scale) if tile_overlap is None else tile_overlap
-    if tile == "auto":
-        dtype = amp_dtype or torch.float32
-        tile, batch_size = plan_tiles(
-            model, scale, height, width, device=device, dtype=dtype, overlap=overlap, batch_size=batch_size
-        )
-    elif tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
-        raise ValueError(f"tile must be a positive number of LR pixels, 'auto' or None, got {tile!r}")
-    if tile is not None and tile < overlap and max(height, width) > tile + 2 * overlap:
-        cost = (tile + 2 * overlap) ** 2 / tile**2
-        warnings.warn(
-            f"tile {tile} is smaller than the overlap {overlap} that exactness needs: each window computes "
-            f"{cost:.1f} times the pixels it keeps; a larger tile is faster",
-            stacklevel=3,
-        )
-
-    run = runner(
-        model, scale, backend, device=device, half=amp_dtype, int8=int8, channels_last=channels_last, compile=compile
-    )
-
-    def convert(core: torch.Tensor) -> torch.Tensor:
-        return adapted.convert(_check_finite_output(core))
-
-    while True:
-        fn = functools.partial(ensemble.self_ensemble, run, batch_size=batch_size) if self_ensemble else run
-        try:
-            with torch.inference_mode():
-                tiled_apply(
-                    fn,
-                    adapted.colour,
-                    scale,
-                    tile,
-                    overlap,
-                    batch_size=max(1, batch_size // 8) if self_ensemble else batch_size,
-                    out=adapted.out,
-                    convert=convert,
-                    progress=progress,
-                )
-            break
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            current = tile if tile is not None else max(height, width)
-            if current <= MIN_AUTO_TILE and batch_size == 1:
-                raise MemoryError(
-                    f"out of memory on {device} even with {current}-pixel tiles, one per batch ({exc})"
-                ) from None
-            if batch_size > 1 and tile is not None:  # one pass is one window: a smaller batch would repeat it
-                batch_size = 1
-            else:
-                tile = max(MIN_AUTO_TILE, current // 2)
-            del exc
-            release_cached_memory(device)
-            warnings.warn(
-                f"out of memory on {device}; retrying with tile {tile} and batch size {batch_size}", stacklevel=3
-            )
-    return adapted.finish()
+    precision = precision_of(half, int8)
+    if precision is not None:
+        if options.get("precision") not in (None, precision):
+            raise ValueError(f"precision={options['precision']!r} and half/int8 ask for two precisions; give one")
+        options["precision"] = precision
+    return Upscaler(model, scale=scale, **options)(image)

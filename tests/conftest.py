@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,71 @@ def datasets_dir() -> Path:
     if not (DATASETS_DIR / "Set5" / "HR").is_dir():
         pytest.skip(f"needs the image sets at {DATASETS_DIR} (set EDSR_LIB_DATASETS to point elsewhere)")
     return DATASETS_DIR
+
+
+#: Where installed packages live: the folders they add to sys.path when imported (ray, setuptools) are theirs.
+_LIBRARY_ROOTS = tuple({sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")})
+#: Folders of the repository whose files are imported under their own names (tests/ is on sys.path).
+_IMPORTABLE_ROOTS = (REPO_ROOT / "edsr_lib", Path(__file__).parent)
+
+
+def _importable(file: str) -> bool:
+    return file.startswith(_LIBRARY_ROOTS) or any(Path(file).is_relative_to(root) for root in _IMPORTABLE_ROOTS)
+
+
+def _leaks(path: list[str], modules: dict[str, object]) -> list[str]:
+    """What a test left in ``sys.path`` and ``sys.modules`` that outlasts it, against the state before it."""
+    found = [f"sys.path gained {p!r}" for p in sys.path if p not in path and not p.startswith(_LIBRARY_ROOTS)]
+    if sys.modules.get("__main__") is not modules.get("__main__"):
+        found.append("sys.modules['__main__'] was replaced")
+    for name, module in list(sys.modules.items()):
+        if name in modules:
+            continue
+        if module is None:
+            found.append(f"sys.modules[{name!r}] = None")
+            continue
+        file = getattr(module, "__file__", None) or ""
+        # installed packages alias their own modules when first imported (requests.packages.*): only others count
+        if getattr(module, "__name__", name) != name and not file.startswith(_LIBRARY_ROOTS):
+            found.append(f"sys.modules[{name!r}] is an alias of {module.__name__!r}")
+        elif file and not _importable(file):
+            found.append(f"sys.modules[{name!r}] holds {file}, loaded by path")
+    return found
+
+
+def _import_state() -> tuple[list[str], dict[str, object]]:
+    return list(sys.path), dict(sys.modules)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_leaked_imports_by_module() -> Iterator[None]:
+    """What a module's own fixtures add to sys.path or sys.modules is undone when the module ends, or it fails."""
+    before = _import_state()
+    yield
+    if leaks := _leaks(*before):
+        pytest.fail("the module (its fixtures, or a test) leaked import state: " + "; ".join(leaks), pytrace=False)
+
+
+_BEFORE_TEST = pytest.StashKey[tuple[list[str], dict[str, object]]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    result = yield
+    item.stash[_BEFORE_TEST] = _import_state()  # once the fixtures are set up: what monkeypatch undoes is not a leak
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """A test that adds to sys.path or registers a module by hand undoes it (monkeypatch does), or fails.
+
+    Either outlasts the test and changes what every later test imports.
+    """
+    result = yield
+    if (before := item.stash.get(_BEFORE_TEST, None)) and (leaks := _leaks(*before)):
+        pytest.fail("the test leaked import state: " + "; ".join(leaks), pytrace=False)
+    return result
 
 
 @pytest.fixture(autouse=True)

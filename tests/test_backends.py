@@ -40,7 +40,7 @@ def test_exported_once_then_loaded_from_the_cache(
     backend: str, tiny: edsr_lib.EDSR, cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = load_runtime(tiny, 2, backend)
-    monkeypatch.setattr(backends, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
+    monkeypatch.setattr(backends.cache, "export_onnx", lambda *a, **k: pytest.fail("exported again"))
     assert load_runtime(tiny, 2, backend).path == first.path
     torch.manual_seed(1)
     changed = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=2, n_feats=8).eval()
@@ -67,8 +67,9 @@ def test_the_key_holds_weights_scale_precision_and_versions(tiny: edsr_lib.EDSR,
 @pytest.mark.parametrize("backend", RUNTIMES)
 def test_a_wrong_export_is_refused_and_not_cached(backend: str, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = edsr_lib.create_model("edsr_baseline_x3", n_resblocks=1, n_feats=8).eval()
-    right = backends._RUNNERS[backend]
-    monkeypatch.setitem(backends._RUNNERS, backend, lambda path, precision: lambda x: right(path, precision)(x) + 0.01)
+    runtime = backends.get_backend(backend)
+    right = runtime.compile
+    monkeypatch.setattr(runtime, "compile", lambda path, precision: lambda x: right(path, precision)(x) + 0.01)
     with pytest.raises(RuntimeError, match="nothing was cached"):
         load_runtime(model, 3, backend)
     assert not any(p.name.startswith(weights_sha256(model)[:24]) for p in cache.iterdir())
@@ -80,12 +81,14 @@ def test_bf16_through_openvino_only_where_the_cpu_has_it(
     pytest.importorskip("openvino")
     with pytest.raises(BackendError, match="onnxruntime' does not run bf16"):
         resolve_backend("onnxruntime", "bf16")
-    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(backends.openvino, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(BackendError, match="native bf16"):
         load_runtime(tiny, 2, "openvino", "bf16")
 
 
-@pytest.mark.skipif(not backends.cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
+@pytest.mark.skipif(
+    not edsr_lib.inference.cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)"
+)
 def test_bf16_through_openvino_is_rounded_and_close(tiny: edsr_lib.EDSR, cache: Path) -> None:
     pytest.importorskip("openvino")
     runtime = load_runtime(tiny, 2, "openvino", "bf16")
@@ -101,11 +104,13 @@ def test_backend_names_devices_and_missing_packages(monkeypatch: pytest.MonkeyPa
     with pytest.raises(BackendError, match="backend must be one of torch, openvino, onnxruntime, auto"):
         resolve_backend("tensorrt")
     with pytest.raises(BackendError, match="precision must be one of"):
+        resolve_backend("openvino", "fp8")
+    with pytest.raises(BackendError, match="'openvino' does not run fp16"):
         resolve_backend("openvino", "fp16")
     with pytest.raises(BackendError, match="runs on the CPU"):
         resolve_backend("openvino", device="cuda")
     assert resolve_backend("auto", device="cuda") == "auto" and resolve_backend("torch", "bf16") == "torch"
-    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(backends.machine.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BackendError, match=r'pip install "edsr-lib\[openvino\]"'):
         resolve_backend("openvino")
     with pytest.raises(BackendError, match=r'pip install "edsr-lib\[onnx\]"'):
@@ -130,15 +135,15 @@ def test_auto_measures_once_and_remembers(tiny: edsr_lib.EDSR, cache: Path, monk
     assert backends.auto_measurement(tiny, 2, "fp32") == entry
     assert backends.auto_measurement(tiny, 2, "bf16") is None
     assert entry["backend"] == winner and set(entry["seconds"]) == {"torch", *backends.installed_runtimes()}
-    monkeypatch.setattr(backends, "load_runtime", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(backends.auto, "load_runtime", lambda *a, **k: pytest.fail("measured again"))
     assert fastest_backend(tiny, 2, "fp32", torch_path) == winner
-    monkeypatch.setattr(backends, "_decided", {})  # another process: reads auto.json
+    monkeypatch.setattr(backends.auto, "decided", {})  # another process: reads auto.json
     assert fastest_backend(tiny, 2, "fp32", torch_path) == winner
     assert len(calls) == 4
 
 
 def test_auto_is_torch_without_runtimes(tiny: edsr_lib.EDSR, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backends, "installed_runtimes", lambda: ())
+    monkeypatch.setattr(backends.auto, "installed_runtimes", lambda: ())
     assert fastest_backend(tiny, 2, "fp32", lambda x: pytest.fail("nothing to compare")) == "torch"
 
 

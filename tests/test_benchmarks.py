@@ -17,8 +17,11 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    sys.modules[name] = module  # dataclasses look their module up by name while the classes are made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[name]  # not a module every later test could import by that name
     return module
 
 

@@ -62,14 +62,14 @@ def test_every_bad_file_is_one_line_and_the_good_ones_are_written(
 
     from edsr_lib import inference
 
-    real = inference._upscale
+    real = inference.Upscaler._run
 
-    def crash_on_nine(model, image, scale, **kwargs):
+    def crash_on_nine(self, image, scale):
         if image.shape[-3:-1] == (9, 9):
             raise RuntimeError("something unexpected")
-        return real(model, image, scale, **kwargs)
+        return real(self, image, scale)
 
-    monkeypatch.setattr(inference, "_upscale", crash_on_nine)
+    monkeypatch.setattr(inference.Upscaler, "_run", crash_on_nine)
     out = tmp_path / "out"
     status = _upscale(model_dir, str(folder), "-o", str(out))
     captured = capsys.readouterr()
@@ -260,13 +260,13 @@ def test_same_size_images_are_batched(model_dir: Path, tmp_path: Path, monkeypat
     from edsr_lib import inference
 
     sizes: list[int] = []
-    real = inference._upscale_pil
+    real = inference.Upscaler._pil
 
-    def spy(model, images, *args):
-        sizes.append(len(images) if isinstance(images, list) else 1)
-        return real(model, images, *args)
+    def spy(self, images):
+        sizes.append(len(images))
+        return real(self, images)
 
-    monkeypatch.setattr(inference, "_upscale_pil", spy)
+    monkeypatch.setattr(inference.Upscaler, "_pil", spy)
     assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--batch-size", "2") == 0
     assert sizes == [2, 1, 2]  # 0-1, then the odd size alone, then 3-4
     model = edsr_lib.from_pretrained(model_dir)

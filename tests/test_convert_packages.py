@@ -29,12 +29,18 @@ from edsr_lib.convert import (
     export_checkpoint,
 )
 
-# basicsr 1.4.2 imports torchvision.transforms.functional_tensor, which torchvision 0.29 no longer has
-sys.modules.setdefault("torchvision.transforms.functional_tensor", torchvision.transforms.functional)
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # basicsr 1.4.2 imports scipy.ndimage.filters
-    from basicsr.archs.edsr_arch import EDSR as BasicSREDSR
-    from basicsr.models.base_model import BaseModel
+# basicsr 1.4.2 imports torchvision.transforms.functional_tensor, which torchvision 0.29 no longer has: an alias
+# while basicsr is imported, removed after (left in sys.modules, any later import of the name would get it)
+_ALIAS = "torchvision.transforms.functional_tensor"
+_aliased = sys.modules.setdefault(_ALIAS, torchvision.transforms.functional) is torchvision.transforms.functional
+try:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # basicsr 1.4.2 imports scipy.ndimage.filters
+        from basicsr.archs.edsr_arch import EDSR as BasicSREDSR
+        from basicsr.models.base_model import BaseModel
+finally:
+    if _aliased:
+        del sys.modules[_ALIAS]
 from super_image import EdsrConfig, EdsrModel  # noqa: E402
 from torchsr.models.edsr import EDSR as TorchSREDSR  # noqa: E402
 

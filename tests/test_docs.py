@@ -324,6 +324,46 @@ def test_api_reference_documents(name: str) -> None:
     assert any(".".join(parts[:i]) in rendered for i in range(2, len(parts) + 1)), (name, obj.__module__)
 
 
+def _tile_overlap_block() -> tuple[types.ModuleType, str]:
+    """bench_tile_overlap.py, and the lines docs/integrations.md holds between its markers."""
+    script = _load_script(REPO_ROOT / "benchmarks" / "bench_tile_overlap.py")
+    begin, end = script.MARKERS
+    doc = (REPO_ROOT / "docs" / "integrations.md").read_text(encoding="utf-8")
+    assert doc.count(begin) == doc.count(end) == 1, f"docs/integrations.md needs one {begin} ... {end} block"
+    return script, doc.split(begin)[1].split(end)[0].strip()
+
+
+def test_tile_overlap_table_names_the_weights_its_script_loads() -> None:
+    """Cheap half of the check below: the weights named are those the script loads by default today."""
+    from edsr_lib.registry import get_pretrained_cfg
+
+    _, block = _tile_overlap_block()
+    default = get_pretrained_cfg("edsr_baseline_x2").name
+    assert block.startswith(f"`{default}` x2,"), (
+        f"docs/integrations.md's tile-overlap table is not measured with {default}, which "
+        "benchmarks/bench_tile_overlap.py loads: rerun it and paste its output between the markers"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.datasets
+def test_tile_overlap_table_is_what_its_script_prints(datasets_dir: Path) -> None:
+    script, block = _tile_overlap_block()
+    image = datasets_dir / "Set14" / "HR" / "baboon.png"
+    run = subprocess.run(
+        [sys.executable, script.__file__, "--image", str(image)],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == block, (
+        "docs/integrations.md's tile-overlap table is not what benchmarks/bench_tile_overlap.py prints now: "
+        f"paste its output between the markers:\n{run.stdout}"
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.datasets
 def test_figures_are_drawn_by_their_script(tmp_path: Path, datasets_dir: Path) -> None:

@@ -120,6 +120,17 @@ def test_atomic_move_puts_a_finished_file_in_place(tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["model.bin"]
 
 
+def test_errors_name_the_target_not_the_temporary_file(tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="it is a folder") as caught:
+        _files.atomic_write(tmp_path / "folder", b"x")
+    assert ".tmp" not in str(caught.value)
+    assert list((tmp_path / "folder").iterdir()) == []
+    with pytest.raises(FileNotFoundError, match=r"^cannot write .*missing.x\.bin: ") as caught:
+        _files.atomic_write(tmp_path / "missing" / "x.bin", b"x")  # the folder is the caller's to make
+    assert ".tmp" not in str(caught.value)
+
+
 def test_atomic_path_keeps_the_file_it_replaces_when_asked(tmp_path: Path) -> None:
     target, kept = tmp_path / "checkpoint.pt", tmp_path / "checkpoint_previous.pt"
     with _files.atomic_path(target, keep=kept) as tmp:  # nothing to keep yet

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1] / "edsr_lib"
 
 #: Third-party modules a function may import, because the package must not pay for them on import.
 LAZY_THIRD_PARTY = {
+    "onnx": "optional extra [onnx]; only the ONNX export's opset range and the check of the opset it wrote need it",
     "onnxruntime": "optional extra [onnx]; the ONNX check after an export and backend='onnxruntime' need it",
     "openvino": "optional extra [openvino]; only backend='openvino' needs it",
     "pnnx": "optional extra [ncnn]; only the NCNN export needs it",

@@ -305,3 +305,26 @@ def test_half_precision_on_cuda(tiny_models: dict[str, edsr_lib.SRModel], half: 
     # against the CPU in float32: 2e-2 for fp16, 3.5e-2 for bf16 (this model strays 1.4e-2 to 1.8e-2 in bf16 on a
     # CPU with native bf16, four seeds; 0.1 would let a broken path pass)
     assert (out - upscale(model, x, device="cpu")).abs().max().item() < {"fp16": 2e-2, "bf16": 3.5e-2}[half]
+
+
+def test_a_progress_function_follows_the_tiles_and_can_cancel(tiny_models: dict[str, edsr_lib.SRModel]) -> None:
+    model = tiny_models["edsr_baseline_x2"]
+    x = _image(30, 30)
+    calls: list[tuple[int, int]] = []
+    out = upscale(model, x, tile=10, batch_size=2, progress=lambda done, total: calls.append((done, total)))
+    torch.testing.assert_close(out, upscale(model, x, tile=None), rtol=0, atol=1e-5)
+    total = calls[0][1]
+    assert total > 2 and calls == [(0, total)] + [(min(d, total), total) for d in range(2, total + 2, 2)]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done: int, total: int) -> None:
+        calls.append((done, total))
+        if done:
+            raise Cancelled
+
+    calls.clear()
+    with pytest.raises(Cancelled):  # out unchanged: not taken for an out-of-memory error and retried
+        upscale(model, x, tile=10, batch_size=2, progress=cancel)
+    assert calls == [(0, total), (2, total)]

@@ -103,7 +103,7 @@ def test_another_runner_plugs_in_with_tiling_alpha_and_16_bits_around_it(monkeyp
 
         return run
 
-    monkeypatch.setattr(inference, "torch_runner", nearest_runner)
+    monkeypatch.setattr(edsr_lib.backends.pytorch, "torch_runner", nearest_runner)
     image = _pixels((40, 30, 4), dtype=np.uint16)
     out = upscale(model, image, tile=8, tile_overlap=0, batch_size=2)
     assert out.dtype == np.uint16 and out.shape == (80, 60, 4)
@@ -127,7 +127,7 @@ def test_a_model_by_name_runs_on_the_accelerator(
         devices.append(device)
         raise _Chosen
 
-    monkeypatch.setattr(inference, "torch_runner", recording_runner)
+    monkeypatch.setattr(edsr_lib.backends.pytorch, "torch_runner", recording_runner)
     image = _pixels((12, 12, 3))
     with pytest.raises(_Chosen):
         upscale("edsr_baseline_x2", image, tile=None)
@@ -169,8 +169,8 @@ def test_fp16_keeps_the_fused_tail_in_float32() -> None:
     """The fused tail's weights carry 1/255: 39% of them are below float16's smallest normal number."""
     model = edsr_lib.create_model("edsr_baseline_x2", pretrained=True).eval()
     cpu = torch.device("cpu")
-    fast = inference._fast_model(model, cpu, False, False, torch.float32, torch.float16)
-    exact = inference._fast_model(model, cpu, False, False)
+    fast = edsr_lib.backends.pytorch.fast_model(model, cpu, False, False, torch.float32, torch.float16)
+    exact = edsr_lib.backends.pytorch.fast_model(model, cpu, False, False)
     assert (exact.tail.weight.abs() < 2**-14).float().mean() > 0.3
     features = torch.rand(1, model.config["n_feats"], 6, 6, generator=torch.Generator().manual_seed(1)).half()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):

@@ -140,7 +140,7 @@ def test_what_int8_cannot_do_is_refused_in_one_line(monkeypatch: pytest.MonkeyPa
         monkeypatch.setattr(edsr_lib.inference, "resolve_half", lambda half, device: torch.bfloat16 if half else None)
         with pytest.raises(BackendError, match=message):
             edsr_lib.upscale(tiny, x, int8=True, **asked)
-    monkeypatch.setattr(backends, "cpu_info", lambda: backends.CPUInfo("an ARM CPU", {"AVX2": False}))
+    monkeypatch.setattr(backends.openvino, "cpu_info", lambda: backends.CPUInfo("an ARM CPU", {"AVX2": False}))
     with pytest.raises(BackendError, match="x86 CPUs with AVX2"):
         edsr_lib.upscale(tiny, x, int8=True)
 

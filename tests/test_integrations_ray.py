@@ -153,17 +153,17 @@ def test_never_more_actors_than_gpus() -> None:
 def test_out_of_memory_costs_one_row(model_dir: Path, photos: Path, tmp_path: Path, monkeypatch) -> None:
     from edsr_lib import inference
 
-    real = inference._upscale
+    real = inference.Upscaler._run
 
-    def short_of_memory(model, image, scale, **kwargs):
+    def short_of_memory(self, image, scale):
         height = image.shape[-3] if image.ndim == 4 else image.shape[0]
         if height == 17:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         if height == 12:
             raise MemoryError()
-        return real(model, image, scale, **kwargs)
+        return real(self, image, scale)
 
-    monkeypatch.setattr(inference, "_upscale", short_of_memory)
+    monkeypatch.setattr(inference.Upscaler, "_run", short_of_memory)
     upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False)
     paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
     rows = upscaler({"path": np.asarray(paths)})

@@ -31,8 +31,11 @@ NAME = f"{VARIANT}.{TAG}"
 def tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location("release_weights", REPO_ROOT / "tools" / "release_weights.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name while the classes are made
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]  # not a module every later test could import by that name
     return module
 
 

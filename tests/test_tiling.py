@@ -120,3 +120,32 @@ def test_rejects_bad_input(net: nn.Module) -> None:
         tiled_apply(net, torch.rand(3, 8, 8), 2, 4, 1)
     with pytest.raises(ValueError, match="batch_size"):
         tiled_apply(net, torch.rand(1, 3, 8, 8), 2, 4, 1, batch_size=0)
+
+
+def test_a_progress_function_hears_of_every_batch(net: nn.Module, image: torch.Tensor) -> None:
+    calls: list[tuple[int, int]] = []
+    windows = 2 * len(tile_spans(17, 6, RADIUS)) * len(tile_spans(23, 6, RADIUS))  # two images
+    tiled_apply(net, image, 2, 6, RADIUS, batch_size=4, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, windows)] + [(min(d, windows), windows) for d in range(4, windows + 3, 4)]
+    calls.clear()
+    tiled_apply(net, image, 2, None, 0, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]  # one batch is reported too
+
+
+def test_what_the_progress_function_raises_stops_the_run(net: nn.Module, image: torch.Tensor) -> None:
+    class Cancelled(Exception):
+        pass
+
+    batches: list[int] = []
+
+    def cancel_after_two(done: int, total: int) -> None:
+        if done >= 2:
+            raise Cancelled
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        batches.append(len(batch))
+        return net(batch)
+
+    with pytest.raises(Cancelled):
+        tiled_apply(run, image, 2, 6, RADIUS, batch_size=1, progress=cancel_after_two)
+    assert batches == [1, 1]  # no window after the cancel

@@ -89,14 +89,14 @@ def test_what_a_runtime_cannot_do_is_refused(tiny: edsr_lib.MDSR, monkeypatch: p
         return
     with pytest.raises(ValueError, match="compile=True"):
         edsr_lib.upscale(tiny, x, 2, backend="openvino", compile=True)
-    monkeypatch.setattr(backends, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(backends.openvino, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr(edsr_lib.inference, "resolve_half", lambda half, device: torch.bfloat16)
     with pytest.raises(ValueError, match="native bf16"):
         edsr_lib.upscale(tiny, x, 2, backend="openvino", half="bf16")
 
 
 def test_bf16_through_openvino_on_a_cpu_that_has_it(tiny: edsr_lib.MDSR) -> None:
-    if "openvino" not in backends.installed_runtimes() or not backends.cpu_has_native_bf16():
+    if "openvino" not in backends.installed_runtimes() or not edsr_lib.inference.cpu_has_native_bf16():
         pytest.skip("needs OpenVINO and a CPU with native bf16")
     x = torch.rand(1, 3, 24, 24)
     fp32 = edsr_lib.upscale(tiny, x, 2)
@@ -118,10 +118,21 @@ def test_a_weight_change_reaches_the_runtime(monkeypatch: pytest.MonkeyPatch) ->
     assert (after - before).abs().max().item() > 1e-3
 
 
-def test_the_command_line_spells_the_backends() -> None:
+def test_one_list_of_backends_for_the_table_the_options_and_the_command_line() -> None:
+    import argparse
+
+    from edsr_lib import options
     from edsr_lib.cli import upscale as cli_upscale
 
-    assert cli_upscale.BACKENDS == backends.BACKENDS
+    assert backends.BACKENDS is options.BACKENDS and backends.BACKENDS[-1] == "auto"
+    assert [backends.get_backend(name).name for name in backends.BACKENDS[:-1]] == list(backends.BACKENDS[:-1])
+    runtimes = [n for n in backends.BACKENDS[:-1] if isinstance(backends.get_backend(n), backends.FileBackend)]
+    assert runtimes == list(options.RUNTIMES)
+    with pytest.raises(backends.BackendError, match="backend must be one of"):
+        backends.get_backend("auto")
+    parser = cli_upscale.add_parser(argparse.ArgumentParser().add_subparsers())
+    (backend,) = [a for a in parser._actions if a.dest == "backend"]
+    assert tuple(backend.choices) == options.BACKENDS
 
 
 def _folder_job(folder: Path, out: Path, model: str, backend: str) -> dict[str, np.ndarray]:
@@ -155,7 +166,7 @@ def test_a_folder_job_writes_the_torch_files(backend: str, tmp_path: Path) -> No
 def test_a_job_with_a_runtime_that_is_missing_fails_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(backends.machine.importlib.util, "find_spec", lambda name: None)
     write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
     assert main(["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--backend", "openvino"]) == 2
     err = capsys.readouterr().err

@@ -204,7 +204,7 @@ def test_default_peak_memory_follows_the_budget_not_the_image() -> None:
 def test_out_of_memory_halves_the_tile_and_retries(tiny: edsr_lib.SRModel, monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.rand(1, 3, 50, 50)
     expected = upscale(tiny, x, tile=None)
-    real = inference._fast_model
+    real = edsr_lib.backends.pytorch.fast_model
     windows: list[int] = []
 
     def fragile(*args, **kwargs):
@@ -218,7 +218,7 @@ def test_out_of_memory_halves_the_tile_and_retries(tiny: edsr_lib.SRModel, monke
 
         return forward
 
-    monkeypatch.setattr(inference, "_fast_model", fragile)
+    monkeypatch.setattr(edsr_lib.backends.pytorch, "fast_model", fragile)
     with pytest.warns(UserWarning, match="out of memory"):
         result = upscale(tiny, x, tile=None)
     torch.testing.assert_close(result, expected, rtol=0, atol=1e-5)
@@ -231,7 +231,7 @@ def test_out_of_memory_halves_the_tile_and_retries(tiny: edsr_lib.SRModel, monke
 
         return forward
 
-    monkeypatch.setattr(inference, "_fast_model", hopeless)
+    monkeypatch.setattr(edsr_lib.backends.pytorch, "fast_model", hopeless)
     with pytest.warns(UserWarning), pytest.raises(MemoryError, match="even with 16-pixel tiles"):
         upscale(tiny, x, tile=None)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from . import CLIError
+
 #: What ``--format`` takes; ``export-onnx`` is ``export --format onnx``.
 EXPORT_FORMATS = ("onnx", "ncnn")
 
@@ -50,10 +52,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export the model and report what was written."""
-    from ..export import export_ncnn, export_onnx
+    from ..export import check_opset, export_ncnn, export_onnx
     from ..inference import load_model
 
+    # what the format does not use is refused rather than ignored, before the model is loaded
+    if args.format == "ncnn" and args.opset is not None:
+        raise CLIError("--opset applies to --format onnx; an NCNN file has no opset")
+    if args.format == "onnx" and args.name is not None:
+        raise CLIError("--name applies to --format ncnn; for onnx, OUT is the file's name")
+    if args.name is not None and args.output.endswith(".param"):
+        raise CLIError(f"--name names the files in a folder; OUT {args.output} names them already")
+    check_opset(args.opset)
     model = load_model(args.model)
+    if args.scale is None and len(model.scales) > 1:
+        scales = ", ".join(map(str, model.scales))
+        raise CLIError(f"{args.model} serves the scales {scales}: pass --scale, one of them (one file per scale)")
     scale = model.resolve_scale(args.scale)
     check = not args.no_check
     if args.format == "ncnn":

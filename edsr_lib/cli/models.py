@@ -33,6 +33,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("pattern", nargs="?", default="", help="shell-style filter such as 'edsr*'")
     parser.add_argument("--pretrained", action="store_true", help="only models that have pretrained weights")
+    parser.add_argument(
+        "--openmodeldb",
+        nargs="?",
+        const="openmodeldb",
+        metavar="DIR",
+        help="instead of the tables, write one OpenModelDB entry (<id>.json, the format of its data/models/) per "
+        "set of weights the package ships into DIR (default ./openmodeldb), checked against the format",
+    )
+    parser.add_argument("--date", help="--openmodeldb: the entries' publication date, yyyy-mm-dd (default today)")
     parser.set_defaults(func=run)
     return parser
 
@@ -114,7 +123,9 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the table of models, then the table of pretrained weights."""
+    """Print the table of models, then the table of pretrained weights (or write the OpenModelDB entries)."""
+    if args.openmodeldb is not None:
+        return _write_openmodeldb(args.openmodeldb, args.date)
     models = model_table(args.pattern, args.pretrained)
     if not models:
         print(f"(no model matches {args.pattern!r})")
@@ -131,4 +142,21 @@ def run(args: argparse.Namespace) -> int:
             print(PUBLISHER_NOTE)
         for name in sorted({row[7] for row in weights}, key=list(INPUTS).index):
             print(f"* for {name}: {INPUTS[name]}")
+    return 0
+
+
+def _write_openmodeldb(folder: str, date: str | None) -> int:
+    import datetime
+
+    from ..openmodeldb import write_entries
+
+    if date is not None:
+        try:
+            datetime.date.fromisoformat(date)
+        except ValueError:
+            raise SystemExit(f"error: --date {date!r} is not a date in the form yyyy-mm-dd") from None
+    written = write_entries(folder, date=date)
+    for path in written:
+        print(path)
+    print(f"{len(written)} OpenModelDB entries (checked against its required fields); see docs/hub.md#openmodeldb")
     return 0

@@ -21,14 +21,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..options import BACKENDS
 from . import CLIError
 
 #: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
 #: :data:`edsr_lib.io.OUTPUT_FORMATS`.
 FORMATS = ("png", "jpg", "webp", "tif")
-#: ``--backend``'s choices, spelled here so that ``--help`` needs no torch (a test keeps them equal to
-#: :data:`edsr_lib.backends.BACKENDS`).
-BACKENDS = ("torch", "openvino", "onnxruntime", "auto")
 
 
 def _default_device(args: argparse.Namespace) -> str | None:

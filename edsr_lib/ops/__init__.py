@@ -1,4 +1,4 @@
-"""Image operations: MATLAB-exact bicubic resize, pixel-value conversions, seamless tiling, self-ensemble."""
+"""Image operations: MATLAB-exact bicubic resize, pixel-value conversions, tiling, self-ensemble, periodic borders."""
 
 from .color import quantize, rgb_to_y, rgb_to_ycbcr, round_half_away, to_levels
 from .ensemble import self_ensemble

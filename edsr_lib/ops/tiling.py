@@ -27,7 +27,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["Span", "tile_spans", "tiled_apply"]
+__all__ = ["Progress", "Span", "tile_spans", "tiled_apply"]
+
+#: A progress hook: called with (windows done, windows in all) before the first batch and after each one.
+#: What it raises stops the run and comes out of it unchanged, so it can also cancel (ComfyUI's node does).
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def tiled_apply(
     batch_size: int = 1,
     out: torch.Tensor | None = None,
     convert: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
 ) -> torch.Tensor:
     """Apply an upscaling function to ``x`` window by window and stitch the cores.
 
@@ -112,7 +116,9 @@ def tiled_apply(
             if ``None``.
         convert: Applied to each output core ``(C', h, w)`` before it is written (e.g. to
             quantise to uint8, or to change the channels).
-        progress: Show a progress bar over windows when there is more than one batch.
+        progress: ``True`` shows a progress bar over windows when there is more than one
+            batch; a :data:`Progress` function is called with the windows done and their
+            number, before the first batch and after each, and what it raises stops the run.
 
     Returns:
         ``out``, filled.
@@ -131,8 +137,11 @@ def tiled_apply(
     rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
     jobs = [(n, r, c) for n in range(n_images) for r in rows for c in cols]
 
-    bar = None
-    if progress and len(jobs) > batch_size:
+    bar = report = None
+    if callable(progress):
+        report = progress
+        report(0, len(jobs))
+    elif progress and len(jobs) > batch_size:
         bar = tqdm(total=len(jobs), unit="tile", leave=False, desc="tiles")
     try:
         for first in range(0, len(jobs), batch_size):
@@ -164,6 +173,8 @@ def tiled_apply(
                 ] = core if convert is None else convert(core)
             if bar is not None:
                 bar.update(len(chunk))
+            if report is not None:
+                report(first + len(chunk), len(jobs))
     finally:
         if bar is not None:
             bar.close()

@@ -8,10 +8,11 @@ loads: the official EDSR-PyTorch files, torchSR's, BasicSR's and edsr-lib's
 
 It also adds one node on ComfyUI's V3 node interface (``comfy_api.latest``),
 *Upscale Image (EDSR/MDSR, exact tiles)*: it runs an EDSR/MDSR upscale model through
-:func:`edsr_lib.upscale`, whose tiles overlap by the model's receptive radius and are
+:class:`edsr_lib.Upscaler`, whose tiles overlap by the model's receptive radius and are
 cropped, not blended, so the result equals one pass over the whole image (ComfyUI's
 *Upscale Image (using Model)* blends 512-pixel tiles over 32 pixels, which leaves faint
-seams). It also runs MDSR at any of its scales.
+seams). It also runs MDSR at any of its scales. Its bar in ComfyUI's UI follows the tiles,
+and the cancel button stops it between two batches of tiles.
 
 Needs ``edsr-lib[spandrel]`` in ComfyUI's Python (``requirements.txt``).
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import comfy.utils
 from comfy import model_management
 from comfy_api.latest import ComfyExtension, io
 
@@ -73,8 +75,13 @@ class EDSRUpscaleExact(io.ComfyNode):
     def execute(cls, upscale_model: Any, image: Any, tile: int = 0, scale: int = 0) -> io.NodeOutput:
         """Upscale ``image`` (ComfyUI's float NHWC batch in [0, 1]); the result is the same kind of batch.
 
+        Runs on ComfyUI's device (``comfy.model_management.get_torch_device``), reports each
+        batch of tiles to the node's progress bar (``comfy.utils.ProgressBar``) and checks for
+        a cancel between batches.
+
         Raises:
             ValueError: If the model is not an EDSR or MDSR, or ``scale`` is not one of its scales.
+            comfy.model_management.InterruptProcessingException: When the user cancels.
         """
         model = upscale_model.model
         if not isinstance(model, SRModel):
@@ -83,14 +90,17 @@ class EDSRUpscaleExact(io.ComfyNode):
                 "Upscale Image (using Model)"
             )
         factor = model.resolve_scale(scale or upscale_model.scale)
-        sr = edsr_lib.upscale(
-            model,
-            image.movedim(-1, 1),  # NHWC -> NCHW; the result comes back where the image is
-            factor,
-            tile=tile or "auto",
-            device=model_management.get_torch_device(),
-            progress=True,
+        bar = comfy.utils.ProgressBar(1)
+
+        def progress(done: int, total: int) -> None:
+            # between batches of tiles: stop if the user cancelled, else move the node's bar in the UI
+            model_management.throw_exception_if_processing_interrupted()
+            bar.update_absolute(done, total)
+
+        upscaler = edsr_lib.Upscaler(
+            model, scale=factor, tile=tile or "auto", device=model_management.get_torch_device(), progress=progress
         )
+        sr = upscaler(image.movedim(-1, 1))  # NHWC -> NCHW; the result comes back where the image is
         return io.NodeOutput(sr.clamp_(0.0, 1.0).movedim(1, -1))
 
 

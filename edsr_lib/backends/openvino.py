@@ -1,0 +1,81 @@
+"""OpenVINO, on the CPU: fp32, bf16 (on a CPU with native bf16) and the int8 models shipped for the weights.
+
+OpenVINO's own default on a CPU with native bf16 is bf16: this backend always states the
+precision, so ``"fp32"`` means fp32. int8 runs, through OpenVINO, the int8 model shipped
+for the model's weights (:mod:`edsr_lib.weights.int8`: quantised by NNCF, measured within
+0.05 dB of fp32 and at least 1.3x faster), on an x86 CPU with AVX2; it is never exported on
+the fly. The optional extra: ``pip install "edsr-lib[openvino]"``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._device import cpu_has_native_bf16
+from .base import BackendError
+from .cache import FileBackend
+from .machine import cpu_info, threads
+
+__all__ = ["OpenVINOBackend"]
+
+
+class OpenVINOBackend(FileBackend):
+    """``"openvino"``: an OpenVINO IR (``.xml`` and ``.bin``) converted from the ONNX export."""
+
+    name = "openvino"
+    precisions = ("fp32", "bf16", "int8")
+    package = "openvino"
+    suffix = ".xml"
+
+    def check(self, precision: str, device: torch.device) -> None:
+        """See :meth:`~edsr_lib.backends.Backend.check`; bf16 needs native bf16, int8 an x86 CPU with AVX2."""
+        super().check(precision, device)
+        if precision == "bf16" and not cpu_has_native_bf16():
+            raise BackendError(
+                "bfloat16 needs a CPU with native bf16 (AVX-512 BF16 or AMX), which this CPU lacks; use fp32 here"
+            )
+        if precision == "int8" and not cpu_info().flags.get("AVX2"):
+            raise BackendError(
+                "int8 is offered on x86 CPUs with AVX2, where it was measured faster than fp32; this CPU has no AVX2"
+            )
+
+    def save(self, onnx_path: Path, folder: Path) -> Path:
+        """Convert the ONNX file to ``model.xml`` and ``model.bin`` in ``folder`` (weights kept in fp32)."""
+        import openvino as ov
+
+        ov.save_model(ov.convert_model(onnx_path), folder / "model.xml", compress_to_fp16=False)
+        return folder / "model.xml"
+
+    def files(self, path: Path) -> tuple[Path, ...]:
+        """The ``.bin`` first, then the ``.xml``: an ``.xml`` in the cache always has its ``.bin``."""
+        return (path.with_suffix(".bin"), path)
+
+    def compile(self, path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+        """Compile the IR for the CPU with the precision stated, in latency mode, one request per thread."""
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        config = {
+            # int8: the quantised operations run in int8 whatever the hint; the rest stays fp32
+            hints.inference_precision: ov.Type.bf16 if precision == "bf16" else ov.Type.f32,
+            hints.performance_mode: hints.PerformanceMode.LATENCY,
+            props.inference_num_threads: threads(),
+        }
+        compiled = ov.Core().compile_model(os.fspath(path), "CPU", config)
+        local = threading.local()  # a request holds its buffers: one per thread, reused from call to call
+
+        def run(x: np.ndarray) -> np.ndarray:
+            request = getattr(local, "request", None)
+            if request is None:
+                request = local.request = compiled.create_infer_request()
+            request.infer({0: x}, share_inputs=True)
+            return request.get_output_tensor(0).data.copy()
+
+        return run
