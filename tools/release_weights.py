@@ -23,7 +23,7 @@ It
    curve. Paths under the datasets folder are written as ``$DATA/...`` and paths under the
    repository relative to it, so that no file names a folder of this machine (any
    absolute path left is warned about);
-   With ``--degraded-scores`` (files of ``tools/score_degraded.py``), the scores on degraded
+   With ``--scores`` (files of ``tools/score_degraded.py --weights``), the scores on degraded
    LR join the metrics (``"Set5_jpeg50"``); with ``--compare NAME``, the card gets a table of
    every score against those the registry holds for ``NAME`` (the weights a user would
    otherwise pick); a run trained with degradations (``--degrade``) has its chain in the card;
@@ -519,12 +519,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="dtype of the shipped file (float16 halves it; the weights are rounded to it before scoring)",
     )
     parser.add_argument(
-        "--degraded-scores",
+        "--scores",
         nargs="+",
         type=Path,
         default=[],
         metavar="FILE",
-        help="JSON scores on degraded LR written by tools/score_degraded.py, added to the metrics",
+        help="JSON scores of these weights written by tools/score_degraded.py --weights (on degraded LR, and clean "
+        "with --clean), added to the metrics; a set whose clean scores they hold at every scale is not scored again",
     )
     parser.add_argument(
         "--compare", metavar="NAME", help="a registered arch.tag to hold every score against in the card (t528)"
@@ -571,17 +572,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"the sets: {', '.join(s.name for s in args.sets)}"
         )
     print(f"{args.variant}.{args.tag}: {run.path}/{which}/ (step {step:,})", flush=True)
+    given: dict[str, dict[str, Any]] = {}
+    for path in args.scores:
+        for key, per_scale in json.loads(path.read_text()).items():
+            given.setdefault(key, {}).update(per_scale)
+    measured = {key for key, per_scale in given.items() if all(f"x{s}" in per_scale for s in model.scales)}
+    to_score = [s for s in args.sets if s.name not in measured or s.name in ensemble_sets]
     t0 = time.perf_counter()
-    metrics, _ = score(model, args.sets, model.scales, ensemble_sets, device=args.device)
+    metrics, _ = score(model, to_score, model.scales, ensemble_sets, device=args.device)
     print(f"scored in {time.perf_counter() - t0:.0f} s; self-ensemble on: {', '.join(ensemble_sets) or 'none'}")
     print("\n".join(score_table(metrics, args.variant)))
     print("\n".join(comparison_lines(metrics, args.variant)))
     _check_against_log(run, which, step, metrics)
-    for path in args.degraded_scores:
-        for key, per_scale in json.loads(path.read_text()).items():
-            if split_metric_key(key)[1] is None:
-                raise ValueError(f"{path}: {key!r} is not a score on degraded LR (Set5_jpeg50, ...)")
-            metrics.setdefault(key, {}).update(per_scale)
+    reported = [s.name for s in args.sets]
+    for key, per_scale in given.items():
+        if key not in metrics and split_metric_key(key)[0] in reported:  # not measured here, of a reported set
+            metrics[key] = per_scale
+    metrics = dict(sorted(metrics.items(), key=lambda item: _table_order(item[0], reported)))
     compare = edsr_lib.get_pretrained_cfg(args.compare) if args.compare else None
 
     name = f"{args.variant}.{args.tag}"
@@ -635,6 +642,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"the entry for default_cfgs in {type(model).__module__.replace('.', '/')}.py (new weights, new sha256):\n")
     print(cfg_entry(name, cfg) + ",")
     return 0
+
+
+def _table_order(key: str, sets: Sequence[str]) -> tuple[int, int, str]:
+    """Where a metrics key goes in the tables: by set, the clean scores, then self-ensemble, then degraded inputs."""
+    name, degraded = split_metric_key(key)
+    plain = name.removesuffix("+")
+    return sets.index(plain), 2 if degraded is not None else int(name.endswith("+")), key
 
 
 def _curve_record(run: Run, record: dict[str, Any]) -> dict[str, Any]:

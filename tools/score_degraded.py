@@ -55,14 +55,28 @@ SETTINGS: dict[str, LRDegradation] = {
 
 
 def score(
-    name: str, sets: Sequence[Path], settings: Sequence[str], output: Path, *, clean: bool = False
+    name: str,
+    sets: Sequence[Path],
+    settings: Sequence[str],
+    output: Path,
+    *,
+    clean: bool = False,
+    weights: Path | None = None,
 ) -> dict[str, Any]:
     """Score ``name`` on every set, scale and setting, keeping what ``output`` already holds.
+
+    Args:
+        name: A registered ``arch.tag`` (its pretrained weights), or with ``weights`` an architecture.
+        sets: Set folders.
+        settings: Keys of :data:`SETTINGS`.
+        output: The JSON file of the scores.
+        clean: Also score the clean LR.
+        weights: A weights folder or file (a training run's ``best_ema/``) to score instead.
 
     Returns:
         The metrics, ``{"Set5_jpeg50": {"x2": {"psnr", "ssim"}}, ...}`` (and ``"Set5"`` with ``clean``).
     """
-    model = edsr_lib.create_model(name, pretrained=True)
+    model = edsr_lib.create_model(name, weights=weights) if weights else edsr_lib.create_model(name, pretrained=True)
     metrics: dict[str, Any] = json.loads(output.read_text()) if output.is_file() else {}
     plan = [(None, "")] * clean + [(SETTINGS[key], f"_{key}") for key in settings]
     for folder in sets:
@@ -97,10 +111,11 @@ def write_pretrained(name: str, metrics: dict[str, Any], weights_dir: Path) -> P
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="score_degraded.py", description=__doc__.splitlines()[1])
-    p.add_argument("name", help="a registered arch.tag with weights (edsr_baseline_x2.t528)")
+    p.add_argument("name", help="a registered arch.tag with weights (edsr_baseline_x2.t528), or with --weights a model")
+    p.add_argument("--weights", type=Path, help="score these weights (a run's best_ema/ folder) as NAME's architecture")
     p.add_argument("-o", "--output", type=Path, required=True, help="JSON file of the scores (read back on a rerun)")
     p.add_argument("--sets", nargs="+", type=Path, default=[DATASETS_DIR / n for n in DEFAULT_SETS])
-    p.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=list(SETTINGS))
+    p.add_argument("--settings", nargs="*", choices=tuple(SETTINGS), default=list(SETTINGS))
     p.add_argument("--clean", action="store_true", help="also score the clean LR (under the set's own name)")
     p.add_argument("--write", action="store_true", help="add the scores to the tag's pretrained.json")
     p.add_argument("--weights-dir", type=Path, default=REPO_ROOT / "edsr_lib" / "weights")
@@ -116,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         raise FileNotFoundError(f"set folders without an HR/ subfolder: {', '.join(missing)}")
     t0 = time.perf_counter()
-    metrics = score(args.name, args.sets, args.settings, args.output, clean=args.clean)
+    if args.write and args.weights:
+        raise ValueError("--write adds to a registered tag's pretrained.json; --weights scores unregistered weights")
+    metrics = score(args.name, args.sets, args.settings, args.output, clean=args.clean, weights=args.weights)
     print(f"scored in {time.perf_counter() - t0:.0f} s")
     if args.write:
         print(f"wrote {write_pretrained(args.name, metrics, args.weights_dir)}")
