@@ -97,13 +97,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             for kind in trainers:
                 batch, step = best[kind, "batch"], best[kind, "step"]
                 rows.append({"scale": scale, "kind": kind, "batch_s": batch, "step_s": step, "share": batch / step})
-    print(f"{'scale':<6} {'LR patches':<11} {'batch s':>8} {'ms/sample':>10} {'step s':>8} {'data share':>11}")
-    for r in rows:
-        per_sample = 1000 * r["batch_s"] / args.batch_size
-        print(
-            f"x{r['scale']:<5} {r['kind']:<11} {r['batch_s']:>8.4f} {per_sample:>10.2f} {r['step_s']:>8.3f} "
-            f"{100 * r['share']:>10.1f}%"
-        )
+                r = rows[-1]
+                if len(rows) == 1:
+                    print(
+                        f"{'scale':<6} {'LR patches':<11} {'batch s':>8} {'ms/sample':>10} {'step s':>8} {'data share':>11}"
+                    )
+                per_sample = 1000 * r["batch_s"] / args.batch_size
+                print(
+                    f"x{r['scale']:<5} {r['kind']:<11} {r['batch_s']:>8.4f} {per_sample:>10.2f} {r['step_s']:>8.3f} "
+                    f"{100 * r['share']:>10.1f}%",
+                    flush=True,
+                )
     return rows
 
 
