@@ -181,6 +181,17 @@ default_cfgs: dict[str, PretrainedCfg] = {
         ),
         for_input="real",
     ),
+    "edsr_baseline_x4.real": PretrainedCfg(
+        hf_hub_id="edsr-lib/",
+        sha256="98b0020189bbf0e3e7894c0173d5a69514f89a399e67cb343aefeaf8d269dbd1",
+        license="mit",
+        description=(
+            "edsr_baseline_x4 fine-tuned for JPEG and noisy photos (degradations on the fly) by edsr-lib on T91 + "
+            "BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial + DIV2K_train_partial, 130 steps (raw "
+            "weights); Set5 x4: 30.04 dB"
+        ),
+        for_input="real",
+    ),
     "edsr_baseline_x2.div2k": _super_image(
         *_EDSR_BASE,
         2,
