@@ -5,10 +5,11 @@ It joins the registry's tables (which pretrained config a variant and tag name) 
 of them. Re-exported by :mod:`edsr_lib.registry`.
 
 Weights that are a third-party file (a pretrained config with a ``layout``, or a
-``weights=`` file that is not safetensors) are converted by :mod:`edsr_lib._thirdparty`,
-which needs the converter, which sits above the models: it hands its function to
+``weights=`` file that is not safetensors) are converted by :mod:`edsr_lib.convert.pretrained`,
+part of the converter, which sits above the models: it hands its function to
 :func:`set_third_party_weights` when imported, as the models hand their architectures to
-the registry (:mod:`edsr_lib.registry` imports it, so every public path has it).
+the registry. The converter's package imports it, and :mod:`edsr_lib.registry` and
+:mod:`edsr_lib.hub` import the package, so every public path that can name such weights has it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ __all__ = ["build_model", "overlay_cfg", "set_third_party_weights"]
 
 M = TypeVar("M", bound=nn.Module)
 
-#: ``(cfg, cache_dir) -> model folder`` for third-party weights; set by :mod:`edsr_lib._thirdparty`.
+#: ``(cfg, cache_dir) -> model folder`` for third-party weights; set by :mod:`edsr_lib.convert.pretrained`.
 _third_party_weights: Callable[[PretrainedCfg, str | Path | None], Path] | None = None
 
 #: What an overlay may not change: the name of the weights it describes.
@@ -148,7 +149,7 @@ def build_model(
     if cfg is not None and cfg.third_party:
         if _third_party_weights is None:
             raise RuntimeError(
-                f"{cfg.name}'s weights are a third-party file, converted by edsr_lib._thirdparty, which is not "
+                f"{cfg.name}'s weights are a third-party file, converted by edsr_lib.convert, which is not "
                 "imported: create the model with edsr_lib.create_model"
             )
         folder = _third_party_weights(cfg, cache_dir)

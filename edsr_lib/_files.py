@@ -19,7 +19,16 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_folder", "atomic_move", "atomic_path", "atomic_write", "sha256sum", "stale_temporary_files"]
+__all__ = [
+    "atomic_folder",
+    "atomic_move",
+    "atomic_path",
+    "atomic_write",
+    "missing_folders",
+    "remove_empty_folders",
+    "sha256sum",
+    "stale_temporary_files",
+]
 
 
 def sha256sum(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
@@ -215,3 +224,31 @@ def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
     return path
+
+
+def missing_folders(path: str | os.PathLike[str]) -> list[Path]:
+    """The folders that creating ``path`` (with its parents) would make: those missing, deepest first.
+
+    Taken before the folder is made, and given to :func:`remove_empty_folders` when the work
+    is over, so that a command that wrote nothing leaves no empty output folder behind.
+    """
+    missing: list[Path] = []
+    folder = Path(path)
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty_folders(folders: Iterable[str | os.PathLike[str]]) -> None:
+    """Remove ``folders`` (deepest first, as :func:`missing_folders` lists them) while they are empty.
+
+    The first that is not empty stays, and so do the folders above it.
+    """
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:  # not empty
+            return

@@ -15,7 +15,6 @@ needs the model classes). This module is their public home.
 
 from __future__ import annotations
 
-from . import _thirdparty  # noqa: F401  (hands the builder the converter of third-party pretrained files)
 from ._card import PAPER_ARXIV_ID, PAPER_URL, model_card, model_card_data  # noqa: F401  (the paper constants too)
 from ._hub import (
     CONFIG_NAME,
@@ -33,6 +32,7 @@ from ._hub import (
     sha256sum,
 )
 from ._loading import WeightsSource, from_pretrained, load_config, resolve_weights
+from .convert import pretrained  # noqa: F401  (hands the builder the converter of third-party pretrained files)
 
 __all__ = [
     "CONFIG_NAME",

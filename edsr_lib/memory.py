@@ -1,11 +1,12 @@
-"""Memory planning for upscaling: what a window costs, what a device can spare, the tile ``"auto"`` picks.
+"""Memory planning for upscaling: what a window costs, what a device can spare, the windows ``"auto"`` plans.
 
-:func:`edsr_lib.upscale` asks :func:`plan_tiles` for its tile and batch size when
+:class:`edsr_lib.Upscaler` asks :func:`plan_tiles` for its windows and batch size when
 ``tile="auto"``; the parts are public so that a user can see (and a benchmark check)
 the choice: :func:`activation_bytes_per_pixel` (the estimate), :func:`available_memory`
-(the device), :func:`memory_budget` (the share of it a run plans for) and
-:func:`auto_tile_size`. :func:`is_out_of_memory` tells the errors that the tile-halving
-retry catches.
+(the device), :func:`memory_budget` (the share of it a run plans for), :func:`plan_windows`
+(the windows that compute the fewest pixels within it) and :func:`auto_tile_size` (the
+largest square tile within it). :func:`is_out_of_memory` tells the errors that the
+tile-halving retry catches.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "max_window_pixels",
     "memory_budget",
     "plan_tiles",
+    "plan_windows",
     "release_cached_memory",
 ]
 
@@ -36,12 +38,17 @@ __all__ = [
 #: 1.02-1.17 times the live-tensor count of :func:`activation_bytes_per_pixel`; the factor
 #: covers that, allocator fragmentation and convolution workspaces.
 _SAFETY_FACTOR = 1.5
-#: What "auto" plans for activations on a CPU, whatever the machine has free (see
-#: :func:`memory_budget`). EDSR-baseline tiles are then 485 (x2), 311 (x3) and 219 (x4) LR
-#: pixels; a 2000x2000 image costs 1.24x (x2) to 1.8x (x3) the one-pass work in recomputed
-#: overlap, and x4 peaks at 1.9 GB RSS through the command line (the whole pass would need
-#: about 50 GB). Pass a larger ``tile`` to trade memory for speed.
-_CPU_BUDGET_CAP = 1 << 30
+#: What "auto" plans for activations on a CPU at most, however much is free (see
+#: :func:`memory_budget`). Windows are planned to compute the fewest pixels
+#: (:func:`plan_windows`), so with this budget a photo of up to 2 megapixels costs at most
+#: 1.13x (fp32) or 1.09x (bf16) the pixels of one pass of EDSR-baseline x2, and
+#: ``edsr-lib upscale`` with the defaults on a 1400x1000 photo stays under 2.5 GB of RSS;
+#: more would buy little speed for much memory (a whole x2 pass needs about 2.4 GB per input
+#: megapixel in fp32). Pass ``tile=None`` (one pass) or a larger ``tile`` to trade memory for speed.
+_CPU_BUDGET_CAP = 3 << 29
+#: On a CPU, "auto" lets windows grow past :data:`_CPU_BUDGET_CAP` (up to half the free
+#: memory) while they would compute more than this many times the image's pixels.
+_MAX_WASTE = 1.15
 #: Fraction of the available memory that "auto" plans to use.
 _MEMORY_FRACTION = 0.5
 #: The smallest tile "auto" picks and the out-of-memory retry halves down to, in LR pixels.
@@ -131,10 +138,12 @@ def memory_budget(
 ) -> int:
     """Bytes that ``tile="auto"`` plans to use for activations.
 
-    On an accelerator (CUDA, XPU, MPS), half of :func:`available_memory`. On a CPU, 1 GiB, or what a window with a
-    tile of four times the overlap needs if that is more (the large EDSR: a smaller tile
-    would spend most of the time recomputing overlap), and never more than half of the
-    available memory.
+    On an accelerator (CUDA, XPU, MPS), half of :func:`available_memory`. On a CPU, half of
+    the available memory, but at most 1.5 GiB, or what a window with a tile of four times
+    the overlap needs if that is more (the large EDSR: a smaller tile would spend most of
+    the time recomputing overlap). The 1.5 GiB keeps a photo of up to 2 megapixels within
+    1.15x the work of one pass (:func:`plan_windows`) and the command line's peak memory
+    under 2.5 GB; where less is free, the budget shrinks with it.
 
     Args:
         model: The model.
@@ -188,6 +197,64 @@ def auto_tile_size(
     return _tile(model, scale, device, dtype, budget, overlap)
 
 
+def _axis_window(size: int, count: int, overlap: int) -> int:
+    """The shortest window with which ``count`` windows cover an axis of ``size`` (cores meeting with ``overlap``)."""
+    return size if count == 1 else -(-(size + 2 * overlap * (count - 1)) // count)
+
+
+def _windows_along(size: int, window: int, overlap: int) -> int:
+    """How many windows of ``window`` pixels cover an axis of ``size`` (as :func:`~edsr_lib.ops.tiling.tile_spans`)."""
+    return 1 if window >= size else 1 + -(-(size - window) // (window - 2 * overlap))
+
+
+def _waste(window: tuple[int, int], height: int, width: int, overlap: int) -> float:
+    """The pixels that ``window``'s tiling computes, over the image's."""
+    rows, cols = _windows_along(height, window[0], overlap), _windows_along(width, window[1], overlap)
+    return rows * window[0] * cols * window[1] / (height * width)
+
+
+def plan_windows(height: int, width: int, overlap: int, max_pixels: int) -> tuple[int, int] | None:
+    """The window ``(rows, cols)`` in LR pixels that computes the fewest pixels, or ``None`` for one pass.
+
+    ``None`` when the whole image fits ``max_pixels``. Otherwise every split into ``r x c``
+    windows is considered, each window as short as covers its axis with ``r`` (``c``)
+    windows (:func:`~edsr_lib.ops.tiling.tile_spans` spreads them evenly), holding at most
+    ``max_pixels``; the one whose windows hold the fewest pixels together wins (fewer
+    windows on a tie). Full-width strips, columns and grids are all among them; square
+    windows as large as fit are not the best in general (a 640x600 image under a budget of
+    557x557 pixels ran as four of them, 3.2 times its pixels; two strips of 640x336 hold
+    1.12 times). If no window fits, the smallest (16-pixel cores) is returned.
+
+    Args:
+        height: LR image height.
+        width: LR image width.
+        overlap: Context on each side of a core.
+        max_pixels: The most pixels a window may hold.
+
+    Returns:
+        The window's height and width (each at most the image's), or ``None``.
+    """
+    if height * width <= max_pixels:
+        return None
+    best: tuple[tuple[int, int], tuple[int, int]] | None = None
+    for rows in range(1, height + 1):
+        window_h = _axis_window(height, rows, overlap)
+        if rows > 1 and window_h - 2 * overlap < MIN_AUTO_TILE:
+            break
+        widest = max_pixels // window_h
+        if widest < width and widest - 2 * overlap < MIN_AUTO_TILE:
+            continue
+        window_w = _axis_window(width, _windows_along(width, widest, overlap), overlap)
+        cols = _windows_along(width, window_w, overlap)
+        key = (rows * window_h * cols * window_w, rows * cols)
+        if best is None or key < best[0]:
+            best = (key, (window_h, window_w))
+    if best is None:
+        smallest = MIN_AUTO_TILE + 2 * overlap
+        return min(height, smallest), min(width, smallest)
+    return best[1]
+
+
 def plan_tiles(
     model: SRModel,
     scale: int,
@@ -198,12 +265,16 @@ def plan_tiles(
     dtype: torch.dtype,
     overlap: int,
     batch_size: int,
-) -> tuple[int, int]:
-    """The tile and the windows per batch that ``tile="auto"`` runs an image of ``height x width`` with.
+) -> tuple[tuple[int, int] | None, int]:
+    """The tiles and the windows per batch that ``tile="auto"`` runs an image of ``height x width`` with.
 
-    The tile is :func:`auto_tile_size`; the batch is ``batch_size``, or fewer if the
-    windows (as large as the image allows) would not fit :func:`memory_budget` together,
-    or on CUDA :func:`max_window_pixels`; at least one.
+    The windows are :func:`plan_windows`'s within :func:`memory_budget` (and on CUDA
+    :func:`max_window_pixels`): one pass when the image fits, else the windows that compute
+    the fewest pixels. On a CPU, where those would still compute more than 1.15 times the
+    image's pixels (x3 and x4 on photos of a few megapixels), the windows may grow past the
+    budget's 1.5 GiB cap, up to half the available memory, until they do not. The batch is
+    ``batch_size``, or fewer if that many windows would not fit the memory planned together
+    (or the CUDA cap); at least one.
 
     Args:
         model: The model.
@@ -214,15 +285,31 @@ def plan_tiles(
         dtype: Activation dtype.
         overlap: Context around each tile.
         batch_size: The most windows per batch the caller allows.
+
+    Returns:
+        ``(tile, batch)``: ``tile`` is ``None`` for one pass, else the core size ``(rows, cols)``
+        that :func:`~edsr_lib.ops.tiling.tiled_apply` takes; ``batch`` the windows per call.
     """
     budget = _budget(model, scale, device, dtype, overlap)
-    tile = _tile(model, scale, device, dtype, budget, overlap)
-    window = min(height, tile + 2 * overlap) * min(width, tile + 2 * overlap)
-    fits = budget // (window * _bytes_per_pixel(model, scale, dtype))
+    per_pixel = _bytes_per_pixel(model, scale, dtype)
+    most = max(budget, 0) // per_pixel
     cap = max_window_pixels(model, scale, device)
     if cap is not None:
-        fits = min(fits, cap // window)
-    return tile, max(1, min(batch_size, fits))
+        most = min(most, cap)
+    window = plan_windows(height, width, overlap, most)
+    if torch.device(device).type == "cpu":
+        # past the CPU cap, a window grows with what is free while it would waste more than _MAX_WASTE
+        roomy = int(_MEMORY_FRACTION * available_memory(device)) // per_pixel
+        while window is not None and _waste(window, height, width, overlap) > _MAX_WASTE and most < roomy:
+            most = min(roomy, most * 5 // 4)
+            window = plan_windows(height, width, overlap, most)
+    if window is None:
+        tile, pixels = None, height * width
+    else:
+        # an axis in one window gets its whole length as the core (tile_spans then makes one window of it)
+        tile = tuple(size if w >= size else w - 2 * overlap for w, size in zip(window, (height, width), strict=True))
+        pixels = window[0] * window[1]
+    return tile, max(1, min(batch_size, most // pixels))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

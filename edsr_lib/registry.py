@@ -13,23 +13,24 @@ functions, :class:`PretrainedCfg` and :func:`build_model`.
 
 from __future__ import annotations
 
-# the model files register their variants as they are imported; _thirdparty hands the builder the converter
-# of third-party pretrained files (it sits above the converter, which sits above the models)
-from . import _thirdparty, models  # noqa: F401
+# the model files register their variants as they are imported; convert.pretrained hands the builder the
+# converter of third-party pretrained files (the converter sits above the models)
+from . import models  # noqa: F401
 from ._builder import build_model
 from ._pretrained import PretrainedCfg
 from ._registry import (  # the tables too, for the code and the tests that read them from here
-    _complete_cfg,  # noqa: F401
-    _model_entrypoints,  # noqa: F401
-    _pretrained_cfgs,  # noqa: F401
+    complete_cfg,  # noqa: F401
     create_model,
     get_pretrained_cfg,
     is_model,
     list_models,
     list_pretrained,
+    model_entrypoints,  # noqa: F401
+    pretrained_cfgs,  # noqa: F401
     register_model,
     split_model_name_tag,
 )
+from .convert import pretrained  # noqa: F401
 
 __all__ = [
     "PretrainedCfg",

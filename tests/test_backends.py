@@ -12,6 +12,7 @@ from runtimes import RUNTIMES, private_cache
 import edsr_lib
 from edsr_lib import backends
 from edsr_lib.backends import BackendError, fastest_backend, load_runtime, resolve_backend, weights_sha256
+from edsr_lib.inference import cpu_has_native_bf16
 
 cache = pytest.fixture(scope="module", name="cache")(private_cache)
 
@@ -86,9 +87,7 @@ def test_bf16_through_openvino_only_where_the_cpu_has_it(
         load_runtime(tiny, 2, "openvino", "bf16")
 
 
-@pytest.mark.skipif(
-    not edsr_lib.inference.cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)"
-)
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX-512 BF16 or AMX)")
 def test_bf16_through_openvino_is_rounded_and_close(tiny: edsr_lib.EDSR, cache: Path) -> None:
     pytest.importorskip("openvino")
     runtime = load_runtime(tiny, 2, "openvino", "bf16")

@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageCms
 
 import edsr_lib
-from edsr_lib import jobs
+from edsr_lib import Upscaler
 from edsr_lib.cli import main
 from edsr_lib.io import load_image
 from edsr_lib.jobs import running
@@ -85,7 +85,7 @@ def test_an_unwritable_output_is_found_before_the_model_loads(
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(jobs, "load_model", no_model)
+    monkeypatch.setattr("edsr_lib.inference.load_model", no_model)
     assert _upscale(model_dir, str(folder), "-o", str(tmp_path / "file.txt" / "out")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write to the output folder" in err[0] and "file.txt" in err[0]
@@ -94,7 +94,7 @@ def test_an_unwritable_output_is_found_before_the_model_loads(
 def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     folder = _folder(tmp_path / "in", 8)
     out = tmp_path / "out"
-    real_write, real_upscale = running.write_image, running.upscale
+    real_write, real_upscale = running.write_image, Upscaler.__call__
     calls = {"write": 0, "upscale": 0}
 
     def write(path, image, **kwargs):
@@ -108,7 +108,7 @@ def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch,
         return real_upscale(*args, **kwargs)
 
     monkeypatch.setattr(running, "write_image", write)
-    monkeypatch.setattr(running, "upscale", upscale)
+    monkeypatch.setattr(Upscaler, "__call__", upscale)
     status = _upscale(model_dir, str(folder), "-o", str(out), "--batch-size", "1", "--workers", "1")
     err = capsys.readouterr().err
     assert status == 1
@@ -158,13 +158,13 @@ def test_an_explicit_format_converts_and_says_so_once(model_dir: Path, tmp_path:
 
     # alpha in JPEG cannot be written: refused before computing, the others converted to 8 bits
     computed: list[tuple[int, ...]] = []
-    real = running.upscale
+    real = Upscaler.__call__
 
-    def spy(net, image, **kwargs):
+    def spy(self, image):
         computed.append(getattr(image, "size", None) or image[0].size)
-        return real(net, image, **kwargs)
+        return real(self, image)
 
-    monkeypatch.setattr(running, "upscale", spy)
+    monkeypatch.setattr(Upscaler, "__call__", spy)
     capsys.readouterr()
     assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "jpg"), "--format", "jpg") == 1
     assert (6, 5) not in computed  # la.png (6 wide, 5 high) never reached the model
@@ -388,3 +388,38 @@ def test_sixteen_bit_colour_stays_sixteen_bit(model_dir: Path, tmp_path: Path, c
     with Image.open(tmp_path / "jpg" / "rgb_x2.jpg") as img:
         assert img.mode == "RGB" and img.info["icc_profile"] == icc
         assert np.abs(np.asarray(img).astype(float) - eight).mean() < 8  # JPEG's loss, not a wrong scale
+
+
+# ------------------------------------------------------------------ #30 item 8: nothing left behind
+def test_a_run_that_writes_nothing_leaves_no_output_folder(model_dir: Path, tmp_path: Path, capsys) -> None:
+    rgba = _save(tmp_path / "rgba.png", _pixels((4, 4, 4)))
+    out = tmp_path / "new" / "out"
+    assert _upscale(model_dir, str(rgba), "-o", str(out), "--format", "jpg") == 1  # JPEG holds no alpha
+    assert "JPEG has no alpha channel" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    _save(tmp_path / "a.png", _pixels((4, 4, 3)))
+    _save(tmp_path / "a.jpg", _pixels((4, 4, 3)))
+    assert _upscale(model_dir, str(tmp_path / "a.png"), str(tmp_path / "a.jpg"), "-o", str(out)) == 2  # a name clash
+    assert "would both be written to" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    nested = tmp_path / "in" / "deeper"
+    _save(tmp_path / "in" / "ok.png", _pixels((4, 4, 3)))
+    _save(nested / "rgba.png", _pixels((4, 4, 4)))
+    assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(out), "--recursive", "--format", "jpg") == 1
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["ok_x2.jpg"]  # no empty deeper/
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert _upscale(model_dir, str(rgba), "-o", str(kept), "--format", "jpg") == 1
+    assert kept.is_dir()  # a folder that was there stays
+
+
+def test_an_output_that_is_a_file_is_one_line_without_errno(model_dir: Path, tmp_path: Path, capsys) -> None:
+    path = _save(tmp_path / "a.png", _pixels((4, 4, 3)))
+    (tmp_path / "taken").write_text("a file")
+    assert _upscale(model_dir, str(path), "-o", str(tmp_path / "taken")) == 2
+    err = capsys.readouterr().err.strip()
+    folder = tmp_path / "taken"
+    assert err == f"edsr-lib upscale: error: cannot write to the output folder {folder}: it is a file, not a folder"
+    assert _upscale(model_dir, str(path), "-o", str(tmp_path / "taken" / "sub")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "[Errno" not in err and err.endswith("Not a directory"), err

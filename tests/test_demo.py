@@ -5,6 +5,8 @@ The page itself, driven in Chromium, is tests/test_demo_browser.py.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from PIL import Image
 
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 
-from demo_server import REPO_ROOT, cli_upscale, make_photo, serve
+from demo_server import OFFLINE_ENV, REPO_ROOT, cli_demo, cli_upscale, make_photo, serve
 
 from edsr_lib import demo
 from edsr_lib.io import Image16, load_image
@@ -144,3 +146,58 @@ def test_the_space_folder_serves_the_page_and_its_api(photo: Path, tmp_path: Pat
             assert after.size == (88, 120)
         with pytest.raises(AppError, match=r"2000x1100 pixels \(2.2 megapixels\); this page takes images up to 2"):
             client.predict(handle_file(str(big)), X2.architecture, X2.tag, 2, False, False, "PNG", api_name="/upscale")
+
+
+@pytest.mark.slow
+def test_a_session_checks_every_value_and_leaves_nothing_behind(photo: Path, tmp_path: Path) -> None:
+    """`edsr-lib demo` driven through its API: scales of the chosen model, one-line refusals, no files left."""
+    from gradio_client import Client, handle_file
+    from gradio_client.exceptions import AppError
+
+    gradio_temp = tmp_path / "gradio-temp"
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an image")
+    x3 = get_pretrained_cfg("edsr_baseline_x3")
+    with serve(cli_demo(), cwd=tmp_path, work=tmp_path) as url:
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+
+        def run(path: Path, model: str, tag: str, scale: object, output_format: str = "PNG") -> tuple:
+            return client.predict(
+                handle_file(str(path)), model, tag, scale, False, False, output_format, api_name="/upscale"
+            )
+
+        for scale in demo._scales(MDSR.architecture):  # MDSR at each of its scales, not only the page's first
+            _, download, info = run(photo, MDSR.architecture, MDSR.tag, scale)
+            assert Path(download).name == f"photo_x{scale}.png" and f"{44 * scale}x{60 * scale}" in info
+        _, download, _ = run(photo, x3.architecture, x3.tag, 3)
+        assert Path(download).name == "photo_x3.png"
+        refusals = {
+            (x3.architecture, x3.tag, 2, "PNG"): f"{x3.architecture} does not upscale x2; it serves x3",
+            (MDSR.architecture, MDSR.tag, 5, "PNG"): f"{MDSR.architecture} does not upscale x5",
+            (MDSR.architecture, MDSR.tag, None, "PNG"): "choose one",
+            (X2.architecture, "nope", 2, "PNG"): "has no weights 'nope'",
+            ("nomodel", X2.tag, 2, "PNG"): "unknown model 'nomodel'",
+            (X2.architecture, X2.tag, 2, "JPEG"): "unknown output format 'JPEG'",
+        }
+        for (model, tag, scale, output_format), message in refusals.items():
+            with pytest.raises(AppError, match=re.escape(message)):
+                run(photo, model, tag, scale, output_format)
+        with pytest.raises(AppError) as caught:
+            run(notes, X2.architecture, X2.tag, 2)
+        assert "notes.png" in str(caught.value) and str(gradio_temp) not in str(caught.value)
+        assert "gradio" not in str(caught.value)  # the file's name, not Gradio's temporary path to it
+        assert [p for p in gradio_temp.rglob("*") if p.is_file()]  # uploads and results while it runs
+
+        port = int(url.rstrip("/").rsplit(":", 1)[1])  # a second demo on the same port: the option to use
+        second = subprocess.run(
+            [*cli_demo("--port", str(port))], capture_output=True, text=True, timeout=300,
+            env={**os.environ, **OFFLINE_ENV, "PYTHONPATH": str(REPO_ROOT), "GRADIO_TEMP_DIR": str(gradio_temp)},
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.strip().splitlines()[-1] == (
+            f"edsr-lib demo: error: port {port} is in use (another edsr-lib demo?); choose another with --port "
+            "(port= in Python)"
+        )
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log, log  # refused values print no traceback on the console
+    assert [p for p in gradio_temp.rglob("*")] == [], sorted(gradio_temp.rglob("*"))  # nothing left, uploads included

@@ -228,13 +228,16 @@ def test_auto_tile_uses_available_memory(
     monkeypatch.setattr(inference, "tiled_apply", spy)
     upscale(model, x, tile="auto", batch_size=4)
     upscale(model, _image(20, 20, n=6), tile="auto", batch_size=4)
-    assert calls == [(tile, 1), (tile, 4)]
+    upscale(model, _image(60, 33), tile="auto", batch_size=4)
+    # 40x33 fits the budget: one pass; four 20x20 images fit it together; 60x33 does not fit in one window
+    assert calls[:2] == [(None, 1), (None, 4)]
+    assert isinstance(calls[2][0], tuple) and calls[2][1] == 1
 
 
 def test_cpu_budget_grows_for_models_with_a_large_receptive_field(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "available_memory", lambda device="cpu": 64 << 30)
     baseline = edsr_lib.create_model("edsr_baseline_x4")
-    assert memory.memory_budget(baseline) == 1 << 30
+    assert memory.memory_budget(baseline) == 3 << 29
     with torch.device("meta"):
         large = edsr_lib.create_model("edsr_x4")
     radius = large.receptive_radius()

@@ -99,6 +99,23 @@ def test_input_checks(x: object, error: type[Exception], match: str) -> None:
         model(x)
 
 
+@pytest.mark.parametrize("name", sorted({edsr_lib.get_pretrained_cfg(n).architecture for n in edsr_lib.list_models()}))
+def test_the_value_range_is_checked_as_upscale_checks_it(name: str) -> None:
+    model = edsr_lib.create_model(name, n_resblocks=1, n_feats=8).eval()
+    x = torch.rand(1, 3, 6, 5)
+    scale = model.scales[-1]
+    model(x, scale)
+    model(x * 1.5 - 0.25, scale)  # a model's output overshoots [0, 1] a little and may be fed back
+    with pytest.raises(
+        ValueError, match=r"the input has values in \[.*\]; expected \[0, 1\] \(divide 0..255 data by 255\)"
+    ):
+        model(x * 255, scale)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model(torch.full_like(x, float("nan")), scale)
+    with pytest.raises(ValueError, match=r"has values in \[.*\]; expected \[0, 1\] \(divide 0..255 data by 255\)"):
+        edsr_lib.upscale(model, x * 255, scale)  # the same rule as upscale's
+
+
 @pytest.mark.parametrize("name", ["edsr_x2", "edsr_baseline_x3", "mdsr_baseline"])
 def test_fuse_matches_unfused(name: str) -> None:
     model = edsr_lib.create_model(name).eval()

@@ -9,17 +9,22 @@ Hub publishes: where a tag pins a sha256, the tests overlay the file's own
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from unittest import mock
 
 import huggingface_hub
 import pytest
 import torch
+from conftest import REPO_ROOT
 from super_image_hub import SuperImageFile, edsr_file, populate
 
 import edsr_lib
-from edsr_lib import _thirdparty
+from edsr_lib.convert import export_state_dict
+from edsr_lib.convert import pretrained as thirdparty
 from edsr_lib.hub import InvalidWeightsError, WeightsNotFoundError
 from edsr_lib.registry import get_pretrained_cfg
 
@@ -124,7 +129,7 @@ def test_second_load_never_unpickles(caches: Path, tmp_path: Path, monkeypatch: 
     for blob in caches.rglob("blobs/*"):
         blob.unlink()
     _check_equal(_load(name, caches, pretrained_cfg_overlay=overlay), file, 2)
-    folder = _thirdparty.find_converted(model.pretrained_cfg)
+    folder = thirdparty.find_converted(model.pretrained_cfg)
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert "## Conversion" in card and "stripped the 'module.' prefix of DataParallel" in card
     assert "`rgb_range=1.0`" in card and "instead of the variant's defaults" in card
@@ -132,7 +137,7 @@ def test_second_load_never_unpickles(caches: Path, tmp_path: Path, monkeypatch: 
         "model.safetensors",
         "config.json",
         "README.md",
-        _thirdparty.SOURCE_NAME,
+        thirdparty.SOURCE_NAME,
     }
 
 
@@ -262,7 +267,7 @@ def test_download_goes_through_huggingface_hub_at_the_pinned_revision(
             raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
         return populate(caches, repo_id, str(kwargs["revision"]), {filename: file.data}) / filename
 
-    monkeypatch.setattr(_thirdparty, "_hub_download", download)
+    monkeypatch.setattr(thirdparty, "hub_download", download)
     _check_equal(_load(name, caches, pretrained_cfg_overlay=_own_sha(file)), file, 2)
     assert [(c[2], c[3]["revision"], c[3]["cache_dir"]) for c in calls] == [
         (True, cfg.revision, caches),
@@ -318,7 +323,7 @@ def test_no_network_gives_the_offline_message_too(caches: Path, monkeypatch: pyt
             raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
         raise OSError("Failed to resolve 'huggingface.co'")
 
-    monkeypatch.setattr(_thirdparty, "_hub_download", unreachable)
+    monkeypatch.setattr(thirdparty, "hub_download", unreachable)
     with pytest.raises(WeightsNotFoundError) as err:
         _load("edsr_x2.div2k", caches)
     message = str(err.value)
@@ -377,3 +382,41 @@ def test_a_bare_file_of_ambiguous_layout_says_how_to_name_it(caches: Path, tmp_p
         pretrained_cfg_overlay={"file": str(bare), "layout": "super-image", "sha256": None},
     )
     _check_equal(model, file, 2)
+
+
+# --------------------------------------------------------------- convert --to of a third-party tag (#30 item 4)
+def _fresh_cli(args: list[str], hub_cache: Path, assets: Path) -> subprocess.CompletedProcess[str]:
+    """``edsr-lib ARGS`` in a new interpreter, as a user runs it: only what that command imports is imported."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(hub_cache),
+        "HF_ASSETS_CACHE": str(assets),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run([sys.executable, "-m", "edsr_lib", *args], capture_output=True, text=True, env=env)
+
+
+def test_convert_to_of_a_third_party_tag_offline_gives_its_one_line(caches: Path, tmp_path: Path) -> None:
+    done = _fresh_cli(["convert", "--to", "torchsr", "edsr_x2", str(tmp_path / "t.pt")], caches, tmp_path / "assets")
+    assert done.returncode == 2, done.stderr
+    message = done.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message
+    cfg = get_pretrained_cfg("edsr_x2")
+    for part in (cfg.name, f"{cfg.hf_hub_id}/{cfg.filename}", "HF_HUB_OFFLINE=1", "hf download"):
+        assert part in message, part
+    assert not (tmp_path / "t.pt").exists()
+
+
+@pytest.mark.slow
+def test_convert_to_of_a_third_party_tag_writes_what_create_model_loads(caches: Path, tmp_path: Path) -> None:
+    """x3 is pinned by commit only (no sha256 on the Hub page): a super-image file of random weights stands for it."""
+    name = "edsr_x3.div2k"
+    _cached(name, caches, tmp_path)
+    done = _fresh_cli(["convert", "--to", "torchsr", name, str(tmp_path / "t.pt")], caches, tmp_path / "assets")
+    assert done.returncode == 0, done.stderr
+    written = torch.load(tmp_path / "t.pt", weights_only=True)
+    expected = export_state_dict(_load(name, caches), "torchsr").state_dict
+    assert written.keys() == expected.keys()
+    for key, tensor in expected.items():
+        assert torch.equal(written[key], tensor), key

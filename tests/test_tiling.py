@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from edsr_lib.memory import MIN_AUTO_TILE, plan_windows
 from edsr_lib.ops.tiling import Span, tile_spans, tiled_apply
 
 
@@ -78,6 +79,52 @@ def test_tiled_equals_one_pass(net: nn.Module, image: torch.Tensor, tile: int, b
     tiled = tiled_apply(net, image, 2, tile, RADIUS, batch_size=batch_size)
     assert tiled.shape == expected.shape
     torch.testing.assert_close(tiled, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [(3, 40), (40, 2), (5, 9), (17, 23)])
+def test_rectangular_tiles_equal_one_pass(net: nn.Module, image: torch.Tensor, tile: tuple[int, int]) -> None:
+    windows: list[tuple[int, int]] = []
+
+    def spy(batch: torch.Tensor) -> torch.Tensor:
+        windows.append(tuple(batch.shape[-2:]))
+        return net(batch)
+
+    tiled = tiled_apply(spy, image, 2, tile, RADIUS, batch_size=3)
+    torch.testing.assert_close(tiled, net(image), rtol=0, atol=1e-5)
+    assert set(windows) == {(min(17, tile[0] + 2 * RADIUS), min(23, tile[1] + 2 * RADIUS))}
+
+
+def _computed(height: int, width: int, window: tuple[int, int], overlap: int) -> int:
+    """The pixels that windows of ``window`` compute on a ``height x width`` image, as tiled_apply cuts it."""
+    rows = tile_spans(height, window[0] - 2 * overlap if window[0] < height else height, overlap)
+    cols = tile_spans(width, window[1] - 2 * overlap if window[1] < width else width, overlap)
+    assert {s.stop - s.start for s in rows} == {window[0]} and {s.stop - s.start for s in cols} == {window[1]}
+    return len(rows) * window[0] * len(cols) * window[1]
+
+
+@pytest.mark.parametrize(("height", "width", "overlap", "max_pixels"), [(60, 64, 5, 1500), (41, 90, 3, 999)])
+def test_planned_windows_compute_the_fewest_pixels(height: int, width: int, overlap: int, max_pixels: int) -> None:
+    window = plan_windows(height, width, overlap, max_pixels)
+    assert window is not None and window[0] * window[1] <= max_pixels
+    # every window shape that fits, with cores of at least MIN_AUTO_TILE where an axis is cut
+    shapes = [
+        (h, w)
+        for h in range(1, height + 1)
+        for w in range(1, width + 1)
+        if h * w <= max_pixels
+        and (h == height or h - 2 * overlap >= MIN_AUTO_TILE)
+        and (w == width or w - 2 * overlap >= MIN_AUTO_TILE)
+    ]
+    best = min(_computed(height, width, s, overlap) for s in shapes)
+    assert _computed(height, width, window, overlap) == best
+
+
+def test_windows_are_planned_for_the_image_not_as_squares() -> None:
+    # the issue's case: a 640x600 photo under a budget of 557x557-pixel windows ran as four squares, 3.2x its pixels
+    window = plan_windows(600, 640, 36, 557 * 557)
+    assert window is not None and window[0] * window[1] <= 557 * 557
+    assert _computed(600, 640, window, 36) <= 1.15 * 600 * 640
+    assert plan_windows(600, 640, 36, 600 * 640) is None  # one pass whenever it fits
 
 
 def test_overlap_below_the_receptive_radius_leaves_seams(net: nn.Module, image: torch.Tensor) -> None:

@@ -252,16 +252,14 @@ def test_codec_crf_preset_and_pixel_format(model: edsr_lib.SRModel, tmp_path: Pa
 def test_frames_go_through_upscale_in_batches_within_a_segment(
     model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edsr_lib.video.pipeline as video
-
     batches: list[tuple[int, ...]] = []
-    real = video.upscale
+    real = edsr_lib.Upscaler.__call__
 
-    def spy(model, frames, **options):
+    def spy(self, frames):
         batches.append(frames.shape)
-        return real(model, frames, **options)
+        return real(self, frames)
 
-    monkeypatch.setattr(video, "upscale", spy)
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", spy)
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     upscale_video(model, src, tmp_path / "out.mp4", batch_size=4, segment_seconds=0.25)  # 6 frames a segment
     assert [b[0] for b in batches] == [4, 2, 4, 2]
@@ -558,3 +556,137 @@ def test_frames_run_on_another_backend(model: edsr_lib.SRModel, tmp_path: Path, 
     upscale_video(model, src, dst, backend=backend)
     check_same_timing_and_colours(src, dst)
     assert packets_of(dst, "audio") == packets_of(src, "audio")
+
+
+# ---------------------------------------------------------------------------- edge cases (#30 item 5)
+@pytest.mark.parametrize(("fmt", "kind", "suffix"), [("PNG", "PNG", ".png"), ("JPEG", "JPEG", ".jpg")])
+def test_an_image_with_a_video_suffix_is_refused(
+    model: edsr_lib.SRModel, tmp_path: Path, fmt: str, kind: str, suffix: str
+) -> None:
+    from PIL import Image
+
+    fake = tmp_path / "clip.mp4"
+    Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(fake, format=fmt)
+    dst = tmp_path / "out" / "clip_x2.mp4"
+    with pytest.raises(VideoError, match=rf"clip.mp4: is a {kind} image, not a video; name it clip\{suffix} to"):
+        upscale_video(model, fake, dst)
+    assert not (tmp_path / "out").exists()  # no one-frame video, no parts, no folder
+
+
+@pytest.mark.parametrize("crf", [-5, 999])
+def test_a_crf_out_of_range_is_refused_before_any_work(
+    model: edsr_lib.SRModel, model_dir: Path, tmp_path: Path, crf: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edsr_lib.video import VideoKind
+
+    src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    with pytest.raises(ValueError, match=rf"^crf {crf} is outside every encoder's range"):
+        upscale_video(model, src, tmp_path / "out" / "clip_x2.mp4", crf=crf)
+    with pytest.raises(ValueError, match=rf"^crf {crf} is outside libvpx-vp9's range, 0 to 63"):
+        VideoKind(vcodec="libvpx-vp9", crf=crf)
+    assert _cli(model_dir, src, "-o", tmp_path / "out", "--crf", str(crf)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"edsr-lib upscale: error: crf {crf} is outside") and "\n" not in err, err
+    assert not (tmp_path / "out").exists()  # nothing made, not even a hidden parts folder
+
+
+def test_the_crf_range_is_the_chosen_encoders(
+    model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    calls: list[int] = []
+    real = edsr_lib.Upscaler.__call__
+
+    def spy(self, frames):
+        calls.append(1)
+        return real(self, frames)
+
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", spy)
+    with pytest.raises(ValueError, match=r"crf 60 is outside libx264's range, 0 to 51"):
+        upscale_video(model, src, tmp_path / "out" / "x264.mp4", crf=60)  # H.264 in, H.264 out
+    assert calls == [] and not (tmp_path / "out").exists()  # refused before the first frame
+    upscale_video(model, src, tmp_path / "out" / "vp9.mkv", vcodec="libvpx-vp9", crf=60)
+    assert calls and colour_tags(tmp_path / "out" / "vp9.mkv")[4] == "yuv420p"
+
+
+def test_an_encoder_without_crf_or_preset_says_so(model: edsr_lib.SRModel, tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"^mpeg4 has no constant rate factor \(crf\); leave it out$"):
+        upscale_video(model, src, out / "a.mp4", vcodec="mpeg4", crf=20)
+    with pytest.raises(ValueError, match=r"^mpeg4 has no speed preset; leave it out$"):
+        upscale_video(model, src, out / "a.mp4", vcodec="mpeg4", preset="slow")
+    with pytest.raises(ValueError, match=r"^the bundled FFmpeg cannot open libx264 for 64x48 yuv420p, preset bogus"):
+        upscale_video(model, src, out / "a.mp4", preset="bogus")
+    assert not out.exists()
+    upscale_video(model, src, out / "a.mp4", vcodec="mpeg4")  # without a crf of its own: the encoder's default
+    assert colour_tags(out / "a.mp4")[4] == "yuv420p"
+
+
+@pytest.mark.parametrize(
+    ("vcodec", "suffix"),
+    [("libvpx-vp9", ".mp4"), ("libvpx-vp9", ".mkv"), ("libvpx-vp9", ".webm"), ("libsvtav1", ".mkv")],
+)
+def test_every_encoder_keeps_the_four_colour_tags(
+    model: edsr_lib.SRModel, tmp_path: Path, vcodec: str, suffix: str
+) -> None:
+    """VP9 carries only the matrix and range in its bitstream: primaries and transfer must go in the container."""
+    if vcodec not in av.codecs_available:
+        pytest.skip(f"this PyAV's FFmpeg has no {vcodec}")
+    src = make_clip(tmp_path / "clip.mp4", frames=3, audio=False)
+    dst = tmp_path / f"out{suffix}"
+    upscale_video(model, src, dst, vcodec=vcodec)
+    assert colour_tags(dst) == colour_tags(src) == (1, 1, 1, 1, "yuv420p")
+    before, after = frames_of(src), frames_of(dst)
+    assert len(after) == len(before) and after[0][1].shape == (48, 64, 3)
+    right = np.median(after[-1][1][4:-4, 40:-4].reshape(-1, 3), axis=0)  # the right patch, read back as BT.709
+    np.testing.assert_allclose(right, RIGHT, atol=6)
+
+
+def test_a_format_for_images_is_not_ignored_silently_on_a_video(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    assert _cli(model_dir, src, "-o", tmp_path / "out", "--format", "jpg") == 0
+    err = capsys.readouterr().err
+    assert "note: the output format jpg is for images; 1 video file(s) keep their own (.mp4)" in err, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["clip_x2.mp4"]
+
+
+def test_sound_files_are_reported_as_sound(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sound = tmp_path / "sound.m4a"
+    with av.open(str(sound), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=48000)
+        stream.layout = "stereo"
+        for k in range(4):
+            chunk = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            chunk.sample_rate, chunk.pts = 48000, k * 1024
+            out.mux(stream.encode(chunk))
+        out.mux(stream.encode(None))
+    named_as_video = tmp_path / "sound.mp4"
+    shutil.copy(sound, named_as_video)
+    assert _cli(model_dir, sound, named_as_video, "-o", tmp_path / "out") == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert f"edsr-lib upscale: error: {sound} is sound (MP4 audio), not an image or a video" in lines[0], lines
+    assert lines[1].endswith(f"{named_as_video}: has no video stream, only audio (aac)"), lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failure_midway_leaves_no_parts_and_no_folder(
+    model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edsr_lib.video import pipeline
+
+    src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
+    real = pipeline.SegmentWriter.write
+
+    def fail_in_the_second_segment(self, *args):
+        if self.index == 1:
+            raise RuntimeError("the encoder gave up")
+        return real(self, *args)
+
+    monkeypatch.setattr(pipeline.SegmentWriter, "write", fail_in_the_second_segment)
+    dst = tmp_path / "new" / "folder" / "clip_x2.mp4"
+    with pytest.raises(RuntimeError, match="the encoder gave up"):
+        upscale_video(model, src, dst, segment_seconds=0.2)
+    assert not (tmp_path / "new").exists()  # neither the parts folder nor the folders made for it

@@ -110,6 +110,8 @@ class FileBackend(Backend):
     """
 
     suffix: str = ""
+    #: A mark of the file's own format, in its name: a new one when :meth:`save` changes what it writes.
+    revision: str = ""
 
     def save(self, onnx_path: Path, folder: Path) -> Path:
         """Turn the ONNX file into this runtime's file(s) in ``folder`` (a temporary folder); returns the main file."""
@@ -178,6 +180,7 @@ class FileBackend(Backend):
         # the file depends on the weights, the scale, its own precision, the exporter and the runtime that converts it
         return (
             f"{sha[:24]}-x{scale}-fp32-torch{versions['torch']}-{self.name}{versions[self.name]}-edsr_lib{__version__}"
+            + (f"-{self.revision}" if self.revision else "")
         )
 
     def _export(self, model: SRModel, scale: int, target: Path) -> Path:

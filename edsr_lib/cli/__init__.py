@@ -1,89 +1,11 @@
 """The ``edsr-lib`` command line: a thin shell over the library.
 
-Each subcommand lives in its own module of this package, which defines
-``add_parser(subparsers)`` (registering its arguments and ``func``); ``func(args)``
-returns the exit status.
+Each subcommand lives in its own module of this package, which defines ``add_parser(subparsers)``;
+:mod:`~edsr_lib.cli.main` lists them (:data:`COMMANDS`), builds the parser and runs :func:`main`.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.util
-import re
-import sys
-from collections.abc import Sequence
+from .main import COMMANDS, CLIError, add_max_pixels, build_parser, main
 
-#: Subcommand name -> module that implements it.
-COMMANDS: dict[str, str] = {
-    "convert": "edsr_lib.cli.convert",
-    "train": "edsr_lib.cli.train",
-    "upscale": "edsr_lib.cli.upscale",
-    "models": "edsr_lib.cli.models",
-    "export": "edsr_lib.cli.export",
-    "export-onnx": "edsr_lib.cli.export_onnx",
-    "make-lr": "edsr_lib.cli.make_lr",
-    "evaluate": "edsr_lib.cli.evaluate",
-    "demo": "edsr_lib.cli.demo",
-}
-
-
-class CLIError(Exception):
-    """An error to report to the user in one line, without a traceback."""
-
-
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser: every subcommand, or with ``argv`` only the one it names.
-
-    ``edsr-lib --help`` and ``edsr-lib COMMAND --help`` must answer at once, but some
-    command modules import torch at import time; so with ``argv`` only the named command's
-    module is imported, and the others are listed with the help line read from their
-    source (:func:`_summary`) instead of being imported.
-    """
-    from .._version import __version__
-
-    parser = argparse.ArgumentParser(prog="edsr-lib", description="EDSR and MDSR super-resolution.")
-    parser.add_argument("--version", action="version", version=f"edsr-lib {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    chosen = next((a for a in argv or () if not a.startswith("-")), None) if argv is not None else None
-    for name, module_name in COMMANDS.items():
-        if argv is None or name == chosen:
-            importlib.import_module(module_name).add_parser(subparsers)
-            command = subparsers.choices[name]
-            command.set_defaults(command_parser=command)  # its own usage for arguments it does not know
-        else:  # only listed: its help line matters only when no command is named
-            subparsers.add_parser(name, help=_summary(module_name) if chosen is None else None, add_help=False)
-    return parser
-
-
-_HELP_LINE = re.compile(r"""add_parser\(\s*["'][^"']+["'],\s*help=(["'])(.*?)\1""", re.DOTALL)
-
-
-def _summary(module_name: str) -> str | None:
-    """The ``help=`` of the ``add_parser`` call in a command module, read from its source without importing it."""
-    spec = importlib.util.find_spec(module_name)
-    if spec is None or not spec.origin:
-        return None
-    with open(spec.origin, encoding="utf-8") as f:
-        match = _HELP_LINE.search(f.read())
-    return match[2] if match else None
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args, unknown = build_parser(argv).parse_known_args(argv)
-    if unknown:
-        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    try:
-        return int(args.func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, OSError) as exc:
-        print(f"edsr-lib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["COMMANDS", "CLIError", "add_max_pixels", "build_parser", "main"]

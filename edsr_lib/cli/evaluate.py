@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any
 
-from . import CLIError
+from . import CLIError, add_max_pixels
 from .make_lr import add_degrade_options, degradation
-from .upscale import BACKENDS, _default_device, _tile
+from .upscale import BACKENDS, default_device, parse_tile
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tile",
-        type=_tile,
+        type=parse_tile,
         default="auto",
         metavar="N|auto|none",
         help="tiles of N LR pixels for big images; auto (default): as fits the memory budget; none: one pass "
@@ -65,6 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--int8", action="store_true", help="score the int8 model shipped for the weights (OpenVINO, on the CPU)"
     )
     add_degrade_options(parser)
+    add_max_pixels(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -93,9 +94,10 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation import BICUBIC_MODEL, evaluate
     from ..hub import atomic_write
     from ..inference import load_model, resolve_device
+    from ..io import pixel_limit
 
     try:
-        device = resolve_device(_default_device(args))
+        device = resolve_device(default_device(args))
     except ValueError as err:
         raise CLIError(f"--device: {err}") from None
     degrade = degradation(args)
@@ -103,25 +105,26 @@ def run(args: argparse.Namespace) -> int:
     model = args.model if args.model == BICUBIC_MODEL else load_model(args.model).to(device)
 
     results = []
-    for data in args.data:
-        try:
-            result = evaluate(
-                model,
-                data,
-                args.scale,
-                self_ensemble=args.self_ensemble,
-                tile=args.tile,
-                protocol=args.protocol,
-                device=None if args.model == BICUBIC_MODEL else device,
-                backend=args.backend,
-                int8=args.int8,
-                progress=sys.stderr.isatty(),
-                degrade=degrade,
-            )
-        except MemoryError as err:  # evaluate names the image; one line, no traceback
-            raise CLIError(str(err)) from None
-        result["model"] = args.model
-        results.append(result)
+    with pixel_limit(args.max_pixels):
+        for data in args.data:
+            try:
+                result = evaluate(
+                    model,
+                    data,
+                    args.scale,
+                    self_ensemble=args.self_ensemble,
+                    tile=args.tile,
+                    protocol=args.protocol,
+                    device=None if args.model == BICUBIC_MODEL else device,
+                    backend=args.backend,
+                    int8=args.int8,
+                    progress=sys.stderr.isatty(),
+                    degrade=degrade,
+                )
+            except MemoryError as err:  # evaluate names the image; one line, no traceback
+                raise CLIError(str(err)) from None
+            result["model"] = args.model
+            results.append(result)
 
     self_ensemble = " with self-ensemble" if args.self_ensemble else ""
     int8 = ", int8" if args.int8 else ""

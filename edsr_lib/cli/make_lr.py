@@ -14,10 +14,11 @@ by ``--seed`` and the file's stem, then a JPEG round trip; see
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from . import CLIError
+from . import CLIError, add_max_pixels
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -34,6 +35,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the LR images to (created if needed)")
     parser.add_argument("--scale", "-s", type=int, required=True, metavar="S", help="the integer downscaling factor")
     add_degrade_options(parser)
+    add_max_pixels(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -64,11 +66,19 @@ def degradation(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the LR image of every HR image; returns the exit status."""
+    """Write the LR image of every HR image; returns the exit status (1 if any image failed).
+
+    An image that cannot be made (animated, not an image, smaller than the scale) is reported
+    in one line and the others go on, as in ``edsr-lib upscale``; the run stops at a full disk.
+    """
+    import errno
+
     from tqdm.auto import tqdm
 
-    from ..io import list_images, read_image, write_image
-    from ..ops import imresize, modcrop
+    from .._files import missing_folders, remove_empty_folders
+    from ..io import ImageReadError, list_images, pixel_limit, read_image, write_image
+    from ..jobs import check_output_dir
+    from ..ops import bicubic_lr, lr_file_name
 
     scale = args.scale
     degrade = degradation(args)
@@ -78,23 +88,43 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     targets: dict[Path, Path] = {}
     for path in files:
-        target = out_dir / f"{path.stem}x{scale}.png"
+        target = out_dir / lr_file_name(path.stem, scale)
         if target in targets:
             raise CLIError(f"{targets[target]} and {path} would both be written to {target}")
         targets[target] = path
 
+    made = missing_folders(out_dir)  # a run that writes nothing leaves no empty folder
+    failed: list[Path] = []
     bar = tqdm(targets.items(), total=len(targets), unit="image", desc=f"make-lr x{scale}", disable=None)
-    for written, (target, path) in enumerate(bar):
-        hr = read_image(path)
-        if min(hr.shape[:2]) < scale:
-            bar.close()
-            raise CLIError(
-                f"{path} is {hr.shape[0]}x{hr.shape[1]}, smaller than the scale {scale} "
-                f"(wrote {written} of {len(targets)} images)"
-            )
-        lr = imresize(modcrop(hr, scale), 1 / scale)
-        write_image(target, degrade.apply(lr, path.stem) if degrade is not None else lr)
-    bar.close()
+    try:
+        check_output_dir(out_dir)
+        with pixel_limit(args.max_pixels):
+            for target, path in bar:
+                try:
+                    hr = read_image(path)
+                    if min(hr.shape[:2]) < scale:
+                        raise ValueError(f"{path} is {hr.shape[0]}x{hr.shape[1]}, smaller than the scale {scale}")
+                    lr = bicubic_lr(hr, scale)
+                    write_image(target, degrade.apply(lr, path.stem) if degrade is not None else lr)
+                except (ImageReadError, ValueError, OSError) as exc:
+                    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise  # every later image would fail the same way
+                    failed.append(path)
+                    reason = " ".join(str(exc).split())
+                    tqdm.write(
+                        f"edsr-lib make-lr: error: {reason if str(path) in reason else f'{path}: {reason}'}",
+                        file=sys.stderr,
+                    )
+    finally:
+        bar.close()
+        remove_empty_folders(made)
+    written = len(targets) - len(failed)
     what = f", {degrade.describe()}" if degrade is not None else ""
-    print(f"wrote {len(targets)} LR image{'s' * (len(targets) != 1)} (x{scale}{what}) to {out_dir}")
+    print(
+        f"wrote {written} LR image{'s' * (written != 1)} (x{scale}{what}) to {out_dir}"
+        + (f" ({len(failed)} failed)" if failed else "")
+    )
+    if failed:
+        print(f"edsr-lib make-lr: {len(failed)} image(s) failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        return 1
     return 0

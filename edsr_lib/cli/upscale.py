@@ -14,22 +14,20 @@ This module imports nothing heavy at import time, so ``--help`` does not load to
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from ..options import BACKENDS
-from . import CLIError
+from .._signals import sigterm_as_interrupt
+from ..options import BACKENDS, UpscaleOptions
+from . import CLIError, add_max_pixels
 
 #: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
 #: :data:`edsr_lib.io.OUTPUT_FORMATS`.
 FORMATS = ("png", "jpg", "webp", "tif")
 
 
-def _default_device(args: argparse.Namespace) -> str | None:
+def default_device(args: argparse.Namespace) -> str | None:
     """``--device``; else the CPU for a runtime (``--int8``, ``--backend openvino``), or ``None``."""
     runtime = args.int8 or args.backend not in (None, "torch", "auto")
     return args.device or ("cpu" if runtime else None)
@@ -53,8 +51,7 @@ def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-_tile = _count_or({"auto": "auto", "none": None}, "pixels")
-_max_pixels = _count_or({"none": 0}, "pixels")
+parse_tile = _count_or({"auto": "auto", "none": None}, "pixels")
 
 
 def _outscale(value: str) -> float:
@@ -113,13 +110,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tile",
-        type=_tile,
+        type=parse_tile,
         default="auto",
         metavar="N|auto|none",
         help="tiles of N LR pixels (exact: same result as one pass); 'auto' (default) tiles when one pass "
         "would exceed the memory budget; 'none' forces one pass",
     )
     parser.add_argument("--self-ensemble", action="store_true", help="average over 8 flips/rotations (8x slower)")
+    parser.add_argument(
+        "--seamless",
+        action="store_true",
+        help="treat each image as periodic (a texture): the result tiles seamlessly, exactly, with no blending",
+    )
     parser.add_argument(
         "--device", metavar="DEVICE", help="any torch device: cpu, cuda, cuda:1, mps, xpu (default: the accelerator)"
     )
@@ -155,13 +157,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="added to each output's stem (a name, no '/' or '..'); {scale} is the factor, {model} the model's "
         "name (default _x{scale})",
     )
-    parser.add_argument(
-        "--max-pixels",
-        type=_max_pixels,
-        metavar="N|none",
-        help="refuse images with more pixels, as possible decompression bombs (default: Pillow's limit, "
-        "89,478,485); 'none' for no limit",
-    )
+    add_max_pixels(parser)
     parser.add_argument("--batch-size", type=int, default=4, help="tiles, or same-size images, per pass (default 4)")
     parser.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone")
     parser.add_argument(
@@ -192,29 +188,40 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs import Interrupted, job_device, upscale_folder
     from ..video import VideoKind
 
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
     if args.workers < 1:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
-    device = job_device(_default_device(args))
+    device = job_device(default_device(args))
     try:
         resolve_half(args.half or False, device)
     except ValueError:
         raise CLIError(_PRECISION_ERRORS[args.half].format(device=device)) from None
+    try:
+        options = UpscaleOptions(
+            scale=args.scale,
+            outscale=args.outscale,
+            device=device,
+            backend=args.backend,
+            precision="int8" if args.int8 else args.half,
+            tile=args.tile,
+            self_ensemble=args.self_ensemble,
+            wrap=args.seamless,
+            batch_size=args.batch_size,
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("batch_size", "--batch-size")) from None
 
     def log(line: str) -> None:
         _write(f"edsr-lib upscale: {line}")
 
-    with _sigterm_as_interrupt() as signals:
+    with sigterm_as_interrupt() as signals:
         try:
             summary = upscale_folder(
                 args.inputs,
                 args.output,
                 model=args.model,
-                scale=args.scale,
-                outscale=args.outscale,
+                options=options,
                 format=args.format,
                 quality=args.quality,
                 suffix=args.suffix,
@@ -222,14 +229,7 @@ def run(args: argparse.Namespace) -> int:
                 skip_existing=args.skip_existing,
                 shard=args.shard,
                 workers=args.workers,
-                batch_size=args.batch_size,
-                device=device,
-                half=args.half or False,
-                backend=args.backend,
-                int8=args.int8,
                 max_pixels=args.max_pixels,
-                tile=args.tile,
-                self_ensemble=args.self_ensemble,
                 log=log,
                 kinds=[VideoKind(vcodec=args.vcodec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, log=log)],
             )
@@ -264,29 +264,6 @@ _PRECISION_ERRORS = {
     "bf16": "--bf16 on {device} needs native bf16 (AVX-512 BF16 or AMX), which this CPU lacks; leave it out "
     "(float32), or run on a GPU with --device cuda",
 }
-
-
-class _Signals:
-    name = ""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[_Signals]:
-    """SIGTERM ends the run as Ctrl-C does: the writes in flight finish, a summary says what is left."""
-    signals = _Signals()
-    if threading.current_thread() is not threading.main_thread():
-        yield signals  # signal handlers belong to the main thread
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        signals.name = signal.Signals(signum).name
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield signals
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _write(line: str) -> None:

@@ -8,8 +8,9 @@ library's own layout (:mod:`~edsr_lib.convert.library`, from what the model clas
 declare), the official files (:mod:`~edsr_lib.convert.official`), what detection found
 (:mod:`~edsr_lib.convert.spec`), and reading
 (:mod:`~edsr_lib.convert.reading`), detection (:mod:`~edsr_lib.convert.detection`) and
-writing (:mod:`~edsr_lib.convert.writing`). Import the names below from
-``edsr_lib.convert``.
+writing (:mod:`~edsr_lib.convert.writing`), and the conversion on load of the third-party
+files that pretrained tags name (:mod:`~edsr_lib.convert.pretrained`). Import the names
+below from ``edsr_lib.convert``.
 
 Each third-party layout is one :class:`Layout` object, which owns everything about it:
 how its key names are recognised, where it keeps each convolution, its defaults, and
@@ -56,6 +57,10 @@ Example:
 
 from __future__ import annotations
 
+# the converter of third-party pretrained files (a tag with a layout) is part of this package: importing it hands
+# the builder that converter, so that every path that loads a registered name through the converter can load those
+# weights (convert --to of edsr_x2, whose weights are super-image's file), not only paths through registry or hub
+from . import pretrained  # noqa: F401
 from .base import Layout
 from .detection import AmbiguousLayoutError, convert_state_dict, detect
 from .layouts import LAYOUTS, WRITABLE_LAYOUTS, get_layout

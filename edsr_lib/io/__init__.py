@@ -18,7 +18,7 @@ does a PIL image; :func:`array_to_image` is the one place that decides which of 
 an array becomes.
 
 The package has one module per job: reading files (:mod:`~edsr_lib.io.reading`: :func:`load_image`,
-:func:`upright`, :func:`read_image`), pixel types (:mod:`~edsr_lib.io.pixels`:
+:func:`pixel_limit`, :func:`upright`, :func:`read_image`), pixel types (:mod:`~edsr_lib.io.pixels`:
 :func:`image_to_array`, :func:`array_to_image`, :func:`upscaled_mode`,
 :func:`carry_metadata`), the 16-bit carrier and its pypng and tifffile files
 (:mod:`~edsr_lib.io.image16`), writing files (:mod:`~edsr_lib.io.writing`: the formats,
@@ -34,9 +34,17 @@ from .base import ImageNotFoundError, ImageReadError, PathLike
 from .image16 import AnyImage, Image16
 from .listing import IMAGE_SUFFIXES, SkippedInputWarning, list_images
 from .pixels import array_to_image, carry_metadata, image_to_array, upscaled_mode
-from .reading import load_image, read_image, upright
+from .reading import load_image, pixel_limit, read_image, upright
 from .tensors import to_tensor, to_uint8
-from .writing import OUTPUT_FORMATS, WRITE_FORMATS, check_writable, fit_format, write_image
+from .writing import (
+    OUTPUT_FORMATS,
+    TIFF_ONLY_MODES,
+    WRITE_FORMATS,
+    check_writable,
+    default_target,
+    fit_format,
+    write_image,
+)
 
 # by job, in the order above: the API reference page (docs/api/io.md) shows them in this order
 __all__ = [  # noqa: RUF022 (grouped by module, not alphabetical)
@@ -46,6 +54,7 @@ __all__ = [  # noqa: RUF022 (grouped by module, not alphabetical)
     "Image16",
     "AnyImage",
     "load_image",
+    "pixel_limit",
     "upright",
     "read_image",
     "image_to_array",
@@ -55,6 +64,8 @@ __all__ = [  # noqa: RUF022 (grouped by module, not alphabetical)
     "WRITE_FORMATS",
     "OUTPUT_FORMATS",
     "write_image",
+    "TIFF_ONLY_MODES",
+    "default_target",
     "check_writable",
     "fit_format",
     "to_tensor",

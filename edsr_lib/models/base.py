@@ -65,6 +65,16 @@ def _recording_arguments(init: Callable[..., None]) -> Callable[..., None]:
     return __init__
 
 
+def _tracing() -> bool:
+    """True while a model is traced, scripted, compiled or exported: data-dependent checks must not run."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
 class SRModel(nn.Module):
     """Base class of the library's super-resolution models.
 
@@ -145,7 +155,12 @@ class SRModel(nn.Module):
         return int(scale)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear error unless ``x`` is a float NCHW tensor with :attr:`n_colors` channels."""
+        """Raise a clear error unless ``x`` is a float NCHW tensor with :attr:`n_colors` channels in [0, 1].
+
+        The values are checked as :func:`edsr_lib.upscale` checks them (0..255 data, NaN and
+        infinities refused), except in a fused model (:meth:`fuse`: the library's fast path,
+        whose input ``upscale`` has checked) and while the model is traced, compiled or exported.
+        """
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
@@ -160,6 +175,16 @@ class SRModel(nn.Module):
             )
         if x.shape[2] == 0 or x.shape[3] == 0:
             raise ValueError(f"the input is empty: shape {tuple(x.shape)}")
+        if not self.fused and x.device.type != "meta" and not _tracing() and x.numel():
+            low, high = torch.aminmax(x.detach())
+            if not (bool(torch.isfinite(low)) and bool(torch.isfinite(high))):
+                raise ValueError("the input holds NaN or infinite values")
+            # outputs of a model overshoot [0, 1] a little and may be fed back; 0..255 data does not
+            if high > 2 or low < -1:
+                raise ValueError(
+                    f"the input has values in [{low.item():g}, {high.item():g}]; expected [0, 1] "
+                    "(divide 0..255 data by 255)"
+                )
         weights = next(self.parameters(), None)
         if weights is not None and x.dtype != weights.dtype and not torch.is_autocast_enabled(x.device.type):
             name = str(weights.dtype).removeprefix("torch.")

@@ -92,7 +92,7 @@ def tiled_apply(
     fn: Callable[[torch.Tensor], torch.Tensor],
     x: torch.Tensor,
     scale: int,
-    tile: int | None,
+    tile: int | tuple[int, int] | None,
     overlap: int,
     *,
     batch_size: int = 1,
@@ -108,7 +108,8 @@ def tiled_apply(
             pixels for the result to equal ``fn(x)``.
         x: Input ``(N, C, H, W)``.
         scale: Upscaling factor of ``fn``.
-        tile: Core size in input pixels; ``None`` runs each image in one window.
+        tile: Core size in input pixels, one for both axes or ``(rows, cols)`` (the rectangular
+            windows of :func:`edsr_lib.memory.plan_windows`); ``None`` runs each image in one window.
         overlap: Context in input pixels around each core.
         batch_size: Most windows per call of ``fn`` (windows of all ``N`` images are mixed).
         out: Tensor ``(N, C'', scale * H, scale * W)`` to write into, of any dtype, device or
@@ -134,7 +135,8 @@ def tiled_apply(
     n_images, _, height, width = x.shape
     if tile is None:
         tile, overlap = max(height, width), 0
-    rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    tile_h, tile_w = tile if isinstance(tile, tuple) else (tile, tile)
+    rows, cols = tile_spans(height, tile_h, overlap), tile_spans(width, tile_w, overlap)
     jobs = [(n, r, c) for n in range(n_images) for r in rows for c in cols]
 
     bar = report = None

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import SRModel
-from .probe import _Source, av
+from .probe import Source, av, av_reason
 
-__all__ = ["VIDEO_SUFFIXES", "is_video"]
+__all__ = ["VIDEO_SUFFIXES", "check_settings", "is_video"]
 
 VIDEO_SUFFIXES: dict[str, str] = {
     ".mp4": "mp4",
@@ -40,6 +40,16 @@ _DEFAULT_CRF = 18
 _DEFAULT_PRESET = "medium"
 #: Encoders whose speed/size trade-off is a named x264-style preset ("medium", "slow").
 _NAMED_PRESETS = {"libx264", "libx265"}
+#: The constant rate factors each encoder really takes. FFmpeg's own bounds are looser (x264 takes any
+#: number up to 3.4e38 and clamps it to 51; SVT-AV1 reads 0 as "not set"), so they are spelled here.
+_CRF_RANGES = {
+    "libx264": (0, 51),
+    "libx265": (0, 51),
+    "libvpx-vp9": (0, 63),
+    "libvpx": (4, 63),
+    "libsvtav1": (1, 63),
+    "libaom-av1": (0, 63),
+}
 
 
 def is_video(path: str | os.PathLike[str]) -> bool:
@@ -47,8 +57,48 @@ def is_video(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
+def check_settings(vcodec: str | None = None, crf: int | None = None, preset: str | None = None) -> None:
+    """Refuse encoder settings that cannot work, before any file is read: the checks that need no input.
+
+    ``vcodec`` must be a video encoder of the bundled FFmpeg, and ``crf`` within its range
+    (without ``vcodec``, within the range of one of the default encoders). What depends on
+    the input (the encoder chosen for its codec family, the pixel format, a preset's name)
+    is checked by :func:`upscale_video` before its first frame.
+
+    Raises:
+        ValueError: In one line naming the setting and what it may be.
+    """
+    if vcodec is not None:
+        _check_encoder_name(vcodec)
+    if crf is None:
+        return
+    if vcodec is not None:
+        _check_crf(vcodec, crf)
+        return
+    lows, highs = zip(*(_CRF_RANGES[name] for name in {*_FAMILY_ENCODERS.values(), *_DEFAULT_ENCODERS}), strict=True)
+    if not min(lows) <= crf <= max(highs):
+        ranges = ", ".join(f"{name} {lo}-{hi}" for name, (lo, hi) in _CRF_RANGES.items())
+        raise ValueError(f"crf {crf} is outside every encoder's range ({ranges})")
+
+
+def _check_encoder_name(vcodec: str) -> None:
+    if (
+        vcodec not in av.codecs_available
+        or not av.Codec(vcodec, "w").is_encoder
+        or av.Codec(vcodec, "w").type != "video"
+    ):
+        raise ValueError(f"the bundled FFmpeg has no video encoder {vcodec!r}")
+
+
+def _check_crf(codec: str, crf: int) -> None:
+    if codec in _CRF_RANGES:
+        low, high = _CRF_RANGES[codec]
+        if not low <= crf <= high:
+            raise ValueError(f"crf {crf} is outside {codec}'s range, {low} to {high} (lower is better)")
+
+
 @dataclass(frozen=True)
-class _Encoding:
+class Encoding:
     """How the video is encoded: the settings that decide the bits, so a resumed run must share them."""
 
     codec: str
@@ -61,7 +111,7 @@ class _Encoding:
     lost: tuple[str, ...] = field(default=())
 
 
-def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
+def pick_codec(source: Source, muxer: str, vcodec: str | None) -> str:
     with av.open(io.BytesIO(), "w", format=muxer) as probe:  # asks FFmpeg what the container holds
         holds = probe.supported_codecs
 
@@ -70,8 +120,7 @@ def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
         return codec.name in holds or codec.canonical_name in holds
 
     if vcodec is not None:
-        if vcodec not in av.codecs_available or not av.Codec(vcodec, "w").is_encoder:
-            raise ValueError(f"the bundled FFmpeg has no video encoder {vcodec!r}")
+        _check_encoder_name(vcodec)
         if not muxable(vcodec):
             raise ValueError(f"a {muxer} file cannot hold {vcodec} video; choose another encoder or suffix")
         return vcodec
@@ -82,7 +131,7 @@ def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
     raise ValueError(f"no default encoder for a {muxer} file; pass vcodec")
 
 
-def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
+def pick_pix_fmt(source: Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
     """The encoded pixel format: ``pix_fmt``, or the input's chroma and depth where the encoder has them."""
     supported = [f.name for f in av.Codec(codec, "w").video_formats or ()]
     if pix_fmt is not None:
@@ -110,7 +159,9 @@ def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str
     raise ValueError(f"{codec} encodes none of the YUV formats this input needs; pass pix_fmt")
 
 
-def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+def codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    if crf is not None:
+        _check_crf(codec, crf)
     options = {"crf": str(_DEFAULT_CRF if crf is None else crf)}
     if codec in _NAMED_PRESETS:
         options["preset"] = preset or _DEFAULT_PRESET
@@ -125,8 +176,42 @@ def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str,
     return options
 
 
-def _output_size(source: _Source, model: SRModel, scale: int | None, outscale: float | None) -> tuple[int, int]:
+def output_size(source: Source, model: SRModel, scale: int | None, outscale: float | None) -> tuple[int, int]:
     if outscale is not None:
         return (math.ceil(outscale * source.width - 1e-6), math.ceil(outscale * source.height - 1e-6))
     factor = model.resolve_scale(scale)
     return (factor * source.width, factor * source.height)
+
+
+def open_encoder(encoding: Encoding, source: Source, crf: int | None, preset: str | None) -> dict[str, str]:
+    """Open the encoder once with ``encoding``'s settings, before any frame: the options it takes, or one line.
+
+    An encoder without a constant rate factor (``mpeg4``, ``ffv1``) gets none by default and
+    refuses one given; one without presets refuses a preset; settings the encoder rejects
+    (a preset it does not know, a pixel format it cannot take, hardware that is absent) are
+    named with FFmpeg's reason.
+    """
+    options = dict(encoding.options)
+    for _ in range(2):
+        ctx = av.CodecContext.create(encoding.codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = encoding.width, encoding.height, encoding.pix_fmt
+        ctx.time_base, ctx.framerate = source.time_base, source.rate
+        ctx.options = dict(options)
+        try:
+            ctx.open()
+        except (av.error.FFmpegError, OverflowError, ValueError) as exc:
+            given = {"crf": crf, "preset": preset}
+            settings = "".join(f", {k} {v}" for k, v in given.items() if v is not None)
+            raise ValueError(
+                f"the bundled FFmpeg cannot open {encoding.codec} for {encoding.width}x{encoding.height} "
+                f"{encoding.pix_fmt}{settings} ({av_reason(exc)}); try another encoder, pixel format or setting"
+            ) from None
+        unused = set(ctx.options)
+        if not unused:
+            return options
+        if "crf" in unused and crf is not None:
+            raise ValueError(f"{encoding.codec} has no constant rate factor (crf); leave it out")
+        if preset is not None and unused & {"preset", "cpu-used"}:
+            raise ValueError(f"{encoding.codec} has no speed preset; leave it out")
+        options = {k: v for k, v in options.items() if k not in unused}  # defaults it does not take
+    return options

@@ -40,23 +40,23 @@ import torch
 from huggingface_hub import constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
-from ._builder import set_third_party_weights
-from ._card import model_card
-from ._files import atomic_folder, atomic_write, sha256sum
-from ._hub import (
+from .._builder import set_third_party_weights
+from .._card import model_card
+from .._files import atomic_folder, atomic_write, sha256sum
+from .._hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     InvalidWeightsError,
     WeightsNotFoundError,
-    _hub_download,
-    _is_offline,
-    _reason,
+    failure_reason,
+    hub_download,
+    is_offline,
     save_pretrained,
 )
-from ._pretrained import PretrainedCfg
-from ._registry import create_model, list_pretrained
-from ._version import LIBRARY_NAME
-from .convert import convert
+from .._pretrained import PretrainedCfg
+from .._registry import create_model, list_pretrained
+from .._version import LIBRARY_NAME
+from .reading import convert
 
 __all__ = ["IMPLIED", "SOURCE_NAME", "converted_weights", "find_converted", "offline_alternatives"]
 
@@ -176,15 +176,15 @@ def _source(cfg: PretrainedCfg, cache_dir: str | Path | None) -> Path:
         raise WeightsNotFoundError(f"{cfg.name} names no Hub repository and no local file for its weights")
     pinned = {"revision": cfg.revision, "cache_dir": cache_dir}
     try:
-        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
+        return hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
     except (EntryNotFoundError, OSError):
         pass
-    if _is_offline():
+    if is_offline():
         raise WeightsNotFoundError(_offline_message(cfg, cache_dir, "HF_HUB_OFFLINE=1")) from None
     try:
-        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
+        return hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
     except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
-        why = f"the download failed ({_reason(err)})"
+        why = f"the download failed ({failure_reason(err)})"
         raise WeightsNotFoundError(_offline_message(cfg, cache_dir, why)) from None
 
 
