@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
                 r = rows[-1]
                 if len(rows) == 1:
                     print(
-                        f"{'scale':<6} {'LR patches':<11} {'batch s':>8} {'ms/sample':>10} {'step s':>8} {'data share':>11}"
+                        f"{'scale':<6} {'LR patches':<11} {'batch s':>8} {'ms/sample':>10} {'step s':>8} "
+                        f"{'data share':>11}"
                     )
                 per_sample = 1000 * r["batch_s"] / args.batch_size
                 print(
