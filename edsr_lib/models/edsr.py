@@ -172,7 +172,7 @@ default_cfgs: dict[str, PretrainedCfg] = {
     ),
     "edsr_baseline_x2.real": PretrainedCfg(
         hf_hub_id="edsr-lib/",
-        sha256="93718463cbdd26db9e52cd502689549c8d4635a582d253111541f4a739afb6d1",
+        sha256="6af91163488545f64458339cc79c081cb8a9e51d0cdb22b935057522dbd551f3",
         license="mit",
         description=(
             "edsr_baseline_x2 fine-tuned for JPEG and noisy photos (degradations on the fly) by edsr-lib on T91 + "
