@@ -19,12 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._signals import sigterm_as_interrupt
-from ..options import BACKENDS, UpscaleOptions
+from ..options import BACKENDS, OUTPUT_FORMATS, UpscaleOptions
 from . import CLIError, add_max_pixels
-
-#: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
-#: :data:`edsr_lib.io.OUTPUT_FORMATS`.
-FORMATS = ("png", "jpg", "webp", "tif")
 
 
 def default_device(args: argparse.Namespace) -> str | None:
@@ -148,7 +144,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "measured once",
     )
     parser.add_argument(
-        "--format", choices=FORMATS, help="output format (default png; tif for float and 32-bit images)"
+        "--format", choices=OUTPUT_FORMATS, help="output format (default png; tif for float and 32-bit images)"
     )
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default 95)")
     parser.add_argument(
