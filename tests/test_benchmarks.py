@@ -118,3 +118,14 @@ def test_bench_int8_quantises_measures_and_judges_by_the_rule(
     # a quick recipe, measured on one set: the rule names what it lacks; nothing is added to the package
     assert "the rule: " in out and "no PSNR on Set14; no PSNR on B100" in out
     assert sorted(p.name for p in (Path(edsr_lib.__file__).parent / "weights").rglob("*")) == shipped
+
+
+@pytest.mark.slow
+def test_bench_degrade_reports_the_data_share_with_and_without_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _load("bench_degrade").main(["--quick", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert out.startswith("cpu: ")
+    assert [(r["scale"], r["kind"]) for r in rows] == [(2, "clean"), (2, "degrade"), (4, "clean"), (4, "degrade")]
+    for r in rows:
+        assert 0 < r["batch_s"] < r["step_s"] and r["share"] == pytest.approx(r["batch_s"] / r["step_s"])
+        assert f"{100 * r['share']:.1f}%" in out
