@@ -117,3 +117,27 @@ def test_bench_int8_quantises_measures_and_judges_by_the_rule(
     # a quick recipe, measured on one set: the rule names what it lacks; nothing is added to the package
     assert "the rule: " in out and "no PSNR on Set14; no PSNR on B100" in out
     assert sorted(p.name for p in (Path(edsr_lib.__file__).parent / "weights").rglob("*")) == shipped
+
+
+@pytest.mark.slow
+def test_bench_default_compares_the_default_with_one_pass_and_the_runtimes_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edsr_lib import backends
+
+    monkeypatch.setenv("EDSR_LIB_CACHE", str(tmp_path))  # the exports stay out of the user's cache
+    _load("bench_default").main(["--quick"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"CPU: {backends.cpu_info()}")
+    header = out[2].split()
+    assert header[:3] == ["photo", "default", "default,"]
+    rows = {line.split()[0]: line for line in out[3:5]}
+    assert set(rows) == {"64x48", "96x80"}
+    for line in rows.values():
+        cells = line.split()[1:]
+        assert cells[2] == "1.00x"  # the default against itself
+        assert all(float(c) > 0 for c in cells[::3])
+    if "openvino" in backends.installed_runtimes():
+        paths = [line.split()[0] for line in out[7:]]
+        assert paths[0] == "fp32" and ("bf16" in paths) == edsr_lib.inference.cpu_has_native_bf16()
+        assert all(float(line.split()[-1].rstrip("x")) > 0 for line in out[7:])

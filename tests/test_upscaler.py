@@ -121,7 +121,7 @@ def test_every_image_type_upscales_as_upscale_does(tiny: edsr_lib.SRModel) -> No
         Image16(rng.integers(0, 65536, (9, 7, 3), dtype=np.uint16)),
         [Image.fromarray(rgb), Image.fromarray(rgb[::-1].copy())],
     ]
-    up = Upscaler(tiny, tile=4)
+    up = Upscaler(tiny, tile=4, precision="fp32", backend="torch")  # upscale's exact defaults
     for image in images:
         got, expected = up(image), edsr_lib.upscale(tiny, image, tile=4)
         assert type(got) is type(expected)
@@ -258,10 +258,10 @@ def test_an_upscaler_takes_any_model_and_runs_inside_inference_mode(kind: str) -
     x = torch.rand(1, 3, 13, 11, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
         expected = plain(x)
-    up = Upscaler(model, tile=5)
+    up = Upscaler(model, tile=5, precision="fp32")
     torch.testing.assert_close(up(x), expected, rtol=0, atol=1e-5)
     with torch.inference_mode():
-        inside = Upscaler(model, tile=5)(x)
+        inside = Upscaler(model, tile=5, precision="fp32")(x)
         torch.testing.assert_close(up(x), expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(inside, expected, rtol=0, atol=1e-5)
 

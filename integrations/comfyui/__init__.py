@@ -97,8 +97,13 @@ class EDSRUpscaleExact(io.ComfyNode):
             model_management.throw_exception_if_processing_interrupted()
             bar.update_absolute(done, total)
 
-        upscaler = edsr_lib.Upscaler(
-            model, scale=factor, tile=tile or "auto", device=model_management.get_torch_device(), progress=progress
+        upscaler = edsr_lib.Upscaler(  # fp32: the node promises the exact result (an Upscaler's default is faster)
+            model,
+            scale=factor,
+            tile=tile or "auto",
+            device=model_management.get_torch_device(),
+            precision="fp32",
+            progress=progress,
         )
         sr = upscaler(image.movedim(-1, 1))  # NHWC -> NCHW; the result comes back where the image is
         return io.NodeOutput(sr.clamp_(0.0, 1.0).movedim(1, -1))
