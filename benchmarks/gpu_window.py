@@ -15,7 +15,12 @@ written to ``--out`` as soon as it is done (a window cut short keeps what it did
    one crop from each of the split's 528 training images) for the minutes left: the step
    count is calibrated on the first steps, the cosine schedule then fits the time; the
    weights are chosen on the held-out crops, compared there and on Set5 with ``mdsr.t291``
-   and ``mdsr_baseline.t528`` at every scale, and written in float16 (no file over 16 MiB).
+   and ``mdsr_baseline.t528`` at every scale, and written in float16 (no file over 16 MiB);
+5. TensorRT, where ``trtexec`` is on the PATH (skipped, and said so, where it is not): the
+   fp16 ONNX file of ``edsr_baseline_x2`` in the GPU upscalers' conventions
+   (``edsr-lib export --precision fp16 --io-names community``) built and timed by
+   :func:`trtexec_command` (``--stronglyTyped``: the file's own float16, as TensorRT 10 and
+   later want it), its throughput and GPU compute time in the report.
 
 ``--out`` receives at most 8 files: ``report.md`` (the tables), ``results.json`` (the same
 numbers), ``gpu_tests.txt``, ``train_log.jsonl`` (the fine-tune's log) and
@@ -40,6 +45,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +124,74 @@ class Window:
         self.say(f"_{name}: {time.monotonic() - t0:.0f} s; {self.left():.0f} s left_")
 
 
+#: The TensorRT timing's input shapes (LR, batch 1): the smallest, the one timed, the largest the engine takes.
+TRT_SHAPES = {"min": (64, 64), "opt": (678, 1020), "max": (1080, 1920)}
+
+
+def trtexec_command(onnx: Path, shapes: dict[str, tuple[int, int]] = TRT_SHAPES, name: str = "input") -> list[str]:
+    """The ``trtexec`` command line that builds and times an fp16 ONNX file of ``edsr-lib export --precision fp16``.
+
+    ``--stronglyTyped`` builds the network in the file's own types (float16, the last
+    convolution float32): TensorRT 10 deprecated, and TensorRT 11 removed, the ``--fp16``
+    builder flag that let it cast a float32 file. The height and width are dynamic, so the
+    engine is built for a range of shapes and timed at ``opt``.
+    """
+    dims = {k: f"{name}:1x3x{h}x{w}" for k, (h, w) in shapes.items()}
+    return [
+        "trtexec",
+        f"--onnx={onnx}",
+        "--stronglyTyped",
+        f"--minShapes={dims['min']}",
+        f"--optShapes={dims['opt']}",
+        f"--maxShapes={dims['max']}",
+        f"--shapes={dims['opt']}",
+        "--noDataTransfers",
+        "--useCudaGraph",
+    ]
+
+
+def tensorrt(w: Window) -> None:
+    from edsr_lib.export import export_onnx
+
+    w.say("", "## TensorRT (fp16 ONNX, trtexec)", "")
+    model = edsr_lib.create_model("edsr_baseline_x2", pretrained=not w.dry, **w.model_kwargs)
+    with tempfile.TemporaryDirectory() as tmp:  # the file stays here: only the report comes back
+        onnx = export_onnx(model, Path(tmp) / "edsr_baseline_x2_fp16.onnx", precision="fp16", io_names="community")
+        command = trtexec_command(onnx)
+        w.results["tensorrt"] = {"command": " ".join(trtexec_command(Path(onnx.name)))}
+        if shutil.which("trtexec") is None:
+            w.results["tensorrt"]["skipped"] = "trtexec is not on the PATH"
+            w.say(
+                "Skipped: `trtexec` (TensorRT) is not on the PATH. The command it would run:",
+                "",
+                f"`{w.results['tensorrt']['command']}`",
+            )
+            return
+        budget = max(60, min(300, w.left() - 60))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=budget)
+    text = done.stdout + done.stderr
+    throughput = re.search(r"Throughput: ([\d.]+) qps", text)
+    compute = re.search(r"GPU Compute Time: min = [\d.]+ ms, max = [\d.]+ ms, mean = ([\d.]+) ms", text)
+    version = re.search(r"TensorRT version: ([\d.]+)", text)
+    h, wd = TRT_SHAPES["opt"]
+    mp = 4 * h * wd / 1e6  # output megapixels of one x2 frame
+    w.results["tensorrt"] |= {
+        "returncode": done.returncode,
+        "tensorrt": version.group(1) if version else None,
+        "qps": float(throughput.group(1)) if throughput else None,
+        "gpu_ms": float(compute.group(1)) if compute else None,
+    }
+    if done.returncode != 0 or throughput is None:
+        raise RuntimeError(f"trtexec failed (exit {done.returncode}): {' / '.join(text.strip().splitlines()[-3:])}")
+    qps = float(throughput.group(1))
+    w.say(
+        f"TensorRT {w.results['tensorrt']['tensorrt'] or '?'}, `edsr_baseline_x2` fp16, {h}x{wd} LR: "
+        f"{qps:.1f} frames/s ({qps * mp:.1f} MP/s out), GPU compute {w.results['tensorrt']['gpu_ms']} ms mean",
+        "",
+        f"`{w.results['tensorrt']['command']}`",
+    )
+
+
 # ----------------------------------------------------------------------- parts
 def environment(w: Window) -> None:
     d = w.device
@@ -135,7 +209,8 @@ def environment(w: Window) -> None:
 def gpu_tests(w: Window) -> None:
     # only the files that hold gpu tests: collecting the others would import every optional package
     targets = [str(p) for p in sorted((REPO / "tests").glob("test_*.py")) if "pytest.mark.gpu" in p.read_text()]
-    budget = 30 if w.dry else max(30, min(100, w.left() - 360))
+    # a dry run only collects and skips, but collecting six test files takes 18 s on a loaded 2-core machine
+    budget = 120 if w.dry else max(30, min(100, w.left() - 360))
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-rfEs", *targets]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     try:
@@ -451,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
             w.phase("fine-tune", lambda: fine_tune(w, holder["fine"], holder["info"], run_dir))
             if "fine_tune" in w.results:
                 w.phase("compare and export", lambda: compare_and_export(w, run_dir))
+    w.phase("tensorrt", lambda: tensorrt(w))
     w.phase("output check", lambda: check_output(w))
     w.say(f"Total: {time.monotonic() - w.start:.0f} s")
     failed = [name for name, ph in w.results["phases"].items() if ph["status"] != "done"]

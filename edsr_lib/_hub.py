@@ -105,7 +105,7 @@ class InvalidWeightsError(ValueError):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _is_offline() -> bool:
+def is_offline() -> bool:
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; a later change of the variable counts too
     env = os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES
     return constants.HF_HUB_OFFLINE or env
@@ -116,7 +116,7 @@ def _first(items: list[str], n: int = 5) -> str:
     return ", ".join(items[:n]) + more
 
 
-def _reason(err: BaseException) -> str:
+def failure_reason(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return (text[0] if text else type(err).__name__)[:200]
 
@@ -160,7 +160,7 @@ def check_finite_weights(model: torch.nn.Module) -> None:
         raise NonFiniteError(f"the model's weights hold NaN or infinite values in {shown}; its output would be garbage")
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
     """A ``config.json``: a JSON object with an ``"architecture"`` name (which models exist is not known here)."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -186,14 +186,14 @@ def _check_config(model: WeightsModel, config: Mapping[str, Any], source: Path) 
         )
 
 
-def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safetensors.safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except safetensors.SafetensorError as err:
         raise InvalidWeightsError(
-            f"{path} is not a valid safetensors file (truncated, corrupted or another format): {_reason(err)}"
+            f"{path} is not a valid safetensors file (truncated, corrupted or another format): {failure_reason(err)}"
         ) from None
     return tensors, metadata
 
@@ -255,9 +255,9 @@ def _check_saved_config(model: WeightsModel, saved: str | None, path: Path) -> N
         )
 
 
-def _load_into(model: WeightsModel, path: Path) -> None:
+def load_into(model: WeightsModel, path: Path) -> None:
     """Load the safetensors file ``path`` into ``model`` strictly, with a clear error on any mismatch."""
-    tensors, metadata = _read_weights(path)
+    tensors, metadata = read_weights(path)
     arch = metadata.get("architecture")
     if arch and arch != model.architecture:
         raise InvalidWeightsError(f"{path} holds {arch!r} weights, not {model.architecture!r} ({_describe(model)})")
@@ -282,7 +282,7 @@ def _check_sha256(path: Path, cfg: PretrainedCfg) -> None:
         )
 
 
-def _hub_download(repo_id: str, filename: str, *, local_only: bool, **kwargs: Any) -> Path:
+def hub_download(repo_id: str, filename: str, *, local_only: bool, **kwargs: Any) -> Path:
     return Path(
         hf_hub_download(
             repo_id,
@@ -295,7 +295,7 @@ def _hub_download(repo_id: str, filename: str, *, local_only: bool, **kwargs: An
     )
 
 
-def _folder_file(folder: Path, filename: str) -> Path:
+def folder_file(folder: Path, filename: str) -> Path:
     """``filename`` in a model folder, which must hold it."""
     if not (folder / filename).is_file():
         raise WeightsNotFoundError(
@@ -305,7 +305,7 @@ def _folder_file(folder: Path, filename: str) -> Path:
     return folder / filename
 
 
-def _model_file(
+def model_file(
     path_or_repo_id: str | Path,
     filename: str,
     *,
@@ -316,15 +316,15 @@ def _model_file(
     """``filename`` of a local model folder, or of a Hub repository (downloaded or from the cache)."""
     local = Path(path_or_repo_id).expanduser()
     if local.is_dir():
-        return _folder_file(local, filename)
+        return folder_file(local, filename)
     if local.is_file():
         raise ValueError(
             f"{local} is a file; from_pretrained takes a model folder or a Hub repository id "
             "(load a single weights file with edsr_lib.create_model(name, weights=FILE))"
         )
-    local_only = bool(local_files_only) or _is_offline()
+    local_only = bool(local_files_only) or is_offline()
     try:
-        return _hub_download(
+        return hub_download(
             str(path_or_repo_id), filename, local_only=local_only, revision=revision, cache_dir=cache_dir
         )
     except HFValidationError:
@@ -335,10 +335,10 @@ def _model_file(
         target = f"{path_or_repo_id}/{filename}"
         cache = cache_dir or constants.HF_HUB_CACHE
         if local_only:
-            why = "HF_HUB_OFFLINE=1" if _is_offline() else "local_files_only=True"
+            why = "HF_HUB_OFFLINE=1" if is_offline() else "local_files_only=True"
             raise WeightsNotFoundError(f"{target} is not in the Hugging Face cache {cache}, and {why}") from None
         raise WeightsNotFoundError(
-            f"could not get {target} from the Hub or the cache {cache}: {_reason(err)}"
+            f"could not get {target} from the Hub or the cache {cache}: {failure_reason(err)}"
         ) from None
 
 
@@ -347,7 +347,7 @@ def _shipped_weights() -> Traversable:
     return resources.files("edsr_lib.weights")
 
 
-def _find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, stack: contextlib.ExitStack) -> Path:
+def find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, stack: contextlib.ExitStack) -> Path:
     """The weights file of ``cfg``: shipped in the package, else in the HF cache, else downloaded."""
     if cfg is None:
         raise WeightsNotFoundError("no weights file given and no pretrained config to look weights up with")
@@ -371,24 +371,24 @@ def _find_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, st
     where = f"{cfg.hf_hub_id}/{cfg.filename}" + (f" at revision {cfg.revision}" if cfg.revision else "")
     pinned = {"revision": cfg.revision, "cache_dir": cache_dir}
     try:
-        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
+        return hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
     except (EntryNotFoundError, OSError):
         tried.append(f"cache: {where} not in {cache_dir or constants.HF_HUB_CACHE}")
-    if _is_offline():
+    if is_offline():
         tried.append("hub: offline (HF_HUB_OFFLINE=1)")
     else:
         try:
-            return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
+            return hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
         except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
-            tried.append(f"hub: download of {where} failed ({_reason(err)})")
+            tried.append(f"hub: download of {where} failed ({failure_reason(err)})")
     raise WeightsNotFoundError(
         f"no weights for {cfg.name}; tried {'; '.join(tried)}; pass weights=FILE_OR_FOLDER to load a local copy"
     )
 
 
-def _verified_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, stack: contextlib.ExitStack) -> Path:
-    """:func:`_find_pretrained`, then the sha256 check when ``cfg`` pins one."""
-    path = _find_pretrained(cfg, cache_dir, stack)
+def verified_pretrained(cfg: PretrainedCfg | None, cache_dir: str | Path | None, stack: contextlib.ExitStack) -> Path:
+    """:func:`find_pretrained`, then the sha256 check when ``cfg`` pins one."""
+    path = find_pretrained(cfg, cache_dir, stack)
     if cfg.sha256:
         _check_sha256(path, cfg)
     return path
@@ -401,7 +401,7 @@ def _explicit_weights(model: WeightsModel, path: Path) -> Path:
         if not weights.is_file():
             raise WeightsNotFoundError(f"weights folder {path} has no {WEIGHTS_NAME}")
         if (path / CONFIG_NAME).is_file():
-            _check_config(model, _read_config(path / CONFIG_NAME), path / CONFIG_NAME)
+            _check_config(model, read_config(path / CONFIG_NAME), path / CONFIG_NAME)
         return weights
     if not path.exists():
         raise WeightsNotFoundError(f"weights file {path} does not exist")
@@ -497,8 +497,8 @@ def load_pretrained(
             if cfg is not None and cfg.sha256:
                 _check_sha256(path, cfg)
         else:
-            path = _verified_pretrained(cfg, cache_dir, stack)
-        _load_into(model, path)
+            path = verified_pretrained(cfg, cache_dir, stack)
+        load_into(model, path)
 
 
 def push_to_hub(

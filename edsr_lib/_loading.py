@@ -25,14 +25,14 @@ from ._hub import (
     WEIGHTS_NAME,
     InvalidWeightsError,
     WeightsNotFoundError,
-    _find_pretrained,
-    _folder_file,
-    _load_into,
-    _model_file,
-    _read_config,
-    _read_weights,
-    _verified_pretrained,
+    find_pretrained,
+    folder_file,
+    load_into,
+    model_file,
+    read_config,
+    read_weights,
     sha256sum,
+    verified_pretrained,
 )
 from ._pretrained import PretrainedCfg
 from ._registry import architectures, create_model, get_pretrained_cfg, is_model
@@ -42,8 +42,8 @@ __all__ = ["WeightsSource", "from_pretrained", "load_config", "resolve_weights"]
 
 
 def _known_config(path: Path) -> dict[str, Any]:
-    """:func:`edsr_lib._hub._read_config`, and its architecture must be one the library has."""
-    config = _read_config(path)
+    """:func:`edsr_lib._hub.read_config`, and its architecture must be one the library has."""
+    config = read_config(path)
     known = architectures()
     if config["architecture"] not in known:
         raise InvalidWeightsError(f"{path} names architecture {config['architecture']!r}; known: {', '.join(known)}")
@@ -81,7 +81,7 @@ def load_config(
         WeightsNotFoundError: If there is no such file.
         InvalidWeightsError: If it is not JSON or names no known architecture.
     """
-    path = _model_file(
+    path = model_file(
         path_or_repo, CONFIG_NAME, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
     )
     return _known_config(path)
@@ -113,9 +113,9 @@ def from_pretrained(
         InvalidWeightsError: If the config or the weights cannot be used.
     """
     where = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_files_only}
-    config_path = _model_file(path_or_repo_id, CONFIG_NAME, **where)
+    config_path = model_file(path_or_repo_id, CONFIG_NAME, **where)
     model = _build(_known_config(config_path), config_path)
-    _load_into(model, _model_file(path_or_repo_id, WEIGHTS_NAME, **where))
+    load_into(model, model_file(path_or_repo_id, WEIGHTS_NAME, **where))
     return model.to(map_location).eval()
 
 
@@ -167,7 +167,7 @@ class WeightsSource:
             if self.cfg.sha256:
                 return str(self.cfg.sha256).lower()
             with contextlib.ExitStack() as stack:
-                return sha256sum(_find_pretrained(self.cfg, None, stack))
+                return sha256sum(find_pretrained(self.cfg, None, stack))
         return sha256sum(self.weights_file)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -179,12 +179,12 @@ class WeightsSource:
         """
         with contextlib.ExitStack() as stack:
             if self.cfg is not None:
-                path = _verified_pretrained(self.cfg, None, stack)
+                path = verified_pretrained(self.cfg, None, stack)
             else:
                 path = self.weights_file
                 if path.suffix != ".safetensors":
                     raise InvalidWeightsError(f"{path} is not a .safetensors file")
-            return _read_weights(path)[0]
+            return read_weights(path)[0]
 
     def load_model(self) -> SRModel:
         """The model with these weights: ``create_model(name, pretrained=True)``, or a folder's :func:`from_pretrained`.
@@ -218,7 +218,7 @@ def resolve_weights(source: str | os.PathLike[str]) -> WeightsSource:
     """
     path = Path(source).expanduser()
     if path.is_dir():
-        _folder_file(path, WEIGHTS_NAME)
+        folder_file(path, WEIGHTS_NAME)
         return WeightsSource(str(source), path=path)
     if path.is_file():
         return WeightsSource(str(source), path=path)

@@ -38,8 +38,8 @@ __all__ = [
 M = TypeVar("M", bound="nn.Module")
 
 
-_model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
-_pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # variant -> tag -> cfg (first tag is the default)
+model_entrypoints: dict[str, Callable[..., nn.Module]] = {}
+pretrained_cfgs: dict[str, dict[str, PretrainedCfg]] = {}  # variant -> tag -> cfg (first tag is the default)
 _architectures: dict[str, type[nn.Module]] = {}  # config["architecture"] -> model class
 _listeners: list[Callable[[str, list[PretrainedCfg]], None]] = []
 
@@ -59,9 +59,9 @@ def register_model(fn: Callable[..., M]) -> Callable[..., M]:
     (that is how :mod:`edsr_lib.timm_bridge` follows the registry).
     """
     name = fn.__name__
-    if name in _model_entrypoints:
+    if name in model_entrypoints:
         raise ValueError(f"a model named {name!r} is already registered")
-    _model_entrypoints[name] = fn
+    model_entrypoints[name] = fn
     module_cfgs: dict[str, PretrainedCfg] = getattr(sys.modules[fn.__module__], "default_cfgs", {})
     tags: dict[str, PretrainedCfg] = {}
     for key, cfg in module_cfgs.items():
@@ -69,8 +69,8 @@ def register_model(fn: Callable[..., M]) -> Callable[..., M]:
         if arch == name:
             if not tag:
                 raise ValueError(f"pretrained config {key!r} needs a tag ('{arch}.<tag>')")
-            tags[tag] = _complete_cfg(cfg, arch, tag)
-    _pretrained_cfgs[name] = tags
+            tags[tag] = complete_cfg(cfg, arch, tag)
+    pretrained_cfgs[name] = tags
     for listener in _listeners:
         listener(name, list(tags.values()))
     return fn
@@ -103,7 +103,7 @@ def architectures() -> dict[str, type[nn.Module]]:
     return dict(_architectures)
 
 
-def _complete_cfg(cfg: PretrainedCfg, arch: str, tag: str) -> PretrainedCfg:
+def complete_cfg(cfg: PretrainedCfg, arch: str, tag: str) -> PretrainedCfg:
     """``cfg`` named ``arch.tag``, its Hub id completed, with what the package ships under that name."""
     name = f"{arch}.{tag}"
     found = shipped_weights(name, cfg.filename)
@@ -118,7 +118,7 @@ def _complete_cfg(cfg: PretrainedCfg, arch: str, tag: str) -> PretrainedCfg:
 
 def is_model(name: str) -> bool:
     """True if ``name`` (optionally ``arch.tag``) is a registered variant."""
-    return split_model_name_tag(name)[0] in _model_entrypoints
+    return split_model_name_tag(name)[0] in model_entrypoints
 
 
 def list_models(
@@ -134,8 +134,8 @@ def list_models(
     """
     include_tags = pretrained if include_tags is None else include_tags
     names: list[str] = []
-    for arch in _model_entrypoints:
-        tags = [cfg.tag for cfg in _pretrained_cfgs[arch].values() if cfg.has_weights]
+    for arch in model_entrypoints:
+        tags = [cfg.tag for cfg in pretrained_cfgs[arch].values() if cfg.has_weights]
         if pretrained and not tags:
             continue
         names += [f"{arch}.{t}" for t in tags] if include_tags and tags else [arch]
@@ -151,7 +151,7 @@ def list_models(
 
 def list_pretrained(pattern: str = "") -> list[PretrainedCfg]:
     """Pretrained configs of the models matching ``pattern``, default tag first per model."""
-    return [cfg for arch in list_models(pattern) for cfg in _pretrained_cfgs[arch].values()]
+    return [cfg for arch in list_models(pattern) for cfg in pretrained_cfgs[arch].values()]
 
 
 def get_pretrained_cfg(model_name: str, tag: str | None = None) -> PretrainedCfg:
@@ -162,9 +162,9 @@ def get_pretrained_cfg(model_name: str, tag: str | None = None) -> PretrainedCfg
     """
     arch, name_tag = split_model_name_tag(model_name)
     tag = tag or name_tag
-    if arch not in _model_entrypoints:
+    if arch not in model_entrypoints:
         raise ValueError(_unknown_model_message(arch))
-    cfgs = _pretrained_cfgs[arch]
+    cfgs = pretrained_cfgs[arch]
     if not cfgs:
         with_weights = ", ".join(list_models(pretrained=True)) or "none yet"
         raise ValueError(f"{arch} has no pretrained weights; models with weights: {with_weights}")
@@ -176,11 +176,11 @@ def get_pretrained_cfg(model_name: str, tag: str | None = None) -> PretrainedCfg
 
 
 def _unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_model_entrypoints), n=3)
+    close = difflib.get_close_matches(name, list(model_entrypoints), n=3)
     hint = (
         f"; did you mean {', '.join(close)}?"
         if close
-        else f"; registered models: {', '.join(sorted(_model_entrypoints))}"
+        else f"; registered models: {', '.join(sorted(model_entrypoints))}"
     )
     return f"unknown model {name!r}{hint}"
 
@@ -222,15 +222,15 @@ def create_model(
         ValueError: For an unknown name, a scale the family does not have, or missing weights.
     """
     arch, tag = split_model_name_tag(model_name)
-    if arch not in _model_entrypoints and "scale" in overrides:
+    if arch not in model_entrypoints and "scale" in overrides:
         candidate = f"{arch}_x{overrides['scale']}"
-        if candidate in _model_entrypoints:
+        if candidate in model_entrypoints:
             overrides.pop("scale")
             arch = candidate
-        elif any(n.startswith(f"{arch}_x") for n in _model_entrypoints):
-            have = sorted(int(n.rsplit("_x", 1)[1]) for n in _model_entrypoints if n.startswith(f"{arch}_x"))
+        elif any(n.startswith(f"{arch}_x") for n in model_entrypoints):
+            have = sorted(int(n.rsplit("_x", 1)[1]) for n in model_entrypoints if n.startswith(f"{arch}_x"))
             raise ValueError(f"{arch} has no variant for scale {overrides['scale']!r}; its scales: {tuple(have)}")
-    if arch not in _model_entrypoints:
+    if arch not in model_entrypoints:
         raise ValueError(_unknown_model_message(arch))
     family, _, fixed = arch.rpartition("_x")
     if "scale" in overrides and fixed.isdigit() and overrides["scale"] != int(fixed):
@@ -239,7 +239,7 @@ def create_model(
             f"{arch} is the x{fixed} variant; scale={scale!r} would build another model under its name: "
             f"create_model('{family}_x{scale}') or create_model('{family}', scale={scale!r})"
         )
-    return _model_entrypoints[arch](
+    return model_entrypoints[arch](
         pretrained=bool(pretrained) or weights is not None,
         pretrained_tag=tag,
         pretrained_cfg_overlay=pretrained_cfg_overlay,

@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import metrics
-from .inference import load_model, upscale
+from .inference import Upscaler
 from .io import list_images, read_image, to_tensor
 from .memory import is_out_of_memory
 from .models import SRModel
@@ -206,10 +206,17 @@ def evaluate(
     else:
         # a name or folder describes itself; an object by its registered variant, if any
         description = os.fspath(model) if isinstance(model, str | os.PathLike) else None
-        # loaded once here and kept (upscale finds the same model by the name, and picks its device as for names)
-        loaded = load_model(model, cache=True)
-        description = description or getattr(loaded, "variant", None) or type(loaded).__name__
-        loaded.resolve_scale(scale)
+        # set up once, before any image is read; scored in fp32 unless int8 is asked (whatever upscale's default)
+        upscaler = Upscaler(
+            model,
+            scale=scale,
+            tile=tile,
+            self_ensemble=self_ensemble,
+            device=device,
+            backend=backend,
+            precision="int8" if int8 else "fp32",
+        )
+        description = description or getattr(upscaler.model, "variant", None) or type(upscaler.model).__name__
     hr_files = _hr_files(data)
     y_channel, extra_crop = PROTOCOLS[protocol]
     crop_border = scale + extra_crop
@@ -221,19 +228,7 @@ def evaluate(
     for hr_path in bar:
         hr, lr = _load_pair(hr_path, lr_dir, scale, degrade)
         try:
-            if is_bicubic:
-                sr = _bicubic(lr, scale)
-            else:
-                sr = upscale(
-                    model,
-                    to_tensor(lr),
-                    scale,
-                    tile=tile,
-                    self_ensemble=self_ensemble,
-                    device=device,
-                    backend=backend,
-                    int8=int8,
-                )
+            sr = _bicubic(lr, scale) if is_bicubic else upscaler(to_tensor(lr))
             hr_tensor = to_tensor(hr)
             scores = [
                 float(metric(sr, hr_tensor, crop_border=crop_border, test_y_channel=y_channel)[0])

@@ -39,7 +39,11 @@ from ._hub import check_finite_weights
 from .models import SRModel
 
 __all__ = [
+    "BF16_OPSET",
+    "IO_NAMES",
     "MIN_OPSET",
+    "ONNX_PRECISIONS",
+    "ONNX_TOLERANCE",
     "FixedScale",
     "check_opset",
     "export_ncnn",
@@ -62,6 +66,29 @@ _UPSCAYL_SCALES = (1, 2, 3, 4, 8, 16)
 MIN_OPSET = 15
 #: Largest difference allowed between an exported file's output and PyTorch's, on [0, 1].
 _ONNX_TOLERANCE, _NCNN_TOLERANCE = 1e-4, 1e-3
+#: ``io_names`` of :func:`export_onnx`: the input and output names, and whether the batch is fixed at 1.
+#: ``community`` is the convention of the GPU upscalers (chaiNNer's and ComfyUI's TensorRT nodes,
+#: vs-mlrt): ``input``/``output``, ``1 x 3 x H x W`` with the height and width dynamic.
+IO_NAMES: dict[str, tuple[str, str, bool]] = {
+    "edsr": (INPUT_NAME, OUTPUT_NAME, False),
+    "community": ("input", "output", True),
+}
+#: ``precision`` of :func:`export_onnx`: the dtype of the weights and activations, and of the graph's input
+#: and output. An fp16 file takes and gives float16 (what fp16 ONNX means to TensorRT and its users); a bf16
+#: file takes and gives float32 (few programs feed bfloat16, and bfloat16's 8 bits of mantissa would round
+#: [0, 1] to about one 8-bit level), casting to bfloat16 inside.
+ONNX_PRECISIONS: dict[str, tuple[torch.dtype, torch.dtype]] = {
+    "fp32": (torch.float32, torch.float32),
+    "fp16": (torch.float16, torch.float16),
+    "bf16": (torch.bfloat16, torch.float32),
+}
+#: How far an exported ONNX file may be from the float32 PyTorch model (largest absolute difference on [0, 1]
+#: outputs of random inputs) before :func:`export_onnx` refuses it. fp16 and bf16 were measured on every shipped
+#: model at every scale (docs/speed.md, "fp16 and bf16 ONNX"): at most 1.2e-3 (fp16, a third of an 8-bit level)
+#: and 1.6e-2 (bf16, four levels); the tolerances are about twice that.
+ONNX_TOLERANCE: dict[str, float] = {"fp32": _ONNX_TOLERANCE, "fp16": 3e-3, "bf16": 3e-2}
+#: The first ONNX opset whose Conv (and the arithmetic around it) takes bfloat16.
+BF16_OPSET = 22
 #: The exporter's loggers: they report each opset conversion (with a traceback when it fails).
 _EXPORTER_LOGGERS = ("torch.onnx", "onnxscript", "onnx_ir")
 
@@ -182,6 +209,40 @@ def _export_copy(model: SRModel, scale: int | None) -> FixedScale:
     return FixedScale(copy.deepcopy(model).cpu().requires_grad_(False).fuse(), model.resolve_scale(scale)).eval()
 
 
+class _Float32Layer(nn.Module):
+    """A layer kept in float32 in a half-precision graph: its input is cast up, its output stays float32.
+
+    The fused tail convolution carries ``1 / rgb_range`` in its weights (see
+    :meth:`~edsr_lib.SRModel.fuse`); in float16 about 40% of them would fall below the
+    smallest normal number (docs/speed.md). It maps the features to the three colours, so
+    float32 there costs little.
+    """
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer.float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the layer in float32."""
+        return self.layer(x.float())
+
+
+class _Precision(nn.Module):
+    """A fused model in ``dtype`` (its last convolution in float32), cast from and to ``io_dtype`` at its ends."""
+
+    def __init__(self, wrapper: FixedScale, dtype: torch.dtype, io_dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype, self.io_dtype = dtype, io_dtype
+        self.wrapper = wrapper.to(dtype)
+        tail = getattr(wrapper.model, "tail_module", None)  # the last convolution, where the model declares one
+        if dtype != torch.float32 and tail is not None:
+            setattr(wrapper.model, tail, _Float32Layer(getattr(wrapper.model, tail)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Upscale ``x`` (``io_dtype``, NCHW in [0, 1]) in ``dtype``."""
+        return self.wrapper(x.to(self.dtype)).to(self.io_dtype)
+
+
 def export_onnx(
     model: SRModel,
     path: str | os.PathLike[str],
@@ -189,6 +250,8 @@ def export_onnx(
     *,
     opset: int | None = None,
     check: bool = True,
+    precision: str = "fp32",
+    io_names: str = "edsr",
 ) -> Path:
     """Write ``model`` at ``scale`` as an ONNX file with dynamic batch, height and width.
 
@@ -201,39 +264,63 @@ def export_onnx(
         scale: The scale to export; required for a multi-scale model.
         opset: ONNX opset, from :data:`MIN_OPSET` to the newest the ``onnx`` package knows
             (:func:`check_opset`); default the exporter's.
-        check: Run the file with onnxruntime on two input sizes and raise unless it matches
-            PyTorch within 1e-4 (see :func:`max_onnx_error`).
+        check: Run the file on two input sizes and raise unless it matches the float32
+            PyTorch model within :data:`ONNX_TOLERANCE` for its precision (see
+            :func:`max_onnx_error`): with onnxruntime, or for bf16, which onnxruntime's CPU
+            provider has no kernels for, with ONNX's reference evaluator (``onnx.reference``:
+            NumPy with bfloat16 arrays).
+        precision: ``"fp32"``, ``"fp16"`` or ``"bf16"`` (:data:`ONNX_PRECISIONS`): the weights
+            and activations in that precision, except the last convolution, which stays in
+            float32; an fp16 file's input and output are float16, a bf16 file's float32. A bf16
+            file is written in opset :data:`BF16_OPSET` (or the later one asked for).
+        io_names: ``"edsr"`` (``lr``/``sr``, dynamic batch) or ``"community"``
+            (``input``/``output``, ``1 x C x H x W``: the GPU upscalers' convention), see
+            :data:`IO_NAMES`.
 
     Returns:
         The path written.
 
     Raises:
         ImportError: If the ``onnx`` extra is not installed.
-        ValueError: If ``scale`` is not one of the model's scales, the opset cannot be
-            written, ``path`` is a folder, or the weights hold NaN or infinity
+        ValueError: If ``scale`` is not one of the model's scales, ``precision`` or ``io_names``
+            is unknown, the opset cannot be written (for bf16: is below :data:`BF16_OPSET`),
+            ``path`` is a folder, or the weights hold NaN or infinity
             (:class:`~edsr_lib.inference.NonFiniteError`).
         RuntimeError: If the exporter wrote another opset than ``opset``, or the check fails
             (nothing is written then).
     """
     _require("onnxscript")
+    if precision not in ONNX_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(ONNX_PRECISIONS)}, not {precision!r}")
+    if io_names not in IO_NAMES:
+        raise ValueError(f"io_names must be one of {', '.join(IO_NAMES)}, not {io_names!r}")
     scale = model.resolve_scale(scale)
     check_opset(opset)
+    if precision == "bf16":
+        if opset is not None and opset < BF16_OPSET:
+            raise ValueError(f"a bf16 file needs opset {BF16_OPSET} or later (ONNX's Conv takes bfloat16 from there)")
+        opset = opset or BF16_OPSET
     check_finite_weights(model)
     path = Path(path)
     if path.is_dir():
         example = path / f"model_x{scale}.onnx"
         raise IsADirectoryError(f"{path} is a folder: pass the .onnx file to write, e.g. {example}")
+    dtype, io_dtype = ONNX_PRECISIONS[precision]
+    input_name, output_name, batch_of_one = IO_NAMES[io_names]
     wrapper = _export_copy(model, scale)
-    example = torch.rand(1, model.n_colors, 32, 32)
-    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    graph: nn.Module = wrapper if precision == "fp32" else _Precision(wrapper, dtype, io_dtype).eval()
+    example = torch.rand(1, model.n_colors, 32, 32).to(io_dtype)
+    dims = {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    if not batch_of_one:
+        dims[0] = torch.export.Dim("batch")
     with _folder_for(path.parent), atomic_path(path) as tmp:
         with _quiet_exporter():
             torch.onnx.export(
-                wrapper,
+                graph,
                 (example,),
                 tmp,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                input_names=[input_name],
+                output_names=[output_name],
                 dynamic_shapes={"x": dims},
                 opset_version=opset,
                 external_data=False,
@@ -243,7 +330,9 @@ def export_onnx(
             # the exporter keeps its own opset, with a logged warning, where a conversion fails
             raise RuntimeError(f"the exporter could not convert this model to ONNX opset {opset} (it made {written})")
         if check:
-            _refuse_error(max_onnx_error(tmp, model, scale), _ONNX_TOLERANCE, f"the ONNX file for {path}")
+            runtime = "reference" if precision == "bf16" else "onnxruntime"
+            error = max_onnx_error(tmp, model, scale, runtime=runtime)
+            _refuse_error(error, ONNX_TOLERANCE[precision], f"the ONNX file for {path}")
     return path
 
 
@@ -252,30 +341,54 @@ def max_onnx_error(
     model: SRModel,
     scale: int | None = None,
     shapes: tuple[tuple[int, int, int, int], ...] = ((1, 3, 32, 32), (2, 3, 19, 45)),
+    *,
+    runtime: str = "onnxruntime",
 ) -> float:
-    """Largest absolute difference between onnxruntime and PyTorch outputs on random inputs.
+    """Largest absolute difference between the ONNX file's outputs and the float32 PyTorch model's, on random inputs.
+
+    The file's input and output names and its input dtype are read from the file; a file
+    whose batch is fixed at 1 (``io_names="community"``) runs each shape with batch 1.
 
     Args:
         path: The ONNX file.
         model: The PyTorch model it was exported from.
         scale: The exported scale.
         shapes: Input shapes to try (different sizes check that height and width are dynamic).
+        runtime: ``"onnxruntime"`` (its CPU provider) or ``"reference"`` (ONNX's reference
+            evaluator, ``onnx.reference``: NumPy, slow, but it runs bfloat16, for which
+            onnxruntime's CPU provider has no kernels).
 
     Returns:
         The difference; ``inf`` when a shape differs, NaN when either output holds NaN or
         infinity (so that no ``error <= tolerance`` test passes on it).
     """
-    _require("onnxruntime")
-    import onnxruntime
+    _require("onnx")
+    import onnx
+
+    if runtime == "onnxruntime":
+        _require("onnxruntime")
+        import onnxruntime
+
+        run = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"]).run
+    elif runtime == "reference":
+        from onnx.reference import ReferenceEvaluator
+
+        run = ReferenceEvaluator(os.fspath(path)).run
+    else:
+        raise ValueError(f"runtime must be 'onnxruntime' or 'reference', not {runtime!r}")
+    graph = onnx.load(os.fspath(path), load_external_data=False).graph
+    (graph_input,), (graph_output,) = graph.input, graph.output
+    input_dtype = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
+    batch = graph_input.type.tensor_type.shape.dim[0].dim_value or None  # None: a dynamic batch
 
     scale = model.resolve_scale(scale)
-    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     error = 0.0
     for shape in shapes:
-        x = torch.rand((shape[0], model.n_colors, *shape[2:]), generator=generator)
-        (onnx_out,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+        x = torch.rand((batch or shape[0], model.n_colors, *shape[2:]), generator=generator)
+        (onnx_out,) = run([graph_output.name], {graph_input.name: x.numpy().astype(input_dtype)})
+        onnx_out = onnx_out.astype(np.float32)
         with torch.inference_mode(), full_float32():  # a CUDA model in TF32 would differ by ~1e-3
             expected = model(x.to(device), scale=scale).cpu().numpy()
         difference = _max_difference(onnx_out, expected)
@@ -461,3 +574,304 @@ def max_ncnn_error(
             return difference
         error = max(error, difference)
     return error
+
+
+# --------------------------------------------------------------------------------------------- ExecuTorch
+
+
+#: Largest difference allowed between an ExecuTorch file's output and PyTorch's, on [0, 1] (measured: 2.4e-6).
+_EXECUTORCH_TOLERANCE = 1e-4
+
+
+def export_executorch(
+    model: SRModel,
+    path: str | os.PathLike[str],
+    scale: int | None = None,
+    *,
+    max_size: int = 512,
+    check: bool = True,
+) -> Path:
+    """Write ``model`` at ``scale`` as an ExecuTorch program (``.pte``) delegated to XNNPACK, for mobile apps.
+
+    `ExecuTorch <https://pytorch.org/executorch>`_ runs PyTorch programs on phones and edge
+    devices; its XNNPACK delegate runs the convolutions on the CPU's vector units. The
+    program is the fused model, lowered with ``to_edge_transform_and_lower`` and the XNNPACK
+    partitioner, in float32. Its one method, ``forward``, maps a float32 ``1 x C x H x W``
+    tensor in [0, 1] (``H`` and ``W`` from 1 to ``max_size``) to ``1 x C x sH x sW`` (not
+    clamped). ExecuTorch plans its memory for the largest input, so a larger ``max_size``
+    costs memory on the device: tile larger images, as :func:`edsr_lib.upscale` does. Needs
+    the extra ``executorch`` (``pip install "edsr-lib[executorch]"``).
+
+    Args:
+        model: The model (not modified: a fused copy is exported).
+        path: The ``.pte`` file to write (atomically).
+        scale: The scale to export; required for a multi-scale model.
+        max_size: The largest input height and width the program takes.
+        check: Run the program with ExecuTorch's Python runtime on two input sizes and raise
+            unless it matches PyTorch within 1e-4 (see :func:`max_executorch_error`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If the ``executorch`` extra is not installed.
+        ValueError: If ``scale`` is not one of the model's scales, ``max_size`` is below 32,
+            ``path`` is a folder, or the weights hold NaN or infinity.
+        RuntimeError: If the check fails (nothing is written then).
+    """
+    _require("executorch", "executorch")
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    scale = model.resolve_scale(scale)
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 32:
+        raise ValueError(
+            f"max_size must be an integer of at least 32 (the size the program is traced at), not {max_size!r}"
+        )
+    check_finite_weights(model)
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: pass the .pte file to write, e.g. {path / f'model_x{scale}.pte'}")
+    wrapper = _export_copy(model, scale)
+    example = torch.rand(1, model.n_colors, 32, 32)
+    dims = {2: torch.export.Dim("height", min=1, max=max_size), 3: torch.export.Dim("width", min=1, max=max_size)}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the lowering's deprecation notices are about its own internals
+        program = torch.export.export(wrapper, (example,), dynamic_shapes={"x": dims})
+        buffer = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch().buffer
+    if check:
+        _refuse_error(max_executorch_error(buffer, model, scale), _EXECUTORCH_TOLERANCE, f"the ExecuTorch file {path}")
+    with _folder_for(path.parent), atomic_path(path) as tmp:
+        tmp.write_bytes(buffer)
+    return path
+
+
+def max_executorch_error(
+    program: bytes | str | os.PathLike[str],
+    model: SRModel,
+    scale: int | None = None,
+    shapes: tuple[tuple[int, int], ...] = ((32, 32), (19, 45)),
+) -> float:
+    """Largest absolute difference between ExecuTorch's output (its Python runtime, XNNPACK) and PyTorch's.
+
+    Args:
+        program: The ``.pte`` file, or its contents.
+        model: The PyTorch model it was exported from.
+        scale: The exported scale.
+        shapes: Input heights and widths to try (batch 1).
+
+    Returns:
+        The difference; ``inf`` when a shape differs, NaN when either output holds NaN or infinity.
+    """
+    _require("executorch", "executorch")
+    from executorch.runtime import Runtime
+
+    scale = model.resolve_scale(scale)
+    data = program if isinstance(program, bytes) else Path(program).read_bytes()
+    method = Runtime.get().load_program(data).load_method("forward")
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    error = 0.0
+    for height, width in shapes:
+        x = torch.rand(1, model.n_colors, height, width, generator=generator)
+        (got,) = method.execute([x])
+        with torch.inference_mode(), full_float32():
+            expected = model(x.to(device), scale=scale).cpu().numpy()
+        difference = _max_difference(got.numpy(), expected)
+        if not math.isfinite(difference):
+            return difference
+        error = max(error, difference)
+    return error
+
+
+# --------------------------------------------------------------------------------------------- Core ML
+
+
+#: The Core ML model's input and output names, and the oldest OS that runs its ML program.
+COREML_INPUT, COREML_OUTPUT, COREML_TARGET = "input", "output", "iOS16"
+
+
+def export_coreml(
+    model: SRModel,
+    path: str | os.PathLike[str],
+    scale: int | None = None,
+    *,
+    precision: str = "fp16",
+    max_size: int = 2048,
+    check: bool = True,
+) -> Path:
+    """Write ``model`` at ``scale`` as a Core ML package (``.mlpackage``, an ML program) for Apple devices.
+
+    coremltools converts a trace of the fused model. The input ``input`` is a float32
+    ``1 x C x H x W`` tensor in [0, 1] (``H`` and ``W`` from 1 to ``max_size``), the output
+    ``output`` float32 ``1 x C x sH x sW`` (not clamped). In ``"fp16"`` (the default, what the
+    Neural Engine runs) every operation computes in float16 except the last convolution, which
+    stays in float32 for the reason given in docs/speed.md; ``"fp32"`` keeps all in float32
+    (the GPU and CPU only). The package needs iOS 16 / macOS 13 or later. Needs the extra
+    ``coreml`` (``pip install "edsr-lib[coreml]"``).
+
+    Core ML runs only on Apple systems: elsewhere ``check`` validates what can be read
+    without running it (:func:`check_coreml`); on macOS it also runs the package and compares
+    it with PyTorch.
+
+    Args:
+        model: The model (not modified: a fused copy is exported).
+        path: The ``.mlpackage`` folder to make (it must not exist; it appears whole or not at all).
+        scale: The scale to export; required for a multi-scale model.
+        precision: ``"fp16"`` or ``"fp32"``.
+        max_size: The largest input height and width.
+        check: Validate the package (and on macOS run it) before it is put in place.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If the ``coreml`` extra is not installed.
+        ValueError: For an unknown ``precision``, a ``max_size`` below 32, or weights that hold
+            NaN or infinity.
+        FileExistsError: If ``path`` exists.
+        RuntimeError: If the check fails.
+    """
+    _require("coremltools", "coreml")
+    with _quiet_coremltools():  # on import it reports the untested torch and scikit-learn versions
+        import coremltools as ct
+
+    if precision not in ("fp16", "fp32"):
+        raise ValueError(f"precision must be 'fp16' or 'fp32' for Core ML, not {precision!r}")
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 32:
+        raise ValueError(f"max_size must be an integer of at least 32, not {max_size!r}")
+    scale = model.resolve_scale(scale)
+    check_finite_weights(model)
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: remove it or choose another name (a .mlpackage is a folder)")
+    wrapper = _export_copy(model, scale)
+    example = torch.rand(1, model.n_colors, 32, 32)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trace is of one fixed graph: its warnings are noise
+        traced = torch.jit.trace(wrapper, example)
+    size = ct.RangeDim(lower_bound=1, upper_bound=max_size, default=64)
+    n_colors = model.n_colors
+    # every operation in float16 but the last convolution, the one whose output has the image's channels
+    compute = (
+        ct.precision.FLOAT32
+        if precision == "fp32"
+        else ct.transform.FP16ComputePrecision(
+            op_selector=lambda op: not (op.op_type == "conv" and op.outputs[0].shape[1] == n_colors)
+        )
+    )
+    with _quiet_exporter(), _quiet_coremltools(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = ct.convert(
+            traced,
+            inputs=[ct.TensorType(name=COREML_INPUT, shape=ct.Shape((1, n_colors, size, size)), dtype=np.float32)],
+            outputs=[ct.TensorType(name=COREML_OUTPUT, dtype=np.float32)],
+            convert_to="mlprogram",
+            minimum_deployment_target=getattr(ct.target, COREML_TARGET),
+            compute_precision=compute,
+        )
+    converted.short_description = f"{type(model).__name__} x{scale} (edsr-lib): RGB in [0, 1], 1x{n_colors}xHxW"
+    with _folder_for(path.parent), tempfile.TemporaryDirectory(prefix=".coreml-", dir=path.parent) as tmp:
+        package = Path(tmp) / path.name
+        converted.save(os.fspath(package))
+        if check:
+            problems = check_coreml(package, model, scale, max_size=max_size, precision=precision)
+            if problems:
+                raise RuntimeError(f"the Core ML package for {path}: {'; '.join(problems)}; nothing was written")
+        os.replace(package, path)
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_coremltools():
+    """Silence coremltools' progress bars and its logger (it reports each pass) for the duration."""
+    log = logging.getLogger("coremltools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def check_coreml(
+    package: str | os.PathLike[str],
+    model: SRModel,
+    scale: int | None = None,
+    *,
+    max_size: int = 2048,
+    precision: str = "fp16",
+) -> list[str]:
+    """What is wrong with a Core ML package written by :func:`export_coreml` (empty when nothing is).
+
+    Everywhere: the package's spec loads; it is an ML program for iOS 16 / macOS 13; its one
+    input is ``input``, float32 ``1 x C x H x W`` with ``H`` and ``W`` from 1 to ``max_size``;
+    its one output ``output`` is float32; it holds as many convolutions as the fused model,
+    in float16 except the last (``precision="fp16"``). On macOS, where Core ML runs, the
+    package is also run on two input sizes and compared with PyTorch (within 1e-4 in fp32,
+    within 3e-3 in fp16, the tolerances of the ONNX files).
+
+    Args:
+        package: The ``.mlpackage`` folder.
+        model: The PyTorch model it was exported from.
+        scale: The exported scale.
+        max_size: The largest input height and width it should take.
+        precision: ``"fp16"`` or ``"fp32"``, as exported.
+    """
+    _require("coremltools", "coreml")
+    import coremltools as ct
+
+    scale = model.resolve_scale(scale)
+    problems: list[str] = []
+    try:
+        spec = ct.utils.load_spec(os.fspath(package))
+    except Exception as err:  # a package coremltools cannot read: say so, whatever the reason
+        return [f"its spec does not load ({type(err).__name__}: {err})"]
+    if spec.WhichOneof("Type") != "mlProgram":
+        problems.append(f"it is a {spec.WhichOneof('Type')}, not an ML program")
+    if spec.specificationVersion < ct.target.iOS16:
+        problems.append(f"its specification version {spec.specificationVersion} is older than iOS 16's")
+    description = spec.description
+    inputs, outputs = list(description.input), list(description.output)
+    array = ct.proto.FeatureTypes_pb2.ArrayFeatureType
+    if [i.name for i in inputs] != [COREML_INPUT] or [o.name for o in outputs] != [COREML_OUTPUT]:
+        problems.append(f"its inputs/outputs are {[i.name for i in inputs]}/{[o.name for o in outputs]}")
+    else:
+        tensor = inputs[0].type.multiArrayType
+        ranges = [(r.lowerBound, r.upperBound) for r in tensor.shapeRange.sizeRanges]
+        if tensor.dataType != array.FLOAT32 or outputs[0].type.multiArrayType.dataType != array.FLOAT32:
+            problems.append("its input or output is not float32")
+        if ranges != [(1, 1), (model.n_colors, model.n_colors), (1, max_size), (1, max_size)]:
+            problems.append(f"its input takes the shapes {ranges}, not 1 x {model.n_colors} x [1, {max_size}]^2")
+    (block,) = spec.mlProgram.functions["main"].block_specializations.values()
+    convolutions = [op for op in block.operations if op.type == "conv"]
+    n_conv = sum(isinstance(m, nn.Conv2d) for m in _export_copy(model, scale).modules())
+    if len(convolutions) != n_conv:
+        problems.append(f"it holds {len(convolutions)} convolutions, the fused model {n_conv}")
+    elif precision == "fp16":
+        float16 = ct.proto.MIL_pb2.DataType.FLOAT16
+        dtypes = [op.outputs[0].type.tensorType.dataType for op in convolutions]
+        if dtypes[:-1] != [float16] * (n_conv - 1) or dtypes[-1] == float16:
+            problems.append("its convolutions are not float16 with the last one float32")
+    if not problems and ct.utils._is_macos():  # Core ML itself runs only on Apple systems
+        problems += _run_coreml(package, model, scale, ONNX_TOLERANCE[precision])
+    return problems
+
+
+def _run_coreml(package: str | os.PathLike[str], model: SRModel, scale: int, tolerance: float) -> list[str]:
+    """Run the package with Core ML (macOS only) on two sizes; a problem when it differs from PyTorch."""
+    import coremltools as ct
+
+    loaded = ct.models.MLModel(os.fspath(package))
+    generator = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    for height, width in ((32, 32), (19, 45)):
+        x = torch.rand(1, model.n_colors, height, width, generator=generator)
+        got = loaded.predict({COREML_INPUT: x.numpy()})[COREML_OUTPUT]
+        with torch.inference_mode(), full_float32():
+            expected = model(x.to(device), scale=scale).cpu().numpy()
+        difference = _max_difference(np.asarray(got, dtype=np.float32), expected)
+        if not difference <= tolerance:
+            return [f"Core ML's output differs from PyTorch's by up to {difference:.3g} (more than {tolerance:g})"]
+    return []

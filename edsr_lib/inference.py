@@ -28,6 +28,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -63,6 +64,7 @@ __all__ = [
     "UpscaleOptions",
     "Upscaler",
     "activation_bytes_per_pixel",
+    "as_upscaler",
     "auto_tile_size",
     "available_memory",
     "check_finite_weights",
@@ -233,6 +235,7 @@ class Upscaler:
 
     Attributes:
         model: The model (the object passed in, or the one loaded by name).
+        name: The model's name: the name or folder name it was given by, else its variant.
         options: The options.
         scale: The model scale of a plain run, or ``None`` with ``outscale``.
         passes: The model scales run one after the other (one, but with ``outscale``).
@@ -269,6 +272,7 @@ class Upscaler:
             options = options.replace(**changes)
         by_name = isinstance(model, str | os.PathLike)
         self.model: SRModel = load_model(model, cache=True)
+        self.name: str = Path(model).name if by_name else getattr(self.model, "variant", "") or "model"
         self.options = options
         if options.outscale is None:
             self.scale: int | None = self.model.resolve_scale(options.scale)
@@ -312,9 +316,9 @@ class Upscaler:
         )
 
     @property
-    def factor(self) -> float:
+    def factor(self) -> int | float:
         """How many times larger the output is: the scale, or ``outscale``."""
-        return float(self.options.outscale) if self.options.outscale is not None else float(self.scale)
+        return self.options.outscale if self.options.outscale is not None else self.scale
 
     def __call__(self, image: ImageT) -> ImageT:
         """Upscale an image or a batch.
@@ -377,7 +381,7 @@ class Upscaler:
     def _pil(self, images: Sequence[AnyImage]) -> list[AnyImage]:
         """PIL in, PIL out: upright pixels by :func:`~edsr_lib.adapters.from_pil`, metadata carried over."""
         sources, pixels = adapters.from_pil(images)
-        return adapters.to_pil(sources, self._pixels(pixels), self.factor)
+        return adapters.to_pil(sources, self._pixels(pixels), float(self.factor))
 
     def _to_outscale(self, image: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
         """Chain the model passes of :func:`plan_passes`, then shrink to ``outscale`` with MATLAB bicubic."""
@@ -464,6 +468,47 @@ class Upscaler:
         return adapted.finish()
 
 
+def as_upscaler(
+    model: SRModel | str | os.PathLike[str] | Upscaler,
+    options: UpscaleOptions | None = None,
+    /,
+    *,
+    half: bool | str | torch.dtype | None = False,
+    int8: bool = False,
+    **changes: Any,
+) -> Upscaler:
+    """The :class:`Upscaler` a surface's arguments describe: ``model`` itself if it is one, else one built from them.
+
+    Every surface that takes a model or an :class:`Upscaler` (folder jobs, video, Ray, the
+    demo) goes through here, so the options are checked in one place.
+
+    Args:
+        model: An :class:`Upscaler` (used as it is), or what :class:`Upscaler` takes.
+        options: The options, for a model.
+        half: The older spelling of ``precision`` (see :func:`edsr_lib.options.precision_of`).
+        int8: The older spelling of ``precision="int8"``.
+        **changes: Fields of :class:`~edsr_lib.options.UpscaleOptions` by name, for a model
+            (``scale=None`` is the default and is ignored with an :class:`Upscaler`).
+
+    Raises:
+        ValueError: For options given with an :class:`Upscaler` (it carries its own), and
+            whatever :class:`Upscaler` raises.
+    """
+    precision = precision_of(half, int8)
+    if precision is not None:
+        if changes.get("precision") not in (None, precision):
+            raise ValueError(f"precision={changes['precision']!r} and half/int8 ask for two precisions; give one")
+        changes["precision"] = precision
+    if isinstance(model, Upscaler):
+        if changes.get("scale", 0) is None:
+            del changes["scale"]
+        if options is not None or changes:
+            given = ", ".join(sorted(changes)) or "options"
+            raise ValueError(f"an Upscaler carries its own options; {given} cannot be given with it")
+        return model
+    return Upscaler(model, options, **changes)
+
+
 def upscale(
     model: SRModel | str | os.PathLike[str],
     image: ImageT,
@@ -516,14 +561,9 @@ def upscale(
         >>> sr = upscale("edsr_baseline_x2", load_image("photo.jpg"))  # doctest: +SKIP
         >>> write_image("photo_x2.png", sr)  # doctest: +SKIP
     """
-    precision = precision_of(half, int8)
-    if precision is not None:
-        if options.get("precision") not in (None, precision):
-            raise ValueError(f"precision={options['precision']!r} and half/int8 ask for two precisions; give one")
-        options["precision"] = precision
-    # the exact result unless asked: fp32 in PyTorch (an Upscaler's defaults are the fast path)
-    if options.get("precision") is None:
-        options["precision"] = "fp32"
-    if options.get("backend") is None and options["precision"] != "int8":
-        options["backend"] = "torch"
-    return Upscaler(model, scale=scale, **options)(image)
+    if not isinstance(model, Upscaler):  # exact unless asked: fp32 in PyTorch (an Upscaler's default is fast)
+        if precision_of(half, int8) is None and options.get("precision") is None:
+            options["precision"] = "fp32"
+        if options.get("backend") is None and options.get("precision") != "int8" and not int8:
+            options["backend"] = "torch"
+    return as_upscaler(model, half=half, int8=int8, scale=scale, **options)(image)

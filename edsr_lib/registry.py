@@ -19,14 +19,14 @@ from . import models  # noqa: F401
 from ._builder import build_model
 from ._pretrained import PretrainedCfg
 from ._registry import (  # the tables too, for the code and the tests that read them from here
-    _complete_cfg,  # noqa: F401
-    _model_entrypoints,  # noqa: F401
-    _pretrained_cfgs,  # noqa: F401
+    complete_cfg,  # noqa: F401
     create_model,
     get_pretrained_cfg,
     is_model,
     list_models,
     list_pretrained,
+    model_entrypoints,  # noqa: F401
+    pretrained_cfgs,  # noqa: F401
     register_model,
     split_model_name_tag,
 )

@@ -83,8 +83,8 @@ def register_in_timm(name: str, cfgs: list[PretrainedCfg]) -> None:
 
 def register_all() -> None:
     """Register in timm every edsr-lib model registered so far."""
-    for name in list(registry._model_entrypoints):
-        register_in_timm(name, list(registry._pretrained_cfgs[name].values()))
+    for name in list(registry.model_entrypoints):
+        register_in_timm(name, list(registry.pretrained_cfgs[name].values()))
 
 
 def install() -> None:

@@ -37,9 +37,11 @@ def _importable(file: str) -> bool:
     return file.startswith(_LIBRARY_ROOTS) or any(Path(file).is_relative_to(root) for root in _IMPORTABLE_ROOTS)
 
 
-def _leaks(path: list[str], modules: dict[str, object]) -> list[str]:
-    """What a test left in ``sys.path`` and ``sys.modules`` that outlasts it, against the state before it."""
+def _leaks(path: list[str], modules: dict[str, object], threads: int) -> list[str]:
+    """What a test left in ``sys.path``, ``sys.modules`` and torch's threads that outlasts it, against before it."""
     found = [f"sys.path gained {p!r}" for p in sys.path if p not in path and not p.startswith(_LIBRARY_ROOTS)]
+    if torch.get_num_threads() != threads:
+        found.append(f"torch.set_num_threads({torch.get_num_threads()}) where it was {threads}")
     if sys.modules.get("__main__") is not modules.get("__main__"):
         found.append("sys.modules['__main__'] was replaced")
     for name, module in list(sys.modules.items()):
@@ -57,8 +59,11 @@ def _leaks(path: list[str], modules: dict[str, object]) -> list[str]:
     return found
 
 
-def _import_state() -> tuple[list[str], dict[str, object]]:
-    return list(sys.path), dict(sys.modules)
+_State = tuple[list[str], dict[str, object], int]
+
+
+def _import_state() -> _State:
+    return list(sys.path), dict(sys.modules), torch.get_num_threads()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -67,10 +72,10 @@ def _no_leaked_imports_by_module() -> Iterator[None]:
     before = _import_state()
     yield
     if leaks := _leaks(*before):
-        pytest.fail("the module (its fixtures, or a test) leaked import state: " + "; ".join(leaks), pytrace=False)
+        pytest.fail("the module (its fixtures, or a test) leaked global state: " + "; ".join(leaks), pytrace=False)
 
 
-_BEFORE_TEST = pytest.StashKey[tuple[list[str], dict[str, object]]]()
+_BEFORE_TEST = pytest.StashKey[_State]()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -82,13 +87,14 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """A test that adds to sys.path or registers a module by hand undoes it (monkeypatch does), or fails.
+    """A test that adds to sys.path, registers a module by hand or sets torch's threads undoes it, or fails.
 
-    Either outlasts the test and changes what every later test imports.
+    Each outlasts the test and changes what every later test imports or how it runs (monkeypatch undoes the
+    first two; a fixture that puts the threads back, as test_train's, the third).
     """
     result = yield
     if (before := item.stash.get(_BEFORE_TEST, None)) and (leaks := _leaks(*before)):
-        pytest.fail("the test leaked import state: " + "; ".join(leaks), pytrace=False)
+        pytest.fail("the test leaked global state: " + "; ".join(leaks), pytrace=False)
     return result
 
 
@@ -102,6 +108,14 @@ def _private_runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EDSR_LIB_CACHE", str(tmp_path_factory.mktemp("edsr_lib_cache")))
         yield
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    """Puts torch's CPU threads back after a test that runs code which sets them (``--threads``)."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

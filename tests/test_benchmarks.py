@@ -26,6 +26,7 @@ def _load(name: str):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("restore_threads")  # --threads 1
 @pytest.mark.parametrize("tf32", [False, True])
 def test_bench_train_times_every_precision_and_layout(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tf32: bool

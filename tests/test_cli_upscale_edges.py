@@ -20,7 +20,7 @@ import torch
 from PIL import Image, ImageCms
 
 import edsr_lib
-from edsr_lib import jobs
+from edsr_lib import Upscaler
 from edsr_lib.cli import main
 from edsr_lib.io import load_image
 from edsr_lib.jobs import running
@@ -87,7 +87,7 @@ def test_an_unwritable_output_is_found_before_the_model_loads(
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(jobs, "load_model", no_model)
+    monkeypatch.setattr("edsr_lib.inference.load_model", no_model)
     assert _upscale(model_dir, str(folder), "-o", str(tmp_path / "file.txt" / "out")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write to the output folder" in err[0] and "file.txt" in err[0]
@@ -96,7 +96,7 @@ def test_an_unwritable_output_is_found_before_the_model_loads(
 def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     folder = _folder(tmp_path / "in", 8)
     out = tmp_path / "out"
-    real_write, real_upscale = running.write_image, running.upscale
+    real_write, real_upscale = running.write_image, Upscaler.__call__
     calls = {"write": 0, "upscale": 0}
 
     def write(path, image, **kwargs):
@@ -110,7 +110,7 @@ def test_a_full_disk_stops_the_run(model_dir: Path, tmp_path: Path, monkeypatch,
         return real_upscale(*args, **kwargs)
 
     monkeypatch.setattr(running, "write_image", write)
-    monkeypatch.setattr(running, "upscale", upscale)
+    monkeypatch.setattr(Upscaler, "__call__", upscale)
     status = _upscale(model_dir, str(folder), "-o", str(out), "--batch-size", "1", "--workers", "1")
     err = capsys.readouterr().err
     assert status == 1
@@ -160,13 +160,13 @@ def test_an_explicit_format_converts_and_says_so_once(model_dir: Path, tmp_path:
 
     # alpha in JPEG cannot be written: refused before computing, the others converted to 8 bits
     computed: list[tuple[int, ...]] = []
-    real = running.upscale
+    real = Upscaler.__call__
 
-    def spy(net, image, **kwargs):
+    def spy(self, image):
         computed.append(getattr(image, "size", None) or image[0].size)
-        return real(net, image, **kwargs)
+        return real(self, image)
 
-    monkeypatch.setattr(running, "upscale", spy)
+    monkeypatch.setattr(Upscaler, "__call__", spy)
     capsys.readouterr()
     assert _upscale(model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "jpg"), "--format", "jpg") == 1
     assert (6, 5) not in computed  # la.png (6 wide, 5 high) never reached the model

@@ -58,7 +58,8 @@ def test_lr_degradation_is_noise_then_jpeg_seeded_by_the_stem_as_documented() ->
     assert (LRDegradation().describe(), deg.describe()) == ("clean", "noise 7.5 + jpeg 60")
     assert not LRDegradation().active and deg.active
     for bad in ({"noise": -1}, {"jpeg": 96}, {"jpeg": 0}, {"noise": float("nan")}):
-        with pytest.raises(ValueError):
+        (key, value), *_ = bad.items()
+        with pytest.raises(ValueError, match=rf"^{key} must be .*, got {value}$"):  # the refusal, not any ValueError
             LRDegradation(**bad)
 
 
@@ -180,7 +181,8 @@ def test_the_chain_refuses_bad_settings_and_round_trips() -> None:
         {"colour": 1},
     ]
     for settings in bad:
-        with pytest.raises(ValueError):
+        key = next(iter(settings))
+        with pytest.raises(ValueError, match=key if key != "colour" else "unknown degradation settings"):
             DegradeChain.from_dict(settings)
 
 

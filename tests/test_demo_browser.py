@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from PIL import Image
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[dev]'")
 
-from demo_server import REPO_ROOT, cli_demo, cli_upscale, make_photo, serve  # noqa: E402
+from demo_server import REPO_ROOT, cli_upscale, make_photo, serve  # noqa: E402
 
 from edsr_lib.registry import get_pretrained_cfg  # noqa: E402
 
@@ -44,6 +45,29 @@ CHROMIUM_ARGS = [
 MAX_MEGAPIXELS = 0.03
 TIMEOUT_MS = 120_000
 
+#: ``edsr-lib demo`` whose runs wait while the file ``$EDSR_LIB_TEST_GATE`` is absent: a test holds a job
+#: running for as long as it needs, instead of racing a job that may end before it looks.
+HELD_DEMO = """
+import os, sys, time
+from pathlib import Path
+
+import edsr_lib.demo
+
+gate, run_upscale = Path(os.environ["EDSR_LIB_TEST_GATE"]), edsr_lib.demo.run_upscale
+
+
+def held(*args, **kwargs):
+    while not gate.exists():
+        time.sleep(0.05)
+    return run_upscale(*args, **kwargs)
+
+
+edsr_lib.demo.run_upscale = held
+from edsr_lib.cli import main
+
+sys.exit(main(["demo", *sys.argv[1:]]))
+"""
+
 if CHROMIUM is None:
     pytest.skip("no Chromium to drive: apt-get install chromium (CI installs it)", allow_module_level=True)
 playwright.expect.set_options(timeout=TIMEOUT_MS)  # a run on a busy CPU takes seconds, not Playwright's default 5
@@ -57,8 +81,17 @@ def work() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def url(work: Path) -> Iterator[str]:
-    with serve(cli_demo("--max-megapixels", str(MAX_MEGAPIXELS)), cwd=work, work=work) as address:
+def gate(work: Path) -> Path:
+    """While this file is absent, the demo's runs wait (see HELD_DEMO)."""
+    path = work / "gate"
+    path.touch()
+    return path
+
+
+@pytest.fixture(scope="module")
+def url(work: Path, gate: Path) -> Iterator[str]:
+    command = [sys.executable, "-c", HELD_DEMO, "--max-megapixels", str(MAX_MEGAPIXELS)]
+    with serve(command, cwd=work, work=work, env={"EDSR_LIB_TEST_GATE": str(gate)}) as address:
         yield address
 
 
@@ -134,17 +167,21 @@ def test_an_image_over_the_limit_shows_the_message(browser, url: str, work: Path
     page.close()
 
 
-def test_a_second_job_waits_in_the_visible_queue(browser, url: str, work: Path) -> None:
-    slow = work / "slow.png"  # 128x128 with self-ensemble: a few seconds, long enough to queue behind
+def test_a_second_job_waits_in_the_visible_queue(browser, url: str, work: Path, gate: Path) -> None:
+    slow = work / "slow.png"  # 128x128 with self-ensemble
     Image.open(REPO_ROOT / "examples" / "data" / "sample.png").resize((128, 128)).save(slow)
     first, second = open_page(browser, url), open_page(browser, url)
     upload(first, slow)
     first.locator("#ensemble input").check()
     upload(second, make_photo(work / "second.jpg"))
-    first.click("#run")
-    playwright.expect(first.locator("#result")).to_contain_text("upscaling")  # running
-    second.click("#run")
-    playwright.expect(second.locator("#result")).to_contain_text("queue: 1/1")
+    gate.unlink()  # the first job runs until the second is seen queued behind it, however fast the machine
+    try:
+        first.click("#run")
+        playwright.expect(first.locator("#result")).to_contain_text("upscaling")  # running
+        second.click("#run")
+        playwright.expect(second.locator("#result")).to_contain_text("queue: 1/1")
+    finally:
+        gate.touch()
     playwright.expect(first.locator("#result a[download]")).to_have_attribute("download", "slow_x2.png")
     playwright.expect(second.locator("#result a[download]")).to_have_attribute("download", "second_x2.png")
     first.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import importlib
 import shutil
 from pathlib import Path
 
@@ -272,9 +271,8 @@ def test_out_of_memory_is_one_line_naming_the_image(small_set: Path, monkeypatch
 
 
 def test_by_default_big_images_run_in_tiles_as_upscale_does(small_set: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    evaluate_module = importlib.import_module("edsr_lib.evaluation")
     tiles: list[object] = []
-    real = evaluate_module.upscale
-    monkeypatch.setattr(evaluate_module, "upscale", lambda *a, **k: tiles.append(k["tile"]) or real(*a, **k))
+    real = edsr_lib.Upscaler.__call__
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", lambda self, x: tiles.append(self.options.tile) or real(self, x))
     evaluate(_tiny(), small_set, 2)
     assert tiles and set(tiles) == {"auto"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,9 @@ def test_gpu_window_dry_run_end_to_end(tmp_path: Path) -> None:
         results["phases"]
     )
     assert "skipped" in results["gpu_tests"]["summary"]  # no CUDA here: every gpu test skips
+    if shutil.which("trtexec") is None:  # the TensorRT part skips, naming the command it would have run
+        assert results["tensorrt"]["skipped"] == "trtexec is not on the PATH"
+        assert results["tensorrt"]["command"].startswith("trtexec --onnx=edsr_baseline_x2_fp16.onnx --stronglyTyped")
     models = {"edsr_baseline_x2", "mdsr", "edsr_x2"}
     assert {r["model"] for r in results["inference"]} == models == {r["model"] for r in results["training"]}
     reference = [r for r in results["inference"] if r["variant"].startswith("reference")]

@@ -68,7 +68,7 @@ def saved(tmp_path: Path) -> tuple[torch.nn.Module, Path]:
 
 def _use_cfg(monkeypatch: pytest.MonkeyPatch, **fields: object) -> PretrainedCfg:
     cfg = PretrainedCfg(architecture="edsr_baseline_x2", tag="test", **fields)
-    monkeypatch.setitem(registry._pretrained_cfgs, "edsr_baseline_x2", {"test": cfg})
+    monkeypatch.setitem(registry.pretrained_cfgs, "edsr_baseline_x2", {"test": cfg})
     return cfg
 
 
@@ -89,7 +89,7 @@ def test_half_precision_file_loads_into_a_float32_model(tmp_path: Path) -> None:
     model = edsr_lib.create_model("mdsr_baseline")
     model.save_pretrained(tmp_path / "fp32")
     model.save_pretrained(tmp_path / "fp16", dtype=torch.float16)
-    tensors, _ = _hub._read_weights(tmp_path / "fp16" / "model.safetensors")
+    tensors, _ = _hub.read_weights(tmp_path / "fp16" / "model.safetensors")
     assert {v.dtype for v in tensors.values()} == {torch.float16}
     size = {d: (tmp_path / d / "model.safetensors").stat().st_size for d in ("fp32", "fp16")}
     assert size["fp16"] < 0.51 * size["fp32"]
@@ -622,7 +622,7 @@ def test_resolve_weights_errors_name_the_problem(tmp_path: Path, monkeypatch: py
         hub.resolve_weights("no_such_model")
     with pytest.raises(WeightsNotFoundError, match=r"has no model\.safetensors"):
         hub.resolve_weights(tmp_path)
-    monkeypatch.setitem(registry._pretrained_cfgs, "edsr_x2", {})
+    monkeypatch.setitem(registry.pretrained_cfgs, "edsr_x2", {})
     with pytest.raises(WeightsNotFoundError, match="edsr_x2 has no pretrained weights"):
         hub.resolve_weights("edsr_x2")
     with pytest.raises(WeightsNotFoundError, match="no pretrained tag 'nope'"):

@@ -20,10 +20,15 @@ ROOT = Path(__file__).resolve().parents[1] / "edsr_lib"
 
 #: Third-party modules a function may import, because the package must not pay for them on import.
 LAZY_THIRD_PARTY = {
-    "onnx": "optional extra [onnx]; only the ONNX export's opset range and the check of the opset it wrote need it",
+    "onnx": "optional extra [onnx]; the ONNX export's opset range, the check of the opset it wrote, and the check "
+    "of an exported file (its inputs, and bf16 files run by onnx.reference) need it",
     "onnxruntime": "optional extra [onnx]; the ONNX check after an export and backend='onnxruntime' need it",
     "openvino": "optional extra [openvino]; only backend='openvino' needs it",
     "pnnx": "optional extra [ncnn]; only the NCNN export needs it",
+    "executorch.exir": "optional extra [executorch] (seconds to import); only the ExecuTorch export needs it",
+    "executorch.backends.xnnpack.partition.xnnpack_partitioner": "optional extra [executorch]: the export's delegate",
+    "executorch.runtime": "optional extra [executorch]; only the check of an ExecuTorch export runs it",
+    "coremltools": "optional extra [coreml]; only the Core ML export and its check need it",
     "ncnn": "optional extra [ncnn]; only the check of an NCNN export needs it",
     "torch.utils.tensorboard": "optional (tensorboard); seconds to import, and only runs that log to it need it",
 }
@@ -209,3 +214,87 @@ def test_only_the_package_init_imports_by_name() -> None:
             if by_name and module not in DYNAMIC_IMPORTERS and not _in_cli(module):
                 dynamic.append(f"{module}:{node.lineno}")
     assert not dynamic, f"imports by name at run time, which the graph cannot see: {dynamic}"
+
+
+# ------------------------------------------------------------------ privacy is a module property
+def _imported_names() -> list[tuple[str, int, str, str]]:
+    """``(module, line, source module, name)`` for every ``from X import name`` of a module of the package."""
+    found = []
+    for module, path in MODULES.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source == "edsr_lib" or source.startswith("edsr_lib."):
+                found.extend((module, node.lineno, source, alias.name) for alias in node.names)
+    return found
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name with a leading underscore is its module's own: used there and nowhere else in the package."""
+    leaks = [
+        f"{module}:{line} imports {name} from {source}"
+        for module, line, source, name in _imported_names()
+        if _is_private(name) and f"{source}.{name}" not in MODULES
+    ]
+    assert not leaks, "private names imported from another module (make them public in a private module): " + (
+        "; ".join(leaks)
+    )
+
+
+def test_a_private_module_is_imported_only_within_its_package() -> None:
+    """``pkg/_mod.py`` is ``pkg``'s own: modules inside ``pkg`` (and its subpackages) may import it, no other."""
+    outside = []
+    for imp in _imports():
+        target = _owner(imp.target)
+        if target is None:
+            continue
+        parts = target.split(".")
+        for depth, part in enumerate(parts):
+            if _is_private(part):
+                package = ".".join(parts[:depth])
+                if not (imp.module == package or imp.module.startswith(package + ".")):
+                    outside.append(f"{imp.module}:{imp.line} imports {target}")
+    assert not outside, f"private modules imported from outside their package: {outside}"
+
+
+def test_the_privacy_checks_see_a_leak() -> None:
+    source = "from ._hub import _read, WEIGHTS_NAME\nfrom .models import SRModel\n"
+    names = [
+        alias.name for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) for alias in node.names
+    ]
+    assert [n for n in names if _is_private(n)] == ["_read"] and not _is_private("__version__")
+
+
+#: The package faces that do more than re-export, and why.
+FACES_THAT_DO_MORE = {
+    "edsr_lib": "the lazy re-exports of PEP 562 (__getattr__, __dir__), so that import edsr_lib needs no torch",
+}
+
+
+def test_package_faces_only_re_export() -> None:
+    """An ``__init__.py`` holds a docstring, imports and ``__all__``: what it offers is defined in a module."""
+    defining = {}
+    for module, path in MODULES.items():
+        if path.name != "__init__.py" or module in FACES_THAT_DO_MORE:
+            continue
+        body = ast.parse(path.read_text("utf-8")).body
+        extra = [
+            f"{type(node).__name__} at line {node.lineno}"
+            for node in body
+            if not isinstance(node, ast.Import | ast.ImportFrom)
+            and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+            and not (isinstance(node, ast.Assign) and [ast.unparse(t) for t in node.targets] == ["__all__"])
+        ]
+        if extra:
+            defining[module] = extra
+    assert not defining, f"package faces that define more than they re-export: {defining}"

@@ -34,6 +34,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 import edsr_lib  # noqa: E402
 from edsr_lib import EDSR, MDSR  # noqa: E402
+from edsr_lib.options import PRECISIONS  # noqa: E402
 from edsr_lib.registry import get_pretrained_cfg, list_pretrained  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -174,11 +175,13 @@ def test_the_node_is_found_as_comfyui_finds_v3_nodes(nodes: types.ModuleType) ->
     assert node_list == [nodes.EDSRUpscaleExact]
     schema = nodes.EDSRUpscaleExact.define_schema()
     assert schema.node_id == "EDSRLibUpscaleExact" and schema.category == "image/upscaling"
-    assert [i.id for i in schema.inputs] == ["upscale_model", "image", "tile", "scale"]
-    assert [i.io_type for i in schema.inputs] == ["UPSCALE_MODEL", "IMAGE", "INT", "INT"]
+    assert [i.id for i in schema.inputs] == ["upscale_model", "image", "tile", "scale", "precision"]
+    assert [i.io_type for i in schema.inputs] == ["UPSCALE_MODEL", "IMAGE", "INT", "INT", "COMBO"]
     assert [o.io_type for o in schema.outputs] == ["IMAGE"]
-    tile = schema.inputs[2]
+    tile, precision = schema.inputs[2], schema.inputs[4]
     assert (tile.default, tile.min) == (0, 0)  # 0: tiles sized from the free memory
+    assert precision.optional and precision.default == "auto"  # workflows saved without it still validate
+    assert precision.options[0] == "auto" and set(precision.options[1:]) <= set(PRECISIONS)
 
 
 def _one_pass(descriptor: spandrel.ImageModelDescriptor, image: torch.Tensor, scale: int | None = None) -> torch.Tensor:
@@ -193,12 +196,30 @@ def test_the_node_upscales_in_exact_tiles_under_inference_mode(
     descriptor = comfyui_load_upscale_model(shipped_file("edsr_baseline_x2"))
     assert all(p.is_inference() for p in descriptor.model.parameters())  # as ComfyUI's loader gives it
     image = torch.rand(2, 40, 53, 3)  # ComfyUI's IMAGE: float NHWC in [0, 1]
-    (sr,) = run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=24, scale=0)
+    (sr,) = run_as_comfyui(
+        nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=24, scale=0, precision="fp32"
+    )
     assert sr.shape == (2, 80, 106, 3) and sr.dtype == image.dtype and sr.device == image.device
     assert (sr - _one_pass(descriptor, image)).abs().max() <= 1e-5  # 24-pixel tiles, 36 pixels of context: no seams
     assert sr.min() >= 0 and sr.max() <= 1
-    (again,) = run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=24, scale=0)
+    (again,) = run_as_comfyui(
+        nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=24, scale=0, precision="fp32"
+    )
     assert torch.equal(again, sr)  # the second run (cached fast copy) gives the same
+
+
+def test_the_nodes_precision_auto_is_the_librarys_default_and_others_are_checked(
+    nodes: types.ModuleType, comfy: types.SimpleNamespace
+) -> None:
+    descriptor = comfyui_load_upscale_model(shipped_file("edsr_baseline_x2"))
+    image = torch.rand(1, 24, 20, 3)
+    (auto,) = run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=0, scale=0)
+    with torch.inference_mode():
+        default = edsr_lib.Upscaler(descriptor.model, device="cpu")(image.movedim(-1, 1)).clamp(0, 1).movedim(1, -1)
+    assert torch.equal(auto, default)
+    with pytest.raises(ValueError, match=r"^float16 runs on CUDA") as caught:  # --cpu
+        run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=0, scale=0, precision="fp16")
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.filterwarnings("ignore:tile 8 is smaller than the overlap")
@@ -241,7 +262,9 @@ def test_the_node_runs_mdsr_at_any_of_its_scales(nodes: types.ModuleType, comfy:
     descriptor = comfyui_load_upscale_model(shipped_file("mdsr_baseline"))
     image = torch.rand(1, 20, 17, 3)
     (sr4,) = run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=0, scale=0)
-    (sr2,) = run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=0, scale=2)
+    (sr2,) = run_as_comfyui(
+        nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=0, scale=2, precision="fp32"
+    )
     assert sr4.shape == (1, 80, 68, 3) and sr2.shape == (1, 40, 34, 3)
     assert (sr2 - _one_pass(descriptor, image, scale=2)).abs().max() <= 1e-5
     with pytest.raises(ValueError, match="scale 5"):
@@ -274,7 +297,9 @@ def test_the_node_runs_on_comfyuis_gpu(nodes: types.ModuleType, comfy: types.Sim
     assert comfy.model_management.get_torch_device().type == "cuda"
     descriptor = comfyui_load_upscale_model(shipped_file("edsr_baseline_x2"))
     image = torch.rand(1, 40, 53, 3)
-    (sr,) = run_as_comfyui(nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=16, scale=0)
+    (sr,) = run_as_comfyui(
+        nodes.EDSRUpscaleExact, upscale_model=descriptor, image=image, tile=16, scale=0, precision="fp32"
+    )
     assert sr.device == image.device and next(descriptor.model.parameters()).device.type == "cpu"  # model not moved
     assert (sr - _one_pass(descriptor, image)).abs().max() <= 1e-3  # TF32 on the GPU
     assert comfy.progress and comfy.progress[-1][0] == comfy.progress[-1][1]

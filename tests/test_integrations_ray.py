@@ -182,7 +182,7 @@ def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Pa
     readers: set[int] = set()
     overlapped: list[bool] = []
     changed = threading.Condition()
-    real_load, real_upscale = running.load_image, running.upscale
+    real_load, real_upscale = running.load_image, edsr_lib.Upscaler.__call__
 
     def load(path):
         image = real_load(path)
@@ -192,17 +192,17 @@ def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Pa
             changed.notify_all()
         return image
 
-    def upscale(model, image, **kwargs):
+    def upscale(self, image):
         with changed:
             seen = len(decoded)
             if threading.get_ident() not in readers:  # decoded on another thread: the next file comes meanwhile
                 # no clock in the check: the timeout only ends a hang, however loaded the machine
                 changed.wait_for(lambda: len(decoded) > seen or len(decoded) == 4, timeout=300)
             overlapped.append(len(decoded) > seen or len(decoded) == 4)
-        return real_upscale(model, image, **kwargs)
+        return real_upscale(self, image)
 
     monkeypatch.setattr(running, "load_image", load)
-    monkeypatch.setattr(running, "upscale", upscale)
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", upscale)
     upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False, workers=1)
     paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
     rows = upscaler({"path": np.asarray(paths)})

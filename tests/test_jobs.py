@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import filecmp
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,12 @@ class Doubler:
     def output_suffix(self, source: Path) -> str:
         return ".txt"
 
-    def process(self, model: Any, source: Path, target: Path, options: Mapping[str, Any]) -> None:
-        self.calls.append((source, target, dict(options)))
+    def process(self, upscaler: Any, source: Path, target: Path) -> None:
+        self.calls.append((source, target, upscaler.options))
         text = source.read_text()
         if "bad" in text:
             raise ValueError(f"{source}: not a clip")
-        target.write_text(text * model.resolve_scale(options.get("scale")))
+        target.write_text(text * upscaler.scale)
 
 
 def test_python_and_the_command_line_write_the_same_files(model_dir: Path, tmp_path: Path) -> None:
@@ -55,7 +54,7 @@ def test_python_and_the_command_line_write_the_same_files(model_dir: Path, tmp_p
     _save(tmp_path / "in" / "sub" / "b.png", (5, 5), 2)
     summary = upscale_folder(tmp_path / "in", tmp_path / "py", model=model_dir, recursive=True, progress=False)
     cli = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "cli"), "--model", str(model_dir), "--recursive"]
-    assert main([*cli, "--fp32"]) == 0
+    assert main(cli) == 0
     assert edsr_lib.upscale_folder is upscale_folder
     assert summary.ok and str(summary) == f"wrote 2 images to {tmp_path / 'py'} (0 failed, 0 skipped)"
     assert sorted(p.relative_to(tmp_path / "py") for p in summary.written) == [Path("a_x2.png"), Path("sub/b_x2.png")]
@@ -80,7 +79,7 @@ def test_another_kind_of_input_plugs_in_by_suffix(model_dir: Path, tmp_path: Pat
     assert [r.job.source.name for r in summary.failed] == ["zz_bad.txt"]
     assert lines == [f"error: {tmp_path / 'in' / 'zz_bad.txt'}: not a clip"]
     assert str(summary).startswith("wrote 3 files to")  # not all images: files
-    assert kind.calls[0][2]["device"] == torch.device("cpu") and kind.calls[0][2]["tile"] == 8
+    assert kind.calls[0][2].device == torch.device("cpu") and kind.calls[0][2].tile == 8
 
     # the engine's rules hold for the new kind: skip what exists, take a shard
     again = upscale_folder(tmp_path / "in", out, model=model_dir, recursive=True, kinds=[kind], skip_existing=True)
@@ -92,13 +91,13 @@ def test_another_kind_of_input_plugs_in_by_suffix(model_dir: Path, tmp_path: Pat
 
 
 def test_a_kind_is_registered_once_for_every_run(model_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(planning, "_KINDS", [])
+    monkeypatch.setattr(planning, "registered", [])
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "clip.txt").write_text("x")
     with pytest.raises(ValueError, match="nothing to upscale"):
         upscale_folder(tmp_path / "in", tmp_path / "out", model=model_dir)
     register_kind(Doubler())
-    assert isinstance(planning._KINDS[0], JobKind)
+    assert isinstance(planning.registered[0], JobKind)
     upscale_folder(tmp_path / "in", tmp_path / "out", model=model_dir, progress=False)
     assert (tmp_path / "out" / "clip_x2.txt").read_text() == "xx"
     with pytest.raises(ValueError, match="image files are the engine's own"):

@@ -7,6 +7,7 @@ Each upscales to what the same weights give as a plain float32 model, or is refu
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,13 @@ from runtimes import RUNTIMES, private_cache
 from torch import nn
 
 import edsr_lib
-from edsr_lib.inference import load_model, upscale
+from edsr_lib import inference
+from edsr_lib.inference import load_model
 
 cache = pytest.fixture(scope="module", name="cache", autouse=True)(private_cache)
+
+#: These checks compare with a float32 forward, so they ask for float32 whatever the default precision is.
+upscale = functools.partial(inference.upscale, precision="fp32")
 
 #: Every registered model, small: each architecture's code paths at a fraction of the cost.
 SMALL = {"n_resblocks": 2, "n_feats": 8}

@@ -58,7 +58,7 @@ def test_unknown_model_suggests_names() -> None:
 
 
 def test_no_pretrained_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry._pretrained_cfgs, "edsr_x4", {})
+    monkeypatch.setitem(registry.pretrained_cfgs, "edsr_x4", {})
     with pytest.raises(ValueError, match="edsr_x4 has no pretrained weights"):
         edsr_lib.create_model("edsr_x4", pretrained=True)
 
@@ -66,7 +66,7 @@ def test_no_pretrained_weights_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
 def test_pretrained_cfgs_are_data(monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = PretrainedCfg(hf_hub_id="org/x", architecture="edsr_x2", tag="a")
     monkeypatch.setitem(
-        registry._pretrained_cfgs, "edsr_x2", {"a": cfg, "b": PretrainedCfg(architecture="edsr_x2", tag="b")}
+        registry.pretrained_cfgs, "edsr_x2", {"a": cfg, "b": PretrainedCfg(architecture="edsr_x2", tag="b")}
     )
     assert edsr_lib.get_pretrained_cfg("edsr_x2") is cfg  # first tag is the default
     assert edsr_lib.get_pretrained_cfg("edsr_x2.b").tag == "b"
@@ -98,7 +98,7 @@ def test_provenance_has_one_owner(tmp_path: Path) -> None:
     twice = PretrainedCfg(hf_hub_id="edsr-lib/", steps=5)
     own = OWN[0]
     with pytest.raises(ValueError, match=rf"steps belong in edsr_lib/weights/{re.escape(own.name)}/pretrained\.json"):
-        registry._complete_cfg(twice, own.architecture, own.tag)
+        registry.complete_cfg(twice, own.architecture, own.tag)
     (tmp_path / "m.t").mkdir()
     (tmp_path / "m.t" / "pretrained.json").write_text(json.dumps({"steps": 1, "score": 2}))
     with pytest.raises(ValueError, match=r"keys among training_data, .*; unknown: score"):

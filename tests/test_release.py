@@ -27,6 +27,10 @@ TAG = "tfake"
 NAME = f"{VARIANT}.{TAG}"
 
 
+#: the tool runs in this process with --threads 1, which sets torch's threads
+pytestmark = pytest.mark.usefixtures("restore_threads")
+
+
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
     spec = importlib.util.spec_from_file_location("release_weights", REPO_ROOT / "tools" / "release_weights.py")
@@ -319,7 +323,7 @@ def test_float16_release_scores_what_it_ships(
     assert tool.main(_args(fake_run, "--no-ensemble", "--dtype", "float16")) == 0
     cfg = _released(capsys.readouterr().out, fake_run["out"])
     folder = fake_run["out"] / NAME
-    tensors, _ = _hub._read_weights(folder / "model.safetensors")
+    tensors, _ = _hub.read_weights(folder / "model.safetensors")
     assert {v.dtype for v in tensors.values()} == {torch.float16}
     shipped = edsr_lib.create_model(VARIANT, weights=folder)
     result = edsr_lib.evaluate(shipped, fake_run["set"], 2)

@@ -267,7 +267,7 @@ def test_download_goes_through_huggingface_hub_at_the_pinned_revision(
             raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
         return populate(caches, repo_id, str(kwargs["revision"]), {filename: file.data}) / filename
 
-    monkeypatch.setattr(thirdparty, "_hub_download", download)
+    monkeypatch.setattr(thirdparty, "hub_download", download)
     _check_equal(_load(name, caches, pretrained_cfg_overlay=_own_sha(file)), file, 2)
     assert [(c[2], c[3]["revision"], c[3]["cache_dir"]) for c in calls] == [
         (True, cfg.revision, caches),
@@ -323,7 +323,7 @@ def test_no_network_gives_the_offline_message_too(caches: Path, monkeypatch: pyt
             raise huggingface_hub.errors.LocalEntryNotFoundError("not cached")
         raise OSError("Failed to resolve 'huggingface.co'")
 
-    monkeypatch.setattr(thirdparty, "_hub_download", unreachable)
+    monkeypatch.setattr(thirdparty, "hub_download", unreachable)
     with pytest.raises(WeightsNotFoundError) as err:
         _load("edsr_x2.div2k", caches)
     message = str(err.value)

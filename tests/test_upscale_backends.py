@@ -12,6 +12,7 @@ from runtimes import RUNTIMES, private_cache
 import edsr_lib
 from edsr_lib import backends
 from edsr_lib.cli import main
+from edsr_lib.inference import cpu_has_native_bf16
 from edsr_lib.io import read_image, write_image
 
 cache = pytest.fixture(scope="module", name="cache", autouse=True)(private_cache)
@@ -85,8 +86,11 @@ def test_what_a_runtime_cannot_do_is_refused(tiny: edsr_lib.MDSR, monkeypatch: p
     x = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="backend must be one of"):
         edsr_lib.upscale(tiny, x, 2, backend="tensorrt")
-    if "openvino" not in backends.installed_runtimes():
-        return
+
+
+@pytest.mark.skipif("openvino" not in backends.installed_runtimes(), reason="OpenVINO is not installed")
+def test_what_openvino_cannot_do_is_refused(tiny: edsr_lib.MDSR, monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(1, 3, 8, 8)
     with pytest.raises(ValueError, match="compile=True"):
         edsr_lib.upscale(tiny, x, 2, backend="openvino", compile=True)
     monkeypatch.setattr(backends.openvino, "cpu_has_native_bf16", lambda: False)
@@ -96,12 +100,12 @@ def test_what_a_runtime_cannot_do_is_refused(tiny: edsr_lib.MDSR, monkeypatch: p
 
 
 def test_bf16_through_openvino_on_a_cpu_that_has_it(tiny: edsr_lib.MDSR) -> None:
-    if "openvino" not in backends.installed_runtimes() or not edsr_lib.inference.cpu_has_native_bf16():
+    if "openvino" not in backends.installed_runtimes() or not cpu_has_native_bf16():
         pytest.skip("needs OpenVINO and a CPU with native bf16")
     x = torch.rand(1, 3, 24, 24)
     fp32 = edsr_lib.upscale(tiny, x, 2)
     ours = edsr_lib.upscale(tiny, x, 2, backend="openvino", half="bf16")
-    assert 0 < (ours - fp32).abs().max().item() < 0.05
+    assert 0 < (ours - fp32).abs().max().item() < 7e-3  # 3.2e-3 to 3.6e-3 measured (Zen 4, four seeds)
 
 
 def test_a_weight_change_reaches_the_runtime(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -252,16 +252,14 @@ def test_codec_crf_preset_and_pixel_format(model: edsr_lib.SRModel, tmp_path: Pa
 def test_frames_go_through_upscale_in_batches_within_a_segment(
     model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edsr_lib.video.pipeline as video
-
     batches: list[tuple[int, ...]] = []
-    real = video.upscale
+    real = edsr_lib.Upscaler.__call__
 
-    def spy(model, frames, **options):
+    def spy(self, frames):
         batches.append(frames.shape)
-        return real(model, frames, **options)
+        return real(self, frames)
 
-    monkeypatch.setattr(video, "upscale", spy)
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", spy)
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
     upscale_video(model, src, tmp_path / "out.mp4", batch_size=4, segment_seconds=0.25)  # 6 frames a segment
     assert [b[0] for b in batches] == [4, 2, 4, 2]
@@ -592,23 +590,22 @@ def test_a_crf_out_of_range_is_refused_before_any_work(
     assert not (tmp_path / "out").exists()  # nothing made, not even a hidden parts folder
 
 
-def test_the_crf_range_is_the_chosen_encoders(model: edsr_lib.SRModel, tmp_path: Path) -> None:
+def test_the_crf_range_is_the_chosen_encoders(
+    model: edsr_lib.SRModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
     calls: list[int] = []
-    real = upscale_video.__globals__["upscale"]
+    real = edsr_lib.Upscaler.__call__
 
-    def spy(*args, **kwargs):
+    def spy(self, frames):
         calls.append(1)
-        return real(*args, **kwargs)
+        return real(self, frames)
 
-    upscale_video.__globals__["upscale"] = spy
-    try:
-        with pytest.raises(ValueError, match=r"crf 60 is outside libx264's range, 0 to 51"):
-            upscale_video(model, src, tmp_path / "out" / "x264.mp4", crf=60)  # H.264 in, H.264 out
-        assert calls == [] and not (tmp_path / "out").exists()  # refused before the first frame
-        upscale_video(model, src, tmp_path / "out" / "vp9.mkv", vcodec="libvpx-vp9", crf=60)
-    finally:
-        upscale_video.__globals__["upscale"] = real
+    monkeypatch.setattr(edsr_lib.Upscaler, "__call__", spy)
+    with pytest.raises(ValueError, match=r"crf 60 is outside libx264's range, 0 to 51"):
+        upscale_video(model, src, tmp_path / "out" / "x264.mp4", crf=60)  # H.264 in, H.264 out
+    assert calls == [] and not (tmp_path / "out").exists()  # refused before the first frame
+    upscale_video(model, src, tmp_path / "out" / "vp9.mkv", vcodec="libvpx-vp9", crf=60)
     assert calls and colour_tags(tmp_path / "out" / "vp9.mkv")[4] == "yuv420p"
 
 
@@ -681,14 +678,14 @@ def test_a_failure_midway_leaves_no_parts_and_no_folder(
     from edsr_lib.video import pipeline
 
     src = make_clip(tmp_path / "clip.mp4", frames=12, audio=False)
-    real = pipeline._SegmentWriter.write
+    real = pipeline.SegmentWriter.write
 
     def fail_in_the_second_segment(self, *args):
         if self.index == 1:
             raise RuntimeError("the encoder gave up")
         return real(self, *args)
 
-    monkeypatch.setattr(pipeline._SegmentWriter, "write", fail_in_the_second_segment)
+    monkeypatch.setattr(pipeline.SegmentWriter, "write", fail_in_the_second_segment)
     dst = tmp_path / "new" / "folder" / "clip_x2.mp4"
     with pytest.raises(RuntimeError, match="the encoder gave up"):
         upscale_video(model, src, dst, segment_seconds=0.2)

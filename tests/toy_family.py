@@ -32,7 +32,7 @@ VARIANT = "toy_x2x3"
 @contextlib.contextmanager
 def _registry_state() -> Iterator[tuple[dict[str, Any], ...]]:
     """The registry's tables as they are now; restored on exit, listeners silenced meanwhile."""
-    tables = (_registry._model_entrypoints, _registry._pretrained_cfgs, _registry._architectures)
+    tables = (_registry.model_entrypoints, _registry.pretrained_cfgs, _registry._architectures)
     saved = tuple(dict(t) for t in tables)
     listeners = list(_registry._listeners)
     _registry._listeners.clear()  # timm's registry has no way back: it is not told

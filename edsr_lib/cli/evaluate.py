@@ -15,7 +15,7 @@ from typing import Any
 
 from . import CLIError, add_max_pixels
 from .make_lr import add_degrade_options, degradation
-from .upscale import BACKENDS, _default_device, _tile
+from .upscale import BACKENDS, default_device, parse_tile
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tile",
-        type=_tile,
+        type=parse_tile,
         default="auto",
         metavar="N|auto|none",
         help="tiles of N LR pixels for big images; auto (default): as fits the memory budget; none: one pass "
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import pixel_limit
 
     try:
-        device = resolve_device(_default_device(args))
+        device = resolve_device(default_device(args))
     except ValueError as err:
         raise CLIError(f"--device: {err}") from None
     degrade = degradation(args)

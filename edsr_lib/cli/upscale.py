@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..options import BACKENDS
+from ..options import BACKENDS, UpscaleOptions
 from . import CLIError, add_max_pixels
 
 #: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
@@ -29,7 +29,7 @@ from . import CLIError, add_max_pixels
 FORMATS = ("png", "jpg", "webp", "tif")
 
 
-def _default_device(args: argparse.Namespace) -> str | None:
+def default_device(args: argparse.Namespace) -> str | None:
     """``--device``; else the CPU for a runtime (``--int8``, ``--backend openvino``), or ``None``."""
     runtime = args.int8 or args.backend not in (None, "torch", "auto")
     return args.device or ("cpu" if runtime else None)
@@ -53,7 +53,7 @@ def _count_or(words: dict[str, Any], what: str) -> Callable[[str], Any]:
     return parse
 
 
-_tile = _count_or({"auto": "auto", "none": None}, "pixels")
+parse_tile = _count_or({"auto": "auto", "none": None}, "pixels")
 
 
 def _outscale(value: str) -> float:
@@ -112,13 +112,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tile",
-        type=_tile,
+        type=parse_tile,
         default="auto",
         metavar="N|auto|none",
         help="tiles of N LR pixels (exact: same result as one pass); 'auto' (default) tiles when one pass "
         "would exceed the memory budget; 'none' forces one pass",
     )
     parser.add_argument("--self-ensemble", action="store_true", help="average over 8 flips/rotations (8x slower)")
+    parser.add_argument(
+        "--seamless",
+        action="store_true",
+        help="treat each image as periodic (a texture): the result tiles seamlessly, exactly, with no blending",
+    )
     parser.add_argument(
         "--device", metavar="DEVICE", help="any torch device: cpu, cuda, cuda:1, mps, xpu (default: the accelerator)"
     )
@@ -193,25 +198,36 @@ def run(args: argparse.Namespace) -> int:
     from ..jobs import Interrupted, job_device, upscale_folder
     from ..video import VideoKind
 
-    if args.batch_size < 1:
-        raise CLIError(f"--batch-size must be positive, got {args.batch_size}")
     if args.workers < 1:
         raise CLIError(f"--workers must be positive, got {args.workers}")
     if args.quality is not None and not 1 <= args.quality <= 100:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
-    device = job_device(_default_device(args))
+    device = job_device(default_device(args))
     try:
         resolve_half(args.half if args.half in ("fp16", "bf16") else False, device)
     except ValueError:
         raise CLIError(_PRECISION_ERRORS[args.half].format(device=device)) from None
+    try:
+        options = UpscaleOptions(
+            scale=args.scale,
+            outscale=args.outscale,
+            device=device,
+            backend=args.backend,
+            precision="int8" if args.int8 else args.half,
+            tile=args.tile,
+            self_ensemble=args.self_ensemble,
+            wrap=args.seamless,
+            batch_size=args.batch_size,
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc).replace("batch_size", "--batch-size")) from None
 
     def log(line: str) -> None:
         _write(f"edsr-lib upscale: {line}")
 
-    backend, half, said = args.backend, args.half, ""
-    if half is None and not args.int8:  # the fast default, said once
+    said = ""
+    if args.half is None and not args.int8:  # the fast default (the Upscaler's), said once
         backend, precision = defaults(args.backend, None, device)
-        half = precision
         why = "native on this CPU" if device.type == "cpu" else "the convention on accelerators"
         said = f"{precision} ({why}; --fp32 for the exact float32 result)" if precision != "fp32" else "fp32"
         said = f"precision {said}, backend {backend or 'torch'}"
@@ -222,8 +238,7 @@ def run(args: argparse.Namespace) -> int:
                 args.inputs,
                 args.output,
                 model=args.model,
-                scale=args.scale,
-                outscale=args.outscale,
+                options=options,
                 format=args.format,
                 quality=args.quality,
                 suffix=args.suffix,
@@ -231,14 +246,7 @@ def run(args: argparse.Namespace) -> int:
                 skip_existing=args.skip_existing,
                 shard=args.shard,
                 workers=args.workers,
-                batch_size=args.batch_size,
-                device=device,
-                half=half if half in ("fp16", "bf16") else False,
-                backend=backend,
-                int8=args.int8,
                 max_pixels=args.max_pixels,
-                tile=args.tile,
-                self_ensemble=args.self_ensemble,
                 log=log,
                 kinds=[VideoKind(vcodec=args.vcodec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, log=log)],
             )

@@ -28,13 +28,13 @@ _PREPROCESS_BLOCKS = 2
 #: ``_metadata`` (which ``torch.save`` keeps and ``load_state_dict`` ignores), of ``{"layout": name,
 #: "settings": {...}}``, the settings being those the layout's tensors do not hold. Reading it back
 #: needs no ``--layout`` (EDSR-PyTorch's key names are also super-image's and torchSR's).
-_WRITTEN_BY = "edsr_lib"
+WRITTEN_BY = "edsr_lib"
 
 #: EDSR-PyTorch's fixed mean-shift convolutions (torchSR and super-image keep them too).
-_MEAN_SHIFTS: tuple[str, ...] = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias")
+MEAN_SHIFTS: tuple[str, ...] = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias")
 
 
-def _some(items: Iterable[str], limit: int = 8) -> str:
+def some(items: Iterable[str], limit: int = 8) -> str:
     items = list(items)
     shown = ", ".join(items[:limit])
     return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
@@ -42,7 +42,7 @@ def _some(items: Iterable[str], limit: int = 8) -> str:
 
 # ------------------------------------------------------------------------- key names
 @dataclass(frozen=True)
-class _Names:
+class Names:
     """Where one layout keeps each convolution (``{i}``: block, ``{b}``: MDSR branch, ``{k}``: index)."""
 
     head: str
@@ -54,11 +54,11 @@ class _Names:
 
 
 # ResBlock convolutions: the reference code and edsr-lib share the Sequential indices 0 and 2
-_RESBLOCK = ("body.{i}.body.0", "body.{i}.body.2")
-_PREPROCESS = "pre_process.{b}.{p}.body.{c}"
+RESBLOCK = ("body.{i}.body.0", "body.{i}.body.2")
+PREPROCESS = "pre_process.{b}.{p}.body.{c}"
 
 
-def _conv_names(names: _Names, n_resblocks: int, branches: Sequence[tuple[str, int]]) -> list[str]:
+def conv_names(names: Names, n_resblocks: int, branches: Sequence[tuple[str, int]]) -> list[str]:
     """Every convolution in a fixed order; ``branches`` holds (branch label, upsampler convolutions)."""
     convs = [names.head]
     if names.preprocess:
@@ -75,18 +75,18 @@ def _conv_names(names: _Names, n_resblocks: int, branches: Sequence[tuple[str, i
     return convs
 
 
-def _upsampler_convs(scale: int) -> int:
+def upsampler_convs(scale: int) -> int:
     """How many convolutions the sub-pixel upsampler has at ``scale`` (one for x3, n for x2^n)."""
     return 1 if scale == 3 else int(math.log2(scale))
 
 
-def _numbers(state_dict: Mapping[str, torch.Tensor], template: str) -> list[int]:
+def key_numbers(state_dict: Mapping[str, torch.Tensor], template: str) -> list[int]:
     """Sorted values of the one ``{field}`` of ``template`` among the state dict's ``.weight`` keys."""
     pattern = re.compile(re.sub(r"\\\{\w+\\\}", r"(\\d+)", re.escape(template + ".weight")))
     return sorted({int(m.group(1)) for key in state_dict if (m := pattern.fullmatch(key))})
 
 
-def _upsampler_scale(weights: Sequence[torch.Tensor], n_feats: int, where: str) -> int:
+def upsampler_scale(weights: Sequence[torch.Tensor], n_feats: int, where: str) -> int:
     """The scale of a sub-pixel upsampler from its convolutions' output channels."""
     ratios = [w.shape[0] / n_feats if w.dim() else 0.0 for w in weights]
     if ratios == [9.0]:
@@ -101,17 +101,17 @@ def _upsampler_scale(weights: Sequence[torch.Tensor], n_feats: int, where: str) 
 
 
 # --------------------------------------------------------------------- pixel conventions
-def _fmt(values: Iterable[float]) -> str:
+def fmt(values: Iterable[float]) -> str:
     return "(" + ", ".join(f"{float(v):.6g}" for v in values) + ")"
 
 
-def _least_precise(state_dict: Mapping[str, torch.Tensor]) -> torch.dtype:
+def least_precise(state_dict: Mapping[str, torch.Tensor]) -> torch.dtype:
     """The floating dtype with the largest epsilon among the tensors (float32 if there are none)."""
     dtypes = {v.dtype for v in state_dict.values() if v.is_floating_point()} or {torch.float32}
     return max(dtypes, key=lambda d: torch.finfo(d).eps)
 
 
-def _rel_tol(dtype: torch.dtype) -> float:
+def relative_tolerance(dtype: torch.dtype) -> float:
     """How closely two values read from tensors of ``dtype`` can be expected to agree."""
     return max(1e-6, torch.finfo(dtype).eps)
 
@@ -124,7 +124,7 @@ def _snap_to_div2k(mean: torch.Tensor) -> list[float] | None:
     return None
 
 
-def _mean_shift_tensors(rgb_range: float, rgb_mean: Sequence[float]) -> dict[str, torch.Tensor]:
+def mean_shift_tensors(rgb_range: float, rgb_mean: Sequence[float]) -> dict[str, torch.Tensor]:
     """EDSR-PyTorch's fixed 1x1 mean-shift convolutions, computed as its ``MeanShift`` does (float32)."""
     n = len(rgb_mean)
     eye = torch.eye(n).view(n, n, 1, 1)
@@ -137,15 +137,15 @@ def _mean_shift_tensors(rgb_range: float, rgb_mean: Sequence[float]) -> dict[str
     }
 
 
-def _read_mean_shifts(state_dict: Mapping[str, torch.Tensor], n_colors: int) -> torch.Tensor | None:
+def read_mean_shifts(state_dict: Mapping[str, torch.Tensor], n_colors: int) -> torch.Tensor | None:
     """``rgb_range * mean`` from EDSR-PyTorch's mean-shift convolutions; ``None`` if a key is missing.
 
     Raises:
         ValueError: If they are not identity 1x1 convolutions with opposite biases.
     """
-    if not all(k in state_dict for k in _MEAN_SHIFTS):
+    if not all(k in state_dict for k in MEAN_SHIFTS):
         return None  # the completeness check names what is missing
-    tol = _rel_tol(_least_precise({k: state_dict[k] for k in _MEAN_SHIFTS}))
+    tol = relative_tolerance(least_precise({k: state_dict[k] for k in MEAN_SHIFTS}))
     eye = torch.eye(n_colors, dtype=torch.float64).view(n_colors, n_colors, 1, 1)
     shifts = []
     for name, sign in (("sub_mean", -1.0), ("add_mean", 1.0)):
@@ -163,13 +163,13 @@ def _read_mean_shifts(state_dict: Mapping[str, torch.Tensor], n_colors: int) -> 
         shifts.append(sign * bias)
     if not torch.allclose(shifts[0], shifts[1], rtol=max(1e-5, tol), atol=1e-6):
         raise ValueError(
-            f"sub_mean and add_mean hold different means ({_fmt(shifts[0])} and {_fmt(shifts[1])}); "
+            f"sub_mean and add_mean hold different means ({fmt(shifts[0])} and {fmt(shifts[1])}); "
             "edsr-lib's models use one"
         )
     return shifts[1]
 
 
-def _mean_from_shift(
+def mean_from_shift(
     shift: torch.Tensor, rgb_range: float, dtype: torch.dtype, notes: list[str], source: str = "the checkpoint's"
 ) -> list[float]:
     """``rgb_mean`` from ``rgb_range * mean``, snapped to the DIV2K mean where it is that to float32 rounding.
@@ -181,13 +181,13 @@ def _mean_from_shift(
     if (snapped := _snap_to_div2k(mean)) is not None:
         return snapped
     div2k = torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
-    if mean.shape == div2k.shape and torch.allclose(mean, div2k, rtol=_rel_tol(dtype), atol=0):
+    if mean.shape == div2k.shape and torch.allclose(mean, div2k, rtol=relative_tolerance(dtype), atol=0):
         notes.append(
             f"the mean shifts hold the DIV2K mean rounded to {str(dtype).removeprefix('torch.')}: carried as stored "
-            f"{_fmt(mean)}, so the conversion is exact"
+            f"{fmt(mean)}, so the conversion is exact"
         )
     else:
-        notes.append(f"carried {source} mean into rgb_mean: {_fmt(mean)} (not the DIV2K mean)")
+        notes.append(f"carried {source} mean into rgb_mean: {fmt(mean)} (not the DIV2K mean)")
     return [float(m) for m in mean]
 
 
@@ -215,8 +215,8 @@ class Layout:
 
     name: str = ""
     title: str = ""
-    edsr: _Names
-    mdsr: _Names | None = None
+    edsr: Names
+    mdsr: Names | None = None
     no_mdsr: str = ""
     mdsr_prefixes: tuple[str, ...] = ("pre_process.", "upsample.")
     rgb_range: float = 255.0
@@ -242,7 +242,7 @@ class Layout:
         architecture = self.architecture(keys)
         return architecture == "edsr" or (architecture == "mdsr" and self.mdsr is not None)
 
-    def names(self, architecture: str) -> _Names:
+    def names(self, architecture: str) -> Names:
         """Where this layout keeps each convolution of ``architecture`` (``"edsr"`` or ``"mdsr"``).
 
         Raises:
@@ -312,10 +312,10 @@ class Layout:
         return problems
 
 
-def _same(a: Any, b: Any, rel_tol: float = 1e-6) -> bool:
+def same_values(a: Any, b: Any, rel_tol: float = 1e-6) -> bool:
     """Equal, floats to ``rel_tol`` (lists element by element)."""
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return len(a) == len(b) and all(_same(x, y, rel_tol) for x, y in zip(a, b, strict=True))
+        return len(a) == len(b) and all(same_values(x, y, rel_tol) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
         return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-9)
     return a == b

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..layers import DIV2K_RGB_MEAN
-from .base import Layout, _fmt, _mean_from_shift, _Names, _same
+from .base import Layout, Names, fmt, mean_from_shift, same_values
 
 __all__ = ["BasicSRLayout"]
 
 #: Where BasicSR's EDSR keeps each convolution.
-_BASICSR = _Names("conv_first", ("body.{i}.conv1", "body.{i}.conv2"), "conv_after_body", "upsample.{k}", "conv_last")
+_BASICSR = Names("conv_first", ("body.{i}.conv1", "body.{i}.conv2"), "conv_after_body", "upsample.{k}", "conv_last")
 
 
 class BasicSRLayout(Layout):
@@ -39,12 +39,12 @@ class BasicSRLayout(Layout):
             mean = state_dict["mean"].double().flatten()
             if mean.numel() != n_colors:
                 raise ValueError(f"the 'mean' tensor holds {mean.numel()} values for {n_colors} colour channels")
-            rgb_mean = _mean_from_shift(mean, 1.0, state_dict["mean"].dtype, notes, source="BasicSR's")
+            rgb_mean = mean_from_shift(mean, 1.0, state_dict["mean"].dtype, notes, source="BasicSR's")
         elif "rgb_mean" in overrides:
             rgb_mean = [float(m) for m in overrides["rgb_mean"]]
             if len(rgb_mean) != n_colors:
                 raise ValueError(f"rgb_mean has {len(rgb_mean)} values for {n_colors} colour channels")
-            notes.append(f"rgb_mean {_fmt(rgb_mean)} as given")
+            notes.append(f"rgb_mean {fmt(rgb_mean)} as given")
         else:
             rgb_mean = assumed["rgb_mean"] = list(DIV2K_RGB_MEAN)
             notes.append(
@@ -78,9 +78,9 @@ class BasicSRLayout(Layout):
             "BasicSR keeps img_range and rgb_mean in its options, not in the file: "
             f"network_g: type EDSR, {', '.join(f'{k}: {v}' for k, v in self.options(config).items())}"
         ]
-        if not _same(list(config["rgb_mean"]), list(DIV2K_RGB_MEAN)):
+        if not same_values(list(config["rgb_mean"]), list(DIV2K_RGB_MEAN)):
             notes.append(
-                f"this model's rgb_mean {_fmt(config['rgb_mean'])} is not BasicSR's default (the DIV2K mean): "
+                f"this model's rgb_mean {fmt(config['rgb_mean'])} is not BasicSR's default (the DIV2K mean): "
                 "set it in network_g, or the output is wrong"
             )
         return notes

@@ -20,17 +20,17 @@ from ..models import SRModel, architectures
 from ..models.base import scale_key
 from .base import (
     Layout,
-    _conv_names,
-    _fmt,
-    _least_precise,
-    _Names,
-    _numbers,
-    _rel_tol,
-    _same,
-    _some,
-    _upsampler_scale,
+    Names,
+    conv_names,
+    fmt,
+    key_numbers,
+    least_precise,
+    relative_tolerance,
+    same_values,
+    some,
+    upsampler_scale,
 )
-from .layouts import _REGISTRY, get_layout
+from .layouts import REGISTRY, get_layout
 from .library import is_library_state_dict, library_names
 from .spec import ConvertedSpec
 from .super_image import SUPER_IMAGE_MDSR, is_super_image_mdsr
@@ -66,7 +66,7 @@ class AmbiguousLayoutError(ValueError):
             conventions = "; ".join(f"{get_layout(n).title}: {get_layout(n).convention}" for n in names)
             if isinstance(reading, ConvertedSpec):
                 k = reading.kwargs
-                what = f"{reading.describe()}, rgb_range {k['rgb_range']:g}, rgb_mean {_fmt(k['rgb_mean'])}"
+                what = f"{reading.describe()}, rgb_range {k['rgb_range']:g}, rgb_mean {fmt(k['rgb_mean'])}"
             else:
                 what = f"cannot read it ({reading})"
             parts.append(f"{who} [{conventions}] -> {what}")
@@ -86,7 +86,7 @@ def _same_reading(a: ConvertedSpec | ValueError, b: ConvertedSpec | ValueError) 
     return (
         a.architecture == b.architecture
         and a.kwargs.keys() == b.kwargs.keys()
-        and all(_same(a.kwargs[k], b.kwargs[k]) for k in a.kwargs)
+        and all(same_values(a.kwargs[k], b.kwargs[k]) for k in a.kwargs)
         and a.key_map == b.key_map
         and set(a.absorbed) == set(b.absorbed)
     )
@@ -126,7 +126,7 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
     if layout is not None:
         chosen = get_layout(layout)
         if chosen.architecture(keys) is None:
-            theirs = [name for name, other in _REGISTRY.items() if other.architecture(keys)]
+            theirs = [name for name, other in REGISTRY.items() if other.architecture(keys)]
             if not theirs:
                 raise ValueError(_unknown_layout_message(keys))
             whose = f"{theirs[0]}'s" if len(theirs) == 1 else f"those of {', '.join(theirs)}"
@@ -134,7 +134,7 @@ def detect(state_dict: Mapping[str, torch.Tensor], layout: str | None = None, **
         return _read(chosen, state_dict, overrides)
 
     readings: dict[str, ConvertedSpec | ValueError] = {}
-    for candidate in _REGISTRY.values():
+    for candidate in REGISTRY.values():
         if candidate.fits(keys):
             try:
                 readings[candidate.name] = _read(candidate, state_dict, overrides)
@@ -171,13 +171,13 @@ def _read(layout: Layout, state_dict: Mapping[str, torch.Tensor], overrides: Map
     if head.dim() != 4:
         raise ValueError(f"{names.head}.weight should be a 4-D convolution weight, got shape {tuple(head.shape)}")
     n_feats, n_colors, kernel_size = int(head.shape[0]), int(head.shape[1]), int(head.shape[-1])
-    blocks = _numbers(state_dict, names.block[0])
+    blocks = key_numbers(state_dict, names.block[0])
     n_resblocks = blocks[-1] + 1 if blocks else 0
 
     labels = [""]
     if architecture == "mdsr":
-        found = set(_numbers(state_dict, names.upsampler.format(b="{b}", k=0)))
-        found |= set(_numbers(state_dict, names.preprocess.format(b="{b}", p=0, c=0)))
+        found = set(key_numbers(state_dict, names.upsampler.format(b="{b}", k=0)))
+        found |= set(key_numbers(state_dict, names.preprocess.format(b="{b}", p=0, c=0)))
         labels = [str(b) for b in sorted(found)]
         if not labels:
             raise ValueError("an MDSR layout without branches: no 'upsample.<branch>.0.weight' keys")
@@ -203,25 +203,25 @@ def _read(layout: Layout, state_dict: Mapping[str, torch.Tensor], overrides: Map
         pre = state_dict.get(names.preprocess.format(b=labels[0], p=0, c=0) + ".weight")
         kwargs["preprocess_kernel_size"] = int(pre.shape[-1]) if pre is not None and pre.dim() == 4 else 5
 
-    source = _conv_names(names, n_resblocks, [(label, n) for label, _, n, _ in branches])
-    target = _conv_names(library_names(architecture), n_resblocks, [(lib, n) for _, lib, n, _ in branches])
+    source = conv_names(names, n_resblocks, [(label, n) for label, _, n, _ in branches])
+    target = conv_names(library_names(architecture), n_resblocks, [(lib, n) for _, lib, n, _ in branches])
     key_map = {f"{s}.{p}": f"{t}.{p}" for s, t in zip(source, target, strict=True) for p in ("weight", "bias")}
     _check_complete(state_dict, layout.name, architecture, kwargs, key_map, absorbed)
-    dtype = str(_least_precise(state_dict)).removeprefix("torch.")
+    dtype = str(least_precise(state_dict)).removeprefix("torch.")
     return ConvertedSpec(
         layout.name, architecture, kwargs, key_map, tuple(absorbed), tuple(notes), assumed=assumed, dtype=dtype
     )
 
 
 def _read_branches(
-    state_dict: Mapping[str, torch.Tensor], names: _Names, labels: Sequence[str], n_feats: int
+    state_dict: Mapping[str, torch.Tensor], names: Names, labels: Sequence[str], n_feats: int
 ) -> list[tuple[str, str, int, int]]:
     """Per upsampling branch: source label, library label, number of convolutions, scale."""
     branches = []
     for label in labels:
         template = names.upsampler.format(b=label, k="{k}")
-        weights = [state_dict[f"{template.format(k=k)}.weight"] for k in _numbers(state_dict, template)]
-        scale = _upsampler_scale(weights, n_feats, template.format(k="*"))
+        weights = [state_dict[f"{template.format(k=k)}.weight"] for k in key_numbers(state_dict, template)]
+        scale = upsampler_scale(weights, n_feats, template.format(k="*"))
         branches.append((label, scale_key(scale), len(weights), scale))
     scales = [scale for *_, scale in branches]
     if len(set(scales)) != len(scales):
@@ -230,14 +230,14 @@ def _read_branches(
 
 
 def _unknown_layout_message(keys: set[str]) -> str:
-    sample = _some(sorted(keys), 6)
+    sample = some(sorted(keys), 6)
     if is_library_state_dict(keys):
         return (
             f"this looks like edsr-lib's own format (keys {sample}): load it with edsr_lib.from_pretrained or "
             "create_model(..., weights=...)"
         )
     heads: dict[str, list[str]] = {}
-    for layout in _REGISTRY.values():
+    for layout in REGISTRY.values():
         heads.setdefault(f"{layout.edsr.head}.weight", []).append(layout.title)
     named = " nor ".join(f"{head!r} ({', '.join(titles)})" for head, titles in heads.items())
     return f"unknown layout: neither {named} is among the keys ({sample})"
@@ -268,7 +268,7 @@ def _check_complete(
     unfilled = sorted(set(reference) - set(key_map.values()))
     unplaced = [src for src, lib in key_map.items() if lib not in reference]
     problems = [
-        f"{label}: {_some(items)}"
+        f"{label}: {some(items)}"
         for label, items in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),
@@ -315,10 +315,10 @@ def convert_state_dict(
             and ``layout`` is not given (``err.specs`` holds each reading).
         ValueError: If the state dict cannot be mapped or does not match ``variant``.
     """
-    return _load(detect(state_dict, layout=layout, **overrides), state_dict, variant)
+    return load_for_detection(detect(state_dict, layout=layout, **overrides), state_dict, variant)
 
 
-def _load(spec: ConvertedSpec, state_dict: Mapping[str, torch.Tensor], variant: str | None) -> SRModel:
+def load_for_detection(spec: ConvertedSpec, state_dict: Mapping[str, torch.Tensor], variant: str | None) -> SRModel:
     if spec.official is not None:
         name = spec.official.filename
         _check_variant(spec, spec.official.variant, f"recognised as the official {name}, but it does not hold")
@@ -340,14 +340,14 @@ def _check_variant(spec: ConvertedSpec, variant: str, prefix: str) -> None:
     with torch.device("meta"):
         expected = create_model(variant).config
     got = {"architecture": spec.architecture, **spec.kwargs}
-    rel_tol = _rel_tol(getattr(torch, spec.dtype, torch.float32))
+    rel_tol = relative_tolerance(getattr(torch, spec.dtype, torch.float32))
     if got["architecture"] != expected["architecture"]:
         diffs = [f"architecture {got['architecture']!r} (expected {expected['architecture']!r})"]
     else:
         diffs = [
             f"{k} {got[k]!r} (expected {v!r})"
             for k, v in expected.items()
-            if k in got and not _same(got[k], v, rel_tol)
+            if k in got and not same_values(got[k], v, rel_tol)
         ]
     if diffs:
         raise ValueError(f"{prefix} {variant}: {'; '.join(diffs)}")

@@ -13,29 +13,29 @@ import torch
 
 from ..layers import DIV2K_RGB_MEAN
 from .base import (
-    _MEAN_SHIFTS,
-    _PREPROCESS,
-    _RESBLOCK,
+    MEAN_SHIFTS,
+    PREPROCESS,
+    RESBLOCK,
     Layout,
-    _least_precise,
-    _mean_from_shift,
-    _mean_shift_tensors,
-    _Names,
-    _read_mean_shifts,
-    _rel_tol,
+    Names,
+    least_precise,
+    mean_from_shift,
+    mean_shift_tensors,
+    read_mean_shifts,
+    relative_tolerance,
 )
 
 __all__ = ["EDSRPyTorchLayout"]
 
 #: Where EDSR-PyTorch's EDSR and MDSR keep each convolution (torchSR and super-image share the EDSR names).
-_OFFICIAL_EDSR = _Names("head.0", _RESBLOCK, "body.{n}", "tail.0.{k}", "tail.1")
-_OFFICIAL_MDSR = _Names("head.0", _RESBLOCK, "body.{n}", "upsample.{b}.{k}", "tail.0", _PREPROCESS)
+OFFICIAL_EDSR = Names("head.0", RESBLOCK, "body.{n}", "tail.0.{k}", "tail.1")
+_OFFICIAL_MDSR = Names("head.0", RESBLOCK, "body.{n}", "upsample.{b}.{k}", "tail.0", PREPROCESS)
 
 
 class EDSRPyTorchLayout(Layout):
     """EDSR-PyTorch (the reference code): images in ``[0, rgb_range]``, the mean shifts applied."""
 
-    edsr = _OFFICIAL_EDSR
+    edsr = OFFICIAL_EDSR
     name = "edsr-pytorch"
     title = "EDSR-PyTorch"
     mdsr = _OFFICIAL_MDSR
@@ -48,12 +48,12 @@ class EDSRPyTorchLayout(Layout):
         With the DIV2K mean, the range follows from the ratio; any other mean is carried
         with ``rgb_range`` 255 (or the one given).
         """
-        shift = _read_mean_shifts(state_dict, n_colors)
+        shift = read_mean_shifts(state_dict, n_colors)
         rgb_range = overrides.get("rgb_range")
         if shift is None:
-            return float(rgb_range or 255.0), list(DIV2K_RGB_MEAN), list(_MEAN_SHIFTS), {}
-        dtype = _least_precise({k: state_dict[k] for k in _MEAN_SHIFTS})
-        tol = max(1e-5, _rel_tol(dtype))
+            return float(rgb_range or 255.0), list(DIV2K_RGB_MEAN), list(MEAN_SHIFTS), {}
+        dtype = least_precise({k: state_dict[k] for k in MEAN_SHIFTS})
+        tol = max(1e-5, relative_tolerance(dtype))
         assumed: dict[str, Any] = {}
         if rgb_range is None and n_colors == len(DIV2K_RGB_MEAN):
             ratio = shift / torch.tensor(DIV2K_RGB_MEAN, dtype=torch.float64)
@@ -68,10 +68,10 @@ class EDSRPyTorchLayout(Layout):
         if rgb_range is None:
             rgb_range = assumed["rgb_range"] = 255.0
             notes.append("the mean shifts do not hold the DIV2K mean: rgb_range 255 assumed; override with rgb_range=")
-        return float(rgb_range), _mean_from_shift(shift, float(rgb_range), dtype, notes), list(_MEAN_SHIFTS), assumed
+        return float(rgb_range), mean_from_shift(shift, float(rgb_range), dtype, notes), list(MEAN_SHIFTS), assumed
 
     def extra_tensors(self, rgb_mean):
-        return _mean_shift_tensors(self.rgb_range, rgb_mean)
+        return mean_shift_tensors(self.rgb_range, rgb_mean)
 
     def options(self, config):
         scales = config.get("scales", [config.get("scale")])

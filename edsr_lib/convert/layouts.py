@@ -14,15 +14,15 @@ from .torchsr import TorchSRLayout
 
 __all__ = ["LAYOUTS", "WRITABLE_LAYOUTS", "get_layout"]
 
-_REGISTRY: dict[str, Layout] = {
+REGISTRY: dict[str, Layout] = {
     layout.name: layout for layout in (EDSRPyTorchLayout(), BasicSRLayout(), SuperImageLayout(), TorchSRLayout())
 }
 
 #: The third-party layouts :func:`detect` knows (EDSR-PyTorch's key names first, as before).
-LAYOUTS: tuple[str, ...] = tuple(_REGISTRY)
+LAYOUTS: tuple[str, ...] = tuple(REGISTRY)
 
 #: The layouts :func:`export_state_dict` writes.
-WRITABLE_LAYOUTS: tuple[str, ...] = tuple(name for name, layout in _REGISTRY.items() if layout.writable)
+WRITABLE_LAYOUTS: tuple[str, ...] = tuple(name for name, layout in REGISTRY.items() if layout.writable)
 
 
 def get_layout(name: str) -> Layout:
@@ -31,6 +31,6 @@ def get_layout(name: str) -> Layout:
     Raises:
         ValueError: For an unknown name.
     """
-    if name not in _REGISTRY:
+    if name not in REGISTRY:
         raise ValueError(f"unknown layout {name!r}; known layouts: {', '.join(LAYOUTS)}")
-    return _REGISTRY[name]
+    return REGISTRY[name]

@@ -21,7 +21,7 @@ import torch
 
 from ..models import TrunkModel, architectures
 from ..models.base import scale_key
-from .base import _PREPROCESS, _RESBLOCK, _Names, _numbers
+from .base import PREPROCESS, RESBLOCK, Names, key_numbers
 
 __all__ = ["is_library_state_dict", "library_names", "library_numbers"]
 
@@ -29,7 +29,7 @@ __all__ = ["is_library_state_dict", "library_names", "library_numbers"]
 _HEAD, _TAIL = TrunkModel.head_module, TrunkModel.tail_module
 
 
-def library_names(architecture: str) -> _Names:
+def library_names(architecture: str) -> Names:
     """Where the library's ``architecture`` keeps each convolution (``{b}``: a scale branch, ``"x2"``).
 
     Raises:
@@ -45,14 +45,14 @@ def library_names(architecture: str) -> _Names:
     body, upsampler = cls.body_module, cls.upsampler_module
     branched = upsampler in cls.scale_branch_modules
     preprocess = [m for m in cls.scale_branch_modules if m != upsampler]
-    block = tuple(conv.replace("body.", f"{body}.", 1) for conv in _RESBLOCK)
-    return _Names(
+    block = tuple(conv.replace("body.", f"{body}.", 1) for conv in RESBLOCK)
+    return Names(
         head=cls.head_module,
         block=(block[0], block[1]),
         body_end=f"{body}.{{n}}",
         upsampler=f"{upsampler}.{{b}}.{{k}}" if branched else f"{upsampler}.{{k}}",
         tail=cls.tail_module,
-        preprocess=_PREPROCESS.replace("pre_process.", f"{preprocess[0]}.", 1) if preprocess else "",
+        preprocess=PREPROCESS.replace("pre_process.", f"{preprocess[0]}.", 1) if preprocess else "",
     )
 
 
@@ -91,7 +91,7 @@ def library_numbers(state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, An
             "n_feats": int(head.shape[0]),
             "n_colors": int(head.shape[1]),
             "kernel_size": int(head.shape[-1]),
-            "n_resblocks": len(_numbers(state_dict, names.block[0])),
+            "n_resblocks": len(key_numbers(state_dict, names.block[0])),
         }
         if "{b}" in names.upsampler:
             found = _labels(keys, names.upsampler.format(b="{b}", k=0))
@@ -103,7 +103,7 @@ def library_numbers(state_dict: Mapping[str, torch.Tensor]) -> list[dict[str, An
             candidates.append({"architecture": architecture, "scales": scales, **numbers})
             candidates[-1]["preprocess_kernel_size"] = int(pre.shape[-1])
         elif not any(k.startswith(tuple(f"{m}." for m in _branch_modules(architecture))) for k in keys):
-            n_convs = len(_numbers(state_dict, names.upsampler))
+            n_convs = len(key_numbers(state_dict, names.upsampler))
             scales = (2, 3) if n_convs == 1 else (2**n_convs,) if n_convs else ()
             candidates += [{"architecture": architecture, "scale": s, **numbers} for s in scales]
     return candidates

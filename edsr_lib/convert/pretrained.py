@@ -48,9 +48,9 @@ from .._hub import (
     WEIGHTS_NAME,
     InvalidWeightsError,
     WeightsNotFoundError,
-    _hub_download,
-    _is_offline,
-    _reason,
+    failure_reason,
+    hub_download,
+    is_offline,
     save_pretrained,
 )
 from .._pretrained import PretrainedCfg
@@ -176,15 +176,15 @@ def _source(cfg: PretrainedCfg, cache_dir: str | Path | None) -> Path:
         raise WeightsNotFoundError(f"{cfg.name} names no Hub repository and no local file for its weights")
     pinned = {"revision": cfg.revision, "cache_dir": cache_dir}
     try:
-        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
+        return hub_download(cfg.hf_hub_id, cfg.filename, local_only=True, **pinned)
     except (EntryNotFoundError, OSError):
         pass
-    if _is_offline():
+    if is_offline():
         raise WeightsNotFoundError(_offline_message(cfg, cache_dir, "HF_HUB_OFFLINE=1")) from None
     try:
-        return _hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
+        return hub_download(cfg.hf_hub_id, cfg.filename, local_only=False, **pinned)
     except (HfHubHTTPError, EntryNotFoundError, OSError) as err:
-        why = f"the download failed ({_reason(err)})"
+        why = f"the download failed ({failure_reason(err)})"
         raise WeightsNotFoundError(_offline_message(cfg, cache_dir, why)) from None
 
 

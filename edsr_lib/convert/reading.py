@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 
 from .._hub import NonFiniteError, check_finite_weights
 from ..models import SRModel
-from .base import _WRITTEN_BY, _fmt, _some
-from .detection import AmbiguousLayoutError, _load, detect
-from .layouts import _REGISTRY, get_layout
+from .base import WRITTEN_BY, fmt, some
+from .detection import AmbiguousLayoutError, detect, load_for_detection
+from .layouts import REGISTRY, get_layout
 from .official import identify_file
 
 __all__ = ["convert", "load_state_dict"]
@@ -102,8 +102,8 @@ def _written(state_dict: Any) -> dict[str, Any] | None:
     """What edsr-lib recorded in a state dict it wrote (``{"layout", "settings"}``), if it is well formed."""
     metadata = getattr(state_dict, "_metadata", None)
     root = metadata.get("") if isinstance(metadata, Mapping) else None
-    record = root.get(_WRITTEN_BY) if isinstance(root, Mapping) else None
-    if not isinstance(record, Mapping) or record.get("layout") not in _REGISTRY:
+    record = root.get(WRITTEN_BY) if isinstance(root, Mapping) else None
+    if not isinstance(record, Mapping) or record.get("layout") not in REGISTRY:
         return None
     settings = record.get("settings")
     return {"layout": record["layout"], "settings": dict(settings) if isinstance(settings, Mapping) else {}}
@@ -115,7 +115,7 @@ def _describe_object(obj: Any) -> str:
     if not obj:
         return "an empty dict"
     odd = [f"{k} ({type(v).__name__})" for k, v in obj.items() if not isinstance(v, torch.Tensor)]
-    return f"a dict with non-tensor entries {_some(odd)} and none of the wrappers {', '.join(_WRAPPERS)}"
+    return f"a dict with non-tensor entries {some(odd)} and none of the wrappers {', '.join(_WRAPPERS)}"
 
 
 def convert(
@@ -171,7 +171,7 @@ def convert(
         recorded = {k: v for k, v in written["settings"].items() if k in allowed and k not in overrides}
         overrides = {**recorded, **overrides}
         notes.append(f"written by edsr-lib in the {layout} layout, as the file records" + _settings_note(recorded))
-    sidecars = {name: found for name, known in _REGISTRY.items() if (found := known.sidecar(path, layout)) is not None}
+    sidecars = {name: found for name, known in REGISTRY.items() if (found := known.sidecar(path, layout)) is not None}
     if layout is None and len(sidecars) == 1:
         layout = next(iter(sidecars))
         notes.append(f"{path.with_name('config.json')} says {layout} {sidecars[layout].get('model_type', '')}".rstrip())
@@ -190,7 +190,7 @@ def convert(
         raise AmbiguousLayoutError(exc.readings, hint=hint) from None
     spec = get_layout(spec.layout).check_file(spec, path, sidecar)
     spec = dataclasses.replace(spec, notes=(*notes, *spec.notes), official=official, source=str(path))
-    model = _load(spec, state_dict, variant)
+    model = load_for_detection(spec, state_dict, variant)
     if dst_dir is not None:
         try:
             check_finite_weights(model)
@@ -203,5 +203,5 @@ def convert(
 def _settings_note(settings: Mapping[str, Any]) -> str:
     if not settings:
         return ""
-    shown = ", ".join(f"{k} {_fmt(v) if isinstance(v, list) else format(v, 'g')}" for k, v in settings.items())
+    shown = ", ".join(f"{k} {fmt(v) if isinstance(v, list) else format(v, 'g')}" for k, v in settings.items())
     return f", with {shown}"

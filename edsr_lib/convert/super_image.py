@@ -16,8 +16,8 @@ import json
 import re
 from collections.abc import Iterable
 
-from .base import _MEAN_SHIFTS, Layout
-from .edsr_pytorch import _OFFICIAL_EDSR
+from .base import MEAN_SHIFTS, Layout
+from .edsr_pytorch import OFFICIAL_EDSR
 
 __all__ = ["SUPER_IMAGE_MDSR", "SuperImageLayout", "is_super_image_mdsr"]
 
@@ -40,7 +40,7 @@ def is_super_image_mdsr(keys: Iterable[str]) -> bool:
 class SuperImageLayout(Layout):
     """super-image's EdsrModel: EDSR-PyTorch's key names, [0, 1] images, its mean shifts never applied."""
 
-    edsr = _OFFICIAL_EDSR
+    edsr = OFFICIAL_EDSR
     name = "super-image"
     title = "super-image"
     no_mdsr = "super-image's MdsrModel is not supported: only its EdsrModel layout is known"
@@ -52,7 +52,7 @@ class SuperImageLayout(Layout):
 
     def read_range_and_mean(self, state_dict, n_colors, overrides, notes):
         notes.append("super-image's EdsrModel works on [0, 1] images and never applies its sub_mean/add_mean")
-        return 1.0, [0.0] * n_colors, list(_MEAN_SHIFTS), {}
+        return 1.0, [0.0] * n_colors, list(MEAN_SHIFTS), {}
 
     def sidecar(self, path, layout):
         """The super-image config (``"model_type": "EDSR"``) beside ``path``, if there is one."""

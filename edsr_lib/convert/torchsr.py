@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..layers import DIV2K_RGB_MEAN
-from .base import _MEAN_SHIFTS, _least_precise, _mean_from_shift, _read_mean_shifts
+from .base import MEAN_SHIFTS, least_precise, mean_from_shift, read_mean_shifts
 from .edsr_pytorch import EDSRPyTorchLayout
 
 __all__ = ["TorchSRLayout"]
@@ -21,11 +21,11 @@ class TorchSRLayout(EDSRPyTorchLayout):
 
     def read_range_and_mean(self, state_dict, n_colors, overrides, notes):
         """torchSR's ``EDSR`` always multiplies its input by 255: the bias is ``-/+ 255 * mean``."""
-        shift = _read_mean_shifts(state_dict, n_colors)
+        shift = read_mean_shifts(state_dict, n_colors)
         if shift is None:
-            return self.rgb_range, list(DIV2K_RGB_MEAN), list(_MEAN_SHIFTS), {}
-        dtype = _least_precise({k: state_dict[k] for k in _MEAN_SHIFTS})
-        return self.rgb_range, _mean_from_shift(shift, self.rgb_range, dtype, notes), list(_MEAN_SHIFTS), {}
+            return self.rgb_range, list(DIV2K_RGB_MEAN), list(MEAN_SHIFTS), {}
+        dtype = least_precise({k: state_dict[k] for k in MEAN_SHIFTS})
+        return self.rgb_range, mean_from_shift(shift, self.rgb_range, dtype, notes), list(MEAN_SHIFTS), {}
 
     def options(self, config):
         keys = ("n_resblocks", "n_feats", "scale", "res_scale")

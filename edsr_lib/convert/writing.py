@@ -15,7 +15,7 @@ from .._hub import check_finite_weights
 from .._loading import resolve_weights
 from ..models import SRModel
 from ..models.base import scale_key
-from .base import _WRITTEN_BY, _conv_names, _upsampler_convs
+from .base import WRITTEN_BY, conv_names, upsampler_convs
 from .layouts import WRITABLE_LAYOUTS, get_layout
 from .library import library_names
 
@@ -55,7 +55,7 @@ class ExportedCheckpoint:
         """
         tagged = collections.OrderedDict(self.state_dict)
         tagged._metadata = collections.OrderedDict(  # type: ignore[attr-defined]
-            {"": {_WRITTEN_BY: {"layout": self.layout, "settings": dict(self.settings)}}}
+            {"": {WRITTEN_BY: {"layout": self.layout, "settings": dict(self.settings)}}}
         )
         return {self.wrapper: tagged} if self.wrapper else tagged
 
@@ -98,10 +98,10 @@ def export_state_dict(model: SRModel, layout: str) -> ExportedCheckpoint:
         raise ValueError(f"{target.title}'s {architecture.upper()} cannot hold this model: {'; '.join(problems)}")
 
     scales = config["scales"] if architecture == "mdsr" else [config["scale"]]
-    ours = [(scale_key(s), _upsampler_convs(s)) for s in scales]
-    theirs = [(str(i) if architecture == "mdsr" else "", _upsampler_convs(s)) for i, s in enumerate(scales)]
-    source = _conv_names(library_names(architecture), config["n_resblocks"], ours)
-    destination = _conv_names(names, config["n_resblocks"], theirs)
+    ours = [(scale_key(s), upsampler_convs(s)) for s in scales]
+    theirs = [(str(i) if architecture == "mdsr" else "", upsampler_convs(s)) for i, s in enumerate(scales)]
+    source = conv_names(library_names(architecture), config["n_resblocks"], ours)
+    destination = conv_names(names, config["n_resblocks"], theirs)
     tensors = model.state_dict()
     out = {
         f"{d}.{p}": tensors[f"{s}.{p}"].detach().cpu().clone()

@@ -29,13 +29,14 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import ray
 
-from ..inference import load_model, resolve_device
+from ..inference import as_upscaler, load_model
 from ..jobs import Job, expand_suffix, make_job, plan_jobs, run_jobs
+from ..options import UpscaleOptions, precision_of
 
 __all__ = ["Upscaler", "actor_resources", "output_path", "upscale_folder"]
 
@@ -58,27 +59,25 @@ def output_path(
 
 
 class Upscaler:
-    """A ``map_batches`` callable class: one model per actor; each batch of paths read, upscaled and written.
+    """A ``map_batches`` callable class: one :class:`edsr_lib.Upscaler` per actor; each batch read, upscaled, written.
 
     Args:
         model: A registered name (with its pretrained weights) or a ``save_pretrained``
             folder, as for ``edsr-lib upscale --model``.
         output_dir: Folder of the results, for rows without an ``"output"`` column (named
             as :func:`output_path` names them).
-        scale: The scale (needed for multi-scale models).
-        outscale: Instead of ``scale``, any output factor above 1.
-        tile: Tile size in LR pixels, ``"auto"`` (the default: from free memory) or ``None``
-            (one pass), as for :func:`edsr_lib.upscale`.
+        options: The :class:`~edsr_lib.options.UpscaleOptions` of the run; without a
+            ``device``, the accelerator when the actor has one, else the CPU.
         format: ``"png"``, ``"jpg"``, ``"webp"`` or ``"tif"``; default PNG (TIFF for float
             images), as the command line.
         quality: JPEG and WebP quality, 1-100 (default 95).
         suffix: Added to each output's stem, as ``--suffix``.
-        device: Any torch device (``"cuda"``, ``"cpu"``, ...); default the accelerator when the
-            actor has one, else the CPU.
-        half: ``"fp16"`` or ``"bf16"`` autocast, or ``False``.
         skip_existing: Leave outputs that exist (and are not empty) as they are.
         workers: Threads decoding, and threads encoding, beside the model in each actor.
-        **options: More keyword arguments of :func:`edsr_lib.upscale`.
+        half: The older spelling of ``precision`` (``"fp16"``, ``"bf16"``).
+        int8: The older spelling of ``precision="int8"``.
+        **changes: Fields of :class:`~edsr_lib.options.UpscaleOptions` by name (``scale``,
+            ``outscale``, ``tile``, ``backend``, ...), checked when the actor starts.
 
     Each batch is a dict with a ``"path"`` column and optionally an ``"output"`` column
     (the file to write, as :func:`upscale_folder` plans it); the result has ``"path"``,
@@ -91,26 +90,20 @@ class Upscaler:
         model: str,
         output_dir: PathLike | None = None,
         *,
-        scale: int | None = None,
-        outscale: float | None = None,
-        tile: int | Literal["auto"] | None = "auto",
+        options: UpscaleOptions | None = None,
         format: str | None = None,
         quality: int | None = None,
         suffix: str = "_x{scale}",
-        device: str | None = None,
-        half: str | bool = False,
         skip_existing: bool = True,
         workers: int = 2,
-        **options: Any,
+        half: str | bool = False,
+        int8: bool = False,
+        **changes: Any,
     ) -> None:
-        self.device = resolve_device(device)
-        self.model = load_model(model).to(self.device)
-        factor = outscale if outscale is not None else self.model.resolve_scale(scale)
-        self.suffix = expand_suffix(suffix, factor, Path(model).name)
+        self.upscaler = as_upscaler(model, options, half=half, int8=int8, **changes)
+        self.suffix = expand_suffix(suffix, self.upscaler.factor, self.upscaler.name)
         self.output_dir = None if output_dir is None else Path(output_dir)
         self.format, self.quality, self.skip_existing, self.workers = format, quality, skip_existing, workers
-        self.options = {"scale": scale if outscale is None else None, "outscale": outscale, "tile": tile, **options}
-        self.options.update(device=self.device, half=half)
 
     def _job(self, source: str, output: str | None) -> Job:
         if output:
@@ -132,13 +125,12 @@ class Upscaler:
             else:
                 todo.append(i)
         summary = run_jobs(
-            self.model,
+            self.upscaler,
             [jobs[i] for i in todo],
             format=self.format,
             quality=self.quality,
             workers=self.workers,
             progress=False,  # failures are in the rows too; warnings and notes go to the worker's log
-            **self.options,
         )
         for i, result in zip(todo, summary.results, strict=True):
             written = result.status == "written"
@@ -177,18 +169,17 @@ def upscale_folder(
     output_dir: PathLike,
     *,
     model: str = "edsr_baseline_x2",
-    scale: int | None = None,
-    outscale: float | None = None,
+    options: UpscaleOptions | None = None,
     workers: int | None = None,
-    tile: int | Literal["auto"] | None = "auto",
     format: str | None = None,
     quality: int | None = None,
     suffix: str = "_x{scale}",
     recursive: bool = False,
-    half: str | bool = False,
     skip_existing: bool = True,
     batch_size: int = 8,
-    **options: Any,
+    half: str | bool = False,
+    int8: bool = False,
+    **changes: Any,
 ) -> list[dict[str, Any]]:
     """Upscale every image of ``inputs`` into ``output_dir`` on the Ray cluster this process is connected to.
 
@@ -202,20 +193,22 @@ def upscale_folder(
         inputs: Image files, folders or glob patterns, as for ``edsr-lib upscale``.
         output_dir: Folder of the results; it must be visible to every node.
         model: A registered name or a ``save_pretrained`` folder.
-        scale: The scale (needed for multi-scale models).
-        outscale: Instead of ``scale``, any output factor above 1.
+        options: The :class:`~edsr_lib.options.UpscaleOptions` of every actor's
+            :class:`edsr_lib.Upscaler` (checked here, before any actor starts); without a
+            ``device``, each actor's GPU, or the CPU.
         workers: Number of actors; default one per GPU, or one per CPU when there are none.
-        tile: Tile size in LR pixels, ``"auto"`` (the default) or ``None`` (one pass).
         format: ``"png"``, ``"jpg"``, ``"webp"`` or ``"tif"``; default as the command line.
         quality: JPEG and WebP quality, 1-100 (default 95).
         suffix: Added to each output's stem, as ``--suffix``.
         recursive: Walk folders into subfolders; the output mirrors the input tree.
-        half: ``"fp16"`` or ``"bf16"`` autocast on GPUs, or ``False``.
         skip_existing: Leave outputs that exist as they are.
         batch_size: Images per ``map_batches`` call (decoding and encoding overlap the model
             within a batch).
-        **options: More keyword arguments of :func:`edsr_lib.upscale` (``backend="openvino"`` or
-            ``int8=True`` on CPU workers, ...).
+        half: The older spelling of ``precision`` (``"fp16"``, ``"bf16"``).
+        int8: The older spelling of ``precision="int8"``.
+        **changes: Fields of :class:`~edsr_lib.options.UpscaleOptions` by name (``scale``,
+            ``outscale``, ``tile``, ``backend="openvino"`` or ``precision="int8"`` on CPU
+            workers, ...).
 
     Returns:
         One row per input file: ``path``, ``output`` and ``status`` (``"written"``,
@@ -224,9 +217,12 @@ def upscale_folder(
     Raises:
         ValueError: If ``inputs`` hold no images.
     """
+    precision = precision_of(half, int8)
+    changes |= {"precision": precision} if precision is not None else {}
+    options = UpscaleOptions(**changes) if options is None else options.replace(**changes)
     if not ray.is_initialized():
         ray.init()
-    factor = outscale if outscale is not None else load_model(model).resolve_scale(scale)
+    factor = options.outscale or load_model(model, cache=True).resolve_scale(options.scale)
     plan = plan_jobs(
         inputs,
         output_dir,
@@ -252,16 +248,11 @@ def upscale_folder(
             Upscaler,
             fn_constructor_args=(model, output_dir),
             fn_constructor_kwargs={
-                "scale": scale,
-                "outscale": outscale,
-                "tile": tile,
+                "options": options.replace(device=options.device or ("cuda" if "num_gpus" in resources else "cpu")),
                 "format": format,
                 "quality": quality,
                 "suffix": suffix,
-                "device": "cuda" if "num_gpus" in resources else "cpu",
-                "half": half,
                 "skip_existing": skip_existing,
-                **options,
             },
             batch_size=batch_size,
             concurrency=min(concurrency, len(todo)),

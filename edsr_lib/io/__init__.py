@@ -36,7 +36,15 @@ from .listing import IMAGE_SUFFIXES, SkippedInputWarning, list_images
 from .pixels import array_to_image, carry_metadata, image_to_array, upscaled_mode
 from .reading import load_image, pixel_limit, read_image, upright
 from .tensors import to_tensor, to_uint8
-from .writing import OUTPUT_FORMATS, WRITE_FORMATS, check_writable, fit_format, write_image
+from .writing import (
+    OUTPUT_FORMATS,
+    TIFF_ONLY_MODES,
+    WRITE_FORMATS,
+    check_writable,
+    default_target,
+    fit_format,
+    write_image,
+)
 
 # by job, in the order above: the API reference page (docs/api/io.md) shows them in this order
 __all__ = [  # noqa: RUF022 (grouped by module, not alphabetical)
@@ -56,6 +64,8 @@ __all__ = [  # noqa: RUF022 (grouped by module, not alphabetical)
     "WRITE_FORMATS",
     "OUTPUT_FORMATS",
     "write_image",
+    "TIFF_ONLY_MODES",
+    "default_target",
     "check_writable",
     "fit_format",
     "to_tensor",

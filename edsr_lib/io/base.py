@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112
 
 
 PathLike = str | os.PathLike[str]

@@ -20,10 +20,10 @@ import png
 import tifffile
 from PIL import Image
 
-from .base import _EXIF_ORIENTATION, ImageReadError
+from .base import EXIF_ORIENTATION, ImageReadError
 
 #: The modes of :class:`Image16` by channel count: 16 bits per channel, which Pillow cannot hold.
-_MODES_16 = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
+MODES_16 = {2: "LA;16", 3: "RGB;16", 4: "RGBA;16"}
 
 
 @dataclass(eq=False)
@@ -54,7 +54,7 @@ class Image16:
             isinstance(pixels, np.ndarray)
             and pixels.dtype == np.uint16
             and pixels.ndim == 3
-            and pixels.shape[2] in _MODES_16
+            and pixels.shape[2] in MODES_16
         ):
             kind = f"{pixels.dtype} array of shape {pixels.shape}" if isinstance(pixels, np.ndarray) else type(pixels)
             raise ValueError(f"an Image16 holds a uint16 H x W x C array with C in 2, 3, 4, got a {kind}")
@@ -62,7 +62,7 @@ class Image16:
     @property
     def mode(self) -> str:
         """``"LA;16"``, ``"RGB;16"`` or ``"RGBA;16"``, by the channels (the name :func:`check_writable` takes)."""
-        return _MODES_16[self.pixels.shape[2]]
+        return MODES_16[self.pixels.shape[2]]
 
     @property
     def size(self) -> tuple[int, int]:
@@ -91,8 +91,8 @@ class Image16:
 AnyImage = Image.Image | Image16
 
 
-def _cannot_read_16(path: Path, img: Image.Image) -> str:
-    """Why :func:`_read_16` cannot read this 16-bit colour file (``""`` when it can)."""
+def cannot_read_16(path: Path, img: Image.Image) -> str:
+    """Why :func:`read_16` cannot read this 16-bit colour file (``""`` when it can)."""
     if img.format == "PNG":
         return ""
     if img.format != "TIFF":
@@ -105,7 +105,7 @@ def _cannot_read_16(path: Path, img: Image.Image) -> str:
     return ""
 
 
-def _read_16(path: Path, img: Image.Image) -> Image16:
+def read_16(path: Path, img: Image.Image) -> Image16:
     """The pixels of a 16-bit colour PNG or TIFF by pypng or tifffile, the metadata as Pillow read it."""
     if img.format == "PNG":
         with open(path, "rb") as f:
@@ -119,7 +119,7 @@ def _read_16(path: Path, img: Image.Image) -> Image16:
             if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
                 pixels = np.moveaxis(pixels, 0, -1)
         pixels = pixels.astype(np.uint16)  # native byte order
-    if pixels.ndim != 3 or pixels.shape[2] not in _MODES_16:  # Pillow opens 16-bit gray + alpha PNG as RGBA
+    if pixels.ndim != 3 or pixels.shape[2] not in MODES_16:  # Pillow opens 16-bit gray + alpha PNG as RGBA
         raise ImageReadError(f"{path}: expected 2 to 4 channels of 16 bits, decoded an array of shape {pixels.shape}")
     info = {key: img.info[key] for key in ("icc_profile", "dpi") if img.info.get(key)}
     exif = img.getexif()
@@ -128,7 +128,7 @@ def _read_16(path: Path, img: Image.Image) -> Image16:
     return Image16(np.ascontiguousarray(pixels), info, img.format)
 
 
-def _write_png_16(
+def write_png_16(
     f: IO[bytes],
     pixels: np.ndarray,
     *,
@@ -156,7 +156,7 @@ def _write_png_16(
     png.write_chunks(f, chunks[:1] + extra + chunks[1:])  # after IHDR, before IDAT
 
 
-def _write_tiff_16(
+def write_tiff_16(
     f: IO[bytes],
     pixels: np.ndarray,
     *,
@@ -189,7 +189,7 @@ def _write_tiff_16(
 
 #: The EXIF tags of a TIFF's own directory that a 16-bit TIFF keeps: description, make, model, orientation,
 #: software, date, artist, copyright.
-_TIFF_EXIF_TAGS = (270, 271, 272, _EXIF_ORIENTATION, 305, 306, 315, 33432)
+_TIFF_EXIF_TAGS = (270, 271, 272, EXIF_ORIENTATION, 305, 306, 315, 33432)
 
 
 def _exif_items(exif: bytes) -> list[tuple[int, str | int]]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .base import _EXIF_ORIENTATION, ImageReadError
-from .image16 import _MODES_16, AnyImage, Image16
+from .base import EXIF_ORIENTATION, ImageReadError
+from .image16 import MODES_16, AnyImage, Image16
 
 
 def image_to_array(image: AnyImage) -> np.ndarray:
@@ -47,11 +47,11 @@ def image_to_array(image: AnyImage) -> np.ndarray:
         array = np.asarray(image).astype(np.uint16)
     elif mode == "I":
         values = np.asarray(image)
-        peak = _integer_peak(values)
+        peak = integer_peak(values)
         array = values.astype(np.uint8 if peak == 255 else np.uint16)
     elif mode == "F":
         values = np.asarray(image, dtype=np.float32)
-        array = values / np.float32(_float_peak(values))
+        array = values / np.float32(float_peak(values))
     elif mode == "1":
         array = np.asarray(image.convert("L"))
     elif mode == "La":  # gray with premultiplied alpha: Pillow converts it to LA only
@@ -63,7 +63,7 @@ def image_to_array(image: AnyImage) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _integer_peak(values: np.ndarray) -> int:
+def integer_peak(values: np.ndarray) -> int:
     low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
     if low < 0 or high > 65535:
         raise ImageReadError(
@@ -73,7 +73,7 @@ def _integer_peak(values: np.ndarray) -> int:
     return 255 if high <= 255 else 65535
 
 
-def _float_peak(values: np.ndarray) -> float:
+def float_peak(values: np.ndarray) -> float:
     if not np.isfinite(values).all():
         raise ImageReadError("a float image holds NaN or infinite values")
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
@@ -103,12 +103,12 @@ def array_to_image(array: np.ndarray, like: AnyImage | None = None) -> AnyImage:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     array = np.ascontiguousarray(array)
-    if array.dtype == np.uint16 and array.ndim == 3 and array.shape[2] in _MODES_16:
+    if array.dtype == np.uint16 and array.ndim == 3 and array.shape[2] in MODES_16:
         return Image16(array)
     if like is not None and like.mode == "I":
         return Image.fromarray(array.astype(np.int32), mode="I")
     if like is not None and like.mode == "F":
-        peak = _float_peak(np.asarray(like, dtype=np.float32))
+        peak = float_peak(np.asarray(like, dtype=np.float32))
         return Image.fromarray((array.astype(np.float32) * np.float32(peak)), mode="F")
     if not (
         (array.dtype == np.uint8 and (array.ndim == 2 or array.shape[2] in (2, 3, 4)))
@@ -151,7 +151,7 @@ def carry_metadata(source: AnyImage, result: AnyImage, factor: float) -> AnyImag
         result.info["icc_profile"] = source.info["icc_profile"]
     exif = source.getexif()
     if len(exif):
-        exif[_EXIF_ORIENTATION] = 1  # the pixels are upright (load_image and upscale turn them)
+        exif[EXIF_ORIENTATION] = 1  # the pixels are upright (load_image and upscale turn them)
         result.info["exif"] = exif.tobytes()
     if "dpi" in source.info:
         result.info["dpi"] = tuple(float(d) * factor for d in source.info["dpi"])

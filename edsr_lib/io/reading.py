@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageOps
 
 from ..ops.color import to_levels
-from .base import _EXIF_ORIENTATION, ImageNotFoundError, ImageReadError, PathLike
-from .image16 import AnyImage, Image16, _cannot_read_16, _read_16
+from .base import EXIF_ORIENTATION, ImageNotFoundError, ImageReadError, PathLike
+from .image16 import AnyImage, Image16, cannot_read_16, read_16
 from .pixels import image_to_array
 
 
@@ -50,9 +50,9 @@ def load_image(path: PathLike) -> AnyImage:
                     f"{path} is animated ({frames} frames); only still images are read (extract the frames first)"
                 )
             if ";16" in _raw_mode(img) and img.mode in ("LA", "RGB", "RGBA"):  # before load(), which drops the tile
-                lacking = _cannot_read_16(path, img)
+                lacking = cannot_read_16(path, img)
                 if not lacking:
-                    return upright(_read_16(path, img))
+                    return upright(read_16(path, img))
                 warnings.warn(f"{path} has 16 bits per channel, read as 8 bits: {lacking}", stacklevel=2)
             img.load()  # decode now: a truncated file must fail here, not later
             image = upright(img)
@@ -167,12 +167,12 @@ def upright(image: AnyImage) -> AnyImage:
         already upright.
     """
     exif = image.getexif()
-    orientation = exif.get(_EXIF_ORIENTATION, 1)
+    orientation = exif.get(EXIF_ORIENTATION, 1)
     if orientation in (None, 1):
         return image
     if isinstance(image, Image.Image):
         return ImageOps.exif_transpose(image)
-    del exif[_EXIF_ORIENTATION]
+    del exif[EXIF_ORIENTATION]
     turn = _UPRIGHT.get(orientation, lambda a: a)
     return Image16(np.ascontiguousarray(turn(image.pixels)), {**image.info, "exif": exif.tobytes()}, image.format)
 

@@ -12,8 +12,8 @@ from PIL import Image
 from .._files import atomic_path
 from ..ops.color import to_levels
 from .base import PathLike
-from .image16 import AnyImage, Image16, _write_png_16, _write_tiff_16
-from .pixels import _float_peak, _integer_peak, array_to_image
+from .image16 import AnyImage, Image16, write_png_16, write_tiff_16
+from .pixels import array_to_image, float_peak, integer_peak
 
 #: Suffix -> Pillow format that :func:`write_image` writes.
 WRITE_FORMATS: dict[str, str] = {
@@ -35,6 +35,18 @@ _FORMAT_MODES = {
     "WEBP": {"RGB", "RGBA"},
     "TIFF": {"L", "LA", "RGB", "RGBA", "I;16", "RGB;16", "RGBA;16", "I", "F"},  # 16-bit LA: Pillow reads none
 }
+#: The modes PNG cannot hold (32-bit integers, floats): written as TIFF where no output format was asked for.
+TIFF_ONLY_MODES = ("I", "F")
+
+
+def default_target(target: PathLike, mode: str) -> Path:
+    """Where an image of ``mode`` is written when no output format was asked for: ``target`` (a PNG), or for the
+    modes PNG cannot hold (:data:`TIFF_ONLY_MODES`) its ``.tif`` twin. The command line, folder jobs, Ray and the demo
+    follow this one rule."""
+    target = Path(target)
+    return target.with_suffix(".tif") if mode in TIFF_ONLY_MODES else target
+
+
 #: The metadata an image carries from file to file (``info`` keys, as Pillow names them).
 _METADATA = ("icc_profile", "exif", "dpi")
 
@@ -98,7 +110,7 @@ def write_image(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         if isinstance(image, Image16):
-            (_write_png_16 if fmt == "PNG" else _write_tiff_16)(f, image.pixels, **save_kwargs)
+            (write_png_16 if fmt == "PNG" else write_tiff_16)(f, image.pixels, **save_kwargs)
         else:
             image.save(f, format=fmt, **save_kwargs)
 
@@ -190,7 +202,7 @@ def fit_format(image: AnyImage, path: PathLike, source: AnyImage | None = None) 
     if mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
         like = np.asarray(source if source is not None else image)
-        peak = float(_integer_peak(like) if mode == "I" else _float_peak(like.astype(np.float32)))
+        peak = float(integer_peak(like) if mode == "I" else float_peak(like.astype(np.float32)))
         if target == "I;16" and peak == 255:
             target = "L"  # 8-bit data: a 16-bit file of levels 0..255 would look black
         unit = torch.from_numpy(values / peak)

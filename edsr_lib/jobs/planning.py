@@ -16,21 +16,28 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..io import IMAGE_SUFFIXES, OUTPUT_FORMATS, list_images
-from ..models import SRModel
+from ..io import IMAGE_SUFFIXES, OUTPUT_FORMATS, TIFF_ONLY_MODES, default_target, list_images
+from ..video.kind import VideoKind
+
+if TYPE_CHECKING:
+    from ..inference import Upscaler
 
 __all__ = [
+    "BUILTIN_KINDS",
     "SUFFIX_FIELDS",
     "Job",
     "JobKind",
     "Plan",
     "check_output_dir",
     "check_suffix",
+    "default_kinds",
     "expand_suffix",
+    "find_inputs",
     "launcher_shard",
     "make_job",
+    "name_jobs",
     "plan_jobs",
     "register_kind",
 ]
@@ -59,24 +66,34 @@ class JobKind(Protocol):
         """The suffix of the file written for ``source`` (``".mp4"``)."""
         ...
 
-    def process(self, model: SRModel, source: Path, target: Path, options: Mapping[str, Any]) -> None:
+    def process(self, upscaler: Upscaler, source: Path, target: Path) -> None:
         """Upscale ``source`` into ``target``, atomically, raising on failure.
 
         Args:
-            model: The model, on its device.
+            upscaler: The run's :class:`~edsr_lib.Upscaler` (model, device, backend and every
+                option of this run, resolved once).
             source: The input file.
             target: Where the result goes (its folder exists).
-            options: Keyword arguments of :func:`edsr_lib.upscale` for this run (``scale`` or
-                ``outscale``, ``tile``, ``batch_size``, ``device``, ``half``, ...).
         """
         ...
 
 
-_KINDS: list[JobKind] = []
+#: The kinds the engine takes besides images, built in: listed here, not registered by importing their module,
+#: so that a folder's videos are found whatever was imported before.
+BUILTIN_KINDS: tuple[JobKind, ...] = (VideoKind(),)
+#: The kinds added with :func:`register_kind`.
+registered: list[JobKind] = []
+
+
+def default_kinds() -> list[JobKind]:
+    """The kinds a run takes by default: :data:`BUILTIN_KINDS`, then those of :func:`register_kind` (which replace a
+    built-in kind of the same name)."""
+    names = {k.name for k in registered}
+    return [k for k in BUILTIN_KINDS if k.name not in names] + registered
 
 
 def register_kind(kind: JobKind) -> None:
-    """Make folders, globs and :func:`upscale_folder` take the files of ``kind`` by default.
+    """Make folders, globs and :func:`upscale_folder` take the files of ``kind`` by default, beside the built-in kinds.
 
     A kind registered again under the same name replaces the earlier one.
 
@@ -89,7 +106,7 @@ def register_kind(kind: JobKind) -> None:
     taken = set(kind.suffixes) & set(IMAGE_SUFFIXES)
     if taken:
         raise ValueError(f"{kind.name} cannot take {', '.join(sorted(taken))}: image files are the engine's own")
-    _KINDS[:] = [k for k in _KINDS if k.name != kind.name] + [kind]
+    registered[:] = [k for k in registered if k.name != kind.name] + [kind]
 
 
 @dataclass(frozen=True)
@@ -108,9 +125,10 @@ class Job:
     kind: JobKind | None = None
 
     def outputs(self, format: str | None = None) -> tuple[Path, ...]:
-        """Every file this job may write: the target, and for images without ``format`` its ``.tif`` twin."""
+        """Every file this job may write: the target, and for images without ``format`` its ``.tif`` twin
+        (:func:`edsr_lib.io.default_target`)."""
         if self.kind is None and format is None:
-            return (self.target, self.target.with_suffix(".tif"))
+            return (self.target, default_target(self.target, TIFF_ONLY_MODES[0]))
         return (self.target,)
 
     def existing(self, format: str | None = None) -> Path | None:
@@ -229,7 +247,8 @@ def plan_jobs(
         format: The images' output format, one of :data:`~edsr_lib.io.OUTPUT_FORMATS`; ``None``
             for PNG (TIFF for images PNG cannot hold, decided when writing).
         recursive: Walk folders into their subfolders.
-        kinds: The other kinds of input to take (default those of :func:`register_kind`).
+        kinds: The other kinds of input to take (default :func:`default_kinds`: video, and those of
+            :func:`register_kind`).
 
     Returns:
         The :class:`Plan`.
@@ -238,16 +257,20 @@ def plan_jobs(
         ValueError: If two inputs would be written to the same file, or for an unknown format.
     """
     check_suffix(suffix)
-    found, errors = _find(inputs, recursive, list(_KINDS if kinds is None else kinds))
-    plan = _name(found, output_dir, suffix, format, list(_KINDS if kinds is None else kinds))
+    kinds = default_kinds() if kinds is None else list(kinds)
+    found, errors = find_inputs(inputs, recursive, kinds)
+    plan = name_jobs(found, output_dir, suffix, format, kinds)
     plan.errors = errors
     return plan
 
 
-def _find(
+def find_inputs(
     inputs: PathLike | Iterable[PathLike], recursive: bool, kinds: Sequence[JobKind]
 ) -> tuple[dict[Path, Path], list[str]]:
-    """Each input file, with the folder its output path mirrors from; one line per input that named nothing."""
+    """Each input file, with the folder its output path mirrors from; one line per input that named nothing.
+
+    Nothing is loaded: a job whose inputs name nothing costs no model.
+    """
     suffixes = tuple(IMAGE_SUFFIXES) + tuple(s for k in kinds for s in k.suffixes)
     sources = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     found: dict[Path, Path] = {}
@@ -264,9 +287,10 @@ def _find(
     return found, errors
 
 
-def _name(
+def name_jobs(
     found: Mapping[Path, Path], output_dir: PathLike, suffix: str, format: str | None, kinds: Sequence[JobKind]
 ) -> Plan:
+    """The :class:`Plan` of the files :func:`find_inputs` found: each one's :class:`Job`, clashes, outputs left out."""
     if format is not None and format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {format!r}; expected one of {', '.join(OUTPUT_FORMATS)}")
     plan = Plan()
@@ -321,7 +345,7 @@ def make_job(
     if root is not None:
         parent, top = path.parent.resolve(), Path(root).resolve()
         rel = parent.relative_to(top) if parent != top and parent.is_relative_to(top) else Path()
-    kind = _kind_of(path, _KINDS if kinds is None else kinds)
+    kind = _kind_of(path, default_kinds() if kinds is None else kinds)
     ext = kind.output_suffix(path) if kind is not None else f".{format or 'png'}"
     return Job(path, Path(output_dir) / rel / f"{path.stem}{suffix}{ext}", kind)
 

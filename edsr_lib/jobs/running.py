@@ -14,7 +14,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +23,19 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from .._files import stale_temporary_files
-from ..inference import upscale
-from ..io import AnyImage, ImageReadError, check_writable, fit_format, load_image, upscaled_mode, write_image
+from ..inference import Upscaler
+from ..io import (
+    TIFF_ONLY_MODES,
+    AnyImage,
+    ImageReadError,
+    check_writable,
+    default_target,
+    fit_format,
+    load_image,
+    upscaled_mode,
+    write_image,
+)
 from ..memory import is_out_of_memory
-from ..models import SRModel
 from .planning import Job, PathLike
 
 __all__ = ["Interrupted", "Log", "Result", "Summary", "describe", "run_jobs"]
@@ -35,7 +44,6 @@ __all__ = ["Interrupted", "Log", "Result", "Summary", "describe", "run_jobs"]
 Log = Callable[[str], None]
 
 #: Modes whose results no PNG holds: without an explicit format they are written as TIFF.
-_TIFF_ONLY_MODES = ("I", "F")
 #: Errors of a full disk: the run stops at the first, since every later file would fail the same way.
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -152,7 +160,8 @@ class _DiskFull(Exception):
     pass
 
 
-def _stderr(line: str) -> None:
+def write_stderr(line: str) -> None:
+    """The default :data:`Log`: a line on standard error that does not break a progress bar."""
     tqdm.write(line, file=sys.stderr)
 
 
@@ -197,14 +206,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-class _WarningsAsLines:
-    """While a run lasts, Python warnings from its threads become one line each, naming the file."""
+class WarningsAsLines:
+    """While a run lasts, Python warnings from its threads become one line each, naming the file.
+
+    A context manager; :meth:`about` names the file the current thread works on.
+    """
 
     def __init__(self, log: Log) -> None:
         self.log, self.current = log, threading.local()
         self.original = warnings.showwarning
 
-    def __enter__(self) -> _WarningsAsLines:
+    def __enter__(self) -> WarningsAsLines:
         warnings.showwarning = self.show
         return self
 
@@ -222,39 +234,35 @@ class _WarningsAsLines:
 
 
 def run_jobs(
-    model: SRModel,
+    upscaler: Upscaler,
     jobs: Sequence[Job],
     *,
     format: str | None = None,
     quality: int | None = None,
     workers: int = 2,
-    batch_size: int = 4,
     progress: bool = True,
     log: Log | None = None,
     output_dir: PathLike | None = None,
-    **options: Any,
 ) -> Summary:
-    """Upscale every job with ``model``; one failure costs one file.
+    """Upscale every job with ``upscaler``; one failure costs one file.
 
     Images are decoded by ``workers`` reader threads ahead of the model, consecutive
-    images of one size and mode go through the model together (up to ``batch_size``), and
+    images of one size and mode go through the model together (up to the upscaler's
+    ``batch_size``), and
     ``workers`` writer threads encode the results while the model runs on. A batch that
     raises is split in halves until the failing image is found. A job of another kind runs
     its :meth:`JobKind.process` in turn. Stale temporary files of the targets (left by a
     killed run) are removed first.
 
     Args:
-        model: The model, on the device it runs on.
+        upscaler: The :class:`~edsr_lib.Upscaler` of the run (model, device, backend, options).
         jobs: From :func:`plan_jobs`.
         format: The images' output format, as given to :func:`plan_jobs`.
         quality: JPEG and WebP quality, 1-100 (default 95).
         workers: Reader threads, and writer threads (at least 1).
-        batch_size: Images (or tiles) per forward pass.
         progress: Show a progress bar on a terminal, and a line every few files elsewhere.
         log: Where the lines for failures, warnings and progress go; default standard error.
         output_dir: The folder named in the summary (default the first target's).
-        **options: Keyword arguments of :func:`edsr_lib.upscale`: ``scale`` or ``outscale``,
-            ``tile``, ``self_ensemble``, ``device``, ``half``, ...
 
     Returns:
         The :class:`Summary`; failures are in it, not raised.
@@ -264,17 +272,15 @@ def run_jobs(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    log = log or _stderr
+    batch_size = upscaler.options.batch_size
+    log = log or write_stderr
     where = Path(output_dir) if output_dir is not None else (jobs[0].target.parent if jobs else Path("."))
     summary = Summary(where)
     for stale in stale_temporary_files(path for job in jobs for path in job.outputs(format)):
         stale.unlink(missing_ok=True)  # a killed run's; this run owns these targets
     results: dict[int, Result] = {}
     bar = _Progress(len(jobs), progress, log)
-    options = {"batch_size": batch_size, **options, "progress": bar.tiles}
-    warns = _WarningsAsLines(log)
+    warns = WarningsAsLines(log)
 
     def fail(index: int, exc: BaseException) -> None:
         job = jobs[index]
@@ -304,8 +310,8 @@ def run_jobs(
     def write(index: int, image: AnyImage, source: AnyImage | None) -> Path:
         job = jobs[index]
         target = job.target
-        if format is None and image.mode in _TIFF_ONLY_MODES:
-            target = target.with_suffix(".tif")  # PNG holds neither 32-bit integers nor floats
+        if format is None:
+            target = default_target(target, image.mode)
         warns.about(job.source)
         try:
             if format is not None:  # asked for: convert to what it holds, and say so once
@@ -323,8 +329,8 @@ def run_jobs(
         warns.about(jobs[group[0][0]].source if len(group) == 1 else None)
         try:
             if len(group) == 1:
-                return [(group[0][0], upscale(model, group[0][1], **options))]
-            outs = upscale(model, [image for _, image in group], **options)
+                return [(group[0][0], upscaler(group[0][1]))]
+            outs = upscaler([image for _, image in group])
             return list(zip([i for i, _ in group], outs, strict=True))
         except Exception as exc:  # reported per file; the run goes on
             if len(group) == 1:
@@ -352,9 +358,9 @@ def run_jobs(
                 if isinstance(payload, BaseException):
                     fail(first, payload)
                 elif jobs[first].kind is not None:
-                    _process(model, jobs[first], options, warns, results, fail, first)
+                    _process(upscaler, jobs[first], warns, results, fail, first)
                 else:
-                    sources = {i: image for i, image in group if image.mode in _TIFF_ONLY_MODES}  # their value range
+                    sources = {i: image for i, image in group if image.mode in TIFF_ONLY_MODES}  # their value range
                     pending.extend((i, writers.submit(write, i, out, sources.get(i))) for i, out in run_group(group))
                 bar.update(len(group))
                 while pending and (len(pending) > workers or pending[0][1].done()):
@@ -395,10 +401,9 @@ def _finish_despite_interrupts(future: Future[Any]) -> None:
 
 
 def _process(
-    model: SRModel,
+    upscaler: Upscaler,
     job: Job,
-    options: Mapping[str, Any],
-    warns: _WarningsAsLines,
+    warns: WarningsAsLines,
     results: dict[int, Result],
     fail: Callable[[int, BaseException], None],
     index: int,
@@ -407,7 +412,7 @@ def _process(
     warns.about(job.source)
     try:
         job.target.parent.mkdir(parents=True, exist_ok=True)
-        job.kind.process(model, job.source, job.target, options)
+        job.kind.process(upscaler, job.source, job.target)
         results[index] = Result(job, "written", job.target)
     except Exception as exc:  # reported per file; the run goes on
         fail(index, exc)
@@ -419,7 +424,7 @@ def _process(
 
 def _check_writable_mode(image: AnyImage, job: Job, format: str | None) -> None:
     """Refuse, before computing, an image whose result the output format cannot hold."""
-    if format is None and image.mode in _TIFF_ONLY_MODES:
+    if format is None and image.mode in TIFF_ONLY_MODES:
         return
     check_writable(job.target, upscaled_mode(image))
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..models import SRModel
-from .probe import _av_reason, _Source, av
+from .probe import Source, av, av_reason
 
 __all__ = ["VIDEO_SUFFIXES", "check_settings", "is_video"]
 
@@ -98,7 +98,7 @@ def _check_crf(codec: str, crf: int) -> None:
 
 
 @dataclass(frozen=True)
-class _Encoding:
+class Encoding:
     """How the video is encoded: the settings that decide the bits, so a resumed run must share them."""
 
     codec: str
@@ -111,7 +111,7 @@ class _Encoding:
     lost: tuple[str, ...] = field(default=())
 
 
-def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
+def pick_codec(source: Source, muxer: str, vcodec: str | None) -> str:
     with av.open(io.BytesIO(), "w", format=muxer) as probe:  # asks FFmpeg what the container holds
         holds = probe.supported_codecs
 
@@ -131,7 +131,7 @@ def _pick_codec(source: _Source, muxer: str, vcodec: str | None) -> str:
     raise ValueError(f"no default encoder for a {muxer} file; pass vcodec")
 
 
-def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
+def pick_pix_fmt(source: Source, codec: str, pix_fmt: str | None) -> tuple[str, tuple[str, ...]]:
     """The encoded pixel format: ``pix_fmt``, or the input's chroma and depth where the encoder has them."""
     supported = [f.name for f in av.Codec(codec, "w").video_formats or ()]
     if pix_fmt is not None:
@@ -159,7 +159,7 @@ def _pick_pix_fmt(source: _Source, codec: str, pix_fmt: str | None) -> tuple[str
     raise ValueError(f"{codec} encodes none of the YUV formats this input needs; pass pix_fmt")
 
 
-def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
+def codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str, str]:
     if crf is not None:
         _check_crf(codec, crf)
     options = {"crf": str(_DEFAULT_CRF if crf is None else crf)}
@@ -176,14 +176,14 @@ def _codec_options(codec: str, crf: int | None, preset: str | None) -> dict[str,
     return options
 
 
-def _output_size(source: _Source, model: SRModel, scale: int | None, outscale: float | None) -> tuple[int, int]:
+def output_size(source: Source, model: SRModel, scale: int | None, outscale: float | None) -> tuple[int, int]:
     if outscale is not None:
         return (math.ceil(outscale * source.width - 1e-6), math.ceil(outscale * source.height - 1e-6))
     factor = model.resolve_scale(scale)
     return (factor * source.width, factor * source.height)
 
 
-def _open_encoder(encoding: _Encoding, source: _Source, crf: int | None, preset: str | None) -> dict[str, str]:
+def open_encoder(encoding: Encoding, source: Source, crf: int | None, preset: str | None) -> dict[str, str]:
     """Open the encoder once with ``encoding``'s settings, before any frame: the options it takes, or one line.
 
     An encoder without a constant rate factor (``mpeg4``, ``ffv1``) gets none by default and
@@ -204,7 +204,7 @@ def _open_encoder(encoding: _Encoding, source: _Source, crf: int | None, preset:
             settings = "".join(f", {k} {v}" for k, v in given.items() if v is not None)
             raise ValueError(
                 f"the bundled FFmpeg cannot open {encoding.codec} for {encoding.width}x{encoding.height} "
-                f"{encoding.pix_fmt}{settings} ({_av_reason(exc)}); try another encoder, pixel format or setting"
+                f"{encoding.pix_fmt}{settings} ({av_reason(exc)}); try another encoder, pixel format or setting"
             ) from None
         unused = set(ctx.options)
         if not unused:

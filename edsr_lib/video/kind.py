@@ -1,15 +1,16 @@
-"""Videos as a kind of input of the folder engine (:mod:`edsr_lib.jobs`), registered when imported."""
+"""Videos as a kind of input of the folder engine (:mod:`edsr_lib.jobs`, which lists it among its built-in kinds)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..jobs import register_kind
-from ..models import SRModel
 from .encoding import VIDEO_SUFFIXES, check_settings
 from .pipeline import upscale_video
+
+if TYPE_CHECKING:
+    from ..inference import Upscaler
 
 __all__ = ["VideoKind"]
 
@@ -20,10 +21,11 @@ _REWRAPPED = {".ogv", ".wmv", ".avi", ".mpg", ".mpeg", ".flv"}
 class VideoKind:
     """Videos as a kind of input of the folder engine (:mod:`edsr_lib.jobs`): one :func:`upscale_video` per file.
 
-    Registered with :func:`edsr_lib.jobs.register_kind` (default settings) when this module is
-    imported, so :func:`edsr_lib.upscale_folder` and ``edsr-lib upscale`` take the files of
-    :data:`VIDEO_SUFFIXES` beside images; pass ``kinds=[VideoKind(...)]`` for other encoder
-    settings. A video is written with its own suffix (``clip.mp4`` -> ``clip_x2.mp4``), or
+    One of the folder engine's built-in kinds (:data:`edsr_lib.jobs.BUILTIN_KINDS`, default
+    settings), so :func:`edsr_lib.upscale_folder` and ``edsr-lib upscale`` take the files of
+    :data:`VIDEO_SUFFIXES` beside images, whatever was imported before; pass
+    ``kinds=[VideoKind(...)]`` for other encoder settings. A video is written with its own
+    suffix (``clip.mp4`` -> ``clip_x2.mp4``), or
     as ``.mkv`` where its container does not hold the default encoders (``.avi``, ``.wmv``...).
 
     Args:
@@ -52,14 +54,8 @@ class VideoKind:
         log: Callable[[str], None] | None = None,
     ) -> None:
         check_settings(vcodec, crf, preset)  # before any file: a folder job fails once, not per video
-        self.settings = {
-            "vcodec": vcodec,
-            "crf": crf,
-            "preset": preset,
-            "pix_fmt": pix_fmt,
-            "segment_seconds": segment_seconds,
-        }
-        self.settings = {k: v for k, v in self.settings.items() if v is not None}
+        self.vcodec, self.crf, self.preset, self.pix_fmt = vcodec, crf, preset, pix_fmt
+        self.segment_seconds = segment_seconds
         self.log = log
 
     def output_suffix(self, source: Path) -> str:
@@ -67,24 +63,17 @@ class VideoKind:
         suffix = source.suffix.lower()
         return ".mkv" if suffix in _REWRAPPED else suffix
 
-    def process(self, model: SRModel, source: Path, target: Path, options: dict[str, Any]) -> None:
-        """Upscale the video ``source`` into ``target`` (see :func:`upscale_video`); raises on failure."""
-        known = (
-            "scale",
-            "outscale",
-            "tile",
-            "batch_size",
-            "self_ensemble",
-            "device",
-            "half",
-            "backend",
-            "int8",
-            "progress",
+    def process(self, upscaler: Upscaler, source: Path, target: Path) -> None:
+        """Upscale the video ``source`` into ``target`` with the run's ``upscaler`` (see :func:`upscale_video`)."""
+        result = upscale_video(
+            upscaler,
+            source,
+            target,
+            vcodec=self.vcodec,
+            crf=self.crf,
+            preset=self.preset,
+            pix_fmt=self.pix_fmt,
+            segment_seconds=self.segment_seconds,
         )
-        kwargs = {k: v for k, v in options.items() if k in known and v is not None}
-        result = upscale_video(model, source, target, **kwargs, **self.settings)
         if self.log is not None:
             self.log(f"{source}: {result.summary()}")
-
-
-register_kind(VideoKind())

@@ -19,28 +19,39 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .._files import missing_folders, remove_empty_folders, stale_temporary_files
-from ..inference import load_model, upscale
+from ..inference import Upscaler, as_upscaler
 from ..models import SRModel
+from ..options import UpscaleOptions
 from .encoding import (
     VIDEO_SUFFIXES,
-    _codec_options,
-    _Encoding,
-    _open_encoder,
-    _output_size,
-    _pick_codec,
-    _pick_pix_fmt,
+    Encoding,
     check_settings,
+    codec_options,
+    open_encoder,
+    output_size,
+    pick_codec,
+    pick_pix_fmt,
 )
-from .probe import _RANGE_JPEG, Interpolation, _av_reason, _chroma, _fail, _probe, _require_av, _Source, av
-from .segments import _fingerprint, _parts_dir, _prepare_parts, _SegmentWriter
-from .streams import _join
+from .probe import (
+    RANGE_JPEG,
+    Interpolation,
+    Source,
+    av,
+    av_reason,
+    chroma_subsampling,
+    fail,
+    probe_video,
+    require_av,
+)
+from .segments import SegmentWriter, parts_dir, prepare_parts, run_fingerprint
+from .streams import join_segments
 
 __all__ = ["VideoResult", "upscale_video"]
 
@@ -127,7 +138,7 @@ def _get(q: queue.Queue, stop: threading.Event) -> Any:
             continue
 
 
-def _decode(source: _Source, skip: int, rgb_format: str, out: queue.Queue, stop: threading.Event) -> None:
+def _decode(source: Source, skip: int, rgb_format: str, out: queue.Queue, stop: threading.Event) -> None:
     """Decode frames ``skip`` onwards to RGB arrays; put ``(index, pts, duration, array)``, then ``_END``."""
     colour = source.colour
     default_duration = max(1, round(1 / (source.rate * source.time_base)))
@@ -143,14 +154,12 @@ def _decode(source: _Source, skip: int, rgb_format: str, out: queue.Queue, stop:
                     frame.pts if frame.pts is not None else (last_pts + default_duration if last_pts is not None else 0)
                 )
                 if last_pts is not None and pts <= last_pts:
-                    raise _fail(
-                        source.path, f"frame {index} has timestamp {pts}, not after the one before ({last_pts})"
-                    )
+                    raise fail(source.path, f"frame {index} has timestamp {pts}, not after the one before ({last_pts})")
                 duration = frame.duration or default_duration
                 last_pts, end = pts, float((pts + duration) * source.time_base)
                 if index >= skip:
                     if (frame.width, frame.height) != (source.width, source.height):
-                        raise _fail(
+                        raise fail(
                             source.path,
                             f"the picture size changes at frame {index} ({source.width}x{source.height} -> "
                             f"{frame.width}x{frame.height}); split the clip there",
@@ -160,28 +169,26 @@ def _decode(source: _Source, skip: int, rgb_format: str, out: queue.Queue, stop:
                         src_colorspace=colour.sws_matrix,
                         dst_colorspace=colour.sws_matrix,
                         src_color_range=colour.range,
-                        dst_color_range=_RANGE_JPEG,
+                        dst_color_range=RANGE_JPEG,
                         interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT,
                     )
                     _put(out, (index, pts, duration, rgb), stop)
                 index += 1
         except av.error.FFmpegError as exc:
-            raise _fail(
-                source.path, f"cannot decode frame {index} ({_av_reason(exc)}; truncated or damaged?)"
-            ) from None
+            raise fail(source.path, f"cannot decode frame {index} ({av_reason(exc)}; truncated or damaged?)") from None
     if source.frames and index < source.frames:
-        raise _fail(source.path, f"only {index} of its {source.frames} frames could be decoded (truncated?)")
+        raise fail(source.path, f"only {index} of its {source.frames} frames could be decoded (truncated?)")
     start = float(stream.start_time * source.time_base) if stream.start_time is not None else 0.0
     if not source.frames and source.duration and end - start < source.duration - 2 * source.frame_seconds:
-        raise _fail(source.path, f"the video stops at {end:.2f} s of its {source.duration:.2f} s (truncated?)")
+        raise fail(source.path, f"the video stops at {end:.2f} s of its {source.duration:.2f} s (truncated?)")
     _put(out, _END, stop)
 
 
 def _encode(
-    source: _Source, encoding: _Encoding, parts: Path, records: list[dict], frames: queue.Queue, stop: threading.Event
+    source: Source, encoding: Encoding, parts: Path, records: list[dict], frames: queue.Queue, stop: threading.Event
 ) -> None:
     """Encode the upscaled frames into segments (one per ``segment_frames`` frames); append each one's record."""
-    writer: _SegmentWriter | None = None
+    writer: SegmentWriter | None = None
     try:
         while (item := _get(frames, stop)) is not _END:
             index, pts, duration, rgb = item
@@ -190,7 +197,7 @@ def _encode(
                 records.append(writer.commit())
                 writer = None
             if writer is None:
-                writer = _SegmentWriter(parts, segment, source, encoding)
+                writer = SegmentWriter(parts, segment, source, encoding)
             writer.write(pts, duration, rgb)
         if writer is not None:
             records.append(writer.commit())
@@ -243,27 +250,23 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def upscale_video(
-    model: SRModel | str | os.PathLike[str],
+    model: SRModel | str | os.PathLike[str] | Upscaler,
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     scale: int | None = None,
     *,
-    outscale: float | None = None,
+    options: UpscaleOptions | None = None,
     vcodec: str | None = None,
     crf: int | None = None,
     preset: str | None = None,
     pix_fmt: str | None = None,
-    tile: int | Literal["auto"] | None = "auto",
-    batch_size: int = 4,
-    self_ensemble: bool = False,
-    device: torch.device | str | None = None,
-    half: bool | str | torch.dtype = False,
-    backend: str | None = None,
-    int8: bool = False,
     segment_seconds: float | None = None,
     progress: bool = False,
+    half: bool | str | torch.dtype = False,
+    int8: bool = False,
+    **changes: Any,
 ) -> VideoResult:
-    """Upscale a video file: every frame with :func:`edsr_lib.upscale`, the sound, timing and colours kept.
+    """Upscale a video file: every frame with an :class:`~edsr_lib.Upscaler`, the sound, timing and colours kept.
 
     The frames are decoded to RGB with the input's colour matrix and range (8-bit RGB, or
     16-bit for inputs of more than 8 bits), upscaled in batches of ``batch_size`` frames
@@ -279,13 +282,19 @@ def upscale_video(
     uninterrupted run. A call with other settings, another model or a changed input
     starts afresh.
 
+    Every option of the :class:`~edsr_lib.Upscaler` applies to every frame (tiles and their
+    overlap, self-ensemble, ``wrap``, device, backend, precision, ``channels_last``,
+    ``compile``), resolved once for the whole clip.
+
     Args:
-        model: An :class:`~edsr_lib.SRModel`, a registered name or a saved folder (see
-            :func:`edsr_lib.inference.load_model`).
+        model: An :class:`~edsr_lib.Upscaler` (its options are the run's), or an
+            :class:`~edsr_lib.SRModel`, a registered name or a saved folder (see
+            :func:`edsr_lib.inference.load_model`) to build one from ``options`` and the
+            option fields given by name.
         src: The input video.
         dst: The output file; its suffix picks the container (one of :data:`VIDEO_SUFFIXES`).
         scale: The model scale; may be omitted for a single-scale model.
-        outscale: Instead of ``scale``: any output factor above 1 (see :func:`edsr_lib.upscale`).
+        options: The :class:`~edsr_lib.options.UpscaleOptions` of the run (not with an ``Upscaler``).
         vcodec: FFmpeg video encoder (``"libx264"``, ``"libx265"``, ``"libvpx-vp9"``,
             ``"libsvtav1"``...). Default: the input's own codec family where the bundled
             FFmpeg can encode it (H.264, HEVC, VP9, AV1) and ``dst``'s container holds it,
@@ -296,17 +305,15 @@ def upscale_video(
         pix_fmt: Encoded pixel format (``"yuv420p"``, ``"yuv444p10le"``...). Default: the
             input's chroma layout and bit depth where the encoder has them (10-bit stays
             10-bit); where it has not, the nearest one, with a warning naming what is lost.
-        tile: Tile size in LR pixels, ``"auto"`` or ``None``, as for :func:`edsr_lib.upscale`.
-        batch_size: Frames (or tiles) per forward pass.
-        self_ensemble: Average over the eight flips and rotations (eight times the work).
-        device: Where the model runs (default: the device of its weights).
-        half: ``"bf16"`` or ``"fp16"`` as for :func:`edsr_lib.upscale`.
-        backend: The runtime the model runs in (``"torch"``, ``"openvino"``, ``"onnxruntime"``,
-            ``"auto"``), as for :func:`edsr_lib.upscale`.
-        int8: Run the int8 model shipped for the weights (OpenVINO), as for :func:`edsr_lib.upscale`.
         segment_seconds: Seconds of video per segment, the most work an interruption can
             lose (default 10).
         progress: Show a progress bar (frames, frames per second, time left).
+        half: The older spelling of ``precision`` (``"bf16"``, ``"fp16"``), as for :func:`edsr_lib.upscale`.
+        int8: The older spelling of ``precision="int8"``.
+        **changes: Fields of :class:`~edsr_lib.options.UpscaleOptions` by name (``outscale``,
+            ``tile``, ``tile_overlap``, ``batch_size`` (frames per forward pass),
+            ``self_ensemble``, ``wrap``, ``device``, ``backend``, ``precision``,
+            ``channels_last``, ``compile``), checked when the call starts.
 
     Returns:
         A :class:`VideoResult`; its :meth:`~VideoResult.summary` is one line for a log.
@@ -323,75 +330,64 @@ def upscale_video(
             (after a full disk too). After any other failure nothing stays behind: no parts
             folder, and no output folder that this call made.
     """
-    _require_av()
+    require_av()
     started = time.perf_counter()
     src, dst = Path(src), Path(dst)
     muxer = VIDEO_SUFFIXES.get(dst.suffix.lower())
     if muxer is None:
         raise ValueError(f"{dst}: unknown video suffix; use one of {', '.join(VIDEO_SUFFIXES)}")
-    if outscale is not None and scale is not None:
-        raise ValueError(f"give scale or outscale, not both (scale={scale}, outscale={outscale})")
     segment_seconds = _SEGMENT_SECONDS if segment_seconds is None else segment_seconds
     if not segment_seconds > 0:
         raise ValueError(f"segment_seconds must be positive, got {segment_seconds}")
     check_settings(vcodec, crf, preset)
-    model = load_model(model)
-    source = _probe(src)
-    width, height = _output_size(source, model, scale, outscale)
-    codec = _pick_codec(source, muxer, vcodec)
-    chosen_fmt, lost = _pick_pix_fmt(source, codec, pix_fmt)
-    sub_w, sub_h = _chroma(av.VideoFormat(chosen_fmt))
+    upscaler = as_upscaler(model, options, scale=scale, half=half, int8=int8, **changes)
+    model, scale, outscale = upscaler.model, upscaler.scale, upscaler.options.outscale
+    batch_size = upscaler.options.batch_size
+    source = probe_video(src)
+    width, height = output_size(source, model, scale, outscale)
+    codec = pick_codec(source, muxer, vcodec)
+    chosen_fmt, lost = pick_pix_fmt(source, codec, pix_fmt)
+    sub_w, sub_h = chroma_subsampling(av.VideoFormat(chosen_fmt))
     if width % sub_w or height % sub_h:
-        raise _fail(
+        raise fail(
             src,
             f"the output would be {width}x{height}, and {chosen_fmt} needs a width divisible by {sub_w} and a "
             f"height by {sub_h}; pass a pixel format without chroma subsampling (yuv444p) or a scale that fits",
         )
-    encoding = _Encoding(
+    encoding = Encoding(
         codec=codec,
         pix_fmt=chosen_fmt,
-        options=_codec_options(codec, crf, preset),
+        options=codec_options(codec, crf, preset),
         width=width,
         height=height,
         rgb_format="rgb24" if source.depth <= 8 else "rgb48le",
         segment_frames=max(1, round(segment_seconds * float(source.rate))),
         lost=lost,
     )
-    encoding = dataclasses.replace(encoding, options=_open_encoder(encoding, source, crf, preset))
+    encoding = dataclasses.replace(encoding, options=open_encoder(encoding, source, crf, preset))
     for message in lost:
         warnings.warn(f"{src}: {message}", stacklevel=2)
+    # what decides the frames (not how fast they come): a rerun with other values starts afresh
     settings = {
         "scale": scale,
         "outscale": outscale,
-        "self_ensemble": self_ensemble,
-        "half": str(half),
-        "backend": backend,
-        "int8": int8,
+        "self_ensemble": upscaler.options.self_ensemble,
+        "wrap": upscaler.options.wrap,
+        "tile_overlap": upscaler.options.tile_overlap,
+        "precision": upscaler.precision,
+        "backend": upscaler.backend,
     }
-    parts = _parts_dir(dst)
+    parts = parts_dir(dst)
     made = missing_folders(dst.parent)
     dst.parent.mkdir(parents=True, exist_ok=True)
     for stale in stale_temporary_files([dst]):  # a run killed while it joined the segments
         stale.unlink(missing_ok=True)
     try:
-        records = _prepare_parts(parts, _fingerprint(model, source, encoding, settings))
+        records = prepare_parts(parts, run_fingerprint(model, source, encoding, settings))
     except BaseException:
         remove_empty_folders(made)
         raise
     resumed = sum(r["frames"] for r in records)
-    options = {
-        "tile": tile,
-        "batch_size": batch_size,
-        "self_ensemble": self_ensemble,
-        "device": device,
-        "half": half,
-        "backend": backend,
-        "int8": int8,
-    }
-    if outscale is not None:
-        options["outscale"] = outscale
-    else:
-        options["scale"] = scale
     model_seconds = 0.0
     total = source.frames or (round(source.duration * float(source.rate)) if source.duration else None)
 
@@ -419,7 +415,7 @@ def upscale_video(
                         or item[0] // encoding.segment_frames != pending[0][0] // encoding.segment_frames
                     ):
                         tick = time.perf_counter()
-                        result = upscale(model, np.stack([p[3] for p in pending]), **options)
+                        result = upscaler(np.stack([p[3] for p in pending]))
                         model_seconds += time.perf_counter() - tick
                         for (index, pts, duration, _), frame in zip(pending, result, strict=True):
                             _put(upscaled, (index, pts, duration, frame), stop)
@@ -440,7 +436,7 @@ def upscale_video(
             for stage in stages:
                 if stage.error is not None:
                     raise stage.error
-            lost = (*lost, *_join(source, dst, muxer, parts, len(records)))
+            lost = (*lost, *join_segments(source, dst, muxer, parts, len(records)))
     except BaseException as exc:
         # the complete segments are kept only for a rerun that can use them: after an interruption or
         # a full disk; after bad input or a failure, nothing half-written stays behind

@@ -1,6 +1,6 @@
 """The input: what a video file holds (its stream, layout, colour tags and timing), read with PyAV.
 
-:func:`_probe` opens a clip and decodes its first frame; a file that cannot be upscaled
+:func:`probe_video` opens a clip and decodes its first frame; a file that cannot be upscaled
 raises :class:`VideoError`, one line naming the file and the reason. This module also owns
 the optional PyAV import (the ``video`` extra) that the other video modules use.
 """
@@ -26,7 +26,7 @@ __all__ = ["VideoError"]
 
 # FFmpeg's AVColorSpace values -> the matrices swscale converts with (SWS_CS_*).
 _SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
-_RANGE_MPEG, _RANGE_JPEG = 1, 2
+_RANGE_MPEG, RANGE_JPEG = 1, 2
 _UNSPECIFIED = 2  # AVCOL_PRI/TRC/SPC_UNSPECIFIED
 
 
@@ -34,7 +34,7 @@ class VideoError(ValueError):
     """A video that cannot be upscaled; the message is one line naming the file and the reason."""
 
 
-def _require_av() -> None:
+def require_av() -> None:
     if av is None:
         raise ImportError("video needs PyAV: pip install 'edsr-lib[video]'")
 
@@ -54,7 +54,7 @@ class _Colour:
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """What the first decoded frame and the headers say about the input's video stream."""
 
     path: Path
@@ -78,11 +78,11 @@ class _Source:
         return float(1 / self.rate)
 
 
-def _fail(path: Path, reason: str) -> VideoError:
+def fail(path: Path, reason: str) -> VideoError:
     return VideoError(f"{path}: {reason}")
 
 
-def _av_reason(exc: BaseException) -> str:
+def av_reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return text.rstrip(".")
 
@@ -102,7 +102,7 @@ def _refuse_images(container: Any, path: Path) -> None:
     codec = codec.removesuffix("_pipe")
     kind = "JPEG" if codec == "mjpeg" else codec.upper()
     suffix = _IMAGE_SUFFIXES.get(codec, f".{codec}")
-    raise _fail(path, f"is a {kind} image, not a video; name it {path.stem}{suffix} to upscale it as an image")
+    raise fail(path, f"is a {kind} image, not a video; name it {path.stem}{suffix} to upscale it as an image")
 
 
 def _video_stream(container: Any, path: Path) -> Any:
@@ -114,7 +114,7 @@ def _video_stream(container: Any, path: Path) -> Any:
             if s.type != "video"
         ]
         what = ", ".join(held) if held else "no stream at all"
-        raise _fail(path, f"has no video stream, only {what}" if held else f"has no video stream ({what})")
+        raise fail(path, f"has no video stream, only {what}" if held else f"has no video stream ({what})")
     return streams[0]
 
 
@@ -122,7 +122,7 @@ def _depth(fmt: Any) -> int:
     return max(c.bits for c in fmt.components)
 
 
-def _chroma(fmt: Any, width: int = 64, height: int = 64) -> tuple[int, int]:
+def chroma_subsampling(fmt: Any, width: int = 64, height: int = 64) -> tuple[int, int]:
     """Chroma subsampling as (horizontal, vertical) factors: (2, 2) is 4:2:0, (1, 1) is 4:4:4."""
     if fmt.is_rgb or len(fmt.components) < 3:
         return (1, 1)
@@ -143,30 +143,30 @@ def _stream_seconds(container: Any, stream: Any) -> float | None:
     return None
 
 
-def _probe(path: Path) -> _Source:
+def probe_video(path: Path) -> Source:
     """Open ``path`` and decode its first frame: the stream's layout, colours and timing, or a :class:`VideoError`."""
-    _require_av()
+    require_av()
     if not path.is_file():
-        raise _fail(path, "no such file")
+        raise fail(path, "no such file")
     try:
         container = av.open(str(path), metadata_errors="replace")
     except av.error.FFmpegError as exc:
-        raise _fail(path, f"not a video FFmpeg can read ({_av_reason(exc)})") from None
+        raise fail(path, f"not a video FFmpeg can read ({av_reason(exc)})") from None
     with container:
         _refuse_images(container, path)
         stream = _video_stream(container, path)
         ctx = stream.codec_context
         if ctx is None or not getattr(ctx, "name", None):
-            raise _fail(path, "the bundled FFmpeg has no decoder for its video codec")
+            raise fail(path, "the bundled FFmpeg has no decoder for its video codec")
         first = None
         try:
             for frame in container.decode(stream):
                 first = frame
                 break
         except av.error.FFmpegError as exc:
-            raise _fail(path, f"cannot decode the video ({ctx.name}: {_av_reason(exc)})") from None
+            raise fail(path, f"cannot decode the video ({ctx.name}: {av_reason(exc)})") from None
         if first is None:
-            raise _fail(path, f"no video frame could be decoded ({ctx.name}; truncated or empty?)")
+            raise fail(path, f"no video frame could be decoded ({ctx.name}; truncated or empty?)")
         fmt = first.format
         matrix = first.colorspace if first.colorspace in _SWS_MATRIX else ctx.colorspace
         if matrix not in _SWS_MATRIX:
@@ -176,17 +176,17 @@ def _probe(path: Path) -> _Source:
                 )
             # untagged: what players assume, by the picture's height
             matrix = 1 if first.height >= 720 else 6
-        colour_range = first.color_range or ctx.color_range or (_RANGE_JPEG if fmt.name.startswith("yuvj") else 0)
+        colour_range = first.color_range or ctx.color_range or (RANGE_JPEG if fmt.name.startswith("yuvj") else 0)
         colour = _Colour(
             matrix=matrix,
-            range=colour_range if colour_range in (_RANGE_MPEG, _RANGE_JPEG) else _RANGE_MPEG,
+            range=colour_range if colour_range in (_RANGE_MPEG, RANGE_JPEG) else _RANGE_MPEG,
             primaries=first.color_primaries or ctx.color_primaries or _UNSPECIFIED,
             trc=first.color_trc or ctx.color_trc or _UNSPECIFIED,
         )
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         duration = _stream_seconds(container, stream)
         sar = stream.sample_aspect_ratio
-        return _Source(
+        return Source(
             path=path,
             index=stream.index,
             codec=ctx.name,
@@ -194,7 +194,7 @@ def _probe(path: Path) -> _Source:
             height=first.height,
             pix_fmt=fmt.name,
             depth=_depth(fmt),
-            chroma=_chroma(fmt),
+            chroma=chroma_subsampling(fmt),
             colour=colour,
             rotation=round(first.rotation or 0),
             time_base=Fraction(stream.time_base),

@@ -21,8 +21,8 @@ import torch
 
 from .._files import atomic_path, atomic_write, stale_temporary_files
 from ..models import SRModel
-from .encoding import _Encoding
-from .probe import _RANGE_JPEG, Interpolation, _Source, av
+from .encoding import Encoding
+from .probe import RANGE_JPEG, Interpolation, Source, av
 
 __all__: list[str] = []
 
@@ -30,11 +30,11 @@ __all__: list[str] = []
 _PARTS_VERSION = 1
 
 
-def _parts_dir(dst: Path) -> Path:
+def parts_dir(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.parts")
 
 
-def _fingerprint(model: SRModel, source: _Source, encoding: _Encoding, settings: dict[str, Any]) -> dict[str, Any]:
+def run_fingerprint(model: SRModel, source: Source, encoding: Encoding, settings: dict[str, Any]) -> dict[str, Any]:
     """What must match for an earlier run's segments to be reused: the input file, the model, the settings."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -50,15 +50,15 @@ def _fingerprint(model: SRModel, source: _Source, encoding: _Encoding, settings:
     }
 
 
-def _segment_path(parts: Path, index: int, suffix: str) -> Path:
+def segment_path(parts: Path, index: int, suffix: str) -> Path:
     return parts / f"segment_{index:06d}{suffix}"
 
 
 def _done_segments(parts: Path) -> list[dict[str, Any]]:
     """The complete segments of an earlier run, in order: each has its ``.nut`` and its ``.json`` record."""
     done = []
-    while (record := _segment_path(parts, len(done), ".json")).is_file():
-        if not _segment_path(parts, len(done), ".nut").is_file():
+    while (record := segment_path(parts, len(done), ".json")).is_file():
+        if not segment_path(parts, len(done), ".nut").is_file():
             break
         done.append(_summary(json.loads(record.read_text())))
     return done
@@ -69,7 +69,7 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k != "packets"}
 
 
-def _prepare_parts(parts: Path, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
+def prepare_parts(parts: Path, fingerprint: dict[str, Any]) -> list[dict[str, Any]]:
     """Reuse ``parts`` if an earlier run with the same fingerprint left it; otherwise start it afresh."""
     job = parts / "job.json"
     if parts.is_dir():
@@ -79,7 +79,7 @@ def _prepare_parts(parts: Path, fingerprint: dict[str, Any]) -> list[dict[str, A
             same = False
         if same:
             done = _done_segments(parts)
-            unfinished = [_segment_path(parts, len(done), suffix) for suffix in (".nut", ".json")]
+            unfinished = [segment_path(parts, len(done), suffix) for suffix in (".nut", ".json")]
             for stale in stale_temporary_files(unfinished):  # a killed run's unfinished segment
                 stale.unlink(missing_ok=True)
             return done
@@ -89,10 +89,10 @@ def _prepare_parts(parts: Path, fingerprint: dict[str, Any]) -> list[dict[str, A
     return []
 
 
-class _SegmentWriter:
+class SegmentWriter:
     """One segment: an independent encode (starting on a key frame) into a NUT file, committed atomically."""
 
-    def __init__(self, parts: Path, index: int, source: _Source, encoding: _Encoding) -> None:
+    def __init__(self, parts: Path, index: int, source: Source, encoding: Encoding) -> None:
         self.parts, self.index, self.source, self.encoding = parts, index, source, encoding
         self.frames, self.first_pts, self.last_pts = 0, None, None
         # The segment file keeps the packets; their exact timestamps are kept here, because NUT
@@ -100,7 +100,7 @@ class _SegmentWriter:
         self.packets: list[tuple[int, int, int]] = []
         self._durations: dict[int, int] = {}  # encoders drop the frame durations; each packet gets its frame's
         self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(_segment_path(parts, index, ".nut")))
+        tmp = self._stack.enter_context(atomic_path(segment_path(parts, index, ".nut")))
         # NUT keeps any codec and the input's exact time base (Matroska would round to milliseconds).
         self.container = av.open(str(tmp), "w", format="nut")
         self._stack.callback(self.container.close)
@@ -124,7 +124,7 @@ class _SegmentWriter:
         frame = frame.reformat(
             format=self.encoding.pix_fmt,
             dst_colorspace=colour.sws_matrix,
-            src_color_range=_RANGE_JPEG,
+            src_color_range=RANGE_JPEG,
             dst_color_range=colour.range,
             interpolation=Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INP,
         )
@@ -156,7 +156,7 @@ class _SegmentWriter:
             "last_pts": self.last_pts,
             "packets": self.packets,
         }
-        atomic_write(_segment_path(self.parts, self.index, ".json"), json.dumps(record).encode())
+        atomic_write(segment_path(self.parts, self.index, ".json"), json.dumps(record).encode())
         return _summary(record)
 
     def abort(self) -> None:

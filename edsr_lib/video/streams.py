@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .._files import atomic_path
-from .probe import _Source, av
-from .segments import _segment_path
+from .probe import Source, av
+from .segments import segment_path
 
 __all__: list[str] = []
 
@@ -19,14 +19,14 @@ __all__: list[str] = []
 _STALE_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "duration", "vendor_id"}
 
 
-def _join(source: _Source, dst: Path, muxer: str, parts: Path, count: int) -> list[str]:
+def join_segments(source: Source, dst: Path, muxer: str, parts: Path, count: int) -> list[str]:
     """Mux the segments' video with the input's other streams, metadata and chapters into ``dst`` (atomically)."""
     lost: list[str] = []
     with (
         av.open(str(source.path), metadata_errors="replace") as src,
         atomic_path(dst) as tmp,
         av.open(str(tmp), "w", format=muxer) as out,
-        av.open(str(_segment_path(parts, 0, ".nut"))) as first,
+        av.open(str(segment_path(parts, 0, ".nut"))) as first,
     ):
         out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in _STALE_TAGS})
         vin = src.streams[source.index]
@@ -72,8 +72,8 @@ def _join(source: _Source, dst: Path, muxer: str, parts: Path, count: int) -> li
         def video_packets() -> Iterator[Any]:
             last_dts = None
             for index in range(count):  # one segment open at a time, whatever the clip's length
-                record = json.loads(_segment_path(parts, index, ".json").read_text())
-                with av.open(str(_segment_path(parts, index, ".nut"))) as container:
+                record = json.loads(segment_path(parts, index, ".json").read_text())
+                with av.open(str(segment_path(parts, index, ".nut"))) as container:
                     packets = (p for p in container.demux(container.streams.video[0]) if p.size)
                     for packet, (pts, dts, duration) in zip(packets, record["packets"], strict=True):
                         packet.time_base, packet.pts, packet.dts, packet.duration = source.time_base, pts, dts, duration

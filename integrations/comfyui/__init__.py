@@ -33,6 +33,8 @@ edsr_spandrel.install()  # ComfyUI's "Load Upscale Model" now reads EDSR and MDS
 
 #: Tile sizes the node offers, in input pixels; 0 sizes them from the free memory.
 TILE_MAX = 4096
+#: The precisions the node offers: "auto" is edsr-lib's default for the device, the others are asked for by name.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class EDSRUpscaleExact(io.ComfyNode):
@@ -67,12 +69,24 @@ class EDSRUpscaleExact(io.ComfyNode):
                     max=8,
                     tooltip="for MDSR, one of the model's scales (2, 3, 4); 0 keeps the loaded model's scale",
                 ),
+                io.Combo.Input(
+                    "precision",
+                    options=list(PRECISIONS),
+                    default="auto",
+                    optional=True,  # workflows saved before this input still run
+                    tooltip=(
+                        "auto: edsr-lib's default for the device (the fastest that keeps quality); fp32: exact "
+                        "float32; bf16 and fp16 where the device runs them"
+                    ),
+                ),
             ],
             outputs=[io.Image.Output()],
         )
 
     @classmethod
-    def execute(cls, upscale_model: Any, image: Any, tile: int = 0, scale: int = 0) -> io.NodeOutput:
+    def execute(
+        cls, upscale_model: Any, image: Any, tile: int = 0, scale: int = 0, precision: str = "auto"
+    ) -> io.NodeOutput:
         """Upscale ``image`` (ComfyUI's float NHWC batch in [0, 1]); the result is the same kind of batch.
 
         Runs on ComfyUI's device (``comfy.model_management.get_torch_device``), reports each
@@ -80,7 +94,8 @@ class EDSRUpscaleExact(io.ComfyNode):
         a cancel between batches.
 
         Raises:
-            ValueError: If the model is not an EDSR or MDSR, or ``scale`` is not one of its scales.
+            ValueError: If the model is not an EDSR or MDSR, ``scale`` is not one of its scales, or
+                ``precision`` cannot run on the device.
             comfy.model_management.InterruptProcessingException: When the user cancels.
         """
         model = upscale_model.model
@@ -97,12 +112,12 @@ class EDSRUpscaleExact(io.ComfyNode):
             model_management.throw_exception_if_processing_interrupted()
             bar.update_absolute(done, total)
 
-        upscaler = edsr_lib.Upscaler(  # fp32: the node promises the exact result (an Upscaler's default is faster)
+        upscaler = edsr_lib.Upscaler(
             model,
             scale=factor,
             tile=tile or "auto",
+            precision=None if precision == "auto" else precision,
             device=model_management.get_torch_device(),
-            precision="fp32",
             progress=progress,
         )
         sr = upscaler(image.movedim(-1, 1))  # NHWC -> NCHW; the result comes back where the image is

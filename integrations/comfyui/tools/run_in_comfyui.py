@@ -13,7 +13,7 @@ API-format workflows, the ``/ws`` websocket for progress, ``/history`` for resul
 ``POST /interrupt`` for the cancel button. Three checks:
 
 1. *Load Image* → *Load Upscale Model* (edsr-lib's shipped EDSR-baseline x2 weights) →
-   *Upscale Image (EDSR/MDSR, exact tiles)* → *Save Image*: the saved PNG equals the same
+   *Upscale Image (EDSR/MDSR, exact tiles)* (fp32) → *Save Image*: the saved PNG equals the same
    upscale run here in edsr-lib, saved as *Save Image* saves (within one grey level), and the
    node's progress reached its total in the UI's messages;
 2. the same model through ComfyUI's own *Upscale Image (using Model)* (spandrel reading EDSR
@@ -87,7 +87,7 @@ def expected_png(weights: Path, picture: np.ndarray) -> np.ndarray:
 
     model = spandrel.ModelLoader().load_from_state_dict(load_file(weights)).model.eval()
     image = torch.from_numpy(picture.astype(np.float32) / 255.0)[None]  # Load Image: float NHWC
-    sr = edsr_lib.Upscaler(model, tile="auto")(image.movedim(-1, 1)).clamp(0, 1).movedim(1, -1)
+    sr = edsr_lib.Upscaler(model, tile="auto", precision="fp32")(image.movedim(-1, 1)).clamp(0, 1).movedim(1, -1)
     return np.clip(255.0 * sr[0].numpy(), 0, 255).astype(np.uint8)  # Save Image truncates
 
 
@@ -187,7 +187,7 @@ async def drive(client: Client, work: Path, expected: np.ndarray, timeout: float
     results.append(("the node is loaded", True, info[NODE_ID]["display_name"]))
 
     # 1. the exact node, with progress
-    exact = {"class_type": NODE_ID, "inputs": {"tile": 0, "scale": 0}}
+    exact = {"class_type": NODE_ID, "inputs": {"tile": 0, "scale": 0, "precision": "fp32"}}
     start = time.monotonic()
     prompt_id = await client.queue(workflow("picture.png", exact, "edsr_lib_exact"))
     ended = await client.until_done(prompt_id, timeout)

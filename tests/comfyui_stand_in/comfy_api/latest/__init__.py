@@ -56,6 +56,26 @@ class _IntInput(_Input):
         self.default, self.min, self.max, self.step = default, min, max, step
 
 
+class _ComboInput(_Input):
+    def __init__(
+        self,
+        id: str,
+        options: list[str] | list[int] | None = None,
+        display_name: str | None = None,
+        optional: bool = False,
+        tooltip: str | None = None,
+        lazy: bool | None = None,
+        default: str | int | None = None,
+        control_after_generate: bool | None = None,
+        upload: Any = None,
+        image_folder: Any = None,
+        remote: Any = None,
+        socketless: bool | None = None,
+    ) -> None:
+        super().__init__(id, display_name, optional, tooltip, lazy)
+        self.options, self.default = options, default
+
+
 def _comfy_type(io_type: str, input_base: type = _Input) -> type:
     """A type of socket, with its ``Input`` and ``Output`` classes (ComfyUI's ``@comfytype``)."""
     inputs = type("Input", (input_base,), {"io_type": io_type})
@@ -114,5 +134,6 @@ io = types.SimpleNamespace(
     NodeOutput=NodeOutput,
     Image=_comfy_type("IMAGE"),
     Int=_comfy_type("INT", _IntInput),
+    Combo=_comfy_type("COMBO", _ComboInput),
     UpscaleModel=_comfy_type("UPSCALE_MODEL"),
 )
