@@ -62,9 +62,9 @@ class UpscaleOptions:
         backend: What computes the network, one of :data:`BACKENDS`: ``"torch"`` (any
             device), ``"openvino"`` or ``"onnxruntime"`` (the CPU; exported once and
             cached, see :mod:`edsr_lib.backends`), ``"auto"`` (the fastest of them here,
-            measured once and remembered). ``None``: ``"auto"`` for fp32 and bf16 (on an
-            accelerator that is PyTorch), ``"openvino"`` for int8, else ``"torch"``
-            (:func:`edsr_lib.backends.defaults`).
+            measured once and remembered). ``None``: ``"auto"`` when ``precision`` is also
+            ``None`` (on an accelerator that is PyTorch), ``"openvino"`` for int8, else
+            ``"torch"`` (:func:`edsr_lib.backends.defaults`).
         precision: One of :data:`PRECISIONS`: ``"fp32"``; ``"bf16"`` (accelerators, and CPUs
             with native bf16); ``"fp16"`` (accelerators; the last convolution stays fp32);
             ``"int8"`` (the int8 model shipped for the weights, OpenVINO on an x86 CPU with

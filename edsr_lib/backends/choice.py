@@ -65,18 +65,19 @@ def default_precision(device: torch.device) -> str:
 def defaults(backend: str | None, precision: str | None, device: torch.device) -> tuple[str | None, str]:
     """``backend=`` and ``precision=`` with the fast defaults filled in: what :class:`~edsr_lib.Upscaler` runs.
 
-    ``precision=None`` is :func:`default_precision`; ``backend=None`` is ``"auto"`` (the
-    fastest installed backend on this CPU, measured once and remembered,
-    :func:`~edsr_lib.backends.fastest_backend`) for fp32 and bf16, else left to :func:`resolve`.
-    A backend named that does not run the default precision gets fp32.
+    With neither asked, the precision is :func:`default_precision` and the backend ``"auto"``
+    (the fastest installed backend on this CPU, measured once and remembered,
+    :func:`~edsr_lib.backends.fastest_backend`; PyTorch on an accelerator). A backend named
+    that does not run the default precision gets fp32. A precision asked for
+    (``precision="fp32"``, ``--fp32``) keeps ``backend=None``, which :func:`resolve` makes
+    PyTorch: the exact result.
     """
-    if precision is None:
-        precision = default_precision(device)
-        if backend not in (None, "auto") and precision not in get_backend(backend).precisions:
-            precision = "fp32"  # a backend asked for by name that does not run the default (ONNX Runtime and bf16)
-    if backend is None and precision in ("fp32", "bf16"):
-        backend = "auto"
-    return backend, precision
+    if precision is not None:
+        return backend, precision  # a precision asked for: PyTorch unless a backend is asked for too
+    precision = default_precision(device)
+    if backend not in (None, "auto") and precision not in get_backend(backend).precisions:
+        precision = "fp32"  # a backend asked for by name that does not run the default (ONNX Runtime and bf16)
+    return backend or "auto", precision
 
 
 def resolve(backend: str | None, precision: str | None, device: torch.device) -> tuple[str, str]:
