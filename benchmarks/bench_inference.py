@@ -50,6 +50,7 @@ from torch import nn
 import edsr_lib
 from edsr_lib import backends
 from edsr_lib._device import full_float32, uses_tf32
+from edsr_lib.backends.openvino import import_openvino
 from edsr_lib.export import INPUT_NAME, export_onnx
 from edsr_lib.inference import cpu_has_native_bf16, torch_runner
 
@@ -224,7 +225,7 @@ def standalone(backend: str, onnx_path: Path, precision: str) -> Callable[[np.nd
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         return lambda x: session.run(None, {INPUT_NAME: x})
-    import openvino as ov
+    ov = import_openvino()
 
     # int8: the quantised operations run in int8 whatever the hint; the others in fp32
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}

@@ -49,6 +49,7 @@ import edsr_lib
 from edsr_lib import backends
 from edsr_lib._files import atomic_folder
 from edsr_lib._version import __version__
+from edsr_lib.backends.openvino import import_openvino, telemetry_off
 from edsr_lib.io import read_image, to_tensor
 from edsr_lib.metrics import psnr
 from edsr_lib.ops.imresize import imresize
@@ -97,8 +98,9 @@ def crop_psnr(compiled: Any, lr: np.ndarray, hr: torch.Tensor, scale: int) -> fl
 
 def quantize(model: edsr_lib.SRModel, scale: int, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The NNCF-quantised OpenVINO model of ``model`` at ``scale``, and the recipe that made it."""
-    import nncf
-    import openvino as ov
+    with telemetry_off():  # NNCF, like OpenVINO, starts OpenVINO's telemetry when imported
+        import nncf
+        import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
@@ -153,7 +155,7 @@ def quantize(model: edsr_lib.SRModel, scale: int, args: argparse.Namespace) -> t
 
 def save(quantized: Any, folder: Path, record: shipped_int8.Int8Record) -> None:
     """Write the IR and its record to ``folder`` in one step (no measurement yet)."""
-    import openvino as ov
+    ov = import_openvino()
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(folder) as tmp:
@@ -257,8 +259,9 @@ def main(argv: list[str] | None = None) -> None:
         record = found.record
         folder = found.xml.parent
     else:
-        import nncf
-        import openvino as ov
+        with telemetry_off():
+            import nncf
+            import openvino as ov
 
         if args.save:
             if not cfg.package_file:

@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 import torch
 
+from .options import AMP_CHOICES  # the names --amp offers, owned where --help reads them
+
 __all__ = [
     "AMP_CHOICES",
     "amp_dtype",
@@ -27,8 +29,6 @@ __all__ = [
     "uses_tf32",
 ]
 
-#: The precision settings of training (``TrainConfig.amp``, ``edsr-lib train --amp``).
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 
 #: Names of the half-precision dtypes, as the options and ``half=`` take them.
 _HALF_DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}

@@ -33,7 +33,7 @@ from .io import list_images, read_image, to_tensor
 from .memory import is_out_of_memory
 from .models import SRModel
 from .ops.degrade import LRDegradation
-from .ops.imresize import imresize, modcrop
+from .ops.imresize import bicubic_lr, imresize, lr_file_name, modcrop
 
 __all__ = ["BICUBIC_MODEL", "PROTOCOLS", "evaluate", "set_name"]
 
@@ -106,9 +106,9 @@ def _load_clean_pair(hr_path: Path, lr_dir: Path, scale: int) -> tuple[np.ndarra
     except ValueError as exc:
         raise ValueError(f"{hr_path}: {exc}") from None
     lr_shape = (hr.shape[0] // scale, hr.shape[1] // scale)
-    lr_path = lr_dir / f"{hr_path.stem}x{scale}.png"
+    lr_path = lr_dir / lr_file_name(hr_path.stem, scale)
     if not lr_path.is_file():
-        return hr, imresize(hr, 1 / scale)
+        return hr, bicubic_lr(hr, scale)
     lr = _without_alpha(read_image(lr_path))
     if lr.shape[:2] != lr_shape:
         raise ValueError(

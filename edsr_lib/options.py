@@ -8,7 +8,8 @@ machine (is the device there, is the runtime installed, does the CPU have bf16) 
 resolved once too, by the :class:`~edsr_lib.Upscaler` that receives the options.
 
 This module owns the choice lists that the command line offers (:data:`BACKENDS`,
-:data:`PRECISIONS`), and imports nothing heavy, so that ``edsr-lib --help`` needs no torch.
+:data:`PRECISIONS`, :data:`OUTPUT_FORMATS`, :data:`AMP_CHOICES`) and the library checks
+against, and imports nothing, so that ``edsr-lib --help`` needs no torch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BACKENDS", "PRECISIONS", "RUNTIMES", "BackendError", "UpscaleOptions", "precision_of"]
+__all__ = [
+    "AMP_CHOICES",
+    "BACKENDS",
+    "OUTPUT_FORMATS",
+    "PRECISIONS",
+    "RUNTIMES",
+    "WRITE_FORMATS",
+    "BackendError",
+    "UpscaleOptions",
+    "precision_of",
+]
 
 #: The runtimes that can stand in for PyTorch, and the pip extra that installs each.
 RUNTIMES: dict[str, str] = {"openvino": "openvino", "onnxruntime": "onnx"}
@@ -31,6 +42,21 @@ BACKENDS: tuple[str, ...] = ("torch", *RUNTIMES, "auto")
 #: What ``precision=`` takes: float32; bfloat16 (accelerators, CPUs with native bf16); float16
 #: (accelerators); int8 (the int8 model shipped for the weights, in OpenVINO).
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
+#: Suffix -> Pillow format that :func:`edsr_lib.io.write_image` writes.
+WRITE_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+#: The output formats, by their usual suffix (``edsr-lib upscale --format``): one per format of :data:`WRITE_FORMATS`.
+OUTPUT_FORMATS: tuple[str, ...] = tuple(
+    next(suffix[1:] for suffix, f in WRITE_FORMATS.items() if f == fmt) for fmt in dict.fromkeys(WRITE_FORMATS.values())
+)
+#: The precision settings of training (``TrainConfig.amp``, ``edsr-lib train --amp``).
+AMP_CHOICES: tuple[str, ...] = ("auto", "none", "bf16", "fp16")
 
 
 class BackendError(ValueError):

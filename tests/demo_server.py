@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -81,6 +82,11 @@ def serve(
             process.kill()
             process.wait()
         print(f"--- the demo's log ---\n{log.read_text()[-5000:]}")  # shown by pytest when a test failed
+
+
+def cli_demo(*args: str) -> list[str]:
+    """The ``edsr-lib demo`` command line (host and port come from the environment)."""
+    return [sys.executable, "-m", "edsr_lib", "demo", *args]
 
 
 def make_photo(path: Path, size: tuple[int, int] = (60, 44)) -> Path:

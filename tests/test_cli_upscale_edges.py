@@ -326,10 +326,10 @@ def test_progress_without_a_terminal_is_a_line_every_few_files(model_dir: Path, 
 
 
 def test_the_command_lines_formats_are_the_librarys() -> None:
-    from edsr_lib.cli.upscale import FORMATS
+    from edsr_lib.cli.upscale import OUTPUT_FORMATS as FORMATS
     from edsr_lib.io import OUTPUT_FORMATS, WRITE_FORMATS
 
-    assert FORMATS == OUTPUT_FORMATS
+    assert FORMATS is OUTPUT_FORMATS
     assert {f".{f}" for f in FORMATS} <= set(WRITE_FORMATS)
     assert {WRITE_FORMATS[f".{f}"] for f in FORMATS} == set(WRITE_FORMATS.values())
 

@@ -94,8 +94,11 @@ def test_convert_help_offers_the_converters_layouts() -> None:
     assert cli_convert.WRITABLE_CHOICES == convert.WRITABLE_LAYOUTS
 
 
-def test_train_help_offers_the_trainers_precisions() -> None:
-    from edsr_lib import _device
+def test_one_list_behind_each_choice_the_command_line_offers() -> None:
+    from edsr_lib import _device, io, options
     from edsr_lib.cli import train as cli_train
+    from edsr_lib.cli import upscale as cli_upscale
 
-    assert cli_train.AMP_CHOICES == _device.AMP_CHOICES
+    assert cli_train.AMP_CHOICES is _device.AMP_CHOICES is options.AMP_CHOICES
+    assert cli_upscale.OUTPUT_FORMATS is io.OUTPUT_FORMATS is options.OUTPUT_FORMATS
+    assert cli_upscale.BACKENDS is options.BACKENDS

@@ -125,7 +125,7 @@ def test_lr_images_are_the_matlab_bicubic_of_the_modcropped_hr_and_are_cached(tm
     def fail(*args, **kwargs):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(sys.modules["edsr_lib.train.data"], "imresize", fail)
+    monkeypatch.setattr(sys.modules["edsr_lib.train.data"], "bicubic_lr", fail)
     cached = make_lr_images(hr, 3, paths=paths, cache_dir=tmp_path / "cache")
     for a, b in zip(lr, cached, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -5,13 +5,24 @@ precision, so ``"fp32"`` means fp32. int8 runs, through OpenVINO, the int8 model
 for the model's weights (:mod:`edsr_lib.weights.int8`: quantised by NNCF, measured within
 0.05 dB of fp32 and at least 1.3x faster), on an x86 CPU with AVX2; it is never exported on
 the fly. The optional extra: ``pip install "edsr-lib[openvino]"``.
+
+OpenVINO's telemetry is off wherever the library calls OpenVINO. ``import openvino`` starts
+it (its conversion tool, ``openvino.tools.ovc``, sends an "import" event, and ``ov.convert_model``
+a session), and it treats a missing consent file as consent: it writes ``~/intel/openvino_ga_cid``
+and ``~/intel/stats`` and sends usage data to Google Analytics. :func:`telemetry_off` makes the
+telemetry package unimportable while OpenVINO (or NNCF) is imported, so both fall back to their
+own stubs, which send and write nothing; the ONNX exports are converted with the runtime's own
+reader, not ``ov.convert_model``. Where the program imported OpenVINO before the library did,
+its telemetry is as that program left it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +34,36 @@ from .base import BackendError
 from .cache import FileBackend
 from .machine import cpu_info, threads
 
-__all__ = ["OpenVINOBackend", "keep_ends_float32"]
+__all__ = ["OpenVINOBackend", "import_openvino", "keep_ends_float32", "telemetry_off"]
+
+_TELEMETRY = "openvino_telemetry"
+
+
+@contextlib.contextmanager
+def telemetry_off() -> Iterator[None]:
+    """Import OpenVINO (or NNCF) inside this block and its telemetry stays off: nothing is sent or written.
+
+    OpenVINO's tools and NNCF import ``openvino_telemetry`` when they are imported and fall
+    back to a stub that does nothing where it cannot be imported; for the duration of the
+    block it cannot. Afterwards the modules imported keep their stub.
+    """
+    if _TELEMETRY in sys.modules:  # imported already, by the program: its choice stands
+        yield
+        return
+    sys.modules[_TELEMETRY] = None  # type: ignore[assignment]  (Python's mark for "cannot be imported")
+    try:
+        yield
+    finally:
+        if sys.modules.get(_TELEMETRY, ...) is None:
+            del sys.modules[_TELEMETRY]
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, imported with its telemetry off (:func:`telemetry_off`)."""
+    with telemetry_off():
+        import openvino
+
+    return openvino
 
 
 class OpenVINOBackend(FileBackend):
@@ -53,9 +93,14 @@ class OpenVINOBackend(FileBackend):
 
         The ends of the network are marked to run in float32 under the bf16 hint (:func:`keep_ends_float32`).
         """
-        import openvino as ov
+        ov = import_openvino()
+        from openvino._offline_transformations import apply_fused_names_cleanup, apply_moc_transformations
 
-        converted = ov.convert_model(onnx_path)
+        # what ov.convert_model does to an ONNX file, without ov.convert_model: that is OpenVINO's conversion tool,
+        # whose telemetry sends usage data and writes ~/intel unless a consent file there says no (see the module)
+        converted = ov.Core().read_model(os.fspath(onnx_path))
+        apply_moc_transformations(converted, cf=False, smart_reshape=True)
+        apply_fused_names_cleanup(converted)
         keep_ends_float32(converted)
         ov.save_model(converted, folder / "model.xml", compress_to_fp16=False)
         return folder / "model.xml"
@@ -66,7 +111,7 @@ class OpenVINOBackend(FileBackend):
 
     def compile(self, path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
         """Compile the IR for the CPU with the precision stated, in latency mode, one request per thread."""
-        import openvino as ov
+        ov = import_openvino()
         import openvino.properties as props
         import openvino.properties.hint as hints
 

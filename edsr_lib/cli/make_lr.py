@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from .._files import missing_folders, remove_empty_folders
     from ..io import ImageReadError, list_images, pixel_limit, read_image, write_image
     from ..jobs import check_output_dir
-    from ..ops import imresize, modcrop
+    from ..ops import bicubic_lr, lr_file_name
 
     scale = args.scale
     degrade = degradation(args)
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
     targets: dict[Path, Path] = {}
     for path in files:
-        target = out_dir / f"{path.stem}x{scale}.png"
+        target = out_dir / lr_file_name(path.stem, scale)
         if target in targets:
             raise CLIError(f"{targets[target]} and {path} would both be written to {target}")
         targets[target] = path
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                     hr = read_image(path)
                     if min(hr.shape[:2]) < scale:
                         raise ValueError(f"{path} is {hr.shape[0]}x{hr.shape[1]}, smaller than the scale {scale}")
-                    lr = imresize(modcrop(hr, scale), 1 / scale)
+                    lr = bicubic_lr(hr, scale)
                     write_image(target, degrade.apply(lr, path.stem) if degrade is not None else lr)
                 except (ImageReadError, ValueError, OSError) as exc:
                     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..options import AMP_CHOICES
 from . import CLIError
-
-#: The precision settings, spelled out so that --help imports no torch (edsr_lib._device.AMP_CHOICES owns them).
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 
 #: Command-line option -> TrainConfig field, for the options that map one to one.
 _FIELDS = {

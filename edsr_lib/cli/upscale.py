@@ -14,19 +14,13 @@ This module imports nothing heavy at import time, so ``--help`` does not load to
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-from ..options import BACKENDS, UpscaleOptions
+from .._signals import sigterm_as_interrupt
+from ..options import BACKENDS, OUTPUT_FORMATS, UpscaleOptions
 from . import CLIError, add_max_pixels
-
-#: The output formats, spelled here so that ``--help`` needs no torch; a test keeps them equal to
-#: :data:`edsr_lib.io.OUTPUT_FORMATS`.
-FORMATS = ("png", "jpg", "webp", "tif")
 
 
 def default_device(args: argparse.Namespace) -> str | None:
@@ -157,7 +151,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(CPU; the model is exported once and cached)",
     )
     parser.add_argument(
-        "--format", choices=FORMATS, help="output format (default png; tif for float and 32-bit images)"
+        "--format", choices=OUTPUT_FORMATS, help="output format (default png; tif for float and 32-bit images)"
     )
     parser.add_argument("--quality", type=int, metavar="Q", help="JPEG/WebP quality, 1-100 (default 95)")
     parser.add_argument(
@@ -232,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         said = f"{precision} ({why}; --fp32 for the exact float32 result)" if precision != "fp32" else "fp32"
         said = f"precision {said}, backend {backend or 'torch'}"
 
-    with _sigterm_as_interrupt() as signals:
+    with sigterm_as_interrupt() as signals:
         try:
             summary = upscale_folder(
                 args.inputs,
@@ -283,29 +277,6 @@ _PRECISION_ERRORS = {
     "bf16": "--bf16 on {device} needs native bf16 (AVX-512 BF16 or AMX), which this CPU lacks; leave it out "
     "(float32), or run on a GPU with --device cuda",
 }
-
-
-class _Signals:
-    name = ""
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[_Signals]:
-    """SIGTERM ends the run as Ctrl-C does: the writes in flight finish, a summary says what is left."""
-    signals = _Signals()
-    if threading.current_thread() is not threading.main_thread():
-        yield signals  # signal handlers belong to the main thread
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        signals.name = signal.Signals(signum).name
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield signals
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _write(line: str) -> None:

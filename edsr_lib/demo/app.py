@@ -29,15 +29,11 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import contextlib
 import errno
 import re
 import shutil
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +46,7 @@ from PIL import Image
 
 from .._device import resolve_device, resolve_half
 from .._files import missing_folders, remove_empty_folders
+from .._signals import sigterm_as_interrupt
 from ..inference import Upscaler, load_model
 from ..io import (
     AnyImage,
@@ -464,7 +461,7 @@ def launch(
     saved = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(own)  # read by Gradio's components and server as they are made
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             page = build_demo(limits, device)
             try:
                 page.launch(server_name=host, server_port=port, share=share, **options)
@@ -487,20 +484,3 @@ def launch(
         for added in set(root.iterdir()) - there:
             remove_empty_folders([added])
         remove_empty_folders(made)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the server as Ctrl-C does, so that the session's files are removed (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

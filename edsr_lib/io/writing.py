@@ -11,23 +11,11 @@ from PIL import Image
 
 from .._files import atomic_path
 from ..ops.color import to_levels
+from ..options import OUTPUT_FORMATS, WRITE_FORMATS  # noqa: F401  (the names --format offers, owned where --help reads them)
 from .base import PathLike
 from .image16 import AnyImage, Image16, write_png_16, write_tiff_16
 from .pixels import array_to_image, float_peak, integer_peak
 
-#: Suffix -> Pillow format that :func:`write_image` writes.
-WRITE_FORMATS: dict[str, str] = {
-    ".png": "PNG",
-    ".jpg": "JPEG",
-    ".jpeg": "JPEG",
-    ".webp": "WEBP",
-    ".tif": "TIFF",
-    ".tiff": "TIFF",
-}
-#: The output formats, by their usual suffix (``edsr-lib upscale --format``): one per format of :data:`WRITE_FORMATS`.
-OUTPUT_FORMATS: tuple[str, ...] = tuple(
-    next(suffix[1:] for suffix, f in WRITE_FORMATS.items() if f == fmt) for fmt in dict.fromkeys(WRITE_FORMATS.values())
-)
 #: Modes each format stores as they are (anything else is refused, never converted in silence).
 _FORMAT_MODES = {
     "PNG": {"L", "LA", "RGB", "RGBA", "I;16", "LA;16", "RGB;16", "RGBA;16"},

@@ -230,3 +230,22 @@ def modcrop(img: ImageT, scale: int) -> ImageT:
         raise ValueError(f"the image ({h}x{w}) is smaller than the scale {scale}")
     h, w = h - h % scale, w - w % scale
     return img[:h, :w] if isinstance(img, np.ndarray) else img[..., :h, :w]
+
+
+def bicubic_lr(hr: ImageT, scale: int) -> ImageT:
+    """The benchmark's LR image of ``hr``: MATLAB ``imresize(modcrop(hr, scale), 1 / scale, 'bicubic')``.
+
+    The one rule that makes LR images (``edsr-lib make-lr``, ``evaluate`` without LR files,
+    the trainer's LR cache): on a uint8 image it reproduces the official ``LR_bicubic`` files
+    of Set5, Set14 and DIV2K byte for byte (uint8 rounding after each pass, as MATLAB does).
+
+    Raises:
+        ValueError: If the image is smaller than the scale.
+    """
+    return imresize(modcrop(hr, scale), 1 / scale)
+
+
+def lr_file_name(stem: str, scale: int) -> str:
+    """The name of an HR image's LR file at ``scale``: ``<stem>x<scale>.png``, as the benchmark sets name them
+    (``LR_bicubic/X2/babyx2.png``) and ``edsr-lib make-lr`` writes them."""
+    return f"{stem}x{scale}.png"

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .._files import atomic_write
 from ..io import list_images, read_image
-from ..ops.imresize import imresize, modcrop
+from ..ops.imresize import bicubic_lr
 
 __all__ = ["PatchDraw", "PatchSampler", "default_cache_dir", "make_lr_images", "read_folder", "shard_indices"]
 
@@ -146,7 +146,7 @@ def make_lr_images(
         with np.load(cache) as data:
             if len(data.files) == len(hr_images):
                 return [data[f"lr{i}"] for i in range(len(hr_images))]
-    lr = [imresize(modcrop(hr, scale), 1 / scale) for hr in hr_images]
+    lr = [bicubic_lr(hr, scale) for hr in hr_images]
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()

@@ -6,17 +6,15 @@ runs the three stages and joins the segments with the copied streams.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import os
 import queue
 import shutil
-import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._files import missing_folders, remove_empty_folders, stale_temporary_files
+from .._signals import sigterm_as_interrupt
 from ..inference import Upscaler, as_upscaler
 from ..models import SRModel
 from ..options import UpscaleOptions
@@ -225,30 +224,6 @@ class _Stage(threading.Thread):
             self._halt.set()
 
 
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does), so a terminated run cleans up and can resume.
-
-    Only where SIGTERM still has its default action (it ends the process at once): a caller
-    that handles it already (``edsr-lib upscale`` does) keeps its handler.
-    """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def upscale_video(
     model: SRModel | str | os.PathLike[str] | Upscaler,
     src: str | os.PathLike[str],
@@ -400,7 +375,7 @@ def upscale_video(
     ]
     bar = tqdm(total=total, initial=resumed, unit="frame", desc=src.name, disable=not progress or None)
     try:
-        with _sigterm_interrupts():
+        with sigterm_as_interrupt(keep_existing=True):
             for stage in stages:
                 stage.start()
             try:

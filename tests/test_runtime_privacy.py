@@ -1,0 +1,70 @@
+"""OpenVINO runs without its telemetry: a ``--backend openvino`` run writes nothing outside the cache and the outputs.
+
+OpenVINO's telemetry (``openvino_telemetry``, which ``import openvino`` imports, started by its
+conversion tool ``ov.convert_model`` and by NNCF) treats a missing consent file as consent: it
+writes ``~/intel/openvino_ga_cid`` and ``~/intel/stats`` and sends usage data. The library
+converts its ONNX exports with the runtime's own reader instead, so the telemetry never starts.
+Each check runs the command in a fresh interpreter with ``HOME`` pointed at an empty folder,
+and lists what appeared there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+import edsr_lib
+from edsr_lib import backends
+from edsr_lib.inference import cpu_has_native_bf16
+from edsr_lib.io import write_image
+
+pytestmark = pytest.mark.skipif("openvino" not in backends.installed_runtimes(), reason="needs openvino")
+
+#: Run a command of the CLI, then say whether OpenVINO's telemetry package was imported (``import openvino``
+#: imports it, and starts it, unless it cannot be imported).
+_PROBE = """
+import sys
+from edsr_lib.cli import main
+status = main(sys.argv[1:])
+print("telemetry imported:", "openvino_telemetry" in sys.modules)
+sys.exit(status)
+"""
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("extra", [[], pytest.param(["--bf16"], id="bf16")])
+def test_an_openvino_run_writes_nothing_outside_the_cache_and_the_outputs(tmp_path: Path, extra: list[str]) -> None:
+    if extra and not cpu_has_native_bf16():
+        pytest.skip("bf16 runs through OpenVINO only on a CPU with native bf16, which this CPU lacks")
+    edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).save_pretrained(tmp_path / "model")
+    write_image(tmp_path / "photo.png", np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8))
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "CI", "TF_BUILD", "JENKINS_URL")}
+    env |= {
+        "HOME": str(home),
+        "EDSR_LIB_CACHE": str(cache),
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    args = ["upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "model")]
+    for _ in range(2):  # the export, then the cached file
+        done = subprocess.run(
+            [sys.executable, "-c", _PROBE, *args, "--backend", "openvino", *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "telemetry imported: False" in done.stdout
+        assert _files_under(home) == []  # no ~/intel, nothing at all
+    assert [p.suffix for p in sorted((cache / "runtimes").glob("*.*"))] == [".bin", ".xml"]
