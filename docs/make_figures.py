@@ -16,6 +16,12 @@ on the whole image.
 weights of our EDSR-baseline x2 run, with the bicubic and VDSR scores as lines. It reads
 the ``training_log.jsonl`` shipped beside the weights, or the run's own ``log.jsonl``.
 
+``real_jpeg_x4.png``: the project's own sample image (``examples/data/sample.png``) saved as a
+quality-:data:`JPEG_QUALITY` JPEG, as photos are shared, and upscaled x4 by the default
+weights (for clean input) and by the weights for photos (``for_input="real"``), side by
+side with the JPEG enlarged pixel by pixel and MATLAB bicubic. A real JPEG has no original
+to score against, so the panels carry no PSNR (docs/models.md has the scores).
+
 Drawn with Pillow and its built-in font only, so that the figures look the same anywhere.
 """
 
@@ -64,6 +70,11 @@ CURVE_LOGS = (
 )
 #: Published Set5 x2 PSNR: bicubic, and VDSR trained on the same 291 images.
 REFERENCE_LINES = {"bicubic": BICUBIC["Set5"]["x2"][0], "VDSR (291 images)": VDSR["Set5"]["x2"][0]}
+
+#: The JPEG photo of the real-input figure: the project's own image, at this quality and scale.
+SAMPLE = REPO_ROOT / "examples" / "data" / "sample.png"
+JPEG_QUALITY = 40
+REAL_SCALE = 4
 
 ZOOM = 3  # display pixels per HR pixel
 GAP = 8
@@ -176,6 +187,49 @@ def comparison_figure(datasets: Path) -> tuple[Image.Image, list[str]]:
     return figure, missing
 
 
+# ---------------------------------------------------------------------- real input
+def real_jpeg_figure(arch: str = f"edsr_baseline_x{REAL_SCALE}") -> tuple[Image.Image, list[str]] | None:
+    """The JPEG sample upscaled by the default tag and the tag for photos; ``None`` without a tag for photos.
+
+    Returns:
+        The figure and the ``arch.tag`` names of the two models.
+    """
+    from edsr_lib.ops import imresize
+    from edsr_lib.ops.degrade import jpeg_roundtrip
+
+    real = next((c for c in edsr_lib.list_pretrained(arch) if c.for_input == "real" and c.has_weights), None)
+    if real is None:
+        return None
+    default = edsr_lib.get_pretrained_cfg(arch)
+    photo = jpeg_roundtrip(read_image(SAMPLE)[:, :, :3], JPEG_QUALITY)
+    panels = {
+        f"JPEG input (quality {JPEG_QUALITY})": photo,
+        "bicubic": imresize(photo, REAL_SCALE),
+        f"{default.name} (for clean input)": edsr_lib.upscale(default.name, photo, REAL_SCALE),
+        f"{real.name} (for photos)": edsr_lib.upscale(real.name, photo, REAL_SCALE),
+    }
+    side = photo.shape[0] * REAL_SCALE
+    label_font, footer_font = font(15), font(14)
+    width = len(panels) * side + (len(panels) + 1) * GAP
+    footer = wrap(
+        f"x{REAL_SCALE}. examples/data/sample.png ({photo.shape[1]}x{photo.shape[0]}, the project's own image) saved "
+        f"as a quality-{JPEG_QUALITY} JPEG with Pillow, then upscaled; the input is enlarged pixel by pixel. "
+        "Drawn by docs/make_figures.py.",
+        footer_font,
+        width - 2 * GAP,
+    )
+    height = GAP + side + 28 + GAP + 20 * len(footer)
+    figure = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(figure)
+    for col, (label, image) in enumerate(panels.items()):
+        x = GAP + col * (side + GAP)
+        figure.paste(Image.fromarray(image).resize((side, side), Image.NEAREST), (x, GAP))
+        draw.text((x + 2, GAP + side + 5), label, fill=TEXT, font=label_font)
+    for i, line in enumerate(footer):
+        draw.text((GAP, GAP + side + 28 + GAP + 20 * i), line, fill=FOOTER_TEXT, font=footer_font)
+    return figure, [default.name, real.name]
+
+
 # ---------------------------------------------------------------------- training curve
 def read_curve(path: Path) -> dict[str, list[tuple[int, float]]]:
     """``{"raw": [(step, psnr), ...], "ema": [...]}`` at x2 from the validation records of a log."""
@@ -272,7 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=ASSETS, help="where to write the PNG files")
     parser.add_argument("--datasets", type=Path, default=DATASETS, help="folder holding Set5/ and Set14/")
+    parser.add_argument("--only", choices=("real_jpeg",), help="draw only this figure (real_jpeg needs no image sets)")
     args = parser.parse_args(argv)
+    if args.only == "real_jpeg":
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+        return _draw_real_jpeg(args.out_dir)
     if not (args.datasets / "Set5" / "HR").is_dir():
         parser.error(f"no image sets at {args.datasets} (pass --datasets or set EDSR_LIB_DATASETS)")
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -282,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figure.save(path, optimize=True)
     print(f"wrote {path} ({figure.width}x{figure.height}); no weights for: {', '.join(missing) or 'none'}")
 
+    _draw_real_jpeg(args.out_dir)
     log = find_log()
     if log is None:
         print("no training log found (looked for " + ", ".join(map(str, CURVE_LOGS)) + "): no training curve")
@@ -293,6 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.out_dir / "training_curve.png"
     curve_figure(curves, f"from {log.relative_to(REPO_ROOT)}").save(path, optimize=True)
     print(f"wrote {path} from {log.relative_to(REPO_ROOT)}")
+    return 0
+
+
+def _draw_real_jpeg(out_dir: Path) -> int:
+    drawn = real_jpeg_figure()
+    if drawn is None:
+        print(f"no weights for photos (for_input='real') of edsr_baseline_x{REAL_SCALE}: no real_jpeg figure")
+        return 0
+    figure, names = drawn
+    path = out_dir / f"real_jpeg_x{REAL_SCALE}.png"
+    figure.save(path, optimize=True)
+    print(f"wrote {path} ({figure.width}x{figure.height}): {' and '.join(names)}")
     return 0
 
 

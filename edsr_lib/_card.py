@@ -13,9 +13,10 @@ from typing import Any, Protocol
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from ._pretrained import PretrainedCfg
+from ._pretrained import INPUTS, PretrainedCfg
 from ._version import LIBRARY_NAME
 from .metrics import format_score
+from .ops.degrade import split_metric_key
 
 __all__ = ["PAPER_ARXIV_ID", "PAPER_URL", "CardModel", "model_card", "model_card_data"]
 
@@ -115,9 +116,13 @@ def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], cfg:
     url = _source_url(cfg)  # the Hub needs a page for a named source
     source = {"source_name": f"Publisher ({cfg.metrics_source})", "source_url": url} if theirs and url else {}
     results = []
-    for set_name, per_scale in metrics.items():
+    for key, per_scale in metrics.items():
+        set_name, degraded = split_metric_key(key)
         dataset = set_name.removesuffix("+")
         ensemble = set_name.endswith("+")
+        # scores on degraded LR (noise, JPEG after the bicubic) are another configuration of the same set
+        config = f"bicubic_{degraded.key}" if degraded is not None else "bicubic"
+        label = f" ({degraded.describe()})" if degraded is not None else ""
         for scale_name in sorted(per_scale, key=_scale_order):
             scale = int(scale_name.lstrip("x")) if scale_name.lstrip("x").isdigit() else None
             for metric, value in per_scale[scale_name].items():
@@ -126,8 +131,8 @@ def _eval_results(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], cfg:
                         task_type="image-to-image",
                         task_name="Image Super-Resolution",
                         dataset_type=dataset,
-                        dataset_name=f"{dataset} {scale_name}",
-                        dataset_config=f"bicubic_{scale_name}",
+                        dataset_name=f"{dataset} {scale_name}{label}",
+                        dataset_config=f"{config}_{scale_name}",
                         dataset_split="test",
                         metric_type=metric,
                         metric_name=_METRIC_NAMES.get(metric, metric) + (", self-ensemble" if ensemble else ""),
@@ -193,6 +198,15 @@ def model_card(
         f"# {name}",
         "",
         *([cfg.description, ""] if cfg and cfg.description else []),
+        *(
+            [
+                f"**For {INPUTS[cfg.for_input]}.** "
+                "For clean downscales and benchmarks, use the architecture's default tag.",
+                "",
+            ]
+            if cfg and cfg.for_input != "clean"
+            else []
+        ),
         f"{family} ({model.summary()}) "
         f'from "Enhanced Deep Residual Networks for Single Image Super-Resolution" (Lim et al., CVPR 2017 '
         f"workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL})), in the [{LIBRARY_NAME}](https://edsr-lib.readthedocs.io) "
@@ -259,6 +273,10 @@ def _source(cfg: PretrainedCfg) -> list[str]:
 
 
 def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], source: str | None = None) -> list[str]:
+    degraded_note = (
+        "; rows with noise or JPEG degrade that LR as `edsr-lib evaluate --noise SIGMA --jpeg Q` does "
+        "(Gaussian noise seeded per image, then a Pillow JPEG round trip; docs/evaluation.md)."
+    )
     scales = sorted({s for per_scale in metrics.values() for s in per_scale}, key=_scale_order)
 
     def cell(scores: Mapping[str, float] | None) -> str:
@@ -269,9 +287,18 @@ def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], sou
         "benchmark protocol)."
         if source
         else "PSNR (dB) / SSIM on the Y channel, ignoring `scale` pixels at every border; LR made with "
-        "MATLAB-style bicubic downsampling.",
+        "MATLAB-style bicubic downsampling" + (degraded_note if any(split_metric_key(k)[1] for k in metrics) else "."),
         "",
         "| set | " + " | ".join(scales) + " |",
         "|---|" + "---|" * len(scales),
-        *(f"| {name} | " + " | ".join(cell(per.get(s)) for s in scales) + " |" for name, per in metrics.items()),
+        *(
+            f"| {_row_name(name)} | " + " | ".join(cell(per.get(s)) for s in scales) + " |"
+            for name, per in metrics.items()
+        ),
     ]
+
+
+def _row_name(key: str) -> str:
+    """A metrics key as a table row: ``Set5``, ``Set5+``, ``Set5, jpeg 50``."""
+    set_name, degraded = split_metric_key(key)
+    return f"{set_name}, {degraded.describe()}" if degraded is not None else set_name

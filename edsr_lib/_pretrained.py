@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PretrainedCfg"]
+__all__ = ["INPUTS", "PretrainedCfg"]
+
+#: What the weights are for (:attr:`PretrainedCfg.for_input`) -> the inputs, in words.
+INPUTS: dict[str, str] = {
+    "clean": "clean downscales and benchmarks (bicubic LR)",
+    "real": "photos and compressed images (JPEG, sensor noise, mild blur)",
+}
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,9 @@ class PretrainedCfg:
         steps: Number of optimiser steps.
         metrics: Scores per set and scale, e.g. ``{"Set5": {"x2": {"psnr": 37.6, "ssim": 0.959}}}``
             (benchmark protocol: Y channel, ``crop_border = scale``); self-ensemble scores sit
-            under the set name with a ``+`` (``"Set5+"``), the paper's notation.
+            under the set name with a ``+`` (``"Set5+"``), the paper's notation, and scores on
+            degraded LR under the set name and the degradation's key (``"Set5_jpeg50"``,
+            :attr:`edsr_lib.ops.degrade.LRDegradation.key`).
         package_file: Path relative to ``edsr_lib/weights/`` of a copy shipped inside the
             package, if any (found at registration).
         description: One line for the model zoo.
@@ -56,6 +64,9 @@ class PretrainedCfg:
             architecture's authors), for model cards and listings.
         metrics_source: Whose scores ``metrics`` are and how they were measured, when not
             edsr-lib's own benchmark protocol (``edsr-lib evaluate``); ``None`` for edsr-lib's.
+        for_input: What input the weights are for, a key of :data:`INPUTS`: ``"clean"``
+            (trained on bicubic downscales: benchmarks) or ``"real"`` (trained with
+            degradations: JPEG and noisy photos).
         architecture: Variant name, filled in at registration.
         tag: Tag name, filled in at registration.
     """
@@ -76,8 +87,13 @@ class PretrainedCfg:
     download_size: int | None = None
     attribution: str | None = None
     metrics_source: str | None = None
+    for_input: str = "clean"
     architecture: str | None = None
     tag: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.for_input not in INPUTS:
+            raise ValueError(f"for_input must be one of {', '.join(INPUTS)}, got {self.for_input!r}")
 
     @property
     def name(self) -> str:

@@ -142,3 +142,14 @@ def test_bench_default_compares_the_default_with_one_pass_and_the_runtimes_alone
         paths = [line.split()[0] for line in out[7:]]
         assert paths[0] == "fp32" and ("bf16" in paths) == edsr_lib.inference.cpu_has_native_bf16()
         assert all(float(line.split()[-1].rstrip("x")) > 0 for line in out[7:])
+
+
+@pytest.mark.slow
+def test_bench_degrade_reports_the_data_share_with_and_without_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = _load("bench_degrade").main(["--quick", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert out.startswith("cpu: ")
+    assert [(r["scale"], r["kind"]) for r in rows] == [(2, "clean"), (2, "degrade"), (4, "clean"), (4, "degrade")]
+    for r in rows:
+        assert 0 < r["batch_s"] < r["step_s"] and r["share"] == pytest.approx(r["batch_s"] / r["step_s"])
+        assert f"{100 * r['share']:.1f}%" in out

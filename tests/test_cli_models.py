@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 import edsr_lib
+from edsr_lib._pretrained import INPUTS
 from edsr_lib.cli import main
 from edsr_lib.cli.models import PUBLISHER_NOTE, SCORE_SET
 from edsr_lib.weights import int8, shipped_size
@@ -16,7 +17,9 @@ def _weights_rows(out: str) -> dict[str, list[str]]:
     weights = out.split("\n\n", 1)[1]
     lines = weights.splitlines()
     header = lines[0]
-    starts = [header.index(title) for title in ("where", "size", "int8", "licence", f"{SCORE_SET} PSNR", "scores by")]
+    starts = [
+        header.index(title) for title in ("where", "size", "int8", "licence", f"{SCORE_SET} PSNR", "scores by", "for")
+    ]
     rows = {}
     for line in lines[1:]:
         if line.startswith("* "):
@@ -33,7 +36,8 @@ def test_models_lists_every_set_of_weights(capsys: pytest.CaptureFixture[str]) -
     cfgs = [cfg for cfg in edsr_lib.list_pretrained() if cfg.has_weights]
     assert sorted(rows) == sorted(cfg.name for cfg in cfgs)
     for cfg in cfgs:
-        where, size, quantised, licence, scores, whose = rows[cfg.name]
+        where, size, quantised, licence, scores, whose, for_input = rows[cfg.name]
+        assert for_input == cfg.for_input and f"* for {for_input}: {INPUTS[for_input]}" in out, cfg.name
         int8_scales = sorted(m.record.scale for m in int8.shipped_models() if m.record.source == cfg.name)
         assert quantised == (", ".join(f"x{s}" for s in int8_scales) or "-"), cfg.name
         if cfg.package_file:

@@ -293,3 +293,16 @@ def test_cli_takes_degrade_settings_and_rejects_bad_ones(tmp_path: Path, capsys)
     assert main(["train", "--train-dir", "x", "--degrade", "jpeg_prob=2"]) != 0
     err = capsys.readouterr().err.strip()
     assert "jpeg_prob" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "degrade", [LRDegradation(jpeg=50), LRDegradation(noise=15), LRDegradation(noise=2.5, jpeg=30)], ids=str
+)
+def test_metric_keys_name_the_degradation_and_read_back(degrade: LRDegradation) -> None:
+    from edsr_lib.ops.degrade import split_metric_key
+
+    for set_name in ("Set5", "DIV2K_train_partial"):
+        assert split_metric_key(f"{set_name}_{degrade.key}") == (set_name, degrade)
+        assert split_metric_key(set_name) == (set_name, None)
+    assert split_metric_key("Set5+") == ("Set5+", None)
+    assert LRDegradation().key == "clean"

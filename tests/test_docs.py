@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from edsr_lib.ops.degrade import split_metric_key
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
 MODEL_TABLE_FILES = [REPO_ROOT / "README.md", REPO_ROOT / "docs" / "models.md"]
@@ -203,10 +205,33 @@ def test_model_zoo_lists_every_registered_set_of_weights() -> None:
         for scale in model.scales:
             row = next(r for r in rows if r.startswith(f"| `{cfg.name}` | x{scale} |"))
             assert f"| {model.num_parameters():,} |" in row
-            for per_scale in cfg.metrics.values():
-                if f"x{scale}" in per_scale:
+            for key, per_scale in cfg.metrics.items():
+                if f"x{scale}" in per_scale and split_metric_key(key)[1] is None:  # degraded: the input table's
                     assert f"{per_scale[f'x{scale}']['psnr']:.2f}" in row, (cfg.name, row)
     assert len(rows) == sum(len(edsr_lib.create_model(cfg.architecture).scales) for cfg in cfgs)
+
+
+def test_which_input_table_holds_each_tag_for_photos_against_the_default() -> None:
+    import edsr_lib
+
+    zoo = _load_script(REPO_ROOT / "docs" / "_hooks" / "model_zoo.py")
+    text = zoo.on_page_markdown(f"{zoo.INPUT_MARKER}\n")
+    assert zoo.INPUT_MARKER not in text
+    real = [cfg for cfg in edsr_lib.list_pretrained() if cfg.for_input != "clean" and cfg.has_weights]
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert bool(rows) == bool(real)
+    for cfg in real:
+        default = edsr_lib.get_pretrained_cfg(cfg.architecture)
+        for key, per_scale in cfg.metrics.items():
+            name, degraded = split_metric_key(key)
+            for scale, ours in per_scale.items():
+                theirs = default.metrics.get(key, {}).get(scale)
+                if theirs is None or name.endswith("+"):
+                    continue
+                start = f"| `{cfg.architecture}` ({scale}) | {name} | {degraded.describe() if degraded else 'clean'} |"
+                row = next(r for r in rows if r.startswith(start))
+                assert f"{ours['psnr']:.2f}" in row and f"{theirs['psnr']:.2f}" in row
+                assert row.endswith(f"| {ours['psnr'] - theirs['psnr']:+.2f} dB |")
 
 
 def test_model_zoo_row() -> None:
@@ -377,6 +402,9 @@ def test_figures_are_drawn_by_their_script(tmp_path: Path, datasets_dir: Path) -
     script = _load_script(REPO_ROOT / "docs" / "make_figures.py")
     assert script.main(["--out-dir", str(tmp_path), "--datasets", str(datasets_dir)]) == 0
     names = ["comparison_x2.png"] + (["training_curve.png"] if script.find_log() else [])
+    arch = f"edsr_baseline_x{script.REAL_SCALE}"
+    if any(cfg.for_input == "real" and cfg.has_weights for cfg in edsr_lib.list_pretrained(arch)):
+        names.append(f"real_jpeg_x{script.REAL_SCALE}.png")
     for name in names:
         drawn, shipped = Image.open(tmp_path / name), Image.open(REPO_ROOT / "docs" / "assets" / name)
         message = f"docs/assets/{name} is not what docs/make_figures.py draws now: run python docs/make_figures.py"

@@ -20,7 +20,9 @@ from safetensors import safe_open
 import edsr_lib
 from edsr_lib import PretrainedCfg
 from edsr_lib._files import sha256sum
+from edsr_lib._pretrained import INPUTS
 from edsr_lib.convert import LAYOUTS
+from edsr_lib.ops.degrade import split_metric_key
 from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
 
 CFGS = {cfg.name: cfg for cfg in edsr_lib.list_pretrained()}
@@ -85,6 +87,12 @@ def test_metrics_schema(name: str) -> None:
         plain = cfg.metrics.get(set_name.rstrip("+"), {})
         if set_name.endswith("+"):  # self-ensemble, beside the plain scores it improves on
             assert set(per_scale) <= set(plain)
+        base, degraded = split_metric_key(set_name)
+        if degraded is not None:  # degraded input, beside the clean scores of the same set, and below them
+            clean = cfg.metrics.get(base, {})
+            assert set(per_scale) <= set(clean), set_name
+            for scale, scores in per_scale.items():
+                assert scores["psnr"] < clean[scale]["psnr"], (set_name, scale)
 
 
 @pytest.mark.parametrize("name", CFGS)
@@ -135,20 +143,36 @@ def test_third_party_download_size_fits_the_parameter_count(name: str) -> None:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_default_tag(arch: str) -> None:
-    """The default tag of a variant with weights of its own ships in the package, and none of its own scores better.
+    """The default tag of a variant with weights of its own is for clean input, ships in the package, and none of
+    its own clean-input tags scores better.
 
-    Its other own tags (replaced weights) are Hub-only; third-party files are downloaded, never shipped.
+    Its other own clean-input tags (replaced weights) are Hub-only; the tags for other input (``real``: photos)
+    ship beside it; third-party files are downloaded, never shipped.
     """
     default = edsr_lib.get_pretrained_cfg(arch)
     own = _own_tags(arch)
     if not own:
         assert default.third_party
         return
-    assert not default.third_party and default.package_file
-    assert [cfg.name for cfg in own if cfg.package_file] == [default.name]
+    assert not default.third_party and default.package_file and default.for_input == "clean"
+    shipped = [cfg.name for cfg in own if cfg.package_file]
+    assert shipped == [default.name] + [cfg.name for cfg in own if cfg.for_input != "clean"]
     first = f"x{_variant(arch).scales[0]}"
-    best = max(cfg.metrics["Set5"][first]["psnr"] for cfg in own)
+    best = max(cfg.metrics["Set5"][first]["psnr"] for cfg in own if cfg.for_input == "clean")
     assert default.metrics["Set5"][first]["psnr"] == best
+
+
+@pytest.mark.parametrize("name", [n for n, cfg in CFGS.items() if cfg.for_input != "clean"])
+def test_weights_for_other_input_say_so_and_score_it(name: str) -> None:
+    """A tag for degraded input (photos) is scored on it, beside the default tag's scores on the same input."""
+    cfg = CFGS[name]
+    assert cfg.for_input in INPUTS and not cfg.third_party
+    default = edsr_lib.get_pretrained_cfg(cfg.architecture)
+    degraded = [key for key in cfg.metrics if split_metric_key(key)[1] is not None]
+    assert degraded, "scores on degraded input"
+    assert any(key in default.metrics for key in degraded), "the default tag scored on the same input"
+    card = WEIGHTS.joinpath(name, "README.md").read_text(encoding="utf-8")
+    assert f"For {INPUTS[cfg.for_input]}" in card and f"Against {default.name}" in card
 
 
 def _numel(shape: tuple[int, ...]) -> int:

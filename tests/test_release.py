@@ -336,3 +336,31 @@ def test_many_left_out_images_are_counted_not_named(tool: ModuleType, fake_run: 
         _png(fake_run["set"].parent / "T91" / "HR" / f"tiny{i}.png", 50, 40, 20 + i)
     text = tool.training_data_text(tool.read_run(fake_run["run"]), [2])
     assert text == "T91 (6 images); at x2, the 5 T91 images smaller than a 96x96 HR patch were left out"
+
+
+def test_weights_for_photos_reuse_given_scores_and_are_held_against_a_tag(
+    tool: ModuleType, fake_run: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--scores (tools/score_degraded.py's file): the clean set is not scored again, the degraded scores join the
+    metrics; --compare puts every score beside the other tag's; --for-input reaches the entry and the card."""
+    given = {
+        "TinySet": {"x2": {"psnr": 30.0, "ssim": 0.9}},
+        "TinySet_jpeg50": {"x2": {"psnr": 28.0, "ssim": 0.8}},
+        "Other_jpeg50": {"x2": {"psnr": 27.0, "ssim": 0.7}},  # a set this release does not report
+    }
+    scores = fake_run["run"].parent / "scores.json"
+    scores.write_text(json.dumps(given))
+    other = PretrainedCfg(
+        metrics={"TinySet_jpeg50": {"x2": {"psnr": 27.5, "ssim": 0.75}}}, architecture=VARIANT, tag="t"
+    )
+    monkeypatch.setattr(edsr_lib, "get_pretrained_cfg", lambda name: other)
+    monkeypatch.setattr(tool, "evaluate", lambda *a, **k: pytest.fail("a set with given scores was scored again"))
+    args = _args(fake_run, "--no-ensemble", "--scores", str(scores), "--compare", other.name, "--for-input", "real")
+    assert tool.main(args) == 0
+    cfg = _released(capsys.readouterr().out, fake_run["out"])
+    assert cfg["metrics"] == {key: given[key] for key in ("TinySet", "TinySet_jpeg50")}
+    assert cfg["for_input"] == "real" and "fine-tuned for JPEG and noisy photos" in cfg["description"]
+    card = (fake_run["out"] / NAME / "README.md").read_text()
+    assert f"## Against {other.name}" in card
+    assert "| TinySet | jpeg 50 | x2 | 28.00 / 0.8000 | 27.50 / 0.7500 | +0.50 dB |" in card
+    assert "| TinySet, jpeg 50 | 28.00 / 0.8000 |" in card  # the results table names the input

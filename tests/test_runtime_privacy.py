@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import REPO_ROOT
 
 import edsr_lib
@@ -67,4 +69,43 @@ def test_an_openvino_run_writes_nothing_outside_the_cache_and_the_outputs(tmp_pa
         assert done.returncode == 0, done.stderr
         assert "telemetry imported: False" in done.stdout
         assert _files_under(home) == []  # no ~/intel, nothing at all
-    assert [p.suffix for p in sorted((cache / "runtimes").glob("*.*"))] == [".bin", ".xml"]
+    assert sorted(p.suffix for p in (cache / "runtimes").iterdir()) == [".bin", ".json", ".xml"]  # the IR, its digests
+
+
+# ---------------------------------------------------------------- the runtime cache is verified (#30 item 1)
+def _zeros_in(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 4 : len(data) // 4 + 4096] = bytes(4096)  # the same size: only a digest sees it
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _random(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, path.stat().st_size, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(
+    ("suffix", "damage"),
+    [(".bin", _zeros_in), (".bin", _truncate), (".xml", _truncate), (".bin", _random), (".sha256.json", Path.unlink)],
+)
+def test_a_damaged_cached_file_is_removed_exported_again_and_named_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, damage: object
+) -> None:
+    monkeypatch.setenv("EDSR_LIB_CACHE", str(tmp_path / "cache"))
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()
+    x = torch.rand(1, 3, 17, 13)
+    backend = backends.get_backend("openvino")
+    first = backend.load(model, 2, "fp32")
+    target = first.path.with_name(first.path.stem + suffix) if suffix != ".xml" else first.path
+    damage(target)
+    with pytest.warns(RuntimeWarning, match="damaged") as caught:
+        again = backend.load(model, 2, "fp32")
+    assert len(caught) == 1 and target.name in str(caught[0].message)
+    with torch.no_grad():
+        assert (again(x) - model(x)).abs().max().item() <= 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # intact again: loaded without a word
+        backend.load(model, 2, "fp32")

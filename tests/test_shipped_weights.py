@@ -52,7 +52,34 @@ def test_every_shipped_model_beats_vdsr_on_set5_offline(datasets_dir: Path, tmp_
     assert not (tmp_path / "hf_home").exists() or not any((tmp_path / "hf_home").rglob("*.safetensors"))
     for name, per_scale in scores.items():
         card = edsr_lib.get_pretrained_cfg(name).metrics["Set5"]
+        clean_input = edsr_lib.get_pretrained_cfg(name).for_input == "clean"
         for scale, psnr in per_scale.items():
-            assert psnr > VDSR_SET5[int(scale)], f"{name} x{scale}: {psnr:.3f} dB on Set5, VDSR {VDSR_SET5[int(scale)]}"
+            # VDSR is the bar of weights for clean input; those for photos trade some of it for degraded input
+            if clean_input:
+                assert psnr > VDSR_SET5[int(scale)], (
+                    f"{name} x{scale}: {psnr:.3f} dB on Set5, VDSR {VDSR_SET5[int(scale)]}"
+                )
             # and the number the card and the registry publish is the one the weights reach
             assert psnr == pytest.approx(card[f"x{scale}"]["psnr"], abs=0.005), (name, scale)
+
+
+@pytest.mark.slow
+@pytest.mark.datasets
+@pytest.mark.parametrize(
+    "name", [cfg.name for cfg in edsr_lib.list_pretrained() if cfg.for_input == "real" and cfg.package_file]
+)
+def test_real_weights_beat_the_default_on_jpeg50_set5(datasets_dir: Path, name: str) -> None:
+    """The issue's goal for the weights for photos: at least 0.5 dB over the default tag on quality-50 JPEG input."""
+    from edsr_lib.ops.degrade import LRDegradation
+
+    real = edsr_lib.get_pretrained_cfg(name)
+    default = edsr_lib.get_pretrained_cfg(real.architecture)
+    jpeg50 = LRDegradation(jpeg=50)
+    for scale in edsr_lib.create_model(name).scales:
+        ours, theirs = (
+            edsr_lib.evaluate(cfg.name, datasets_dir / "Set5", scale, degrade=jpeg50, device="cpu")["psnr"]
+            for cfg in (real, default)
+        )
+        assert ours >= theirs + 0.5, f"{name} x{scale}: {ours:.3f} dB on JPEG-50 Set5, {default.name} {theirs:.3f}"
+        # and the card publishes what the weights reach
+        assert ours == pytest.approx(real.metrics[f"Set5_{jpeg50.key}"][f"x{scale}"]["psnr"], abs=0.005)

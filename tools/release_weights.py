@@ -23,6 +23,10 @@ It
    curve. Paths under the datasets folder are written as ``$DATA/...`` and paths under the
    repository relative to it, so that no file names a folder of this machine (any
    absolute path left is warned about);
+   With ``--scores`` (files of ``tools/score_degraded.py --weights``), the scores on degraded
+   LR join the metrics (``"Set5_jpeg50"``); with ``--compare NAME``, the card gets a table of
+   every score against those the registry holds for ``NAME`` (the weights a user would
+   otherwise pick); a run trained with degradations (``--degrade``) has its chain in the card;
 4. prints the ``PretrainedCfg(...)`` entry (Hub organisation, sha256, licence,
    description) for the model file's ``default_cfgs``. For a new ``arch.tag``, or new
    weights under an old one (another sha256), paste it there by hand: this tool writes
@@ -51,12 +55,15 @@ from PIL import Image
 
 import edsr_lib
 from edsr_lib import evaluate, published
+from edsr_lib._pretrained import INPUTS
 from edsr_lib.evaluation import set_name
 from edsr_lib.hub import WeightsNotFoundError, atomic_write, model_card, resolve_weights, save_pretrained, sha256sum
 from edsr_lib.io import list_images
 from edsr_lib.metrics import format_score
+from edsr_lib.ops.degrade import split_metric_key
 from edsr_lib.published import Scores
 from edsr_lib.registry import PretrainedCfg
+from edsr_lib.train.degrade import DegradeChain
 from edsr_lib.train.runlog import WEIGHT_FOLDERS, Run, read_run
 from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
 
@@ -229,7 +236,7 @@ def score_table(metrics: dict[str, dict[str, dict[str, float]]], variant: str) -
         return "-" if psnr is None else format_score(psnr, ssim)
 
     for name, per_scale in metrics.items():
-        if name.endswith("+"):
+        if name.endswith("+") or split_metric_key(name)[1] is not None:  # degraded input: no published reference
             continue
         for s, scores in per_scale.items():
             plus = metrics.get(name + "+", {}).get(s, {})
@@ -248,7 +255,7 @@ def comparison_lines(metrics: dict[str, dict[str, dict[str, float]]], variant: s
     names = {VDSR_LABEL: "VDSR ({:.2f} dB, same 291 images)", paper_name: paper_name + " (about {:.2f} dB, DIV2K)"}
     lines = []
     for name, per_scale in metrics.items():
-        if name.endswith("+"):
+        if name.endswith("+") or split_metric_key(name)[1] is not None:  # degraded input: no published reference
             continue
         for s, scores in per_scale.items():
             gaps = []
@@ -322,6 +329,8 @@ def card_sections(
     sha256: str,
     variant: str,
     notes: Sequence[str] = (),
+    scales: Sequence[int] = (),
+    compare: PretrainedCfg | None = None,
 ) -> dict[str, str]:
     """The card sections this tool gives :func:`edsr_lib.hub.model_card`, by title; ``notes`` become lines of their own.
 
@@ -351,6 +360,15 @@ def card_sections(
         f"seed {c.get('seed')}",
     ]
     lines.append(f"- Recipe: {', '.join(recipe)}; the full settings are the run's `config.json`.")
+    if c.get("degrade") is not None:
+        chain = DegradeChain.from_dict(c["degrade"]).describe(scales)
+        lines.append(
+            f"- Degradations on the fly (`--degrade`, `edsr_lib.train.degrade`, in this order): {chain}. "
+            "Each sample's draws are seeded by (seed, step, sample), so the run resumes exactly."
+        )
+    if c.get("val_degrade"):
+        val = ", ".join(f"{k} {v}" for k, v in c["val_degrade"].items())
+        lines.append(f"- Validation on degraded LR ({val}: the noise, then the JPEG, as `edsr-lib evaluate`).")
     if "$DATA/" in training_command(run):
         lines.append(PATHS_LINE)
     lines += [line for line in (init_line(c), precision_line(run)) if line]
@@ -394,7 +412,35 @@ def card_sections(
         "",
         *comparison_lines(metrics, variant),
     ]
-    return {"Training": "\n".join(lines), "Comparison": "\n".join(comparison)}
+    sections = {"Training": "\n".join(lines), "Comparison": "\n".join(comparison)}
+    if compare is not None:
+        sections[f"Against {compare.name}"] = "\n".join(against_lines(metrics, compare))
+    return sections
+
+
+def against_lines(metrics: dict[str, dict[str, dict[str, float]]], other: PretrainedCfg) -> list[str]:
+    """A table of every score beside ``other``'s on the same set, input and scale, and the difference."""
+    lines = [
+        f"PSNR (dB) / SSIM of these weights and of `{other.name}` on the same input (benchmark protocol; "
+        "degraded rows as `edsr-lib evaluate --noise SIGMA --jpeg Q`, docs/evaluation.md).",
+        "",
+        f"| set | input | scale | this model | {other.name} | PSNR difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, per_scale in metrics.items():
+        if key.endswith("+"):
+            continue
+        set_name, degraded = split_metric_key(key)
+        for s, ours in per_scale.items():
+            theirs = other.metrics.get(key, {}).get(s)
+            if theirs is None:
+                continue
+            lines.append(
+                f"| {set_name} | {degraded.describe() if degraded else 'clean'} | {s} | "
+                f"{format_score(ours['psnr'], ours['ssim'])} | {format_score(theirs['psnr'], theirs['ssim'])} | "
+                f"{ours['psnr'] - theirs['psnr']:+.2f} dB |"
+            )
+    return lines
 
 
 def _str_literal(text: str, indent: str, prefix: int, width: int = 120) -> str:
@@ -422,6 +468,8 @@ def cfg_entry(name: str, cfg: PretrainedCfg) -> str:
     the sha256, the licence and the description; the rest is in ``pretrained.json``.
     """
     fields = {"hf_hub_id": f"{HUB_ORG}/", "sha256": cfg.sha256, "license": cfg.license, "description": cfg.description}
+    if cfg.for_input != "clean":
+        fields["for_input"] = cfg.for_input
     indent = " " * 8
     lines = [f"    {json.dumps(name)}: PretrainedCfg("]
     lines += [f"{indent}{key}={_str_literal(str(value), indent, len(key) + 1)}," for key, value in fields.items()]
@@ -471,6 +519,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="dtype of the shipped file (float16 halves it; the weights are rounded to it before scoring)",
     )
     parser.add_argument(
+        "--scores",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="JSON scores of these weights written by tools/score_degraded.py --weights (on degraded LR, and clean "
+        "with --clean), added to the metrics; a set whose clean scores they hold at every scale is not scored again",
+    )
+    parser.add_argument(
+        "--compare", metavar="NAME", help="a registered arch.tag to hold every score against in the card (t528)"
+    )
+    parser.add_argument(
+        "--for-input",
+        choices=tuple(INPUTS),
+        default="clean",
+        help="what input the weights are for (PretrainedCfg.for_input): clean benchmarks or real photos",
+    )
+    parser.add_argument(
         "--note",
         action="append",
         default=[],
@@ -506,12 +572,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"the sets: {', '.join(s.name for s in args.sets)}"
         )
     print(f"{args.variant}.{args.tag}: {run.path}/{which}/ (step {step:,})", flush=True)
+    given: dict[str, dict[str, Any]] = {}
+    for path in args.scores:
+        for key, per_scale in json.loads(path.read_text()).items():
+            given.setdefault(key, {}).update(per_scale)
+    measured = {key for key, per_scale in given.items() if all(f"x{s}" in per_scale for s in model.scales)}
+    to_score = [s for s in args.sets if s.name not in measured or s.name in ensemble_sets]
     t0 = time.perf_counter()
-    metrics, _ = score(model, args.sets, model.scales, ensemble_sets, device=args.device)
+    metrics, _ = score(model, to_score, model.scales, ensemble_sets, device=args.device)
     print(f"scored in {time.perf_counter() - t0:.0f} s; self-ensemble on: {', '.join(ensemble_sets) or 'none'}")
     print("\n".join(score_table(metrics, args.variant)))
     print("\n".join(comparison_lines(metrics, args.variant)))
     _check_against_log(run, which, step, metrics)
+    reported = [s.name for s in args.sets]
+    for key, per_scale in given.items():
+        if key not in metrics and split_metric_key(key)[0] in reported:  # not measured here, of a reported set
+            metrics[key] = per_scale
+    metrics = dict(sorted(metrics.items(), key=lambda item: _table_order(item[0], reported)))
+    compare = edsr_lib.get_pretrained_cfg(args.compare) if args.compare else None
 
     name = f"{args.variant}.{args.tag}"
     out = args.out_dir / name
@@ -527,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     training_data = training_data_text(run, model.scales)
     first = next(iter(metrics.values()), {})
     headline = next(iter(first.items()), None)
+    trained = (
+        "trained" if args.for_input == "clean" else "fine-tuned for JPEG and noisy photos (degradations on the fly)"
+    )
     cfg = PretrainedCfg(
         hf_hub_id=f"{HUB_ORG}/{name}",
         sha256=sha256sum(out / "model.safetensors"),
@@ -537,14 +618,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics=metrics,
         package_file=f"{name}/model.safetensors",
         description=(
-            f"{args.variant} trained by edsr-lib on {training_sets(run)}, {step:,} steps ({kind} weights)"
+            f"{args.variant} {trained} by edsr-lib on {training_sets(run)}, {step:,} steps ({kind} weights)"
             + (f"; {next(iter(metrics))} {headline[0]}: {headline[1]['psnr']:.2f} dB" if headline else "")
         ),
+        for_input=args.for_input,
         architecture=args.variant,
         tag=args.tag,
     )
     provenance = {key: getattr(cfg, key) for key in PROVENANCE_FIELDS}
-    card = model_card(model, cfg, sections=card_sections(run, which, step, metrics, cfg.sha256, args.variant, notes))
+    card = model_card(
+        model,
+        cfg,
+        sections=card_sections(run, which, step, metrics, cfg.sha256, args.variant, notes, model.scales, compare),
+    )
     atomic_write(out / PROVENANCE_NAME, (json.dumps(provenance, indent=2) + "\n").encode("utf-8"))
     atomic_write(out / "README.md", card.encode("utf-8"))
     curve = "".join(json.dumps(_curve_record(run, r)) + "\n" for r in run.val_events)
@@ -556,6 +642,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"the entry for default_cfgs in {type(model).__module__.replace('.', '/')}.py (new weights, new sha256):\n")
     print(cfg_entry(name, cfg) + ",")
     return 0
+
+
+def _table_order(key: str, sets: Sequence[str]) -> tuple[int, int, str]:
+    """Where a metrics key goes in the tables: by set, the clean scores, then self-ensemble, then degraded inputs."""
+    name, degraded = split_metric_key(key)
+    plain = name.removesuffix("+")
+    return sets.index(plain), 2 if degraded is not None else int(name.endswith("+")), key
 
 
 def _curve_record(run: Run, record: dict[str, Any]) -> dict[str, Any]:

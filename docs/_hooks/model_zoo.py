@@ -1,5 +1,9 @@
 """MkDocs hook: replace ``<!-- model-zoo -->`` in a page with the table of pretrained weights.
 
+``<!-- which-input -->`` becomes the table of the weights for photos (``for_input="real"``)
+against the default weights of the same variant, on clean and degraded input (the metrics
+keys ``"Set5_jpeg50"`` and the like), from the same registry.
+
 The table is generated at build time from the registry's pretrained configs
 (:func:`edsr_lib.list_pretrained`), so it cannot drift from the code: one row per set of
 weights and scale, with the parameter count, where the weights live (inside the package,
@@ -18,9 +22,11 @@ import torch
 
 import edsr_lib
 from edsr_lib.metrics import format_score
+from edsr_lib.ops.degrade import split_metric_key
 from edsr_lib.weights import shipped_size
 
 MARKER = "<!-- model-zoo -->"
+INPUT_MARKER = "<!-- which-input -->"
 #: The benchmark sets shown, in this order; a missing score shows as a dash.
 SETS = ("Set5", "Set14", "B100", "Urban100")
 NO_WEIGHTS = (
@@ -88,8 +94,43 @@ def zoo_markdown(cfgs: Iterable[Any] | None = None) -> str:
     return "\n".join(lines)
 
 
+def input_markdown(cfgs: Iterable[Any] | None = None) -> str:
+    """The table of each tag for photos against its variant's default tag, on every input both were scored on.
+
+    Args:
+        cfgs: :class:`edsr_lib.PretrainedCfg` objects (default: every registered config).
+    """
+    cfgs = list(edsr_lib.list_pretrained() if cfgs is None else cfgs)
+    real = [cfg for cfg in cfgs if cfg.for_input != "clean" and cfg.has_weights]
+    if not real:
+        return "No weights for photos are registered yet."
+    lines = [
+        "| Variant | Set | Input | Default tag | Tag for photos | Difference |",
+        "| --- | --- | --- | --- | --- | ---: |",
+    ]
+    for cfg in real:
+        default = edsr_lib.get_pretrained_cfg(cfg.architecture)
+        for key, per_scale in cfg.metrics.items():
+            set_name, degraded = split_metric_key(key)
+            if set_name.endswith("+"):
+                continue
+            for scale, ours in per_scale.items():
+                theirs = default.metrics.get(key, {}).get(scale)
+                if not theirs:
+                    continue
+                lines.append(
+                    f"| `{cfg.architecture}` ({scale}) | {set_name} | {degraded.describe() if degraded else 'clean'} | "
+                    f"`{default.tag}` {format_score(theirs['psnr'], theirs['ssim'])} | "
+                    f"`{cfg.tag}` {format_score(ours['psnr'], ours['ssim'])} | "
+                    f"{ours['psnr'] - theirs['psnr']:+.2f} dB |"
+                )
+    return "\n".join(lines)
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
-    """Put the generated table where a page has the marker."""
-    if MARKER not in markdown:
-        return markdown
-    return markdown.replace(MARKER, zoo_markdown())
+    """Put the generated tables where a page has their markers."""
+    if MARKER in markdown:
+        markdown = markdown.replace(MARKER, zoo_markdown())
+    if INPUT_MARKER in markdown:
+        markdown = markdown.replace(INPUT_MARKER, input_markdown())
+    return markdown

@@ -9,20 +9,27 @@ and the versions of the runtime and the exporter; a later call, in this process 
 another, loads the file. A fresh export is run once against PyTorch before it enters the
 cache (within :data:`EXPORT_TOLERANCE`), so a broken export is never kept. int8 is never
 exported on the fly: it runs the model shipped for the weights (:func:`int8_model`).
+
+The sha256 of each file is recorded beside it (``<name>.sha256.json``, written last) when the
+export has passed that check, and checked whenever the file is loaded: a file changed since
+(zeros written into it, truncated, replaced) or without its record is removed, exported again
+and named in one warning, never run.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._files import atomic_move
+from .._files import atomic_move, atomic_write, sha256sum
 from .._version import __version__
 from ..export import export_onnx
 from ..models import SRModel
@@ -158,8 +165,18 @@ class FileBackend(Backend):
             return RuntimeModel(self.name, precision, scale, xml, self.compile(xml, precision))
         folder = cache_dir()
         path = folder / f"{self._stem(weights_sha256(model), scale)}{self.suffix}"
-        if path.is_file():
-            return RuntimeModel(self.name, precision, scale, path, self.compile(path, precision))
+        if path.is_file() or _record(path).is_file():
+            damaged = self._damaged(path)
+            if damaged is None:
+                return RuntimeModel(self.name, precision, scale, path, self.compile(path, precision))
+            for file in (*self.files(path), _record(path)):
+                file.unlink(missing_ok=True)
+            warnings.warn(
+                f"the cached {self.name} file {damaged} was damaged (it is not the file exported and checked); "
+                "removed, and exported again",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         path = self._export(model, scale, path)
         # checked in fp32 whatever the precision asked, so that the file itself is known right
         check = RuntimeModel(self.name, "fp32", scale, path, self.compile(path, "fp32"))
@@ -171,9 +188,25 @@ class FileBackend(Backend):
                 f"the {self.name} export differs from PyTorch by up to {error:.3g} (more than {EXPORT_TOLERANCE}); "
                 "nothing was cached"
             )
+        # the record last: a file is trusted only once it has passed the check
+        digests = {file.name: sha256sum(file) for file in self.files(path)}
+        atomic_write(_record(path), json.dumps(digests, indent=1, sort_keys=True).encode())
         if precision == "fp32":
             return check
         return RuntimeModel(self.name, precision, scale, path, self.compile(path, precision))
+
+    def _damaged(self, path: Path) -> Path | None:
+        """The first of ``path``'s files missing or unlike the digest recorded at export, else ``None``."""
+        try:
+            recorded = json.loads(_record(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            return _record(path)
+        for file in self.files(path):
+            if not file.is_file() or recorded.get(file.name) != sha256sum(file):
+                return file
+        return None
 
     def _stem(self, sha: str, scale: int) -> str:
         versions = runtime_versions()
@@ -192,6 +225,11 @@ class FileBackend(Backend):
             for file in self.files(made):
                 atomic_move(file, target.with_suffix(file.suffix))
         return target
+
+
+def _record(path: Path) -> Path:
+    """The file beside a cached file that records the sha256 of its files, taken when the export was checked."""
+    return path.with_name(f"{path.stem}.sha256.json")
 
 
 def _max_error(runtime: RuntimeModel, model: SRModel, scale: int) -> float:

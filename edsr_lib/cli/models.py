@@ -3,8 +3,9 @@
 The first table has one row per model (scales, parameter count, pretrained tags); the
 second one row per ``arch.tag``: where the weights live (inside the package, or a Hub
 repository at a pinned commit), the size of the file, the scales at which an int8 model is
-shipped for it (``--int8``), its licence, the Set5 scores and whose scores they are
-(edsr-lib's own, or the publisher's).
+shipped for it (``--int8``), its licence, the Set5 scores, whose scores they are
+(edsr-lib's own, or the publisher's), and the input the weights are for (``clean``
+benchmarks and downscales, or ``real`` photos: JPEG and noise), with a line saying which.
 """
 
 from __future__ import annotations
@@ -75,14 +76,14 @@ def _megabytes(size: int | None) -> str:
     return f"{size / 1e6:.1f} MB" if size else "?"
 
 
-def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str, str]]:
-    """Rows ``(arch.tag, where, size, int8, licence, Set5 scores, whose scores)`` for every set of weights.
+def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str, str, str]]:
+    """Rows ``(arch.tag, where, size, int8, licence, Set5 scores, whose scores, input)`` for every set of weights.
 
     A tag's weights live inside the package (``package``), or in a Hub repository at a
     pinned commit (``hub org/name@commit``); the size is the shipped file's or the
     download's (as the Hub rounds it); ``int8`` lists the scales with a shipped int8 model
     (:mod:`edsr_lib.weights.int8`). Scores the publisher measured with their own code are
-    marked ``publisher*``.
+    marked ``publisher*``. ``input`` is :attr:`~edsr_lib.PretrainedCfg.for_input`.
     """
     from ..metrics import format_score
     from ..registry import list_pretrained
@@ -109,7 +110,9 @@ def weights_table(pattern: str = "") -> list[tuple[str, str, str, str, str, str,
         )
         whose = ("publisher*" if cfg.metrics_source else "edsr-lib") if scores else "-"
         quantised = ", ".join(f"x{s}" for s in sorted(int8_scales.get(cfg.name, []))) or "-"
-        rows.append((cfg.name, where, _megabytes(size), quantised, cfg.license or "?", scores or "-", whose))
+        rows.append(
+            (cfg.name, where, _megabytes(size), quantised, cfg.license or "?", scores or "-", whose, cfg.for_input)
+        )
     return rows
 
 
@@ -131,10 +134,14 @@ def run(args: argparse.Namespace) -> int:
     weights = weights_table(args.pattern)
     if weights:
         print()
-        header = ("weights", "where", "size", "int8", "licence", f"{SCORE_SET} PSNR / SSIM", "scores by")
+        from .._pretrained import INPUTS
+
+        header = ("weights", "where", "size", "int8", "licence", f"{SCORE_SET} PSNR / SSIM", "scores by", "for")
         _print_table([header, *weights])
-        if any(row[-1] == "publisher*" for row in weights):
+        if any(row[6] == "publisher*" for row in weights):
             print(PUBLISHER_NOTE)
+        for name in sorted({row[7] for row in weights}, key=list(INPUTS).index):
+            print(f"* for {name}: {INPUTS[name]}")
     return 0
 
 

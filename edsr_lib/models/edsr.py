@@ -108,7 +108,8 @@ def _super_image(
 _EDSR_BASE = "eugenesiow/edsr-base", "d622f68a86f11af7c1c6add1a8fa3790a1173d97"
 _EDSR_LARGE = "eugenesiow/edsr", "8f214a52f8160f7024a2ae73e3122b14bc36b9e8"
 
-#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default). The Hub id
+#: Pretrained weights per ``arch.tag`` (the first tag of an architecture is its default; the ``real``
+#: tags, for photos, are the ``t528`` weights fine-tuned with degradations: ``for_input="real"``). The Hub id
 #: (``"edsr-lib/" + arch.tag``) and the shipped file are derived from the name; how the weights were
 #: trained and what they score is data beside them, ``edsr_lib/weights/<arch.tag>/pretrained.json``.
 #: The ``div2k`` tags are super-image's files on the Hub, named by commit and sha256 as the Hub's file
@@ -168,6 +169,28 @@ default_cfgs: dict[str, PretrainedCfg] = {
             "edsr_baseline_x3 fine-tuned by edsr-lib from EDSR-baseline x2 (edsr_baseline_x2.t291) on T91 + BSD200, "
             "1,500 steps (raw weights); Set5 x3: 33.90 dB"
         ),
+    ),
+    "edsr_baseline_x2.real": PretrainedCfg(
+        hf_hub_id="edsr-lib/",
+        sha256="6af91163488545f64458339cc79c081cb8a9e51d0cdb22b935057522dbd551f3",
+        license="mit",
+        description=(
+            "edsr_baseline_x2 fine-tuned for JPEG and noisy photos (degradations on the fly) by edsr-lib on T91 + "
+            "BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial + DIV2K_train_partial, 300 steps (EMA "
+            "weights); Set5 x2: 35.64 dB"
+        ),
+        for_input="real",
+    ),
+    "edsr_baseline_x4.real": PretrainedCfg(
+        hf_hub_id="edsr-lib/",
+        sha256="98b0020189bbf0e3e7894c0173d5a69514f89a399e67cb343aefeaf8d269dbd1",
+        license="mit",
+        description=(
+            "edsr_baseline_x4 fine-tuned for JPEG and noisy photos (degradations on the fly) by edsr-lib on T91 + "
+            "BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial + DIV2K_train_partial, 130 steps (raw "
+            "weights); Set5 x4: 30.04 dB"
+        ),
+        for_input="real",
     ),
     "edsr_baseline_x2.div2k": _super_image(
         *_EDSR_BASE,

@@ -18,13 +18,17 @@ MATLAB-bicubic LR image, in this order:
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["LRDegradation", "add_gaussian_noise", "jpeg_roundtrip"]
+__all__ = ["LRDegradation", "add_gaussian_noise", "jpeg_roundtrip", "split_metric_key"]
+
+#: ``<set>_noise<SIGMA>_jpeg<Q>`` (either part optional): a set's scores on degraded LR.
+_KEY = re.compile(r"(?P<set>.+?)(?:_noise(?P<noise>\d+(?:p\d+)?))?(?:_jpeg(?P<jpeg>\d+))?")
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
@@ -94,6 +98,18 @@ class LRDegradation:
         parts = ([f"noise {self.noise:g}"] if self.noise > 0 else []) + ([f"jpeg {self.jpeg}"] if self.jpeg else [])
         return " + ".join(parts) or "clean"
 
+    @property
+    def key(self) -> str:
+        """The name of these settings in metric keys: ``"jpeg50"``, ``"noise15"``, ``"noise5_jpeg50"``, ``"clean"``.
+
+        A fractional sigma is written with ``p`` for the point (``noise2p5``); the seed is
+        not part of it (scores are published with the default seed 0).
+        """
+        parts = ([f"noise{self.noise:g}".replace(".", "p")] if self.noise > 0 else []) + (
+            [f"jpeg{self.jpeg}"] if self.jpeg is not None else []
+        )
+        return "_".join(parts) or "clean"
+
     def apply(self, lr: np.ndarray, stem: str) -> np.ndarray:
         """The degraded copy of a uint8 HWC LR image whose file stem is ``stem`` (which seeds its noise)."""
         out = lr
@@ -103,3 +119,16 @@ class LRDegradation:
         if self.jpeg is not None:
             out = jpeg_roundtrip(out, int(self.jpeg))
         return out
+
+
+def split_metric_key(key: str) -> tuple[str, LRDegradation | None]:
+    """A metrics key as its set name and degradation: ``"Set5_noise5_jpeg50"`` -> ``("Set5", noise 5 + jpeg 50)``.
+
+    ``"Set5"`` (clean LR) gives ``("Set5", None)``; a self-ensemble ``+`` stays on the set name.
+    """
+    plus = "+" if key.endswith("+") else ""
+    match = _KEY.fullmatch(key.removesuffix("+"))
+    if match is None or (match["noise"] is None and match["jpeg"] is None):
+        return key, None
+    noise = float(match["noise"].replace("p", ".")) if match["noise"] else 0.0
+    return match["set"] + plus, LRDegradation(noise=noise, jpeg=int(match["jpeg"]) if match["jpeg"] else None)
