@@ -289,9 +289,9 @@ class Upscaler:
         if device is None:
             device = resolve_device(None) if by_name else next(self.model.parameters()).device
         self.device: torch.device = resolve_device(device)
-        half = options.precision if options.precision in ("bf16", "fp16") else None
-        self._half = resolve_half(half, self.device)
-        backend, self.precision = backends.resolve(options.backend, options.precision, self.device)
+        backend, precision = backends.defaults(options.backend, options.precision, self.device)
+        self._half = resolve_half(precision if precision in ("bf16", "fp16") else None, self.device)
+        backend, self.precision = backends.resolve(backend, precision, self.device)
         self._runs: dict[int, Runner] = {}
         used = []
         for scale in dict.fromkeys(self.passes):
@@ -530,6 +530,11 @@ def upscale(
     receptive radius, so the result equals the one-pass result to float rounding; an
     out-of-memory error halves the tile and retries.
 
+    Unlike an :class:`Upscaler` made with its defaults (the fast path: bf16 where the CPU
+    has it natively, the fastest installed backend), this one-call function computes the
+    exact float32 result with PyTorch unless ``precision``, ``half``, ``int8`` or
+    ``backend`` ask otherwise, as :func:`edsr_lib.evaluate` and research code expect.
+
     Args:
         model: An :class:`~edsr_lib.SRModel`, a registered name or a model folder; see :func:`load_model`.
         image: What :meth:`Upscaler.__call__` takes.
@@ -556,4 +561,9 @@ def upscale(
         >>> sr = upscale("edsr_baseline_x2", load_image("photo.jpg"))  # doctest: +SKIP
         >>> write_image("photo_x2.png", sr)  # doctest: +SKIP
     """
+    if not isinstance(model, Upscaler):  # exact unless asked: fp32 in PyTorch (an Upscaler's default is fast)
+        if precision_of(half, int8) is None and options.get("precision") is None:
+            options["precision"] = "fp32"
+        if options.get("backend") is None and options.get("precision") != "int8" and not int8:
+            options["backend"] = "torch"
     return as_upscaler(model, half=half, int8=int8, scale=scale, **options)(image)

@@ -88,11 +88,16 @@ class UpscaleOptions:
         backend: What computes the network, one of :data:`BACKENDS`: ``"torch"`` (any
             device), ``"openvino"`` or ``"onnxruntime"`` (the CPU; exported once and
             cached, see :mod:`edsr_lib.backends`), ``"auto"`` (the fastest of them here,
-            measured once and remembered). ``None``: ``"torch"``, or ``"openvino"`` for int8.
+            measured once and remembered). ``None``: ``"auto"`` when ``precision`` is also
+            ``None`` (on an accelerator that is PyTorch), ``"openvino"`` for int8, else
+            ``"torch"`` (:func:`edsr_lib.backends.defaults`).
         precision: One of :data:`PRECISIONS`: ``"fp32"``; ``"bf16"`` (accelerators, and CPUs
             with native bf16); ``"fp16"`` (accelerators; the last convolution stays fp32);
             ``"int8"`` (the int8 model shipped for the weights, OpenVINO on an x86 CPU with
-            AVX2). ``None``: ``"fp32"``.
+            AVX2). ``None``: the fastest that keeps quality
+            (:func:`edsr_lib.backends.default_precision`): bf16 on a CPU with native bf16,
+            fp32 on other CPUs, half precision on an accelerator. ``"fp32"`` gives the exact
+            float32 result.
         tile: Tile size in LR pixels; ``"auto"`` picks it and the batch from the memory
             budget (:mod:`edsr_lib.memory`) and runs a small image in one window; ``None``
             forces one pass per image. Tiling is exact: the same result as one pass.

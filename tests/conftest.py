@@ -98,6 +98,18 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The runtimes' exports and ``"auto"``'s record go to a folder of the session, never the user's cache.
+
+    An :class:`edsr_lib.Upscaler` made with its defaults on a CPU measures the installed
+    backends once (``backend="auto"``); a test that needs its own folder sets ``EDSR_LIB_CACHE`` again.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("EDSR_LIB_CACHE", str(tmp_path_factory.mktemp("edsr_lib_cache")))
+        yield
+
+
 @pytest.fixture
 def restore_threads() -> Iterator[None]:
     """Puts torch's CPU threads back after a test that runs code which sets them (``--threads``)."""

@@ -121,6 +121,30 @@ def test_bench_int8_quantises_measures_and_judges_by_the_rule(
 
 
 @pytest.mark.slow
+def test_bench_default_compares_the_default_with_one_pass_and_the_runtimes_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edsr_lib import backends
+
+    monkeypatch.setenv("EDSR_LIB_CACHE", str(tmp_path))  # the exports stay out of the user's cache
+    _load("bench_default").main(["--quick"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"CPU: {backends.cpu_info()}")
+    header = out[2].split()
+    assert header[:3] == ["photo", "default", "default,"]
+    rows = {line.split()[0]: line for line in out[3:5]}
+    assert set(rows) == {"64x48", "96x80"}
+    for line in rows.values():
+        cells = line.split()[1:]
+        assert cells[2] == "1.00x"  # the default against itself
+        assert all(float(c) > 0 for c in cells[::3])
+    if "openvino" in backends.installed_runtimes():
+        paths = [line.split()[0] for line in out[7:]]
+        assert paths[0] == "fp32" and ("bf16" in paths) == edsr_lib.inference.cpu_has_native_bf16()
+        assert all(float(line.split()[-1].rstrip("x")) > 0 for line in out[7:])
+
+
+@pytest.mark.slow
 def test_bench_degrade_reports_the_data_share_with_and_without_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
     rows = _load("bench_degrade").main(["--quick", "--threads", "1"])
     out = capsys.readouterr().out

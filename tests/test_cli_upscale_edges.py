@@ -50,7 +50,9 @@ def _folder(root: Path, count: int, shape: tuple[int, ...] = (5, 5, 3)) -> Path:
 
 
 def _upscale(model_dir: Path, *args: str) -> int:
-    return main(["upscale", *args, "--model", str(model_dir)])
+    # the exact fp32 result unless a test asks for a precision (the default is the fast path: see test_cli_defaults)
+    exact = [] if {"--half", "--bf16", "--int8", "--fp32"} & set(args) else ["--fp32"]
+    return main(["upscale", *args, *exact, "--model", str(model_dir)])
 
 
 def _errors(err: str) -> list[str]:

@@ -38,7 +38,9 @@ def _save(path: Path, image: np.ndarray | Image.Image, **kwargs: object) -> Path
 
 
 def _upscale(model_dir: Path, *args: str) -> int:
-    return main(["upscale", *args, "--model", str(model_dir)])
+    # the exact fp32 result unless a test asks for a precision (the default is the fast path: see test_precision)
+    exact = [] if {"--half", "--bf16", "--int8", "--fp32"} & set(args) else ["--fp32"]
+    return main(["upscale", *args, *exact, "--model", str(model_dir)])
 
 
 # ------------------------------------------------------------------ no image lost

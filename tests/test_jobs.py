@@ -53,10 +53,8 @@ def test_python_and_the_command_line_write_the_same_files(model_dir: Path, tmp_p
     _save(tmp_path / "in" / "a.png", (6, 7, 3), 1)
     _save(tmp_path / "in" / "sub" / "b.png", (5, 5), 2)
     summary = upscale_folder(tmp_path / "in", tmp_path / "py", model=model_dir, recursive=True, progress=False)
-    assert (
-        main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "cli"), "--model", str(model_dir), "--recursive"])
-        == 0
-    )
+    cli = ["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "cli"), "--model", str(model_dir), "--recursive"]
+    assert main(cli) == 0
     assert edsr_lib.upscale_folder is upscale_folder
     assert summary.ok and str(summary) == f"wrote 2 images to {tmp_path / 'py'} (0 failed, 0 skipped)"
     assert sorted(p.relative_to(tmp_path / "py") for p in summary.written) == [Path("a_x2.png"), Path("sub/b_x2.png")]

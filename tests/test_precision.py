@@ -10,10 +10,13 @@ level fails them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from conftest import DATASETS_DIR
+from PIL import Image
 from runtimes import private_cache
 
 import edsr_lib
@@ -83,3 +86,47 @@ def test_every_shipped_model_is_as_bright_in_bf16(backend: str) -> None:
     for name in _shipped():
         shifts = _mean_shifts(name, backend, _images(5))
         assert max(abs(s) for s in shifts) < MAX_MEAN_SHIFT, f"{name}: bf16 - fp32 mean levels per image: {shifts}"
+
+
+# ------------------------------------------------------------------ the fast path by default
+def _tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny") / "model"
+    edsr_lib.create_model("edsr_baseline_x2", n_resblocks=2, n_feats=8).save_pretrained(folder)
+    return str(folder)
+
+
+def test_an_upscaler_runs_the_fastest_measured_path_by_default(tmp_path_factory: pytest.TempPathFactory) -> None:
+    up = edsr_lib.Upscaler(_tiny_folder(tmp_path_factory), device="cpu")
+    assert up.precision == backends.default_precision(torch.device("cpu")) == "bf16"  # this CPU has native bf16
+    measured = backends.auto_measurement(up.model, 2, up.precision)
+    assert measured is not None and up.backend == measured["backend"]  # chosen by measurement, remembered
+    x = torch.rand(1, 3, 20, 16)
+    exact = edsr_lib.upscale(up.model, x)  # the one-call function stays exact: fp32 in PyTorch
+    assert (exact - up.model(x, scale=2)).abs().max() < 1e-5
+    assert 1e-5 < (up(x) - exact).abs().max() < 0.05
+    assert edsr_lib.Upscaler(up.model, precision="fp32", backend="torch")(x).equal(exact)
+
+
+def test_the_command_line_says_its_default_precision_once_and_fp32_is_exact(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edsr_lib.cli import main
+
+    folder = _tiny_folder(tmp_path_factory)
+    images = tmp_path / "in"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (14, 11, 3), dtype=np.uint8)).save(images / f"{name}.png")
+    assert main(["upscale", str(images), "-o", str(tmp_path / "fast"), "--model", folder]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
+    assert said == [
+        "edsr-lib upscale: precision bf16 (native on this CPU; --fp32 for the exact float32 result), backend auto"
+    ]
+    assert main(["upscale", str(images), "-o", str(tmp_path / "exact"), "--model", folder, "--fp32"]) == 0
+    assert "precision" not in capsys.readouterr().err
+    exact = edsr_lib.upscale(folder, read_image(images / "a.png"))
+    np.testing.assert_array_equal(read_image(tmp_path / "exact" / "a_x2.png"), exact)
+    fast = read_image(tmp_path / "fast" / "a_x2.png").astype(int)
+    assert 0 < np.abs(fast - exact).max() <= 3

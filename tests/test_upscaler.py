@@ -121,7 +121,7 @@ def test_every_image_type_upscales_as_upscale_does(tiny: edsr_lib.SRModel) -> No
         Image16(rng.integers(0, 65536, (9, 7, 3), dtype=np.uint16)),
         [Image.fromarray(rgb), Image.fromarray(rgb[::-1].copy())],
     ]
-    up = Upscaler(tiny, tile=4)
+    up = Upscaler(tiny, tile=4, precision="fp32", backend="torch")  # upscale's exact defaults
     for image in images:
         got, expected = up(image), edsr_lib.upscale(tiny, image, tile=4)
         assert type(got) is type(expected)
@@ -202,14 +202,14 @@ def test_wrap_equals_the_middle_of_the_image_tiled_3x3(name: str) -> None:
         # larger than the receptive radius, so that the 3 x 3 tiling gives the middle copy all its context
         height, width = model.receptive_radius(scale) + 5, model.receptive_radius(scale) + 3
         x = torch.rand(1, 3, height, width)
-        expected = Upscaler(model, scale=scale, tile=None)(_tiled_3x3(x))
+        expected = Upscaler(model, scale=scale, precision="fp32", tile=None)(_tiled_3x3(x))
         expected = expected[..., scale * height : 2 * scale * height, scale * width : 2 * scale * width]
         for tile in (None, height // 2):
-            got = Upscaler(model, scale=scale, tile=tile, wrap=True)(x)
+            got = Upscaler(model, scale=scale, precision="fp32", tile=tile, wrap=True)(x)
             assert got.shape == expected.shape
             torch.testing.assert_close(got, expected, rtol=0, atol=FP32_ROUNDING)
         # and without wrap, the borders differ: the test can fail
-        assert (Upscaler(model, scale=scale, tile=None)(x) - expected).abs().max() > 1e-3
+        assert (Upscaler(model, scale=scale, precision="fp32", tile=None)(x) - expected).abs().max() > 1e-3
 
 
 def test_wrap_takes_arrays_alpha_small_textures_and_pil(tiny: edsr_lib.SRModel) -> None:
@@ -217,10 +217,10 @@ def test_wrap_takes_arrays_alpha_small_textures_and_pil(tiny: edsr_lib.SRModel) 
     texture = rng.integers(0, 256, (4, 5, 4), dtype=np.uint8)  # smaller than the receptive radius: wrapped often
     tiled = np.tile(texture, (5, 5, 1))  # 5 x 5: the middle copy has all its context
     expected = edsr_lib.upscale(tiny, tiled, tile=None)[16:24, 20:30]
-    got = Upscaler(tiny, wrap=True, tile=None)(texture)
+    got = Upscaler(tiny, precision="fp32", wrap=True, tile=None)(texture)
     assert got.shape == (8, 10, 4) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1  # rounding to levels of fp32-equal values
-    pil = Upscaler(tiny, wrap=True)(Image.fromarray(texture))
+    pil = Upscaler(tiny, precision="fp32", wrap=True)(Image.fromarray(texture))
     np.testing.assert_array_equal(np.asarray(pil), got)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from .auto import auto_measurement, fastest_backend
 from .base import Backend, BackendError, Runner
 from .cache import EXPORT_TOLERANCE, FileBackend, RuntimeModel, cache_dir, int8_model, weights_sha256
-from .choice import choose, make_runner, resolve, resolve_backend
+from .choice import choose, default_precision, defaults, make_runner, resolve, resolve_backend
 from .machine import CPUInfo, cpu_info, installed_runtimes, runtime_versions
 from .pytorch import torch_runner
 from .table import BACKENDS, PRECISIONS, RUNTIMES, get_backend, load_runtime
@@ -47,6 +47,8 @@ __all__ = [
     "cache_dir",
     "choose",
     "cpu_info",
+    "default_precision",
+    "defaults",
     "fastest_backend",
     "get_backend",
     "installed_runtimes",

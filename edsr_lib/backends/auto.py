@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -100,6 +101,13 @@ def fastest_backend(
     if isinstance(known.get(key), dict) and known[key].get("backend") in ("torch", *candidates):
         decided[record, key] = known[key]["backend"]
         return decided[record, key]
+    # the one slow call on a new machine: exports for the runtimes, then a few seconds of timing; said once
+    print(
+        f"edsr_lib: timing torch, {', '.join(candidates)} once on this CPU for this model at x{scale} {precision} "
+        f"(exports the model; remembered in {record})",
+        file=sys.stderr,
+        flush=True,
+    )
     runs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"torch": torch_runner}
     runs |= {b: load_runtime(model, scale, b, precision) for b in candidates}
     x = torch.rand(1, model.n_colors, AUTO_SIZE, AUTO_SIZE, generator=torch.Generator().manual_seed(0))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import torch
 
+from .._device import cpu_has_native_bf16
 from ..models import SRModel
 from ..options import BACKENDS, PRECISIONS
 from .auto import fastest_backend
 from .base import BackendError, Runner
 from .table import get_backend
 
-__all__ = ["choose", "make_runner", "resolve", "resolve_backend"]
+__all__ = ["choose", "default_precision", "defaults", "make_runner", "resolve", "resolve_backend"]
 
 
 def resolve_backend(backend: str, precision: str = "fp32", device: torch.device | str = "cpu") -> str:
@@ -40,6 +41,43 @@ def resolve_backend(backend: str, precision: str = "fp32", device: torch.device 
         return backend  # half precision's rule on the device is resolve_half's
     get_backend(backend).check(precision, torch.device(device))
     return backend
+
+
+def default_precision(device: torch.device) -> str:
+    """The precision an :class:`~edsr_lib.Upscaler` runs when none is asked: the fastest that keeps quality.
+
+    On a CPU, ``"bf16"`` where it computes bfloat16 natively
+    (:func:`~edsr_lib.inference.cpu_has_native_bf16`: AVX-512 BF16 or AMX), measured 1.9-2.6x
+    faster than fp32 and within 0.01 dB of it on Set5, Set14 and B100, its mean level within
+    0.01 grey levels of fp32's; ``"fp32"`` elsewhere (emulated bf16 is slower than fp32). On
+    CUDA, half precision as Real-ESRGAN and chaiNNer run it: ``"bf16"`` on a GPU that has it
+    (no float16 overflow), else ``"fp16"``; ``"fp16"`` on the other accelerators. In half
+    precision the input mean shift, head and tail run in float32. ``precision="fp32"`` gives
+    the exact float32 result; int8 is never a default.
+    """
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp16"
+
+
+def defaults(backend: str | None, precision: str | None, device: torch.device) -> tuple[str | None, str]:
+    """``backend=`` and ``precision=`` with the fast defaults filled in: what :class:`~edsr_lib.Upscaler` runs.
+
+    With neither asked, the precision is :func:`default_precision` and the backend ``"auto"``
+    (the fastest installed backend on this CPU, measured once and remembered,
+    :func:`~edsr_lib.backends.fastest_backend`; PyTorch on an accelerator). A backend named
+    that does not run the default precision gets fp32. A precision asked for
+    (``precision="fp32"``, ``--fp32``) keeps ``backend=None``, which :func:`resolve` makes
+    PyTorch: the exact result.
+    """
+    if precision is not None:
+        return backend, precision  # a precision asked for: PyTorch unless a backend is asked for too
+    precision = default_precision(device)
+    if backend not in (None, "auto") and precision not in get_backend(backend).precisions:
+        precision = "fp32"  # a backend asked for by name that does not run the default (ONNX Runtime and bf16)
+    return backend or "auto", precision
 
 
 def resolve(backend: str | None, precision: str | None, device: torch.device) -> tuple[str, str]:

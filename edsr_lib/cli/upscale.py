@@ -122,6 +122,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--device", metavar="DEVICE", help="any torch device: cpu, cuda, cuda:1, mps, xpu (default: the accelerator)"
     )
     precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
+        "--fp32",
+        dest="half",
+        action="store_const",
+        const="fp32",
+        help="the exact float32 result (default: bf16 on a CPU with native bf16, half precision on a GPU, else fp32)",
+    )
     precision.add_argument("--half", action="store_const", const="fp16", help="float16 autocast (accelerators)")
     precision.add_argument(
         "--bf16",
@@ -139,9 +146,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
-        help="what computes the network: torch (default, any device); openvino (default with --int8) or "
-        "onnxruntime (CPU, their extras; the model is exported once and cached); auto: the fastest here, "
-        "measured once",
+        help="what computes the network: auto (default: the fastest installed here, measured once and "
+        "remembered; PyTorch on a GPU); torch (any device); openvino (default with --int8) or onnxruntime "
+        "(CPU; the model is exported once and cached)",
     )
     parser.add_argument(
         "--format", choices=OUTPUT_FORMATS, help="output format (default png; tif for float and 32-bit images)"
@@ -181,6 +188,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Upscale every input with :func:`edsr_lib.jobs.upscale_folder`; returns the exit status."""
     from .._device import resolve_half
+    from ..backends import defaults
     from ..jobs import Interrupted, job_device, upscale_folder
     from ..video import VideoKind
 
@@ -190,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--quality must be in 1..100, got {args.quality}")
     device = job_device(default_device(args))
     try:
-        resolve_half(args.half or False, device)
+        resolve_half(args.half if args.half in ("fp16", "bf16") else False, device)
     except ValueError:
         raise CLIError(_PRECISION_ERRORS[args.half].format(device=device)) from None
     try:
@@ -210,6 +218,13 @@ def run(args: argparse.Namespace) -> int:
 
     def log(line: str) -> None:
         _write(f"edsr-lib upscale: {line}")
+
+    said = ""
+    if args.half is None and not args.int8:  # the fast default (the Upscaler's), said once
+        backend, precision = defaults(args.backend, None, device)
+        why = "native on this CPU" if device.type == "cpu" else "the convention on accelerators"
+        said = f"{precision} ({why}; --fp32 for the exact float32 result)" if precision != "fp32" else "fp32"
+        said = f"precision {said}, backend {backend or 'torch'}"
 
     with sigterm_as_interrupt() as signals:
         try:
@@ -238,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 143 if signals.name == "SIGTERM" else 130
+    if said:
+        log(said)  # once, after the files: a refused option or file is the first line when something is wrong
     print(summary)
     failed = [str(r.job.source) for r in summary.failed] + [str(p) for p in summary.clashes]
     if failed or summary.errors:
