@@ -109,3 +109,26 @@ def test_a_damaged_cached_file_is_removed_exported_again_and_named_once(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # intact again: loaded without a word
         backend.load(model, 2, "fp32")
+
+
+def test_an_unwritable_cache_stops_a_runtime_before_any_file_and_auto_falls_back_to_pytorch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edsr_lib.cli import main
+
+    (tmp_path / "a_file").write_bytes(b"")
+    monkeypatch.setenv("EDSR_LIB_CACHE", str(tmp_path / "a_file"))  # works as root too, unlike a read-only folder
+    edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).save_pretrained(tmp_path / "model")
+    for name in ("a.png", "b.png"):
+        write_image(tmp_path / "in" / name, np.random.default_rng(0).integers(0, 256, (9, 8, 3), dtype=np.uint8))
+    common = [str(tmp_path / "in"), "--model", str(tmp_path / "model")]
+    assert main(["upscale", *common, "-o", str(tmp_path / "ov"), "--backend", "openvino"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "EDSR_LIB_CACHE" in err and "cannot be written" in err
+    assert not (tmp_path / "ov").exists()  # said before any file
+    assert main(["upscale", *common, "-o", str(tmp_path / "auto"), "--backend", "auto"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("EDSR_LIB_CACHE") == 1 and "runs PyTorch" in err  # one note for the whole job
+    assert main(["upscale", *common, "-o", str(tmp_path / "torch")]) == 0
+    for name in ("a_x2.png", "b_x2.png"):
+        assert (tmp_path / "auto" / name).read_bytes() == (tmp_path / "torch" / name).read_bytes()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torch
 from .._files import atomic_write
 from ..models import SRModel
 from ..options import RUNTIMES
-from .cache import cache_dir
+from .cache import cache_dir, cache_problem
 from .machine import cpu_info, installed_runtimes, runtime_versions, threads
 from .table import get_backend, load_runtime
 
@@ -33,6 +34,8 @@ AUTO_SIZE = 96
 AUTO_ROUNDS = 3
 #: The choices of "auto" made or read in this process, by record file and key.
 decided: dict[tuple[Path, str], str] = {}
+#: The unwritable caches "auto" has said it falls back to PyTorch for, once each.
+_noted: set[str] = set()
 
 
 def _auto_key(model: SRModel, scale: int, precision: str) -> str:
@@ -82,6 +85,11 @@ def fastest_backend(
     scale = model.resolve_scale(scale)
     candidates = [b for b in installed_runtimes() if b in RUNTIMES and precision in get_backend(b).precisions]
     if not candidates:
+        return "torch"
+    if (problem := cache_problem()) is not None:
+        if problem not in _noted:
+            _noted.add(problem)
+            warnings.warn(f"backend 'auto' runs PyTorch: {problem}", RuntimeWarning, stacklevel=2)
         return "torch"
     key = _auto_key(model, scale, precision)
     record = cache_dir() / "auto.json"

@@ -38,7 +38,7 @@ from .base import Backend, BackendError, Runner
 from .machine import runtime_versions
 from .memo import kept, weights_sha256
 
-__all__ = ["EXPORT_TOLERANCE", "FileBackend", "RuntimeModel", "cache_dir", "int8_model"]
+__all__ = ["EXPORT_TOLERANCE", "FileBackend", "RuntimeModel", "cache_dir", "cache_problem", "int8_model"]
 
 #: Largest difference on [0, 1] allowed between a fresh fp32 export and PyTorch before the file is cached.
 EXPORT_TOLERANCE = 1e-4
@@ -54,6 +54,21 @@ def cache_dir() -> Path:
     if not root:
         root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edsr_lib"
     return Path(root) / "runtimes"
+
+
+def cache_problem() -> str | None:
+    """Why the runtime cache (:func:`cache_dir`) cannot take a new file, in one line saying what to do, or ``None``."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as err:
+        return (
+            f"the runtime cache {folder} cannot be written ({err.strerror or err}): set EDSR_LIB_CACHE to a "
+            "writable folder"
+        )
+    return None
 
 
 def int8_model(model: SRModel, scale: int | None = None) -> shipped_int8.Int8Model:
@@ -131,6 +146,12 @@ class FileBackend(Backend):
     def files(self, path: Path) -> tuple[Path, ...]:
         """Every file that ``path`` consists of, the main file last (moved into the cache in that order)."""
         return (path,)
+
+    def check(self, precision: str, device: torch.device) -> None:
+        """See :meth:`~edsr_lib.backends.Backend.check`; a file it must export needs a writable cache."""
+        super().check(precision, device)
+        if precision != "int8" and (problem := cache_problem()) is not None:
+            raise BackendError(f"backend {self.name!r}: {problem}")
 
     def runner(
         self,
