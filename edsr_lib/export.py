@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ._device import full_float32
-from ._files import atomic_move, atomic_path
+from ._files import atomic_folder, atomic_move, atomic_path
 from ._hub import check_finite_weights
 from .models import SRModel
 
@@ -778,7 +778,9 @@ def export_coreml(
             problems = check_coreml(package, model, scale, max_size=max_size, precision=precision)
             if problems:
                 raise RuntimeError(f"the Core ML package for {path}: {'; '.join(problems)}; nothing was written")
-        os.replace(package, path)
+        with atomic_folder(path) as out:  # the package is a folder: published whole or not at all
+            for child in package.iterdir():
+                child.rename(out / child.name)
     return path
 
 
