@@ -145,6 +145,7 @@ def test_bench_default_compares_the_default_with_one_pass_and_the_runtimes_alone
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("restore_threads")  # --threads 1
 def test_bench_degrade_reports_the_data_share_with_and_without_the_chain(capsys: pytest.CaptureFixture[str]) -> None:
     rows = _load("bench_degrade").main(["--quick", "--threads", "1"])
     out = capsys.readouterr().out

@@ -20,6 +20,7 @@ pytest.importorskip("gradio", reason="the demo extra is not installed: pip insta
 
 from demo_server import OFFLINE_ENV, REPO_ROOT, cli_demo, cli_upscale, make_photo, serve
 
+import edsr_lib
 from edsr_lib import demo
 from edsr_lib.io import Image16, load_image
 from edsr_lib.registry import get_pretrained_cfg, list_pretrained
@@ -166,7 +167,8 @@ def test_a_session_checks_every_value_and_leaves_nothing_behind(photo: Path, tmp
                 handle_file(str(path)), model, tag, scale, False, False, output_format, api_name="/upscale"
             )
 
-        for scale in demo._scales(MDSR.architecture):  # MDSR at each of its scales, not only the page's first
+        # MDSR at each of its scales, not only the page's first
+        for scale in edsr_lib.create_model(MDSR.architecture).scales:
             _, download, info = run(photo, MDSR.architecture, MDSR.tag, scale)
             assert Path(download).name == f"photo_x{scale}.png" and f"{44 * scale}x{60 * scale}" in info
         _, download, _ = run(photo, x3.architecture, x3.tag, 3)
