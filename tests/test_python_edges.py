@@ -52,7 +52,7 @@ def test_a_pil_photo_comes_out_upright_as_the_cli_and_load_image_give_it(
     with Image.open(path) as opened:
         from_pil = edsr_lib.upscale(tiny, opened)
     from_file = edsr_lib.upscale(tiny, load_image(path))
-    assert main(["upscale", str(path), "-o", str(tmp_path / "out"), "--model", str(model_dir)]) == 0
+    assert main(["upscale", str(path), "-o", str(tmp_path / "out"), "--model", str(model_dir), "--fp32"]) == 0
     (written,) = (tmp_path / "out").iterdir()
     from_cli = load_image(written)
     upright_size = (24, 40) if orientation in (6, 8) else (40, 24)

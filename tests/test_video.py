@@ -314,11 +314,16 @@ _SLOW_RUN = textwrap.dedent(
     import edsr_lib.video.pipeline as video
     sys.path.insert(0, {tests!r})
     from test_video import identity_x2
-    real = video.upscale
-    def slow(*args, **kwargs):
-        time.sleep(0.15)
-        return real(*args, **kwargs)
-    video.upscale = slow
+    real = video.as_upscaler
+    class Slow:  # the run's Upscaler, 0.15 s slower a batch, so that a signal lands mid-run
+        def __init__(self, up):
+            self.up = up
+        def __getattr__(self, name):
+            return getattr(self.up, name)
+        def __call__(self, batch):
+            time.sleep(0.15)
+            return self.up(batch)
+    video.as_upscaler = lambda *args, **kwargs: Slow(real(*args, **kwargs))
     video.upscale_video(identity_x2(), sys.argv[1], sys.argv[2], batch_size=1, segment_seconds=0.125)
     """
 )
@@ -502,11 +507,16 @@ _SLOW_CLI = textwrap.dedent(
     import edsr_lib.video.pipeline as video
     from edsr_lib.cli import main
     video._SEGMENT_SECONDS = 0.125  # 3 frames a segment
-    real = video.upscale
-    def slow(*args, **kwargs):
-        time.sleep(0.15)
-        return real(*args, **kwargs)
-    video.upscale = slow
+    real = video.as_upscaler
+    class Slow:  # the run's Upscaler, 0.15 s slower a batch, so that a signal lands mid-run
+        def __init__(self, up):
+            self.up = up
+        def __getattr__(self, name):
+            return getattr(self.up, name)
+        def __call__(self, batch):
+            time.sleep(0.15)
+            return self.up(batch)
+    video.as_upscaler = lambda *args, **kwargs: Slow(real(*args, **kwargs))
     sys.exit(main(["upscale", *sys.argv[1:]]))
     """
 )
