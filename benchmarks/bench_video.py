@@ -89,7 +89,7 @@ def child(model_name: str, src: str, dst: str, half: str) -> None:
         model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=2, n_feats=8)
     else:
         model = edsr_lib.create_model(model_name, pretrained=True)
-    result = edsr_lib.upscale_video(model, src, dst, half=half if half != "fp32" else False)
+    result = edsr_lib.upscale_video(model, src, dst, precision=half)  # fp32: PyTorch, no backend measured
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
