@@ -308,14 +308,13 @@ def test_a_rotated_phone_clip_keeps_its_rotation(model: edsr_lib.SRModel, tmp_pa
 
 
 # ---------------------------------------------------------------------------- interrupted runs
-_SLOW_RUN = textwrap.dedent(
+# The video pipeline of a child process, its Upscaler 0.15 s slower a batch, so that a signal lands mid-run.
+_SLOW_PIPELINE = textwrap.dedent(
     """
     import sys, time
     import edsr_lib.video.pipeline as video
-    sys.path.insert(0, {tests!r})
-    from test_video import identity_x2
     real = video.as_upscaler
-    class Slow:  # the run's Upscaler, 0.15 s slower a batch, so that a signal lands mid-run
+    class Slow:
         def __init__(self, up):
             self.up = up
         def __getattr__(self, name):
@@ -324,6 +323,12 @@ _SLOW_RUN = textwrap.dedent(
             time.sleep(0.15)
             return self.up(batch)
     video.as_upscaler = lambda *args, **kwargs: Slow(real(*args, **kwargs))
+    """
+)
+_SLOW_RUN = _SLOW_PIPELINE + textwrap.dedent(
+    """
+    sys.path.insert(0, {tests!r})
+    from test_video import identity_x2
     video.upscale_video(identity_x2(), sys.argv[1], sys.argv[2], batch_size=1, segment_seconds=0.125)
     """
 )
@@ -501,22 +506,10 @@ def test_shards_split_the_videos(model_dir: Path, tmp_path: Path) -> None:
     assert sorted(shares[0] + shares[1]) == [f"{n}_x2.mkv" for n in "abcd"] and all(len(s) == 2 for s in shares)
 
 
-_SLOW_CLI = textwrap.dedent(
+_SLOW_CLI = _SLOW_PIPELINE + textwrap.dedent(
     """
-    import sys, time
-    import edsr_lib.video.pipeline as video
     from edsr_lib.cli import main
     video._SEGMENT_SECONDS = 0.125  # 3 frames a segment
-    real = video.as_upscaler
-    class Slow:  # the run's Upscaler, 0.15 s slower a batch, so that a signal lands mid-run
-        def __init__(self, up):
-            self.up = up
-        def __getattr__(self, name):
-            return getattr(self.up, name)
-        def __call__(self, batch):
-            time.sleep(0.15)
-            return self.up(batch)
-    video.as_upscaler = lambda *args, **kwargs: Slow(real(*args, **kwargs))
     sys.exit(main(["upscale", *sys.argv[1:]]))
     """
 )
