@@ -141,6 +141,43 @@ def test_auto_measures_once_and_remembers(tiny: edsr_lib.EDSR, cache: Path, monk
     assert len(calls) == 4
 
 
+@pytest.mark.parametrize("backend", RUNTIMES)
+def test_a_runtime_that_cannot_load_says_so_in_one_line(
+    backend: str, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = edsr_lib.create_model("edsr_baseline_x4", n_resblocks=1, n_feats=8).eval()
+
+    def unmappable(path: Path, precision: str) -> None:
+        raise RuntimeError("Exception from core.cpp:132:\nCannot load library libcpu.so: failed to map segment")
+
+    monkeypatch.setattr(backends.get_backend(backend), "compile", unmappable)
+    with pytest.raises(BackendError, match=f"^{backend} cannot load .*failed to map segment\\)$") as caught:
+        load_runtime(model, 4, backend)
+    assert "\n" not in str(caught.value)
+
+
+def test_auto_leaves_out_a_runtime_that_fails_here_and_does_not_remember(
+    tiny: edsr_lib.EDSR, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not backends.installed_runtimes():
+        pytest.skip("needs a runtime")
+    broken = backends.installed_runtimes()[0]
+    real = backends.auto.load_runtime
+
+    def load(model: edsr_lib.EDSR, scale: int, backend: str, precision: str) -> object:
+        if backend == broken:
+            raise MemoryError()
+        return real(model, scale, backend, precision)
+
+    monkeypatch.setattr(backends.auto, "load_runtime", load)
+    monkeypatch.setattr(backends.auto, "decided", {})
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=4).eval()
+    with pytest.warns(RuntimeWarning, match=f"backend 'auto' leaves out {broken}"):
+        winner = fastest_backend(model, 2, "fp32", lambda x: model(x).detach())
+    assert winner != broken
+    assert backends.auto_measurement(model, 2, "fp32") is None  # measured again next time
+
+
 def test_auto_is_torch_without_runtimes(tiny: edsr_lib.EDSR, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends.auto, "installed_runtimes", lambda: ())
     assert fastest_backend(tiny, 2, "fp32", lambda x: pytest.fail("nothing to compare")) == "torch"

@@ -100,7 +100,7 @@ edsr_lib.from_pretrained(sys.argv[1])  # load everything before the limit
 with open("/proc/self/status") as f:
     size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (size + (400 << 20), resource.RLIM_INFINITY))
-sys.exit(main(["upscale", sys.argv[2], "-o", sys.argv[3], "--model", sys.argv[1], "--workers", "1"]))
+sys.exit(main(["upscale", sys.argv[2], "-o", sys.argv[3], "--model", sys.argv[1], "--workers", "1", "--fp32"]))
 """
 
 

@@ -22,6 +22,7 @@ import torch
 from .._files import atomic_write
 from ..models import SRModel
 from ..options import RUNTIMES
+from .base import BackendError
 from .cache import cache_dir, cache_problem
 from .machine import cpu_info, installed_runtimes, runtime_versions, threads
 from .table import get_backend, load_runtime
@@ -109,8 +110,16 @@ def fastest_backend(
         flush=True,
     )
     runs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"torch": torch_runner}
-    runs |= {b: load_runtime(model, scale, b, precision) for b in candidates}
     x = torch.rand(1, model.n_colors, AUTO_SIZE, AUTO_SIZE, generator=torch.Generator().manual_seed(0))
+    left_out = False
+    for name in candidates:
+        try:
+            runs[name] = load_runtime(model, scale, name, precision)
+            runs[name](x)  # one call: a runtime that loads but cannot run here is left out too
+        except (BackendError, MemoryError, RuntimeError) as exc:
+            runs.pop(name, None)
+            left_out = True
+            warnings.warn(f"backend 'auto' leaves out {name}: {exc}", RuntimeWarning, stacklevel=2)
     best = dict.fromkeys(runs, float("inf"))
     for round_ in range(AUTO_ROUNDS + 1):
         for name, run in runs.items():
@@ -119,6 +128,9 @@ def fastest_backend(
             if round_:  # the first round warms up
                 best[name] = min(best[name], time.perf_counter() - start)
     winner = min(best, key=best.__getitem__)
+    if left_out:  # not remembered: what failed here (a memory limit, say) may run next time
+        decided[record, key] = winner
+        return winner
     known[key] = {"backend": winner, "seconds": {k: round(v, 5) for k, v in best.items()}}
     record.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(record, json.dumps(known, indent=1, sort_keys=True).encode())

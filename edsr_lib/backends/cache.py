@@ -143,6 +143,16 @@ class FileBackend(Backend):
         """The runtime's compiled ``path`` in ``precision``, as a function on float32 NCHW arrays."""
         raise NotImplementedError
 
+    def _compiled(self, path: Path, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`compile`, with the runtime's own failure (a library it cannot map, no memory) as one line."""
+        try:
+            return self.compile(path, precision)
+        except BackendError:
+            raise
+        except Exception as exc:  # each runtime raises its own kinds (RuntimeError, onnxruntime's Fail, MemoryError)
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+            raise BackendError(f"{self.name} cannot load {path.name} ({reason})") from None
+
     def files(self, path: Path) -> tuple[Path, ...]:
         """Every file that ``path`` consists of, the main file last (moved into the cache in that order)."""
         return (path,)
@@ -183,13 +193,13 @@ class FileBackend(Backend):
         """
         if precision == "int8":
             xml = int8_model(model, scale).xml
-            return RuntimeModel(self.name, precision, scale, xml, self.compile(xml, precision))
+            return RuntimeModel(self.name, precision, scale, xml, self._compiled(xml, precision))
         folder = cache_dir()
         path = folder / f"{self._stem(weights_sha256(model), scale)}{self.suffix}"
         if path.is_file() or _record(path).is_file():
             damaged = self._damaged(path)
             if damaged is None:
-                return RuntimeModel(self.name, precision, scale, path, self.compile(path, precision))
+                return RuntimeModel(self.name, precision, scale, path, self._compiled(path, precision))
             for file in (*self.files(path), _record(path)):
                 file.unlink(missing_ok=True)
             warnings.warn(
@@ -200,7 +210,7 @@ class FileBackend(Backend):
             )
         path = self._export(model, scale, path)
         # checked in fp32 whatever the precision asked, so that the file itself is known right
-        check = RuntimeModel(self.name, "fp32", scale, path, self.compile(path, "fp32"))
+        check = RuntimeModel(self.name, "fp32", scale, path, self._compiled(path, "fp32"))
         error = _max_error(check, model, scale)
         if not error <= EXPORT_TOLERANCE:
             for file in self.files(path):
@@ -214,7 +224,7 @@ class FileBackend(Backend):
         atomic_write(_record(path), json.dumps(digests, indent=1, sort_keys=True).encode())
         if precision == "fp32":
             return check
-        return RuntimeModel(self.name, precision, scale, path, self.compile(path, precision))
+        return RuntimeModel(self.name, precision, scale, path, self._compiled(path, precision))
 
     def _damaged(self, path: Path) -> Path | None:
         """The first of ``path``'s files missing or unlike the digest recorded at export, else ``None``."""

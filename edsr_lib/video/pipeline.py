@@ -145,6 +145,7 @@ def _decode(source: Source, skip: int, rgb_format: str, out: queue.Queue, stop: 
     with av.open(str(source.path), metadata_errors="replace") as container:
         stream = container.streams[source.index]
         stream.thread_type = "AUTO"
+        start_pts = stream.start_time  # read while open: PyAV 18.1 refuses a closed container's streams
         try:
             for frame in container.decode(stream):
                 if stop.is_set():
@@ -177,7 +178,7 @@ def _decode(source: Source, skip: int, rgb_format: str, out: queue.Queue, stop: 
             raise fail(source.path, f"cannot decode frame {index} ({av_reason(exc)}; truncated or damaged?)") from None
     if source.frames and index < source.frames:
         raise fail(source.path, f"only {index} of its {source.frames} frames could be decoded (truncated?)")
-    start = float(stream.start_time * source.time_base) if stream.start_time is not None else 0.0
+    start = float(start_pts * source.time_base) if start_pts is not None else 0.0
     if not source.frames and source.duration and end - start < source.duration - 2 * source.frame_seconds:
         raise fail(source.path, f"the video stops at {end:.2f} s of its {source.duration:.2f} s (truncated?)")
     _put(out, _END, stop)
