@@ -125,6 +125,24 @@ def test_an_image_that_exhausts_a_memory_limit_costs_only_itself(model_dir: Path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png", "c_x2.png"]
 
 
+def test_the_default_run_names_the_backend_and_precision_it_ran_once(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edsr_lib import backends
+
+    for name in ("a", "b"):
+        _save(tmp_path / "in" / f"{name}.png", _pixels((9, 7, 3), len(name)))
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(model_dir)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
+    precision = backends.default_precision(torch.device("cpu"))
+    measured = backends.auto_measurement(edsr_lib.from_pretrained(model_dir), 2, precision)
+    ran = measured["backend"] if measured is not None else "torch"  # no runtime installed: nothing measured
+    assert len(said) == 1 and said[0].startswith(f"edsr-lib upscale: precision {precision}")
+    assert f"backend {ran} (the fastest installed here" in said[0] and "auto" not in said[0]
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "o2"), "--model", str(model_dir), "--fp32"]) == 0
+    assert "precision" not in capsys.readouterr().err  # asked for: nothing to say
+
+
 def test_nan_weights_are_refused_before_any_file(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -121,8 +121,11 @@ def test_the_command_line_says_its_default_precision_once_and_fp32_is_exact(
         Image.fromarray(rng.integers(0, 256, (14, 11, 3), dtype=np.uint8)).save(images / f"{name}.png")
     assert main(["upscale", str(images), "-o", str(tmp_path / "fast"), "--model", folder]) == 0
     said = [line for line in capsys.readouterr().err.splitlines() if "precision" in line]
+    measured = backends.auto_measurement(edsr_lib.from_pretrained(folder), 2, "bf16")
+    assert measured is not None  # the line names the backend that ran, as measured
     assert said == [
-        "edsr-lib upscale: precision bf16 (native on this CPU; --fp32 for the exact float32 result), backend auto"
+        "edsr-lib upscale: precision bf16 (native on this CPU; --fp32 for the exact float32 result), "
+        f"backend {measured['backend']} (the fastest installed here, measured once; --backend to choose)"
     ]
     assert main(["upscale", str(images), "-o", str(tmp_path / "exact"), "--model", folder, "--fp32"]) == 0
     assert "precision" not in capsys.readouterr().err

@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._signals import sigterm_as_interrupt
 from ..options import BACKENDS, OUTPUT_FORMATS, UpscaleOptions
 from . import CLIError, add_max_pixels
+
+if TYPE_CHECKING:
+    import torch
 
 
 def default_device(args: argparse.Namespace) -> str | None:
@@ -188,7 +191,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Upscale every input with :func:`edsr_lib.jobs.upscale_folder`; returns the exit status."""
     from .._device import resolve_half
-    from ..backends import defaults
     from ..jobs import Interrupted, job_device, upscale_folder
     from ..video import VideoKind
 
@@ -219,12 +221,7 @@ def run(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         _write(f"edsr-lib upscale: {line}")
 
-    said = ""
-    if args.half is None and not args.int8:  # the fast default (the Upscaler's), said once
-        backend, precision = defaults(args.backend, None, device)
-        why = "native on this CPU" if device.type == "cpu" else "the convention on accelerators"
-        said = f"{precision} ({why}; --fp32 for the exact float32 result)" if precision != "fp32" else "fp32"
-        said = f"precision {said}, backend {backend or 'torch'}"
+    fast_default = args.half is None and not args.int8  # the Upscaler's fast default, said once
 
     with sigterm_as_interrupt() as signals:
         try:
@@ -253,8 +250,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 143 if signals.name == "SIGTERM" else 130
-    if said:
-        log(said)  # once, after the files: a refused option or file is the first line when something is wrong
+    if fast_default and summary.ran:  # once, after the files: a refused option or file is the first line if any
+        log(_fast_default_line(summary.ran, args.backend, device))
     print(summary)
     failed = [str(r.job.source) for r in summary.failed] + [str(p) for p in summary.clashes]
     if failed or summary.errors:
@@ -268,6 +265,15 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if summary.ok else 1
+
+
+def _fast_default_line(ran: str, asked_backend: str | None, device: torch.device) -> str:
+    """The line saying which backend and precision the fast default ran (``ran`` is ``Summary.ran``)."""
+    backend, precision = ran.split()
+    why = "native on this CPU" if device.type == "cpu" else "the convention on accelerators"
+    said = f"{precision} ({why}; --fp32 for the exact float32 result)" if precision != "fp32" else "fp32"
+    how = " (the fastest installed here, measured once; --backend to choose)" if asked_backend in (None, "auto") else ""
+    return f"precision {said}, backend {backend}{how}"
 
 
 #: What the precision flags need, in the command line's words (``_device.resolve_half`` owns the rule).

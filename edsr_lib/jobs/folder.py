@@ -175,9 +175,13 @@ def upscale_folder(
                 output_dir=output_dir,
             )
         except Interrupted as exc:
-            _complete(exc.summary, plan, skipped, format, shard, others)
+            _complete(
+                exc.summary, plan, skipped, format, shard, others
+            ).ran = f"{upscaler.backend} {upscaler.precision}"
             raise
-        return _complete(summary, plan, skipped, format, shard, others)
+        summary = _complete(summary, plan, skipped, format, shard, others)
+        summary.ran = f"{upscaler.backend} {upscaler.precision}"
+        return summary
 
 
 def _subfolder_tidier(output_dir: PathLike, jobs: Sequence[Job]) -> Callable[[], None]:

@@ -84,6 +84,8 @@ class Summary:
             ``others`` the number of files left to the other shares.
         others: Files of the plan left to other shares.
         stopped: Why the run stopped before the end (a full disk, an interruption), or ``""``.
+        ran: What computed the network: the backend and precision the job's
+            :class:`~edsr_lib.Upscaler` resolved (``"openvino bf16"``), or ``""`` before it was made.
     """
 
     output_dir: Path
@@ -94,6 +96,7 @@ class Summary:
     shard: tuple[int, int] | None = None
     others: int = 0
     stopped: str = ""
+    ran: str = ""
 
     def _with(self, status: Status) -> list[Result]:
         return [r for r in self.results if r.status == status]
