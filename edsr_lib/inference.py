@@ -221,7 +221,10 @@ class Upscaler:
     :func:`plan_passes`), the device, the backend and precision (the fused PyTorch copy, or
     the runtime's exported file, exported and checked on first use; ``"auto"`` measured
     once), and what the tile planner needs. The model passed in is never moved or modified:
-    the backends run their own copy or export.
+    the backends run their own copy or export. So the weights are read once too: an
+    ``Upscaler`` keeps running the weights the model had when it was made, whatever is done
+    to the model afterwards (training on, ``load_state_dict``); make a new one to run new
+    weights (the exports and the ``"auto"`` measurement of unchanged weights are reused).
 
     Args:
         model: An :class:`~edsr_lib.SRModel`, a registered name (created with pretrained

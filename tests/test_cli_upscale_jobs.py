@@ -143,6 +143,17 @@ def test_the_default_run_names_the_backend_and_precision_it_ran_once(
     assert "precision" not in capsys.readouterr().err  # asked for: nothing to say
 
 
+def test_a_multi_scale_model_without_scale_asks_for_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mdsr = edsr_lib.create_model("mdsr_baseline", n_resblocks=1, n_feats=8).save_pretrained(tmp_path / "mdsr")
+    _save(tmp_path / "in" / "a.png", _pixels((6, 6, 3)))
+    assert main(["upscale", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(mdsr)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pass --scale one of them" in err and "scale=" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_nan_weights_are_refused_before_any_file(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

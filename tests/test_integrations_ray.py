@@ -17,7 +17,7 @@ pytest.importorskip("ray.data", reason="Ray Data is not installed: pip install '
 
 import edsr_lib  # noqa: E402
 from edsr_lib.cli import main  # noqa: E402
-from edsr_lib.integrations.ray import Upscaler, actor_resources, output_path, upscale_folder  # noqa: E402
+from edsr_lib.integrations.ray import BatchUpscaler, actor_resources, output_path, upscale_folder  # noqa: E402
 from edsr_lib.io import read_image  # noqa: E402
 
 
@@ -113,7 +113,7 @@ def test_one_model_per_actor(local_ray: None, model_dir: Path, photos: Path, tmp
 
     counter = Counter.remote()
 
-    class Counted(Upscaler):
+    class Counted(BatchUpscaler):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             ray.get(counter.add.remote(os.getpid()))
@@ -164,7 +164,7 @@ def test_out_of_memory_costs_one_row(model_dir: Path, photos: Path, tmp_path: Pa
         return real(self, image, scale)
 
     monkeypatch.setattr(inference.Upscaler, "_run", short_of_memory)
-    upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False)
+    upscaler = BatchUpscaler(str(model_dir), tmp_path / "out", skip_existing=False)
     paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
     rows = upscaler({"path": np.asarray(paths)})
     status = dict(zip([Path(p).name for p in rows["path"]], rows["status"], strict=True))
@@ -203,7 +203,7 @@ def test_decoding_overlaps_the_model(model_dir: Path, photos: Path, tmp_path: Pa
 
     monkeypatch.setattr(running, "load_image", load)
     monkeypatch.setattr(edsr_lib.Upscaler, "__call__", upscale)
-    upscaler = Upscaler(str(model_dir), tmp_path / "out", skip_existing=False, workers=1)
+    upscaler = BatchUpscaler(str(model_dir), tmp_path / "out", skip_existing=False, workers=1)
     paths = [str(photos / n) for n in ("rgb.png", "gray.png", "alpha.png", "photo.jpg")]
     rows = upscaler({"path": np.asarray(paths)})
     assert list(rows["status"]) == ["written"] * 4

@@ -142,9 +142,9 @@ def test_video(model_dir: Path, tmp_path: Path, calls: list) -> None:
 
 def test_ray_actor(model_dir: Path, photo: Path, tmp_path: Path, calls: list) -> None:
     pytest.importorskip("ray", reason="the ray extra is not installed")
-    from edsr_lib.integrations.ray import Upscaler as RayUpscaler
+    from edsr_lib.integrations.ray import BatchUpscaler
 
-    actor = RayUpscaler(str(model_dir), tmp_path / "ray", options=OPTIONS, skip_existing=False)
+    actor = BatchUpscaler(str(model_dir), tmp_path / "ray", options=OPTIONS, skip_existing=False)
     rows = actor({"path": np.asarray([str(photo)])})
     assert list(rows["status"]) == ["written"]
     _same_as_direct(model_dir, calls)

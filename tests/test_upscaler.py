@@ -282,3 +282,17 @@ def test_an_upscalers_progress_function_hears_each_pass(tiny: edsr_lib.SRModel) 
         total = calls[first][1]
         assert total > 3 and [d for d, _ in calls[first:stop]] == [0] + [min(d, total) for d in range(3, total + 3, 3)]
         assert {t for _, t in calls[first:stop]} == {total}
+
+
+@pytest.mark.parametrize("backend", ["torch", *backends.installed_runtimes()])
+def test_an_upscaler_runs_the_weights_it_was_made_with(backend: str) -> None:
+    torch.manual_seed(3)
+    model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()
+    up = Upscaler(model, backend=backend, precision="fp32", tile=None)
+    x = torch.rand(1, 3, 10, 12)
+    before = up(x)
+    with torch.no_grad():
+        model.tail.bias.add_(64.0)  # in place, after the Upscaler was made (a quarter of the range)
+    assert torch.equal(up(x), before)
+    after = Upscaler(model, backend=backend, precision="fp32", tile=None)(x)
+    assert (after - before).abs().max() > 0.2

@@ -241,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
                 log=log,
                 kinds=[VideoKind(vcodec=args.vcodec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, log=log)],
             )
+        except ValueError as exc:  # the API's words for an option, in the command line's
+            raise CLIError(str(exc).replace("pass scale=", "pass --scale")) from None
         except Interrupted as exc:
             print(exc.summary)
             left = len(exc.summary.left)

@@ -1,7 +1,7 @@
 """Upscale folders of images on a `Ray <https://www.ray.io>`_ cluster with Ray Data.
 
 The recipe: a dataset of file paths and their outputs (``ray.data.from_items``),
-``map_batches`` with :class:`Upscaler`, a callable class, so that each actor loads the
+``map_batches`` with :class:`BatchUpscaler`, a callable class, so that each actor loads the
 model once and keeps it; one GPU per actor when the cluster has GPUs (never more actors
 than GPUs), else a CPU worker each. Only paths travel through the object store: each actor
 reads, upscales and writes its images with the engine of ``edsr-lib upscale``
@@ -14,7 +14,7 @@ died halfway is restarted with the same call.
 
 The inputs and the output folder must be on storage every node sees (NFS, a mounted
 bucket); :func:`upscale_folder` is the whole recipe for the common case, and
-:class:`Upscaler` the piece to put in pipelines of your own.
+:class:`BatchUpscaler` the piece to put in pipelines of your own.
 
 Example:
     >>> import ray
@@ -38,7 +38,7 @@ from ..inference import as_upscaler, load_model
 from ..jobs import Job, expand_suffix, make_job, plan_jobs, run_jobs
 from ..options import UpscaleOptions, precision_of
 
-__all__ = ["Upscaler", "actor_resources", "output_path", "upscale_folder"]
+__all__ = ["BatchUpscaler", "actor_resources", "output_path", "upscale_folder"]
 
 PathLike = str | os.PathLike[str]
 
@@ -58,7 +58,7 @@ def output_path(
     return make_job(source, output_dir, suffix=expand_suffix(suffix, scale), format=format, kinds=()).target
 
 
-class Upscaler:
+class BatchUpscaler:
     """A ``map_batches`` callable class: one :class:`edsr_lib.Upscaler` per actor; each batch read, upscaled, written.
 
     Args:
@@ -245,7 +245,7 @@ def upscale_folder(
     if todo:
         concurrency, resources = actor_resources(workers, ray.cluster_resources())
         dataset = ray.data.from_items(todo).map_batches(
-            Upscaler,
+            BatchUpscaler,
             fn_constructor_args=(model, output_dir),
             fn_constructor_kwargs={
                 "options": options.replace(device=options.device or ("cuda" if "num_gpus" in resources else "cpu")),
