@@ -178,6 +178,24 @@ def test_auto_leaves_out_a_runtime_that_fails_here_and_does_not_remember(
     assert backends.auto_measurement(model, 2, "fp32") is None  # measured again next time
 
 
+def test_auto_exports_once_for_every_runtime(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if len(backends.installed_runtimes()) < 2:
+        pytest.skip("needs two runtimes")
+    real, exports = backends.cache.export_onnx, []
+    monkeypatch.setattr(backends.cache, "export_onnx", lambda *a, **k: exports.append(a) or real(*a, **k))
+    monkeypatch.setattr(backends.auto, "decided", {})
+    torch.manual_seed(5)
+    model = edsr_lib.create_model("edsr_baseline_x3", n_resblocks=1, n_feats=4).eval()
+    fastest_backend(model, 3, "fp32", lambda x: model(x).detach())
+    assert len(exports) == 1  # one ONNX export, converted by each runtime
+    assert backends.auto_measurement(model, 3, "fp32")["backend"] in ("torch", *backends.installed_runtimes())
+    torch.manual_seed(6)
+    other = edsr_lib.create_model("edsr_baseline_x3", n_resblocks=1, n_feats=4).eval()
+    load_runtime(other, 3, backends.installed_runtimes()[0])
+    load_runtime(other, 3, backends.installed_runtimes()[1])
+    assert len(exports) == 3  # outside auto's measurement, nothing is kept
+
+
 def test_auto_is_torch_without_runtimes(tiny: edsr_lib.EDSR, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends.auto, "installed_runtimes", lambda: ())
     assert fastest_backend(tiny, 2, "fp32", lambda x: pytest.fail("nothing to compare")) == "torch"

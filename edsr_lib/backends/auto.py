@@ -23,7 +23,7 @@ from .._files import atomic_write
 from ..models import SRModel
 from ..options import RUNTIMES
 from .base import BackendError
-from .cache import cache_dir, cache_problem
+from .cache import cache_dir, cache_problem, one_export
 from .machine import cpu_info, installed_runtimes, runtime_versions, threads
 from .table import get_backend, load_runtime
 
@@ -112,14 +112,15 @@ def fastest_backend(
     runs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"torch": torch_runner}
     x = torch.rand(1, model.n_colors, AUTO_SIZE, AUTO_SIZE, generator=torch.Generator().manual_seed(0))
     left_out = False
-    for name in candidates:
-        try:
-            runs[name] = load_runtime(model, scale, name, precision)
-            runs[name](x)  # one call: a runtime that loads but cannot run here is left out too
-        except (BackendError, MemoryError, RuntimeError) as exc:
-            runs.pop(name, None)
-            left_out = True
-            warnings.warn(f"backend 'auto' leaves out {name}: {exc}", RuntimeWarning, stacklevel=2)
+    with one_export():
+        for name in candidates:
+            try:
+                runs[name] = load_runtime(model, scale, name, precision)
+                runs[name](x)  # one call: a runtime that loads but cannot run here is left out too
+            except (BackendError, MemoryError, RuntimeError) as exc:
+                runs.pop(name, None)
+                left_out = True
+                warnings.warn(f"backend 'auto' leaves out {name}: {exc}", RuntimeWarning, stacklevel=2)
     best = dict.fromkeys(runs, float("inf"))
     for round_ in range(AUTO_ROUNDS + 1):
         for name, run in runs.items():

@@ -18,12 +18,13 @@ and named in one warning, never run.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -251,11 +252,39 @@ class FileBackend(Backend):
         """Export the fp32 file into the cache folder, atomically (the main file last); returns ``target``."""
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "model.onnx", scale, check=False)
+            onnx_path = _onnx_export(model, scale, Path(tmp) / "model.onnx")
             made = self.save(onnx_path, Path(tmp))
             for file in self.files(made):
                 atomic_move(file, target.with_suffix(file.suffix))
         return target
+
+
+#: While :func:`one_export` is open: the ONNX export made in it (weights digest, scale, bytes), for every runtime.
+_shared: list[list[tuple[str, int, bytes]]] = []
+
+
+@contextlib.contextmanager
+def one_export() -> Iterator[None]:
+    """Within it, the runtimes exporting the same weights at the same scale convert one ONNX export ("auto")."""
+    _shared.append([])
+    try:
+        yield
+    finally:
+        _shared.pop()
+
+
+def _onnx_export(model: SRModel, scale: int, path: Path) -> Path:
+    """:func:`~edsr_lib.export.export_onnx` of the fp32 model to ``path`` (within :func:`one_export`, made once)."""
+    key = (weights_sha256(model), scale)
+    made = _shared[-1] if _shared else []
+    for sha, made_scale, data in made:
+        if (sha, made_scale) == key:
+            path.write_bytes(data)
+            return path
+    export_onnx(model, path, scale, check=False)
+    if _shared:
+        made.append((*key, path.read_bytes()))
+    return path
 
 
 def _record(path: Path) -> Path:
