@@ -129,6 +129,30 @@ def test_int8_runs_inside_upscale_close_to_fp32_and_tiles_like_one_pass(found: s
 
 
 @runs_int8
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_int8_runs_its_unquantised_parts_in_bf16_where_the_cpu_has_it(
+    native_bf16: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openvino as ov
+    import openvino.properties.hint as hints
+
+    asked = []
+
+    class Spy(ov.Core):
+        def compile_model(self, model: object, device: str, config: dict) -> object:
+            asked.append(config[hints.inference_precision])
+            return super().compile_model(model, device, config)
+
+    monkeypatch.setattr(ov, "Core", Spy)
+    monkeypatch.setattr(backends.openvino, "cpu_has_native_bf16", lambda: native_bf16)
+    found = SHIPPED[0]
+    backends.get_backend("openvino").compile(found.xml, "int8")
+    backends.get_backend("openvino").compile(found.xml, "fp32")
+    # as OpenVINO alone does on such a CPU (the fastest int8 there); fp32 stays fp32
+    assert asked == [ov.Type.bf16 if native_bf16 else ov.Type.f32, ov.Type.f32]
+
+
+@runs_int8
 def test_what_int8_cannot_do_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     tiny = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=8).eval()
