@@ -13,7 +13,7 @@ Two tables, every row timed alternately with the others in one process (median o
    against the same OpenVINO file compiled alone with its fastest settings for this CPU
    (for int8, the bf16 hint on a CPU with native bf16, which runs the file's unquantised
    parts in bf16; the ``Upscaler`` uses the same), on one input: ``alone / in Upscaler``,
-   the goal being at least 0.95.
+   the goal being at least 0.95 (the median of the rounds' own ratios: each pair runs back to back).
 
 Usage::
 
@@ -54,16 +54,25 @@ def _photo(width: int, height: int, index: int) -> np.ndarray:
     return (smooth.clamp(0, 1)[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
 
 
-def _alternate(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds of each run, the runs alternated round by round after one warm-up round."""
+def _rounds(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each run in each round, the runs alternated round by round after one warm-up round.
+
+    The order is reversed every other round (A B, B A, ...), so that what runs first in a
+    round (colder caches, a CPU still at another clock) is not always the same run.
+    """
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(rounds + 1):
-        for name, run in runs.items():
+        for name, run in list(runs.items())[:: -1 if round_ % 2 else 1]:
             start = time.perf_counter()
             run()
             if round_:
                 times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def _alternate(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of each run over :func:`_rounds`."""
+    return {name: statistics.median(t) for name, t in _rounds(runs, rounds).items()}
 
 
 def _explicit_paths() -> list[dict[str, str]]:
@@ -132,14 +141,17 @@ def runtime_table(model: edsr_lib.SRModel, side: int, rounds: int) -> None:
     x = torch.rand(1, model.n_colors, side, side, generator=torch.Generator().manual_seed(0))
     array = np.ascontiguousarray(x.numpy())
     print(f"{'path':>6} {'in Upscaler':>12} {'alone':>10} {'alone / in Upscaler':>20}  (OpenVINO, {side}x{side})")
+    print("(seconds: medians; the ratio: the median of each round's ratio)")
     for precision in precisions:
         up = edsr_lib.Upscaler(model, backend="openvino", precision=precision, tile=None)
         file = backends.load_runtime(model, scale, "openvino", precision).path
         hint = "bf16" if precision == "bf16" or (precision == "int8" and cpu_has_native_bf16()) else "fp32"
         alone = _alone(file, hint)
-        medians = _alternate({"upscaler": lambda up=up: up(x), "alone": lambda alone=alone: alone(array)}, rounds)
-        ratio = medians["alone"] / medians["upscaler"]
-        print(f"{precision:>6} {medians['upscaler']:10.3f} s {medians['alone']:8.3f} s {ratio:19.2f}x")
+        times = _rounds({"upscaler": lambda up=up: up(x), "alone": lambda alone=alone: alone(array)}, rounds)
+        # the median of the rounds' own ratios: each round's pair ran back to back, so a slow spell cancels out
+        ratio = statistics.median(a / u for a, u in zip(times["alone"], times["upscaler"], strict=True))
+        upscaler, alone_s = statistics.median(times["upscaler"]), statistics.median(times["alone"])
+        print(f"{precision:>6} {upscaler:10.3f} s {alone_s:8.3f} s {ratio:19.2f}x")
 
 
 def main(argv: list[str] | None = None) -> None:

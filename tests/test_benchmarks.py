@@ -139,9 +139,9 @@ def test_bench_default_compares_the_default_with_one_pass_and_the_runtimes_alone
         assert cells[2] == "1.00x"  # the default against itself
         assert all(float(c) > 0 for c in cells[::3])
     if "openvino" in backends.installed_runtimes():
-        paths = [line.split()[0] for line in out[7:]]
+        paths = [line.split()[0] for line in out[8:]]
         assert paths[0] == "fp32" and ("bf16" in paths) == edsr_lib.inference.cpu_has_native_bf16()
-        assert all(float(line.split()[-1].rstrip("x")) > 0 for line in out[7:])
+        assert all(float(line.split()[-1].rstrip("x")) > 0 for line in out[8:])
 
 
 @pytest.mark.slow

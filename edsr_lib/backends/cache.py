@@ -281,7 +281,10 @@ def _onnx_export(model: SRModel, scale: int, path: Path) -> Path:
         if (sha, made_scale) == key:
             path.write_bytes(data)
             return path
-    export_onnx(model, path, scale, check=False)
+    try:  # PyTorch's TorchScript exporter: a first run's export in a fraction of a second, not ten
+        export_onnx(model, path, scale, check=False, exporter="torchscript")
+    except (RuntimeError, TypeError, AttributeError, NotImplementedError, ImportError):  # a PyTorch without it
+        export_onnx(model, path, scale, check=False)
     if _shared:
         made.append((*key, path.read_bytes()))
     return path
