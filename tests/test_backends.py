@@ -196,6 +196,25 @@ def test_auto_exports_once_for_every_runtime(cache: Path, monkeypatch: pytest.Mo
     assert len(exports) == 3  # outside auto's measurement, nothing is kept
 
 
+def test_the_cache_exports_with_the_quick_exporter_and_falls_back(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not backends.installed_runtimes():
+        pytest.skip("needs a runtime")
+    real, exporters = backends.cache.export_onnx, []
+
+    def export(*args: object, exporter: str = "dynamo", **kwargs: object) -> Path:
+        exporters.append(exporter)
+        if exporter == "torchscript" and len(exporters) > 1:
+            raise RuntimeError("this PyTorch has no TorchScript exporter")  # a later PyTorch, say
+        return real(*args, exporter=exporter, **kwargs)
+
+    monkeypatch.setattr(backends.cache, "export_onnx", export)
+    for seed in (7, 8):
+        torch.manual_seed(seed)
+        model = edsr_lib.create_model("edsr_baseline_x2", n_resblocks=1, n_feats=4).eval()
+        load_runtime(model, 2, backends.installed_runtimes()[0])  # checked against PyTorch either way
+    assert exporters == ["torchscript", "torchscript", "dynamo"]
+
+
 def test_auto_is_torch_without_runtimes(tiny: edsr_lib.EDSR, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(backends.auto, "installed_runtimes", lambda: ())
     assert fastest_backend(tiny, 2, "fp32", lambda x: pytest.fail("nothing to compare")) == "torch"

@@ -51,6 +51,25 @@ def test_mdsr_exports_per_scale_and_matches_pytorch(tiny_mdsr: edsr_lib.MDSR, tm
     assert (torch.from_numpy(out) - expected).abs().max().item() <= 1e-4
 
 
+@pytest.mark.parametrize("io_names", ["edsr", "community"])
+def test_the_torchscript_exporter_writes_the_same_graph_quickly(
+    tiny_mdsr: edsr_lib.MDSR, tmp_path: Path, io_names: str
+) -> None:
+    with torch.inference_mode():  # as the runtimes export inside a ComfyUI node
+        path = export_onnx(tiny_mdsr, tmp_path / "m.onnx", 3, exporter="torchscript", io_names=io_names)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    for shape in ((1, 3, 11, 7), (1, 3, 20, 33)) if io_names == "community" else ((2, 3, 11, 7), (1, 3, 20, 33)):
+        x = torch.rand(shape)
+        (out,) = session.run(None, {name: x.numpy()})
+        with torch.no_grad():
+            assert (torch.from_numpy(out) - tiny_mdsr(x, scale=3)).abs().max().item() <= 1e-4
+    with pytest.raises(ValueError, match="fp32 files in its own opset only"):
+        export_onnx(tiny_mdsr, tmp_path / "h.onnx", 2, exporter="torchscript", precision="fp16")
+    with pytest.raises(ValueError, match="exporter must be one of dynamo, torchscript"):
+        export_onnx(tiny_mdsr, tmp_path / "x.onnx", 2, exporter="jit")
+
+
 def test_the_check_catches_a_different_model(tiny_mdsr: edsr_lib.MDSR, tmp_path: Path) -> None:
     path = export_onnx(tiny_mdsr, tmp_path / "m.onnx", 2, check=False)
     other = edsr_lib.create_model("mdsr_baseline", n_resblocks=2, n_feats=8)
