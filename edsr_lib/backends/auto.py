@@ -112,22 +112,22 @@ def fastest_backend(
     runs: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"torch": torch_runner}
     x = torch.rand(1, model.n_colors, AUTO_SIZE, AUTO_SIZE, generator=torch.Generator().manual_seed(0))
     left_out = False
+    torch_runner(x)  # the warm-up call of each candidate, untimed
     with one_export():
         for name in candidates:
             try:
                 runs[name] = load_runtime(model, scale, name, precision)
-                runs[name](x)  # one call: a runtime that loads but cannot run here is left out too
+                runs[name](x)  # a runtime that loads but cannot run here is left out too
             except (BackendError, MemoryError, RuntimeError) as exc:
                 runs.pop(name, None)
                 left_out = True
                 warnings.warn(f"backend 'auto' leaves out {name}: {exc}", RuntimeWarning, stacklevel=2)
     best = dict.fromkeys(runs, float("inf"))
-    for round_ in range(AUTO_ROUNDS + 1):
+    for _ in range(AUTO_ROUNDS):
         for name, run in runs.items():
             start = time.perf_counter()
             run(x)
-            if round_:  # the first round warms up
-                best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], time.perf_counter() - start)
     winner = min(best, key=best.__getitem__)
     if left_out:  # not remembered: what failed here (a memory limit, say) may run next time
         decided[record, key] = winner
