@@ -80,14 +80,16 @@ def test_metrics_schema(name: str) -> None:
     for set_name, per_scale in cfg.metrics.items():
         assert re.fullmatch(r"[A-Za-z0-9_]+\+?", set_name), set_name
         assert per_scale and set(per_scale) <= keys, (set_name, per_scale)
+        base, degraded = split_metric_key(set_name)
+        # clean input scores above 0.5 SSIM; heavily degraded input may not (t528 x4 on B100, noise 15: 0.494)
+        lowest_ssim = 0.5 if degraded is None else 0.3
         for scores in per_scale.values():
             assert set(scores) == {"psnr", "ssim"}
             assert isinstance(scores["psnr"], float) and 20.0 < scores["psnr"] < 50.0
-            assert isinstance(scores["ssim"], float) and 0.5 < scores["ssim"] <= 1.0
+            assert isinstance(scores["ssim"], float) and lowest_ssim < scores["ssim"] <= 1.0
         plain = cfg.metrics.get(set_name.rstrip("+"), {})
         if set_name.endswith("+"):  # self-ensemble, beside the plain scores it improves on
             assert set(per_scale) <= set(plain)
-        base, degraded = split_metric_key(set_name)
         if degraded is not None:  # degraded input, beside the clean scores of the same set, and below them
             clean = cfg.metrics.get(base, {})
             assert set(per_scale) <= set(clean), set_name
