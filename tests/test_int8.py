@@ -121,7 +121,11 @@ def test_int8_runs_inside_upscale_close_to_fp32_and_tiles_like_one_pass(found: s
         )
         > 30
     )
-    assert (tiled - whole).abs().max().item() <= 1e-5  # the windows overlap by the receptive radius
+    # the windows overlap by the receptive radius: the same pixels to float rounding, where the unquantised parts
+    # run in fp32; where they run in bf16 (a CPU with native bf16), a rounding flip inside moves a pixel by a
+    # bf16 step, as bf16 itself does (docs/speed.md: at most four 8-bit levels on noise)
+    tolerance = 3e-2 if edsr_lib.inference.cpu_has_native_bf16() else 1e-5
+    assert (tiled - whole).abs().max().item() <= tolerance
     runtime = backends.load_runtime(model, scale, "openvino", "int8")
     assert runtime.precision == "int8" and runtime.path == found.xml  # the shipped file, never an export
     # "auto" with int8 is OpenVINO: no other runtime runs it
