@@ -175,13 +175,9 @@ def upscale_folder(
                 output_dir=output_dir,
             )
         except Interrupted as exc:
-            _complete(
-                exc.summary, plan, skipped, format, shard, others
-            ).ran = f"{upscaler.backend} {upscaler.precision}"
+            _complete(exc.summary, plan, skipped, format, shard, others, upscaler)
             raise
-        summary = _complete(summary, plan, skipped, format, shard, others)
-        summary.ran = f"{upscaler.backend} {upscaler.precision}"
-        return summary
+        return _complete(summary, plan, skipped, format, shard, others, upscaler)
 
 
 def _subfolder_tidier(output_dir: PathLike, jobs: Sequence[Job]) -> Callable[[], None]:
@@ -199,11 +195,18 @@ def _subfolder_tidier(output_dir: PathLike, jobs: Sequence[Job]) -> Callable[[],
 
 
 def _complete(
-    summary: Summary, plan: Plan, skipped: list[Job], format: str | None, shard: tuple[int, int] | None, others: int
+    summary: Summary,
+    plan: Plan,
+    skipped: list[Job],
+    format: str | None,
+    shard: tuple[int, int] | None,
+    others: int,
+    upscaler: Upscaler,
 ) -> Summary:
     summary.results = [Result(j, "skipped", j.existing(format)) for j in skipped] + summary.results
     summary.errors, summary.left_out, summary.clashes = plan.errors, plan.left_out, plan.clashes
     summary.shard, summary.others = shard, others
+    summary.ran = f"{upscaler.backend} {upscaler.precision}"
     return summary
 
 
