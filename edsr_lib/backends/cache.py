@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._cache import part_dir
 from .._files import atomic_move, atomic_write, sha256sum
 from .._version import __version__
 from ..export import export_onnx
@@ -46,15 +47,13 @@ EXPORT_TOLERANCE = 1e-4
 
 
 def cache_dir() -> Path:
-    """The folder of exported runtime files: ``runtimes`` in ``$EDSR_LIB_CACHE``.
+    """The folder of exported runtime files: ``runtimes`` in the library's cache (:func:`edsr_lib._cache.cache_root`).
 
-    Without that variable, ``$XDG_CACHE_HOME/edsr_lib``, else ``~/.cache/edsr_lib``, holds
-    it. Deleting the folder is always safe: files are exported again when needed.
+    That is ``$EDSR_LIB_CACHE``, else ``$XDG_CACHE_HOME/edsr_lib``, else ``~/.cache/edsr_lib``.
+    Deleting the folder is always safe (``edsr-lib cache --clear runtimes``): files are
+    exported again when needed.
     """
-    root = os.environ.get("EDSR_LIB_CACHE")
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edsr_lib"
-    return Path(root) / "runtimes"
+    return part_dir("runtimes")
 
 
 def cache_problem() -> str | None:

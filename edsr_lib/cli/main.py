@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "make-lr": "edsr_lib.cli.make_lr",
     "evaluate": "edsr_lib.cli.evaluate",
     "demo": "edsr_lib.cli.demo",
+    "cache": "edsr_lib.cli.cache",
 }
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .._cache import part_dir
 from .._files import atomic_write
 from ..io import list_images, read_image
 from ..ops.imresize import bicubic_lr
@@ -37,9 +37,8 @@ _LR_CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """The user cache folder for LR images (``$XDG_CACHE_HOME/edsr_lib/lr`` or ``~/.cache/edsr_lib/lr``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "edsr_lib" / "lr"
+    """The cache folder for LR images: ``lr`` in the library's cache (:func:`edsr_lib._cache.cache_root`)."""
+    return part_dir("lr")
 
 
 def _as_colour(img: np.ndarray, n_colors: int, path: Path) -> np.ndarray:
