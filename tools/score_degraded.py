@@ -108,13 +108,25 @@ def write_pretrained(name: str, metrics: dict[str, Any], weights_dir: Path) -> P
     return path
 
 
+def _set_folder(value: str) -> Path:
+    """A set's folder: ``value`` itself when it is a folder, else the set of that name in :data:`DATASETS_DIR`."""
+    path = Path(value)
+    return path if path.is_dir() or path.is_absolute() else DATASETS_DIR / value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     p = argparse.ArgumentParser(prog="score_degraded.py", description=__doc__.splitlines()[1])
     p.add_argument("name", help="a registered arch.tag with weights (edsr_baseline_x2.t528), or with --weights a model")
     p.add_argument("--weights", type=Path, help="score these weights (a run's best_ema/ folder) as NAME's architecture")
     p.add_argument("-o", "--output", type=Path, required=True, help="JSON file of the scores (read back on a rerun)")
-    p.add_argument("--sets", nargs="+", type=Path, default=[DATASETS_DIR / n for n in DEFAULT_SETS])
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        type=_set_folder,
+        default=[DATASETS_DIR / n for n in DEFAULT_SETS],
+        help=f"set folders, or names of sets in {DATASETS_DIR} (default: {' '.join(DEFAULT_SETS)})",
+    )
     p.add_argument("--settings", nargs="*", choices=tuple(SETTINGS), default=list(SETTINGS))
     p.add_argument("--clean", action="store_true", help="also score the clean LR (under the set's own name)")
     p.add_argument("--write", action="store_true", help="add the scores to the tag's pretrained.json")
