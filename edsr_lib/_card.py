@@ -18,7 +18,16 @@ from ._version import LIBRARY_NAME
 from .metrics import format_score
 from .ops.degrade import split_metric_key
 
-__all__ = ["PAPER_ARXIV_ID", "PAPER_URL", "CardModel", "model_card", "model_card_data"]
+__all__ = [
+    "PAPER_ARXIV_ID",
+    "PAPER_URL",
+    "CardModel",
+    "against_table",
+    "model_card",
+    "model_card_data",
+    "ordered_metrics",
+    "results_table",
+]
 
 #: Training sets a model card lists under ``datasets`` when its training data names them.
 _KNOWN_DATASETS = ("DIV2K", "Flickr2K", "T91", "BSD200", "General100")
@@ -232,7 +241,7 @@ def model_card(
     body: dict[str, list[str]] = {
         "Usage": usage,
         "Training": training,
-        "Results": _metrics_table(cfg.metrics, cfg.metrics_source) if cfg and cfg.metrics else [],
+        "Results": results_table(cfg) if cfg and cfg.metrics else [],
         "Source": _source(cfg) if cfg and cfg.third_party else [],
     }
     for title, text in (sections or {}).items():
@@ -272,7 +281,60 @@ def _source(cfg: PretrainedCfg) -> list[str]:
     return lines
 
 
-def _metrics_table(metrics: Mapping[str, Mapping[str, Mapping[str, float]]], source: str | None = None) -> list[str]:
+Metrics = Mapping[str, Mapping[str, Mapping[str, float]]]
+
+
+def ordered_metrics(metrics: Metrics) -> dict[str, Mapping[str, Mapping[str, float]]]:
+    """``metrics`` in the cards' order: by set (as first named), its clean scores, self-ensemble, then degraded.
+
+    Degraded inputs of a set follow in the order of their keys (``Set5_jpeg30`` before
+    ``Set5_noise5``), so scores added later (``tools/score_degraded.py --write``) land in
+    their place.
+    """
+    sets: list[str] = []
+    for key in metrics:
+        plain = split_metric_key(key)[0].removesuffix("+")
+        if plain not in sets:
+            sets.append(plain)
+
+    def order(key: str) -> tuple[int, int, str]:
+        name, degraded = split_metric_key(key)
+        return sets.index(name.removesuffix("+")), 2 if degraded is not None else int(name.endswith("+")), key
+
+    return {key: metrics[key] for key in sorted(metrics, key=order)}
+
+
+def results_table(cfg: PretrainedCfg) -> list[str]:
+    """The lines of a card's Results section: every score of ``cfg.metrics``, one row per set and input."""
+    return _metrics_table(ordered_metrics(cfg.metrics or {}), cfg.metrics_source)
+
+
+def against_table(metrics: Metrics, other: PretrainedCfg) -> list[str]:
+    """The lines of a card's "Against <other>" section: each score beside ``other``'s on the same input, and the gap."""
+    lines = [
+        f"PSNR (dB) / SSIM of these weights and of `{other.name}` on the same input (benchmark protocol; "
+        "degraded rows as `edsr-lib evaluate --noise SIGMA --jpeg Q`, docs/evaluation.md).",
+        "",
+        f"| set | input | scale | this model | {other.name} | PSNR difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, per_scale in ordered_metrics(metrics).items():
+        if key.endswith("+"):
+            continue
+        set_name, degraded = split_metric_key(key)
+        for s, ours in per_scale.items():
+            theirs = (other.metrics or {}).get(key, {}).get(s)
+            if theirs is None:
+                continue
+            lines.append(
+                f"| {set_name} | {degraded.describe() if degraded else 'clean'} | {s} | "
+                f"{format_score(ours['psnr'], ours['ssim'])} | {format_score(theirs['psnr'], theirs['ssim'])} | "
+                f"{ours['psnr'] - theirs['psnr']:+.2f} dB |"
+            )
+    return lines
+
+
+def _metrics_table(metrics: Metrics, source: str | None = None) -> list[str]:
     degraded_note = (
         "; rows with noise or JPEG degrade that LR as `edsr-lib evaluate --noise SIGMA --jpeg Q` does "
         "(Gaussian noise seeded per image, then a Pillow JPEG round trip; docs/evaluation.md)."

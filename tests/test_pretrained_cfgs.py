@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 import edsr_lib
 from edsr_lib import PretrainedCfg
+from edsr_lib._card import ordered_metrics
 from edsr_lib._files import sha256sum
 from edsr_lib._pretrained import INPUTS
 from edsr_lib.convert import LAYOUTS
@@ -134,6 +135,41 @@ def test_own_folder_matches_the_variant(name: str) -> None:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes == expected
     assert sum(_numel(s) for s in shapes.values()) == model.num_parameters()
+
+
+@pytest.mark.parametrize("name", [n for n, cfg in CFGS.items() if not cfg.third_party])
+def test_each_card_shows_every_score_it_holds(name: str) -> None:
+    """The card's Results table has a row for every metrics key, in the tables' order, and every "Against" row
+    its gap: a score added later (``tools/score_degraded.py --write``) reaches the text (``tools/refresh_cards.py``).
+    """
+    cfg = CFGS[name]
+    card = WEIGHTS.joinpath(name, "README.md").read_text(encoding="utf-8")
+    results = card.split("\n## Results\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ", 1)[0].removeprefix("| ") for line in results.splitlines() if line.startswith("| ")]
+    expected = [(f"{s}, {d.describe()}" if d else s) for s, d in map(split_metric_key, ordered_metrics(cfg.metrics))]
+    assert rows[1:] == expected  # after the header row
+    found = re.search(r"^## Against (\S+)$", card, re.MULTILINE)
+    if found:
+        other = edsr_lib.get_pretrained_cfg(found[1]).metrics
+        shared = sum(len(set(per) & set(other.get(key, {}))) for key, per in cfg.metrics.items() if key[-1] != "+")
+        against = card.split(found[0], 1)[1].split("\n## ", 1)[0]
+        assert sum(line.endswith(" dB |") for line in against.splitlines()) == shared
+
+
+def test_tables_order_by_set_then_clean_ensemble_degraded() -> None:
+    metrics = {
+        key: {"x2": {"psnr": 30.0, "ssim": 0.9}}
+        for key in ("Set14_noise5", "Set5_jpeg50", "Set14", "Set5+", "Set5", "Set5_jpeg30", "Set14+")
+    }
+    assert list(ordered_metrics(metrics)) == [
+        "Set14",
+        "Set14+",
+        "Set14_noise5",
+        "Set5",
+        "Set5+",
+        "Set5_jpeg30",
+        "Set5_jpeg50",
+    ]
 
 
 @pytest.mark.parametrize("name", [n for n, cfg in CFGS.items() if cfg.third_party])

@@ -9,13 +9,16 @@ A maintainer's tool, run from the repository root::
 The cards were written by ``tools/release_weights.py`` from the training runs, which are
 not in the repository; so only what the library derives from the registry is rewritten:
 the YAML front matter (licence, tags, ``model-index`` from the pretrained config's
-metrics) and the paper link of the description. The rest of each card, and every
-``model.safetensors``, is left as it is.
+metrics), the paper link of the description, and the score tables made from those metrics:
+the Results section and, where the card has one, the "Against <tag>" section (so scores
+added later with ``tools/score_degraded.py --write`` reach the card's text too). The rest of
+each card, and every ``model.safetensors``, is left as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +32,7 @@ def refreshed(card_text: str, name: str) -> str:
     from huggingface_hub import ModelCard
 
     import edsr_lib
+    from edsr_lib._card import against_table, results_table
     from edsr_lib.hub import PAPER_ARXIV_ID, PAPER_URL, model_card_data
 
     cfg = edsr_lib.get_pretrained_cfg(name)
@@ -37,7 +41,21 @@ def refreshed(card_text: str, name: str) -> str:
     card.data = model_card_data(model, cfg)
     linked = f"(Lim et al., CVPR 2017 workshops; [arXiv:{PAPER_ARXIV_ID}]({PAPER_URL}))"
     card.text = card.text.replace(_UNLINKED, linked)
+    if cfg.metrics:
+        card.text = _with_section(card.text, "Results", results_table(cfg))
+    found = re.search(r"^## Against (\S+)$", card.text, re.MULTILINE)
+    if found and cfg.metrics:
+        other = edsr_lib.get_pretrained_cfg(found[1])
+        card.text = _with_section(card.text, f"Against {other.name}", against_table(cfg.metrics, other))
     return str(card)
+
+
+def _with_section(text: str, title: str, lines: list[str]) -> str:
+    """``text`` with the body of its ``## title`` section (up to the next ``## ``) replaced by ``lines``."""
+    start = text.index(f"\n## {title}\n") + len(f"\n## {title}\n")
+    end = text.find("\n## ", start)
+    end = len(text) if end < 0 else end + 1
+    return text[:start] + "\n" + "\n".join(lines) + "\n\n" + text[end:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -55,6 +55,7 @@ from PIL import Image
 
 import edsr_lib
 from edsr_lib import evaluate, published
+from edsr_lib._card import against_table, ordered_metrics
 from edsr_lib._pretrained import INPUTS
 from edsr_lib.evaluation import set_name
 from edsr_lib.hub import WeightsNotFoundError, atomic_write, model_card, resolve_weights, save_pretrained, sha256sum
@@ -414,33 +415,8 @@ def card_sections(
     ]
     sections = {"Training": "\n".join(lines), "Comparison": "\n".join(comparison)}
     if compare is not None:
-        sections[f"Against {compare.name}"] = "\n".join(against_lines(metrics, compare))
+        sections[f"Against {compare.name}"] = "\n".join(against_table(metrics, compare))
     return sections
-
-
-def against_lines(metrics: dict[str, dict[str, dict[str, float]]], other: PretrainedCfg) -> list[str]:
-    """A table of every score beside ``other``'s on the same set, input and scale, and the difference."""
-    lines = [
-        f"PSNR (dB) / SSIM of these weights and of `{other.name}` on the same input (benchmark protocol; "
-        "degraded rows as `edsr-lib evaluate --noise SIGMA --jpeg Q`, docs/evaluation.md).",
-        "",
-        f"| set | input | scale | this model | {other.name} | PSNR difference |",
-        "|---|---|---|---|---|---|",
-    ]
-    for key, per_scale in metrics.items():
-        if key.endswith("+"):
-            continue
-        set_name, degraded = split_metric_key(key)
-        for s, ours in per_scale.items():
-            theirs = other.metrics.get(key, {}).get(s)
-            if theirs is None:
-                continue
-            lines.append(
-                f"| {set_name} | {degraded.describe() if degraded else 'clean'} | {s} | "
-                f"{format_score(ours['psnr'], ours['ssim'])} | {format_score(theirs['psnr'], theirs['ssim'])} | "
-                f"{ours['psnr'] - theirs['psnr']:+.2f} dB |"
-            )
-    return lines
 
 
 def _str_literal(text: str, indent: str, prefix: int, width: int = 120) -> str:
@@ -588,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, per_scale in given.items():
         if key not in metrics and split_metric_key(key)[0] in reported:  # not measured here, of a reported set
             metrics[key] = per_scale
-    metrics = dict(sorted(metrics.items(), key=lambda item: _table_order(item[0], reported)))
+    metrics = ordered_metrics(metrics)
     compare = edsr_lib.get_pretrained_cfg(args.compare) if args.compare else None
 
     name = f"{args.variant}.{args.tag}"
@@ -642,13 +618,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"the entry for default_cfgs in {type(model).__module__.replace('.', '/')}.py (new weights, new sha256):\n")
     print(cfg_entry(name, cfg) + ",")
     return 0
-
-
-def _table_order(key: str, sets: Sequence[str]) -> tuple[int, int, str]:
-    """Where a metrics key goes in the tables: by set, the clean scores, then self-ensemble, then degraded inputs."""
-    name, degraded = split_metric_key(key)
-    plain = name.removesuffix("+")
-    return sets.index(plain), 2 if degraded is not None else int(name.endswith("+")), key
 
 
 def _curve_record(run: Run, record: dict[str, Any]) -> dict[str, Any]:
