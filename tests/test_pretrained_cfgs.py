@@ -25,6 +25,7 @@ from edsr_lib._pretrained import INPUTS
 from edsr_lib.convert import LAYOUTS
 from edsr_lib.ops.degrade import split_metric_key
 from edsr_lib.weights import PROVENANCE_FIELDS, PROVENANCE_NAME
+from edsr_lib.weights import int8 as shipped_int8
 
 CFGS = {cfg.name: cfg for cfg in edsr_lib.list_pretrained()}
 ARCHS = edsr_lib.list_models(pretrained=True, include_tags=False)
@@ -154,6 +155,17 @@ def test_each_card_shows_every_score_it_holds(name: str) -> None:
         shared = sum(len(set(per) & set(other.get(key, {}))) for key, per in cfg.metrics.items() if key[-1] != "+")
         against = card.split(found[0], 1)[1].split("\n## ", 1)[0]
         assert sum(line.endswith(" dB |") for line in against.splitlines()) == shared
+
+
+@pytest.mark.parametrize("model", shipped_int8.shipped_models(), ids=lambda m: m.xml.parent.parent.name)
+def test_each_int8_model_is_on_its_weights_card(model: shipped_int8.Int8Model) -> None:
+    """The card of the weights an int8 model was made from says where it is, how it was made, and what it costs."""
+    card = WEIGHTS.joinpath(model.record.source, "README.md").read_text(encoding="utf-8")
+    assert "\n## int8\n" in card, "run tools/refresh_cards.py"
+    section = card.split("\n## int8\n", 1)[1].split("\n## ", 1)[0]
+    assert shipped_int8.folder_name(model.record.scale) in section and model.record.command in section
+    assert all(line in section for line in shipped_int8.card_lines(model.record))
+    assert len(model.record.measurements) == section.count("\n  - on ")
 
 
 def test_tables_order_by_set_then_clean_ensemble_degraded() -> None:

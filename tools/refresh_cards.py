@@ -11,7 +11,8 @@ not in the repository; so only what the library derives from the registry is rew
 the YAML front matter (licence, tags, ``model-index`` from the pretrained config's
 metrics), the paper link of the description, and the score tables made from those metrics:
 the Results section and, where the card has one, the "Against <tag>" section (so scores
-added later with ``tools/score_degraded.py --write`` reach the card's text too). The rest of
+added later with ``tools/score_degraded.py --write`` reach the card's text too), and the
+"int8" section of the weights an int8 model is shipped for (from its ``int8.json``). The rest of
 each card, and every ``model.safetensors``, is left as it is.
 """
 
@@ -25,6 +26,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = REPO_ROOT / "edsr_lib" / "weights"
 _UNLINKED = "(Lim et al., CVPR 2017 workshops)"
+INT8_TITLE = "int8"
+INT8_INTRO = (
+    "An int8 model made from these weights is shipped beside them, for CPUs (docs/speed.md, int8). It is used "
+    "only when asked for; the scores above are the weights' own."
+)
 
 
 def refreshed(card_text: str, name: str) -> str:
@@ -34,6 +40,8 @@ def refreshed(card_text: str, name: str) -> str:
     import edsr_lib
     from edsr_lib._card import against_table, results_table
     from edsr_lib.hub import PAPER_ARXIV_ID, PAPER_URL, model_card_data
+    from edsr_lib.weights import int8 as shipped_int8
+    from edsr_lib.weights.int8 import card_lines
 
     cfg = edsr_lib.get_pretrained_cfg(name)
     model = edsr_lib.create_model(cfg.architecture)
@@ -43,6 +51,9 @@ def refreshed(card_text: str, name: str) -> str:
     card.text = card.text.replace(_UNLINKED, linked)
     if cfg.metrics:
         card.text = _with_section(card.text, "Results", results_table(cfg))
+    int8 = [line for m in shipped_int8.shipped_models() if m.record.source == name for line in card_lines(m.record)]
+    if int8:
+        card.text = _with_section(card.text, INT8_TITLE, [INT8_INTRO, "", *int8])
     found = re.search(r"^## Against (\S+)$", card.text, re.MULTILINE)
     if found and cfg.metrics:
         other = edsr_lib.get_pretrained_cfg(found[1])
@@ -52,7 +63,11 @@ def refreshed(card_text: str, name: str) -> str:
 
 def _with_section(text: str, title: str, lines: list[str]) -> str:
     """``text`` with the body of its ``## title`` section (up to the next ``## ``) replaced by ``lines``."""
-    start = text.index(f"\n## {title}\n") + len(f"\n## {title}\n")
+    heading = f"\n## {title}\n"
+    if heading not in text:  # a new section goes before the licence
+        at = text.index("\n## License\n")
+        text = text[:at] + heading + "\n" + text[at:]
+    start = text.index(heading) + len(heading)
     end = text.find("\n## ", start)
     end = len(text) if end < 0 else end + 1
     return text[:start] + "\n" + "\n".join(lines) + "\n\n" + text[end:]

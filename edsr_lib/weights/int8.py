@@ -37,6 +37,7 @@ __all__ = [
     "RULE_SETS",
     "Int8Model",
     "Int8Record",
+    "card_lines",
     "find",
     "folder_name",
     "read_record",
@@ -173,3 +174,38 @@ def rule_problems(measurement: dict[str, Any]) -> list[str]:
         elif (cost := psnr[name]["fp32"] - psnr[name]["int8"]) > MAX_COST_DB:
             problems.append(f"{cost:.3f} dB lost on {name}, above {MAX_COST_DB} dB")
     return problems
+
+
+def card_lines(record: Int8Record) -> list[str]:
+    """Markdown lines for the model card of the weights ``record`` was made from: what the int8 model is and costs.
+
+    One line says where the IR is, how it was made and how to run it; one line per
+    measurement gives its speed against the fastest fp32 path of that machine and the PSNR
+    it loses on each set.
+    """
+    recipe = record.recipe
+    made = recipe.get("method", "NNCF")
+    if recipe.get("calibration"):
+        made += f", calibrated on {recipe['calibration']}"
+    lines = [
+        f"- x{record.scale}: an OpenVINO int8 IR in `{folder_name(record.scale)}/` ({made}; made with "
+        f"`{record.command}`). Run it with `edsr-lib upscale --int8` or `upscale(..., int8=True)` (OpenVINO)."
+    ]
+    for m in record.measurements:
+        seconds = m.get("seconds", {})
+        fp32 = {name: s for name, s in seconds.items() if name != "int8"}
+        flags = ", ".join(m.get("flags", [])) or "no flags recorded"
+        cpu = f"{m.get('cpu', '?')} ({flags}), {m.get('threads')} threads"
+        parts = []
+        if "int8" in seconds and fp32:
+            fastest = min(fp32, key=fp32.__getitem__)
+            parts.append(f"{fp32[fastest] / seconds['int8']:.2f}x the speed of {fastest}, the fastest fp32 path")
+        costs = [
+            f"{scores['int8'] - scores['fp32']:+.3f} dB on {name}"
+            for name, scores in m.get("psnr", {}).items()
+            if {"fp32", "int8"} <= set(scores)
+        ]
+        if costs:
+            parts.append("PSNR " + ", ".join(costs))
+        lines.append(f"  - on {cpu}, {m.get('date', 'undated')}: {'; '.join(parts) or 'no figures'}.")
+    return lines
