@@ -65,7 +65,10 @@ def _range(name: str, value: Any, low: float, high: float) -> tuple[float, float
 
 @dataclass
 class DegradeChain:
-    """The settings of the training chain (see the module's text for the order); the defaults are the ``real`` tags'.
+    """The settings of the training chain (see the module's text for the order).
+
+    The defaults are the chain ``edsr_baseline_x2.real`` was trained with, and the first of
+    ``edsr_baseline_x4.real``'s two stages (its card gives the second's JPEG-heavier settings).
 
     Attributes:
         clean_prob: Probability that a sample is plain MATLAB bicubic, without the chain.
@@ -82,17 +85,17 @@ class DegradeChain:
         jpeg_quality: Range of the JPEG quality (integers, both ends included).
     """
 
-    clean_prob: float = 0.1
-    blur_prob: float = 0.3
+    clean_prob: float = 0.15
+    blur_prob: float = 0.1
     aniso_prob: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 0.75)
-    resize: dict[str, float] = field(default_factory=lambda: {"bicubic": 0.7, "bilinear": 0.15, "area": 0.15})
-    noise_prob: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 0.5)
+    resize: dict[str, float] = field(default_factory=lambda: {"bicubic": 0.8, "bilinear": 0.1, "area": 0.1})
+    noise_prob: float = 0.4
     poisson_prob: float = 0.3
     gray_noise_prob: float = 0.4
-    gaussian_sigma: tuple[float, float] = (1.0, 20.0)
+    gaussian_sigma: tuple[float, float] = (1.0, 15.0)
     poisson_scale: tuple[float, float] = (0.05, 1.5)
-    jpeg_prob: float = 0.8
+    jpeg_prob: float = 0.85
     jpeg_quality: tuple[int, int] = (30, 95)
 
     def __post_init__(self) -> None:
