@@ -284,22 +284,22 @@ def _source(cfg: PretrainedCfg) -> list[str]:
 Metrics = Mapping[str, Mapping[str, Mapping[str, float]]]
 
 
-def ordered_metrics(metrics: Metrics) -> dict[str, Mapping[str, Mapping[str, float]]]:
+def ordered_metrics(metrics: Metrics, sets: Sequence[str] = ()) -> dict[str, Mapping[str, Mapping[str, float]]]:
     """``metrics`` in the cards' order: by set (as first named), its clean scores, self-ensemble, then degraded.
 
     Degraded inputs of a set follow in the order of their keys (``Set5_jpeg30`` before
     ``Set5_noise5``), so scores added later (``tools/score_degraded.py --write``) land in
-    their place.
+    their place. ``sets`` puts those sets first, in its order (a release's reported sets).
     """
-    sets: list[str] = []
+    order_of_sets = list(sets)
     for key in metrics:
         plain = split_metric_key(key)[0].removesuffix("+")
-        if plain not in sets:
-            sets.append(plain)
+        if plain not in order_of_sets:
+            order_of_sets.append(plain)
 
     def order(key: str) -> tuple[int, int, str]:
         name, degraded = split_metric_key(key)
-        return sets.index(name.removesuffix("+")), 2 if degraded is not None else int(name.endswith("+")), key
+        return order_of_sets.index(name.removesuffix("+")), 2 if degraded is not None else int(name.endswith("+")), key
 
     return {key: metrics[key] for key in sorted(metrics, key=order)}
 

@@ -182,6 +182,7 @@ def test_tables_order_by_set_then_clean_ensemble_degraded() -> None:
         "Set5_jpeg30",
         "Set5_jpeg50",
     ]
+    assert list(ordered_metrics(metrics, ["Set5", "Set14"]))[:3] == ["Set5", "Set5+", "Set5_jpeg30"]
 
 
 @pytest.mark.parametrize("name", [n for n, cfg in CFGS.items() if cfg.third_party])

@@ -564,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key, per_scale in given.items():
         if key not in metrics and split_metric_key(key)[0] in reported:  # not measured here, of a reported set
             metrics[key] = per_scale
-    metrics = ordered_metrics(metrics)
+    metrics = ordered_metrics(metrics, reported)
     compare = edsr_lib.get_pretrained_cfg(args.compare) if args.compare else None
 
     name = f"{args.variant}.{args.tag}"

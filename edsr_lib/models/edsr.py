@@ -183,12 +183,12 @@ default_cfgs: dict[str, PretrainedCfg] = {
     ),
     "edsr_baseline_x4.real": PretrainedCfg(
         hf_hub_id="edsr-lib/",
-        sha256="f4822e2c043da803ae9e347fe26b3a0955d57d60576b3a50101187e7b993a9f7",
+        sha256="e517ac6ff7c7ac1ba65bf3e12f78d3e8797e08e2db39a528e1eba003d74159c8",
         license="mit",
         description=(
             "edsr_baseline_x4 fine-tuned for JPEG and noisy photos (degradations on the fly) by edsr-lib on T91 + "
-            "BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial + DIV2K_train_partial, 500 steps (raw "
-            "weights); Set5 x4: 30.29 dB"
+            "BSD200 + BSDS500_test + LIVE1 + McMaster + Flickr2K_partial + DIV2K_train_partial, 650 steps, 2 "
+            "stages (EMA weights); Set5 x4: 30.27 dB"
         ),
         for_input="real",
     ),
