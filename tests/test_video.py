@@ -308,19 +308,23 @@ def test_a_rotated_phone_clip_keeps_its_rotation(model: edsr_lib.SRModel, tmp_pa
 
 
 # ---------------------------------------------------------------------------- interrupted runs
-# The video pipeline of a child process, its Upscaler 0.15 s slower a batch, so that a signal lands mid-run.
+# The video pipeline of a child process, its Upscaler 0.15 s slower a batch, so that a signal lands mid-run; after
+# 12 batches it waits for the signal, so that the run cannot end first on a loaded machine (the test, starved of
+# the CPU, saw its segments late and signalled a finished run).
 _SLOW_PIPELINE = textwrap.dedent(
     """
     import sys, time
     import edsr_lib.video.pipeline as video
     real = video.as_upscaler
     class Slow:
+        calls = 0
         def __init__(self, up):
             self.up = up
         def __getattr__(self, name):
             return getattr(self.up, name)
         def __call__(self, batch):
-            time.sleep(0.15)
+            Slow.calls += 1
+            time.sleep(0.15 if Slow.calls <= 12 else 120)
             return self.up(batch)
     video.as_upscaler = lambda *args, **kwargs: Slow(real(*args, **kwargs))
     """
