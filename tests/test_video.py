@@ -309,11 +309,12 @@ def test_a_rotated_phone_clip_keeps_its_rotation(model: edsr_lib.SRModel, tmp_pa
 
 # ---------------------------------------------------------------------------- interrupted runs
 # The video pipeline of a child process, its Upscaler 0.15 s slower a batch, so that a signal lands mid-run; after
-# 12 batches it waits for the signal, so that the run cannot end first on a loaded machine (the test, starved of
-# the CPU, saw its segments late and signalled a finished run).
+# 12 batches it waits for the signal, so that the run cannot end before it on a loaded machine.
 _SLOW_PIPELINE = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as in a terminal: a shell starts background jobs with SIGINT ignored, and Python keeps that
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import edsr_lib.video.pipeline as video
     real = video.as_upscaler
     class Slow:
