@@ -41,7 +41,6 @@ def refreshed(card_text: str, name: str) -> str:
     from edsr_lib._card import against_table, results_table
     from edsr_lib.hub import PAPER_ARXIV_ID, PAPER_URL, model_card_data
     from edsr_lib.weights import int8 as shipped_int8
-    from edsr_lib.weights.int8 import card_lines
 
     cfg = edsr_lib.get_pretrained_cfg(name)
     model = edsr_lib.create_model(cfg.architecture)
@@ -51,7 +50,12 @@ def refreshed(card_text: str, name: str) -> str:
     card.text = card.text.replace(_UNLINKED, linked)
     if cfg.metrics:
         card.text = _with_section(card.text, "Results", results_table(cfg))
-    int8 = [line for m in shipped_int8.shipped_models() if m.record.source == name for line in card_lines(m.record)]
+    int8 = [
+        line
+        for m in shipped_int8.shipped_models()
+        if m.record.source == name
+        for line in shipped_int8.card_lines(m.record)
+    ]
     if int8:
         card.text = _with_section(card.text, INT8_TITLE, [INT8_INTRO, "", *int8])
     found = re.search(r"^## Against (\S+)$", card.text, re.MULTILINE)
